@@ -1,0 +1,33 @@
+"""The harness's own error classes; vendor errors are mapped onto these at module borders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class HarnessError(Exception):
+    """Base class: an error the CLI reports in one line and exits non-zero for."""
+
+
+class ConfigError(HarnessError):
+    """A workload, scenario or option is invalid; the message names the key."""
+
+
+class TraceFormatError(HarnessError):
+    """A trace record is malformed; carries the file, line and field for the user."""
+
+    def __init__(self, path: Path | str, line: int, field: str | None, message: str) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.field = field
+        where = f"{self.path}:{line}"
+        what = f" field {field!r}:" if field else ":"
+        super().__init__(f"{where}:{what} {message}")
+
+
+class ServerError(HarnessError):
+    """The inference server can't be started, reached or used."""
+
+
+class ResultsError(HarnessError):
+    """A run directory is missing, incomplete or unreadable."""

@@ -1,0 +1,1 @@
+"""Workloads: the trace model, trace loaders, synthetic generators and prompt building."""
