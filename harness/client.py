@@ -1,0 +1,156 @@
+"""The OpenAI-compatible streaming client: one request in, one RequestRecord out.
+
+Speaks `/v1/completions` (token-ID prompts, token-exact) and `/v1/chat/completions`.
+Timestamps follow `vllm bench serve`: TTFT at the first chunk carrying generated tokens,
+one ITL per later token chunk, output tokens from the final `usage` chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+
+from harness.records import RequestRecord
+
+Api = Literal["completions", "chat"]
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Per-run request options."""
+
+    base_url: str
+    model: str
+    api: Api = "completions"
+    ignore_eos: bool = True
+    temperature: float = 0.0
+    timeout_s: float = 600.0
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class Completion:
+    """What the agent loop needs back besides the record: the generated token ids."""
+
+    output_ids: list[int] | None
+
+
+def _payload(opts: ClientOptions, prompt: list[int] | str, max_tokens: int) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": opts.model,
+        "max_tokens": max_tokens,
+        "temperature": opts.temperature,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": opts.ignore_eos,
+        "return_token_ids": True,
+    }
+    if opts.api == "completions":
+        body["prompt"] = prompt
+    else:
+        body["messages"] = [{"role": "user", "content": prompt}]
+    return body
+
+
+def _chunk_tokens(api: Api, choice: dict[str, Any]) -> tuple[int, list[int] | None]:
+    """Tokens a stream chunk carries, and their ids when the server returns them."""
+    ids = choice.get("token_ids")
+    if isinstance(ids, list):
+        return len(ids), [int(i) for i in ids]
+    if api == "completions":
+        text = choice.get("text")
+    else:
+        text = (choice.get("delta") or {}).get("content")
+    return (1 if text else 0), None
+
+
+class Client:
+    """Sends streaming requests over one shared aiohttp session."""
+
+    def __init__(self, opts: ClientOptions, now_ns: Callable[[], int]) -> None:
+        self.opts = opts
+        self._now_ns = now_ns
+        path = "/v1/completions" if opts.api == "completions" else "/v1/chat/completions"
+        self._url = opts.base_url.rstrip("/") + path
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        timeout = aiohttp.ClientTimeout(total=self.opts.timeout_s)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, headers=dict(self.opts.headers)
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, record: RequestRecord, prompt: list[int] | str) -> Completion:
+        """Send one request and fill `record` in place; never raises for request failures."""
+        assert self._session is not None, "Client used outside 'async with'"
+        body = json.dumps(_payload(self.opts, prompt, record.output_tokens_expected))
+        output_ids: list[int] = []
+        have_ids = True
+        record.sent_ns = self._now_ns()
+        try:
+            async with self._session.post(
+                self._url, data=body, headers={"Content-Type": "application/json"}
+            ) as resp:
+                record.http_status = resp.status
+                if resp.status != 200:
+                    text = (await resp.text())[:500]
+                    record.error = f"HTTP {resp.status}: {text}"
+                    record.done_ns = self._now_ns()
+                    return Completion(None)
+                async for raw in resp.content:
+                    now = self._now_ns()
+                    line = raw.strip()
+                    if not line.startswith(b"data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == b"[DONE]":
+                        break
+                    event = json.loads(data)
+                    if "error" in event and not event.get("choices"):
+                        record.error = f"server error in stream: {json.dumps(event['error'])[:300]}"
+                        break
+                    choices = event.get("choices") or []
+                    if choices:
+                        count, ids = _chunk_tokens(self.opts.api, choices[0])
+                        if count > 0:
+                            if record.first_token_ns is None:
+                                record.first_token_ns = now
+                            record.chunk_ns.append(now)
+                            record.chunk_tokens.append(count)
+                            record.last_token_ns = now
+                            if ids is None:
+                                have_ids = False
+                            else:
+                                output_ids.extend(ids)
+                    usage = event.get("usage")
+                    if usage:
+                        record.prompt_tokens = usage.get("prompt_tokens")
+                        record.output_tokens = usage.get("completion_tokens")
+                        details = usage.get("prompt_tokens_details") or {}
+                        record.cached_prompt_tokens = details.get("cached_tokens")
+        except TimeoutError:
+            record.error = f"timeout after {self.opts.timeout_s:g} s"
+        except aiohttp.ClientError as err:
+            record.error = f"{type(err).__name__}: {err}"
+        except (ValueError, KeyError) as err:
+            record.error = f"malformed stream: {err}"
+        except asyncio.CancelledError:
+            record.error = "cancelled"
+            record.done_ns = self._now_ns()
+            raise
+        record.done_ns = self._now_ns()
+        if record.error is None and record.output_tokens is None:
+            record.error = "stream ended without a usage chunk"
+        return Completion(output_ids if have_ids and record.error is None else None)

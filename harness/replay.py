@@ -1,0 +1,319 @@
+"""Replay: arrivals (trace timestamps with a time scale, Poisson, constant), closed-loop
+concurrency and the agent session loop. Sessions run their steps in order; a step's
+tool calls are waits of their recorded duration until real tools are plugged in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from harness.client import Completion
+from harness.records import RequestRecord
+from harness.units import NS_PER_S, ms_to_ns
+from harness.workload.model import Session, Step, ToolCall
+from harness.workload.prompts import PromptBuilder, SessionPrompts
+
+Pattern = Literal["trace", "poisson", "constant", "closed"]
+OverlengthPolicy = Literal["error", "clip", "skip"]
+
+# Errors that mean the server itself is gone, not that one request failed.
+_UNREACHABLE = ("ClientConnectorError", "ServerDisconnectedError", "ClientOSError")
+_UNREACHABLE_IN_A_ROW = 8
+
+
+class RequestSender(Protocol):
+    """What replay needs from a client."""
+
+    async def send(self, record: RequestRecord, prompt: list[int] | str) -> Completion: ...
+
+
+class ToolRunner(Protocol):
+    """Runs one tool call; the default waits for its recorded duration."""
+
+    async def run(self, call: ToolCall) -> None: ...
+
+
+class SleepTools:
+    """Replay-mode tools: a wait of the recorded duration."""
+
+    async def run(self, call: ToolCall) -> None:
+        """Wait `duration_ms`."""
+        await asyncio.sleep(call.duration_ms / 1000.0)
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How sessions arrive and what bounds the run."""
+
+    pattern: Pattern = "trace"
+    time_scale: float = 1.0
+    rate_per_s: float | None = None
+    concurrency: int | None = None
+    max_concurrency: int | None = None
+    max_requests: int | None = None
+    duration_s: float | None = None
+    warmup_requests: int = 0
+    seed: int = 0
+    max_model_len: int | None = None
+    overlength: OverlengthPolicy = "error"
+
+
+@dataclass
+class ReplayOutcome:
+    """How the replay ended."""
+
+    requests_sent: int = 0
+    requests_skipped_overlength: int = 0
+    requests_clipped: int = 0
+    interrupted: bool = False
+    aborted_reason: str | None = None
+    first_send_ns: int | None = None
+    last_done_ns: int | None = None
+    sessions_started: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def fits(prompt_tokens: int, output_tokens: int, max_model_len: int | None) -> bool:
+    """Whether a request fits the server's context window."""
+    return max_model_len is None or prompt_tokens + output_tokens <= max_model_len
+
+
+def clipped_lengths(prompt_tokens: int, output_tokens: int, max_model_len: int) -> tuple[int, int]:
+    """Prompt and output lengths clipped to fit the context window (prompt first)."""
+    output = min(output_tokens, max_model_len - 1)
+    return min(prompt_tokens, max_model_len - output), output
+
+
+def arrival_offsets_ns(opts: ReplayOptions) -> Iterator[int]:
+    """Session start offsets for rate-driven patterns (Poisson or constant)."""
+    assert opts.rate_per_s is not None
+    if opts.pattern == "constant":
+        gap = NS_PER_S / opts.rate_per_s
+        for i in itertools.count():
+            yield round(i * gap)
+    rng = np.random.default_rng(opts.seed)
+    t = 0.0
+    while True:
+        yield round(t)
+        t += rng.exponential(NS_PER_S / opts.rate_per_s)
+
+
+class Replayer:
+    """Drives sessions against a sender under one run clock."""
+
+    def __init__(
+        self,
+        sender: RequestSender,
+        prompts: PromptBuilder,
+        opts: ReplayOptions,
+        now_ns: Callable[[], int],
+        on_record: Callable[[RequestRecord], None],
+        tools: ToolRunner | None = None,
+        api: str = "completions",
+        to_text: Callable[[list[int]], str] | None = None,
+    ) -> None:
+        self._sender = sender
+        self._prompts = prompts
+        self._opts = opts
+        self._now_ns = now_ns
+        self._on_record = on_record
+        self._tools = tools or SleepTools()
+        self._api = api
+        self._to_text = to_text
+        self._tickets = itertools.count()
+        self._ordinals = itertools.count()
+        self._sem = asyncio.Semaphore(opts.max_concurrency) if opts.max_concurrency else None
+        self._stop = asyncio.Event()
+        self._unreachable_in_a_row = 0
+        self._deadline_ns: int | None = None
+        self.outcome = ReplayOutcome()
+
+    def stop(self, reason: str | None = None) -> None:
+        """Stop sending new requests (in-flight ones finish or are cancelled by the caller)."""
+        if reason and self.outcome.aborted_reason is None:
+            self.outcome.aborted_reason = reason
+        self._stop.set()
+
+    async def _sleep_until(self, t_ns: int) -> bool:
+        """Sleep until `t_ns` on the run clock; False if the run stopped meanwhile."""
+        delay = t_ns - self._now_ns()
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay / NS_PER_S)
+        return not self._stopped()
+
+    def _stopped(self) -> bool:
+        if self._deadline_ns is not None and self._now_ns() >= self._deadline_ns:
+            self._stop.set()
+        return self._stop.is_set()
+
+    def _take_ticket(self) -> int | None:
+        ticket = next(self._tickets)
+        if self._opts.max_requests is not None and ticket >= self._opts.max_requests:
+            self._stop.set()
+            return None
+        return ticket
+
+    async def _run_tools(self, tools: tuple[ToolCall, ...]) -> None:
+        groups: dict[int, list[ToolCall]] = {}
+        order: list[list[ToolCall]] = []
+        for call in tools:
+            if call.parallel_group is None:
+                order.append([call])
+            elif call.parallel_group in groups:
+                groups[call.parallel_group].append(call)
+            else:
+                groups[call.parallel_group] = [call]
+                order.append(groups[call.parallel_group])
+        for batch in order:
+            await asyncio.gather(*(self._tools.run(c) for c in batch))
+
+    def _note_result(self, record: RequestRecord) -> None:
+        if record.error and record.error.startswith(_UNREACHABLE):
+            self._unreachable_in_a_row += 1
+            if self._unreachable_in_a_row >= _UNREACHABLE_IN_A_ROW:
+                self.stop(f"server unreachable: {record.error}")
+        elif record.error is None:
+            self._unreachable_in_a_row = 0
+
+    async def _step(
+        self, session: Session, prompts: SessionPrompts, index: int, step: Step, due_ns: int
+    ) -> bool:
+        """Run one step's request; False when the session should stop."""
+        if not await self._sleep_until(due_ns):
+            return False
+        ticket = self._take_ticket()
+        if ticket is None:
+            return False
+        expected_prompt = prompts.expected_next(step)
+        output_len = step.output_tokens
+        clip_to: int | None = None
+        if not fits(expected_prompt, output_len, self._opts.max_model_len):
+            assert self._opts.max_model_len is not None
+            if self._opts.overlength == "skip":
+                self.outcome.requests_skipped_overlength += 1
+                return False
+            clip_to, output_len = clipped_lengths(
+                expected_prompt, output_len, self._opts.max_model_len
+            )
+            self.outcome.requests_clipped += 1
+        record = RequestRecord(
+            request_id=f"r{ticket:07d}",
+            session_id=session.session_id,
+            step_index=index,
+            api=self._api,
+            prompt_tokens_expected=clip_to if clip_to is not None else expected_prompt,
+            output_tokens_expected=output_len,
+            scheduled_ns=due_ns,
+            warmup=ticket < self._opts.warmup_requests,
+        )
+        completion = Completion(None)
+        try:
+            if self._sem is not None:
+                await self._sem.acquire()
+            try:
+                prompt_ids = prompts.next_prompt(step, clip_to)
+                assert len(prompt_ids) == record.prompt_tokens_expected
+                prompt: list[int] | str = prompt_ids
+                if self._to_text is not None:
+                    prompt = self._to_text(prompt_ids)
+                completion = await self._sender.send(record, prompt)
+            finally:
+                if self._sem is not None:
+                    self._sem.release()
+        finally:
+            if record.sent_ns is not None:
+                self.outcome.requests_sent += 1
+                if (
+                    self.outcome.first_send_ns is None
+                    or record.sent_ns < self.outcome.first_send_ns
+                ):
+                    self.outcome.first_send_ns = record.sent_ns
+            if record.done_ns is not None:
+                self.outcome.last_done_ns = max(self.outcome.last_done_ns or 0, record.done_ns)
+            self._on_record(record)
+        self._note_result(record)
+        prompts.add_output(completion.output_ids, output_len)
+        return True
+
+    async def run_session(self, session: Session, start_ns: int) -> None:
+        """Run one session's steps in order from `start_ns`."""
+        self.outcome.sessions_started += 1
+        prompts = self._prompts.session(next(self._ordinals))
+        ready_ns = start_ns
+        for index, step in enumerate(session.steps):
+            due_ns = ready_ns
+            if step.offset_ms is not None and self._opts.pattern == "trace":
+                due_ns = max(ready_ns, start_ns + ms_to_ns(step.offset_ms * self._opts.time_scale))
+            if not await self._step(session, prompts, index, step, due_ns):
+                return
+            if step.tools:
+                await self._run_tools(step.tools)
+            if step.think_ms > 0:
+                await asyncio.sleep(step.think_ms / 1000.0)
+            ready_ns = self._now_ns()
+
+    async def run(self, sessions: Iterable[Session]) -> ReplayOutcome:
+        """Replay all sessions under the options; returns when all are done or stopped."""
+        start = self._now_ns()
+        if self._opts.duration_s is not None:
+            self._deadline_ns = start + round(self._opts.duration_s * NS_PER_S)
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            if self._opts.pattern == "closed":
+                await self._closed_loop(iter(sessions))
+            else:
+                await self._open_loop(sessions, start, tasks)
+                if tasks:
+                    await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            self.outcome.interrupted = True
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return self.outcome
+
+    async def _open_loop(
+        self, sessions: Iterable[Session], start: int, tasks: set[asyncio.Task[None]]
+    ) -> None:
+        rate_offsets = (
+            arrival_offsets_ns(self._opts)
+            if self._opts.pattern in ("poisson", "constant")
+            else None
+        )
+        first_ms: float | None = None
+        for session in sessions:
+            if rate_offsets is not None:
+                offset = next(rate_offsets)
+            else:
+                first_ms = session.start_ms if first_ms is None else first_ms
+                offset = ms_to_ns((session.start_ms - first_ms) * self._opts.time_scale)
+            if not await self._sleep_until(start + offset):
+                break
+            task = asyncio.create_task(self.run_session(session, start + offset))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    async def _closed_loop(self, sessions: Iterator[Session]) -> None:
+        assert self._opts.concurrency is not None
+
+        async def worker() -> None:
+            for session in sessions:
+                if self._stopped():
+                    return
+                await self.run_session(session, self._now_ns())
+
+        workers = [asyncio.create_task(worker()) for _ in range(self._opts.concurrency)]
+        try:
+            await asyncio.gather(*workers)
+        except asyncio.CancelledError:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise

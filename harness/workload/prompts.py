@@ -1,0 +1,122 @@
+"""Token-exact prompt building.
+
+A prompt is a list of token ids of exactly the trace's input length. Equal Mooncake
+`hash_ids` give identical 512-token blocks; an agent step's prompt is the previous prompt,
+plus the previous output, plus fresh tokens, so the server's prefix cache sees the reuse.
+Distinct sessions and distinct hash ids never share a prefix by accident: the first tokens
+of every session and every block spell out a unique (namespace, ordinal) number.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from harness.workload.model import Step
+from harness.workload.tokenizer import TokenSpace
+
+HASH_BLOCK_TOKENS = 512
+_NS_BLOCK = 0
+_NS_SESSION = 1
+_TAG_TOKENS = 3
+
+
+class PromptBuilder:
+    """Draws reproducible prompt tokens for a run from one token space and one seed."""
+
+    def __init__(self, space: TokenSpace, seed: int = 0, block_cache: int = 4096) -> None:
+        self._allowed = space.allowed_ids
+        self._n = int(space.allowed_ids.size)
+        self._seed = seed
+        self._blocks: OrderedDict[int, list[int]] = OrderedDict()
+        self._block_cache = block_cache
+
+    def _tag(self, namespace: int, ordinal: int) -> list[int]:
+        """Unique leading tokens for (namespace, ordinal)."""
+        value = ordinal * 2 + namespace
+        digits = []
+        for _ in range(_TAG_TOKENS):
+            digits.append(int(self._allowed[value % self._n]))
+            value //= self._n
+        return digits
+
+    def _random(self, key: tuple[int, ...], count: int) -> list[int]:
+        rng = np.random.default_rng([self._seed, *key])
+        return [int(t) for t in self._allowed[rng.integers(0, self._n, size=count)]]
+
+    def block(self, hash_id: int) -> list[int]:
+        """The 512 tokens of prefix block `hash_id` (same id, same tokens)."""
+        cached = self._blocks.get(hash_id)
+        if cached is not None:
+            self._blocks.move_to_end(hash_id)
+            return cached
+        tokens = self._tag(_NS_BLOCK, hash_id)
+        tokens += self._random((_NS_BLOCK, hash_id), HASH_BLOCK_TOKENS - len(tokens))
+        self._blocks[hash_id] = tokens
+        if len(self._blocks) > self._block_cache:
+            self._blocks.popitem(last=False)
+        return tokens
+
+    def session(self, ordinal: int) -> SessionPrompts:
+        """Prompt state for the `ordinal`-th session of the run (ordinals are unique per run)."""
+        return SessionPrompts(self, ordinal)
+
+
+class SessionPrompts:
+    """Builds the successive prompts of one session (the agent loop)."""
+
+    def __init__(self, builder: PromptBuilder, ordinal: int) -> None:
+        self._b = builder
+        self._ordinal = ordinal
+        self._context: list[int] = []
+        self._draws = 0
+
+    def _fresh(self, count: int) -> list[int]:
+        if count <= 0:
+            return []
+        tokens: list[int] = []
+        if self._draws == 0:
+            tokens = self._b._tag(_NS_SESSION, self._ordinal)[:count]
+        self._draws += 1
+        rest = count - len(tokens)
+        return tokens + self._b._random((_NS_SESSION, self._ordinal, self._draws), rest)
+
+    def expected_next(self, step: Step) -> int:
+        """Length the next prompt will have by the agent-loop rule, before any clipping."""
+        return len(self._context) + step.new_input_tokens
+
+    def next_prompt(self, step: Step, length: int | None = None) -> list[int]:
+        """The prompt for `step`: context so far plus its new input tokens.
+
+        `length` overrides the full prompt length (clipping); hash_ids steps are built from
+        their blocks and then made exactly that length.
+        """
+        if step.hash_ids is not None:
+            target = len(self._context) + step.new_input_tokens
+            prompt: list[int] = []
+            for h in step.hash_ids:
+                prompt.extend(self._b.block(h))
+                if len(prompt) >= target:
+                    break
+            if len(prompt) < target:
+                prompt.extend(self._fresh(target - len(prompt)))
+            prompt = prompt[:target]
+        else:
+            prompt = self._context + self._fresh(step.new_input_tokens)
+        if length is not None and length != len(prompt):
+            prompt = (
+                prompt[:length]
+                if length < len(prompt)
+                else prompt + self._fresh(length - len(prompt))
+            )
+        self._context = prompt
+        return prompt
+
+    def add_output(self, output_ids: list[int] | None, expected: int) -> None:
+        """Append the step's output to the context: the real generated ids when known,
+        else `expected` fresh tokens so the next prompt keeps its traced length."""
+        if output_ids is not None and len(output_ids) == expected:
+            self._context = self._context + list(output_ids)
+        else:
+            self._context = self._context + self._fresh(expected)

@@ -1,0 +1,143 @@
+"""The workload YAML: a source (trace file or synthetic generator), the arrival pattern,
+request options and SLOs. Validated with pydantic; unknown keys are errors naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.errors import ConfigError
+
+TraceFormat = Literal["mooncake", "azure", "burstgpt", "sharegpt", "sessions"]
+TRACE_FORMATS: tuple[str, ...] = ("mooncake", "azure", "burstgpt", "sharegpt", "sessions")
+
+
+class _Strict(BaseModel):
+    """Base for every section: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSpec(_Strict):
+    """Where sessions come from: a trace file or a synthetic generator (exactly one)."""
+
+    trace: Path | None = None
+    format: TraceFormat | None = None
+    synthetic: Literal["chatbot", "agent", "random"] | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    limit_requests: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SourceSpec:
+        if (self.trace is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of 'trace' or 'synthetic'")
+        if self.synthetic is None and self.params:
+            raise ValueError("'params' belongs to a synthetic source")
+        return self
+
+
+class ArrivalSpec(_Strict):
+    """When sessions start: trace timestamps (scaled), Poisson or constant rate, or closed loop."""
+
+    pattern: Literal["trace", "poisson", "constant", "closed"] = "trace"
+    time_scale: float = Field(default=1.0, ge=0)
+    rate_per_s: float | None = Field(default=None, gt=0)
+    concurrency: int | None = Field(default=None, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _needs(self) -> ArrivalSpec:
+        if self.pattern in ("poisson", "constant") and self.rate_per_s is None:
+            raise ValueError(f"pattern '{self.pattern}' needs 'rate_per_s'")
+        if self.pattern == "closed" and self.concurrency is None:
+            raise ValueError("pattern 'closed' needs 'concurrency'")
+        return self
+
+
+class RequestSpec(_Strict):
+    """How each request is sent."""
+
+    api: Literal["completions", "chat"] = "completions"
+    ignore_eos: bool = True
+    temperature: float = Field(default=0.0, ge=0)
+    overlength: Literal["error", "clip", "skip"] = "error"
+    timeout_s: float = Field(default=600.0, gt=0)
+
+
+class LimitSpec(_Strict):
+    """Bounds on a run."""
+
+    max_requests: int | None = Field(default=None, gt=0)
+    max_concurrency: int | None = Field(default=None, gt=0)
+    duration_s: float | None = Field(default=None, gt=0)
+    warmup_requests: int = Field(default=0, ge=0)
+
+
+class SloSpec(_Strict):
+    """Service-level objectives; goodput counts requests that meet every one given."""
+
+    ttft_ms: float | None = Field(default=None, gt=0)
+    tpot_ms: float | None = Field(default=None, gt=0)
+    e2el_ms: float | None = Field(default=None, gt=0)
+
+
+class WorkloadSpec(_Strict):
+    """A whole workload file."""
+
+    name: str
+    description: str = ""
+    source: SourceSpec
+    arrival: ArrivalSpec = Field(default_factory=ArrivalSpec)
+    request: RequestSpec = Field(default_factory=RequestSpec)
+    limits: LimitSpec = Field(default_factory=LimitSpec)
+    slo: SloSpec | None = None
+
+
+def _format_validation_error(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key '{key}'")
+        else:
+            lines.append(f"{path}: key '{key}': {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_workload(data: Any, path: Path) -> WorkloadSpec:
+    """Validate a mapping read from `path`; a trace path inside is resolved relative to it."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        spec = WorkloadSpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(path, err)) from None
+    trace = spec.source.trace
+    if trace is not None and not trace.is_absolute():
+        source = spec.source.model_copy(update={"trace": (path.parent / trace).resolve()})
+        spec = spec.model_copy(update={"source": source})
+    return spec
+
+
+def load_workload(path: Path) -> WorkloadSpec:
+    """Read and validate a workload YAML file."""
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read workload: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {err}") from None
+    return parse_workload(data, path)
+
+
+def is_workload_file(path: Path) -> bool:
+    """True for a workload YAML (by extension), as opposed to a trace file."""
+    return path.suffix.lower() in (".yaml", ".yml")
