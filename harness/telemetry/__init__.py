@@ -1,0 +1,1 @@
+"""Host and accelerator inventory and sampling; one vendor library per module."""
