@@ -58,15 +58,16 @@ def _payload(opts: ClientOptions, prompt: list[int] | str, max_tokens: int) -> d
 
 
 def _chunk_tokens(api: Api, choice: dict[str, Any]) -> tuple[int, list[int] | None]:
-    """Tokens a stream chunk carries, and their ids when the server returns them."""
+    """Tokens a stream chunk carries, and their ids when the server returns them (vLLM's
+    `return_token_ids`). Without ids, a completions chunk counts as one token, as in
+    `vllm bench serve`; a chat chunk does unless it is the role-only opening chunk."""
     ids = choice.get("token_ids")
     if isinstance(ids, list):
         return len(ids), [int(i) for i in ids]
     if api == "completions":
-        text = choice.get("text")
-    else:
-        text = (choice.get("delta") or {}).get("content")
-    return (1 if text else 0), None
+        return 1, None
+    delta = choice.get("delta") or {}
+    return (0 if delta.get("role") or delta.get("content") is None else 1), None
 
 
 class Client:

@@ -90,6 +90,23 @@ def clipped_lengths(prompt_tokens: int, output_tokens: int, max_model_len: int) 
     return min(prompt_tokens, max_model_len - output), output
 
 
+def preflight(sessions: Iterable[Session], opts: ReplayOptions) -> dict[str, int]:
+    """Count what a run will send before it starts: sessions, requests (after
+    `max_requests`), and requests that exceed the context window."""
+    n_sessions = n_requests = over = 0
+    for session in sessions:
+        if opts.max_requests is not None and n_requests >= opts.max_requests:
+            break
+        n_sessions += 1
+        for prompt, step in zip(session.input_lengths(), session.steps, strict=True):
+            if opts.max_requests is not None and n_requests >= opts.max_requests:
+                break
+            n_requests += 1
+            if not fits(prompt, step.output_tokens, opts.max_model_len):
+                over += 1
+    return {"sessions": n_sessions, "requests": n_requests, "overlength_requests": over}
+
+
 def arrival_offsets_ns(opts: ReplayOptions) -> Iterator[int]:
     """Session start offsets for rate-driven patterns (Poisson or constant)."""
     assert opts.rate_per_s is not None

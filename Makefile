@@ -1,0 +1,44 @@
+# Entry points: `make demo` and `make test`. Environments are created on first use and reused.
+PYTHON ?= python3
+VENV := .venv
+VLLM_VENV := .vllm/venv
+MODEL_DIR := .vllm/model
+HARNESS := $(VENV)/bin/harness
+
+.PHONY: demo test lint unit integration setup setup-server clean
+
+$(VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.ready
+
+$(VLLM_VENV)/.harness-ready-0.32.0: scripts/setup_vllm_cpu.sh
+	bash scripts/setup_vllm_cpu.sh
+
+$(MODEL_DIR)/config.json: scripts/build_tiny_model.py $(VLLM_VENV)/.harness-ready-0.32.0
+	$(VLLM_VENV)/bin/python scripts/build_tiny_model.py --out $(MODEL_DIR)
+
+setup-server: $(VLLM_VENV)/.harness-ready-0.32.0 $(MODEL_DIR)/config.json
+
+lint: setup
+	$(VENV)/bin/ruff check harness tests scripts
+	$(VENV)/bin/ruff format --check harness tests scripts
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(VENV)/bin/pytest -m "not integration"
+
+integration: setup setup-server
+	$(VENV)/bin/pytest -m integration
+
+test: setup setup-server lint
+	$(VENV)/bin/pytest
+
+demo: setup setup-server
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(VENV) results/demo

@@ -1,0 +1,327 @@
+"""`harness run`: replay a workload against a server and write a run directory."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness import __version__
+from harness.analysis import Slo, summarize_requests
+from harness.cli.common import add_workload_args, resolve_workload
+from harness.client import Client, ClientOptions
+from harness.errors import ConfigError
+from harness.records import RequestRecord, RunClock
+from harness.replay import Replayer, ReplayOptions, ReplayOutcome, preflight
+from harness.report import render_console
+from harness.results import RunReader, RunWriter
+from harness.server import ServerInfo, open_server
+from harness.telemetry.cpu import host_inventory
+from harness.telemetry.gpu import gpu_inventory
+from harness.workload.model import Session
+from harness.workload.prompts import PromptBuilder
+from harness.workload.source import open_source
+from harness.workload.spec import WorkloadSpec
+from harness.workload.tokenizer import TokenSpace, load_token_space
+
+EXIT_OK = 0
+EXIT_FAILED_REQUESTS = 1
+EXIT_INTERRUPTED = 130
+
+
+def add_server_args(parser: argparse.ArgumentParser) -> None:
+    """Where the server comes from: embedded (default), `--model` launch, `--server` attach."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--server", metavar="URL", help="attach to a running server")
+    group.add_argument("--model", help="launch `vllm serve MODEL` (needs vLLM installed)")
+    parser.add_argument(
+        "--api-key-env",
+        default="HARNESS_API_KEY",
+        help="environment variable holding the server's API key (never written to results)",
+    )
+    parser.add_argument(
+        "--vllm-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra argument for a launched or embedded server (repeatable)",
+    )
+
+
+def add_parser(sub: Any) -> None:
+    """Register `harness run`."""
+    p: argparse.ArgumentParser = sub.add_parser("run", help="replay a workload against a server")
+    add_workload_args(p)
+    add_server_args(p)
+    p.add_argument("--out", type=Path, default=None, help="run directory (default results/NAME-TIME)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing finished run")
+    p.add_argument("--pattern", choices=("trace", "poisson", "constant", "closed"))
+    p.add_argument("--time-scale", type=float, help="multiply trace gaps by F; 0 = no waiting")
+    p.add_argument("--rate", type=float, help="sessions per second for poisson/constant")
+    p.add_argument("--concurrency", type=int, help="closed-loop concurrent sessions")
+    p.add_argument("--max-concurrency", type=int, help="cap on requests in flight")
+    p.add_argument("--max-requests", type=int, help="stop after this many requests")
+    p.add_argument("--duration", type=float, help="stop sending after this many seconds")
+    p.add_argument("--warmup", type=int, help="first N requests are excluded from metrics")
+    p.add_argument("--api", choices=("completions", "chat"))
+    p.add_argument("--overlength", choices=("error", "clip", "skip"))
+    p.add_argument("--seed", type=int, default=0, help="seed for prompt tokens and arrivals")
+    p.set_defaults(handler=run)
+
+
+def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpec:
+    """Command-line options over the workload file's values."""
+    arrival: dict[str, Any] = {}
+    if args.pattern is not None:
+        arrival["pattern"] = args.pattern
+    if args.time_scale is not None:
+        arrival["time_scale"] = args.time_scale
+    if args.rate is not None:
+        arrival["rate_per_s"] = args.rate
+        arrival.setdefault("pattern", "poisson" if spec.arrival.pattern == "trace" else None)
+    if args.concurrency is not None:
+        arrival["concurrency"] = args.concurrency
+        arrival.setdefault("pattern", "closed")
+    arrival = {k: v for k, v in arrival.items() if v is not None}
+    limits: dict[str, Any] = {}
+    for key, value in (
+        ("max_requests", args.max_requests),
+        ("max_concurrency", args.max_concurrency),
+        ("duration_s", args.duration),
+        ("warmup_requests", args.warmup),
+    ):
+        if value is not None:
+            limits[key] = value
+    request: dict[str, Any] = {}
+    if args.api is not None:
+        request["api"] = args.api
+    if args.overlength is not None:
+        request["overlength"] = args.overlength
+    data = spec.model_dump()
+    data["arrival"].update(arrival)
+    data["limits"].update(limits)
+    data["request"].update(request)
+    try:
+        return WorkloadSpec.model_validate(data)
+    except ValueError as err:
+        raise ConfigError(f"invalid options: {err}") from None
+
+
+def _default_out(spec: WorkloadSpec) -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("results") / f"{spec.name}-{stamp}"
+
+
+def _token_space(args: argparse.Namespace, info: ServerInfo) -> TokenSpace:
+    name = args.tokenizer or info.tokenizer or info.model
+    return load_token_space(name)
+
+
+def _sessions(spec: WorkloadSpec, fmt: str | None, space: TokenSpace) -> Iterator[Session]:
+    return open_source(spec.source, format_override=fmt, token_counter=space)
+
+
+def _manifest(
+    spec: WorkloadSpec,
+    opts: ReplayOptions,
+    info: ServerInfo,
+    space: TokenSpace,
+    clock: RunClock,
+    plan: dict[str, Any],
+) -> dict[str, Any]:
+    anchor = dt.datetime.fromtimestamp(clock.anchor_unix_ns / 1e9, tz=dt.UTC)
+    return {
+        "harness_version": __version__,
+        "command": sys.argv,
+        "anchor": {
+            "unix_ns": clock.anchor_unix_ns,
+            "iso": anchor.isoformat(),
+            "note": "every *_ns time in the run's tables counts from this instant",
+        },
+        "workload": spec.model_dump(mode="json"),
+        "replay": {k: v for k, v in vars(opts).items()},
+        "server": info.to_manifest(),
+        "tokenizer": space.name,
+        "host": host_inventory(),
+        "gpu": gpu_inventory(),
+        "plan": plan,
+        "status": "running",
+    }
+
+
+def _extra_summary(
+    outcome: ReplayOutcome, plan: dict[str, Any], df_records: list[RequestRecord]
+) -> dict[str, Any]:
+    mismatched = sum(
+        1
+        for r in df_records
+        if r.prompt_tokens is not None and r.prompt_tokens != r.prompt_tokens_expected
+    )
+    short = sum(
+        1
+        for r in df_records
+        if r.output_tokens is not None and r.output_tokens != r.output_tokens_expected
+    )
+    return {
+        "requests_planned": plan["requests"],
+        "requests_sent": outcome.requests_sent,
+        "requests_clipped": outcome.requests_clipped,
+        "requests_skipped_overlength": outcome.requests_skipped_overlength,
+        "prompt_token_mismatches": mismatched,
+        "output_token_mismatches": short,
+        "sessions_started": outcome.sessions_started,
+        "interrupted": outcome.interrupted,
+        "aborted_reason": outcome.aborted_reason,
+    }
+
+
+async def _replay(
+    replayer: Replayer, sessions: Iterator[Session], client: Client
+) -> ReplayOutcome:
+    loop = asyncio.get_running_loop()
+    async with client:
+        task = asyncio.ensure_future(replayer.run(sessions))
+
+        def on_sigint() -> None:
+            loop.remove_signal_handler(signal.SIGINT)
+            replayer.stop("interrupted by the user")
+            task.cancel()
+
+        try:
+            loop.add_signal_handler(signal.SIGINT, on_sigint)
+        except (NotImplementedError, RuntimeError):
+            pass
+        try:
+            return await task
+        finally:
+            try:
+                loop.remove_signal_handler(signal.SIGINT)
+            except (NotImplementedError, RuntimeError):
+                pass
+
+
+def execute(
+    spec: WorkloadSpec,
+    args: argparse.Namespace,
+    server: AbstractContextManager[ServerInfo],
+    out: Path,
+    console: Console,
+) -> int:
+    """Run `spec` against `server` into `out`; returns the exit code."""
+    with server as info:
+        space = _token_space(args, info)
+        opts = ReplayOptions(
+            pattern=spec.arrival.pattern,
+            time_scale=spec.arrival.time_scale,
+            rate_per_s=spec.arrival.rate_per_s,
+            concurrency=spec.arrival.concurrency,
+            max_concurrency=spec.limits.max_concurrency,
+            max_requests=spec.limits.max_requests,
+            duration_s=spec.limits.duration_s,
+            warmup_requests=spec.limits.warmup_requests,
+            seed=args.seed,
+            max_model_len=info.max_model_len,
+            overlength=spec.request.overlength,
+        )
+        plan = preflight(_sessions(spec, args.format, space), opts)
+        if plan["overlength_requests"] and opts.overlength == "error":
+            raise ConfigError(
+                f"{plan['overlength_requests']} of {plan['requests']} requests exceed the "
+                f"server's context window of {info.max_model_len} tokens (prompt + output); "
+                "pass --overlength clip or --overlength skip, or serve a longer context"
+            )
+        if plan["overlength_requests"]:
+            console.print(
+                f"{plan['overlength_requests']} requests exceed the context window "
+                f"({info.max_model_len}); policy: {opts.overlength}"
+            )
+        clock = RunClock()
+        records: list[RequestRecord] = []
+        with RunWriter(out, overwrite=args.overwrite) as writer:
+            writer.write_manifest(_manifest(spec, opts, info, space, clock, plan))
+            client = Client(
+                ClientOptions(
+                    base_url=info.base_url,
+                    model=info.model,
+                    api=spec.request.api,
+                    ignore_eos=spec.request.ignore_eos,
+                    temperature=spec.request.temperature,
+                    timeout_s=spec.request.timeout_s,
+                    headers=tuple(info.headers().items()),
+                ),
+                clock.now_ns,
+            )
+            progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[failed]} failed"),
+                console=console,
+                transient=False,
+            )
+            with progress:
+                bar = progress.add_task(spec.name, total=plan["requests"], failed=0)
+                failed = 0
+
+                def on_record(record: RequestRecord) -> None:
+                    nonlocal failed
+                    records.append(record)
+                    writer.append([record])
+                    failed += 0 if record.ok else 1
+                    progress.update(bar, advance=1, failed=failed)
+
+                replayer = Replayer(
+                    client,
+                    PromptBuilder(space, seed=args.seed),
+                    opts,
+                    clock.now_ns,
+                    on_record,
+                    api=spec.request.api,
+                    to_text=space.decode if spec.request.api == "chat" else None,
+                )
+                outcome = asyncio.run(_replay(replayer, _sessions(spec, args.format, space), client))
+            reader_df = RunReader.frame_from_records(records)
+            slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
+            summary = summarize_requests(reader_df, slo)
+            summary["run"] = _extra_summary(outcome, plan, records)
+            manifest = _manifest(spec, opts, info, space, clock, plan)
+            manifest["status"] = (
+                "interrupted"
+                if outcome.interrupted
+                else ("aborted" if outcome.aborted_reason else "finished")
+            )
+            writer.write_manifest(manifest)
+            writer.finalize(summary)
+        render_console(summary, manifest, console)
+        console.print(f"results: {out}")
+    if outcome.interrupted:
+        return EXIT_INTERRUPTED
+    if summary.get("requests_failed") or outcome.aborted_reason:
+        return EXIT_FAILED_REQUESTS
+    return EXIT_OK
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of `harness run`."""
+    spec = apply_overrides(resolve_workload(args.workload, args.format), args)
+    out = args.out or _default_out(spec)
+    server = open_server(
+        url=args.server,
+        model=args.model,
+        api_key_env=args.api_key_env,
+        extra_args=tuple(args.vllm_arg),
+        root=Path(os.environ.get("HARNESS_ROOT", Path.cwd())),
+    )
+    return execute(spec, args, server, out, Console())
+
