@@ -25,7 +25,7 @@ from harness.records import RequestRecord, RunClock
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome, preflight
 from harness.report import render_console
 from harness.results import RunReader, RunWriter
-from harness.server import ServerInfo, open_server
+from harness.server import AttachedServer, EmbeddedServer, LaunchedServer, Server, ServerInfo
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
 from harness.workload.model import Session
@@ -122,9 +122,25 @@ def _default_out(spec: WorkloadSpec) -> Path:
     return Path("results") / f"{spec.name}-{stamp}"
 
 
+def project_root() -> Path:
+    """The checkout holding scripts/ and .vllm/ (HARNESS_ROOT overrides)."""
+    env = os.environ.get("HARNESS_ROOT")
+    return Path(env) if env else Path(__file__).resolve().parents[2]
+
+
+def make_server(args: argparse.Namespace) -> Server:
+    """`--server URL` attaches, `--model M` launches vLLM, neither uses the embedded server."""
+    if args.server:
+        return AttachedServer(args.server, api_key_env=args.api_key_env)
+    if args.model:
+        return LaunchedServer(args.model, extra_args=tuple(args.vllm_arg))
+    return EmbeddedServer(project_root(), extra_args=tuple(args.vllm_arg))
+
+
 def _token_space(args: argparse.Namespace, info: ServerInfo) -> TokenSpace:
-    name = args.tokenizer or info.tokenizer or info.model
-    return load_token_space(name)
+    launch = info.launch
+    name = args.tokenizer or launch.get("model_dir") or launch.get("model_arg") or info.model
+    return load_token_space(str(name))
 
 
 def _sessions(spec: WorkloadSpec, fmt: str | None, space: TokenSpace) -> Iterator[Session]:
@@ -141,6 +157,7 @@ def _manifest(
 ) -> dict[str, Any]:
     anchor = dt.datetime.fromtimestamp(clock.anchor_unix_ns / 1e9, tz=dt.UTC)
     return {
+        "run_name": spec.name,
         "harness_version": __version__,
         "command": sys.argv,
         "anchor": {
@@ -150,7 +167,7 @@ def _manifest(
         },
         "workload": spec.model_dump(mode="json"),
         "replay": {k: v for k, v in vars(opts).items()},
-        "server": info.to_manifest(),
+        "server": info.to_dict(),
         "tokenizer": space.name,
         "host": host_inventory(),
         "gpu": gpu_inventory(),
@@ -316,12 +333,5 @@ def run(args: argparse.Namespace) -> int:
     """Handler of `harness run`."""
     spec = apply_overrides(resolve_workload(args.workload, args.format), args)
     out = args.out or _default_out(spec)
-    server = open_server(
-        url=args.server,
-        model=args.model,
-        api_key_env=args.api_key_env,
-        extra_args=tuple(args.vllm_arg),
-        root=Path(os.environ.get("HARNESS_ROOT", Path.cwd())),
-    )
-    return execute(spec, args, server, out, Console())
+    return execute(spec, args, make_server(args), out, Console())
 

@@ -1,0 +1,54 @@
+"""`harness serve`: run the embedded vLLM CPU server (or `vllm serve MODEL`) until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness.cli.run_cmd import project_root
+from harness.server import EmbeddedServer, LaunchedServer, Server
+
+
+def add_parser(sub: Any) -> None:
+    """Register `harness serve`."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help="run the embedded vLLM CPU server (or a launched model) in the foreground"
+    )
+    p.add_argument("--model", help="launch `vllm serve MODEL` instead of the embedded server")
+    p.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: free)")
+    p.add_argument(
+        "--vllm-arg", action="append", default=[], metavar="ARG", help="extra vllm serve argument"
+    )
+    p.add_argument(
+        "--ready-file", type=Path, default=None, help="write the base URL here once it serves"
+    )
+    p.set_defaults(handler=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Handler of `harness serve`: start, report the URL, wait for SIGINT/SIGTERM, stop."""
+    console = Console()
+    server: Server
+    if args.model:
+        server = LaunchedServer(args.model, extra_args=tuple(args.vllm_arg), port=args.port)
+    else:
+        server = EmbeddedServer(project_root(), port=args.port, extra_args=tuple(args.vllm_arg))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    console.print("starting the server (the embedded CPU server takes 40–100 s) …")
+    with server as info:
+        console.print(
+            f"serving [bold]{info.model}[/] at {info.base_url} "
+            f"(max_model_len {info.max_model_len}, vLLM {info.server_version}); Ctrl-C stops"
+        )
+        if args.ready_file is not None:
+            args.ready_file.write_text(info.base_url + "\n")
+        stop.wait()
+        console.print("stopping the server …")
+    return 0
