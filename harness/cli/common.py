@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.workload.spec import TRACE_FORMATS, SourceSpec, WorkloadSpec, is_workload_file, load_workload
+from harness.workload.spec import (
+    TRACE_FORMATS,
+    SourceSpec,
+    WorkloadSpec,
+    is_workload_file,
+    load_workload,
+)
 
 
 def add_workload_args(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +36,9 @@ def resolve_workload(path: Path, fmt: str | None) -> WorkloadSpec:
         spec = load_workload(path)
         if fmt is not None:
             if spec.source.trace is None:
-                raise ConfigError(f"{path}: --format applies to a trace source, not a synthetic one")
+                raise ConfigError(
+                    f"{path}: --format applies to a trace source, not a synthetic one"
+                )
             spec = spec.model_copy(
                 update={"source": spec.source.model_copy(update={"format": fmt})}
             )

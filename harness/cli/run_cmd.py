@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,9 @@ def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser("run", help="replay a workload against a server")
     add_workload_args(p)
     add_server_args(p)
-    p.add_argument("--out", type=Path, default=None, help="run directory (default results/NAME-TIME)")
+    p.add_argument(
+        "--out", type=Path, default=None, help="run directory (default results/NAME-TIME)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing finished run")
     p.add_argument("--pattern", choices=("trace", "poisson", "constant", "closed"))
     p.add_argument("--time-scale", type=float, help="multiply trace gaps by F; 0 = no waiting")
@@ -138,8 +140,7 @@ def make_server(args: argparse.Namespace) -> Server:
 
 
 def _token_space(args: argparse.Namespace, info: ServerInfo) -> TokenSpace:
-    launch = info.launch
-    name = args.tokenizer or launch.get("model_dir") or launch.get("model_arg") or info.model
+    name = args.tokenizer or info.model_root or info.model
     return load_token_space(str(name))
 
 
@@ -202,9 +203,7 @@ def _extra_summary(
     }
 
 
-async def _replay(
-    replayer: Replayer, sessions: Iterator[Session], client: Client
-) -> ReplayOutcome:
+async def _replay(replayer: Replayer, sessions: Iterator[Session], client: Client) -> ReplayOutcome:
     loop = asyncio.get_running_loop()
     async with client:
         task = asyncio.ensure_future(replayer.run(sessions))
@@ -214,17 +213,13 @@ async def _replay(
             replayer.stop("interrupted by the user")
             task.cancel()
 
-        try:
+        with suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, on_sigint)
-        except (NotImplementedError, RuntimeError):
-            pass
         try:
             return await task
         finally:
-            try:
+            with suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signal.SIGINT)
-            except (NotImplementedError, RuntimeError):
-                pass
 
 
 def execute(
@@ -307,7 +302,9 @@ def execute(
                     api=spec.request.api,
                     to_text=space.decode if spec.request.api == "chat" else None,
                 )
-                outcome = asyncio.run(_replay(replayer, _sessions(spec, args.format, space), client))
+                outcome = asyncio.run(
+                    _replay(replayer, _sessions(spec, args.format, space), client)
+                )
             reader_df = RunReader.frame_from_records(records)
             slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
             summary = summarize_requests(reader_df, slo)
@@ -334,4 +331,3 @@ def run(args: argparse.Namespace) -> int:
     spec = apply_overrides(resolve_workload(args.workload, args.format), args)
     out = args.out or _default_out(spec)
     return execute(spec, args, make_server(args), out, Console())
-

@@ -29,7 +29,9 @@ def inspect_cmd(args: argparse.Namespace) -> int:
     """Handler of `harness workload inspect`."""
     spec = resolve_workload(args.workload, args.format)
     counter = load_token_space(args.tokenizer) if args.tokenizer else None
-    stats = workload_stats(open_source(spec.source, format_override=args.format, token_counter=counter))
+    stats = workload_stats(
+        open_source(spec.source, format_override=args.format, token_counter=counter)
+    )
     data = stats.to_json_dict()
     if args.json:
         print(json.dumps(data, indent=2))

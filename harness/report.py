@@ -1,0 +1,207 @@
+"""Run reports: a rich console view and a Markdown file built from the summary and manifest.
+
+Both views are rendered from the same list of sections, so they always show the same figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.analysis import summarize_requests
+from harness.results import RunReader, write_run_file
+
+REPORT_FILE = "report.md"
+MISSING = "n/a"
+"""Shown where a figure is absent (never a made-up 0)."""
+
+_LATENCY_ROWS: tuple[tuple[str, str], ...] = (
+    ("TTFT", "ttft_ms"),
+    ("TPOT", "tpot_ms"),
+    ("ITL", "itl_ms"),
+    ("E2EL", "e2el_ms"),
+    ("E2EL from scheduled", "e2el_from_scheduled_ms"),
+    ("Send lag", "send_lag_ms"),
+)
+_RUN_NAME_KEYS: tuple[str, ...] = ("run_name", "run", "name", "run_dir")
+_LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p90", "p99", "std", "count")
+
+
+@dataclass(slots=True)
+class Section:
+    """One titled table of a report, already formatted as strings."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    """A figure as text: ints plain, floats to `digits` decimals, None as n/a."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _lookup(mapping: Mapping[str, Any], *paths: str) -> Any:
+    """The first present value among dotted `paths` (e.g. "server.model"), else None."""
+    for path in paths:
+        node: Any = mapping
+        for key in path.split("."):
+            if not isinstance(node, Mapping) or key not in node:
+                node = None
+                break
+            node = node[key]
+        if node is not None:
+            return node
+    return None
+
+
+def _scalar(mapping: Mapping[str, Any], *paths: str) -> Any:
+    """Like `_lookup`, but skips values that are mappings or lists (not printable in a cell)."""
+    for path in paths:
+        value = _lookup(mapping, path)
+        if value is not None and not isinstance(value, Mapping | list | tuple):
+            return value
+    return None
+
+
+def _server_text(manifest: Mapping[str, Any]) -> str | None:
+    """A one-line description of the server from the manifest, if it has one."""
+    server = manifest.get("server")
+    if isinstance(server, Mapping):
+        parts = [
+            str(v)
+            for v in (
+                _lookup(server, "base_url", "url", "endpoint"),
+                _lookup(server, "kind", "engine", "name"),
+                _lookup(server, "version", "vllm_version"),
+            )
+            if v is not None
+        ]
+        return " ".join(parts) or None
+    return None if server is None else str(server)
+
+
+def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[Section]:
+    """The report's tables: run, throughput, latency, goodput (if an SLO was set), errors."""
+    run = Section("Run", ("field", "value"))
+    run.rows.append(("Run", _fmt(_scalar(manifest, *_RUN_NAME_KEYS))))
+    run.rows.append(("Model", _fmt(_scalar(manifest, "model", "server.model", "workload.model"))))
+    run.rows.append(("Server", _fmt(_server_text(manifest))))
+    workload = _scalar(manifest, "workload.name", "workload")
+    if workload is not None:
+        run.rows.append(("Workload", _fmt(workload)))
+    started = _scalar(manifest, "started_at", "start_time", "started", "anchor.iso")
+    if started is not None:
+        run.rows.append(("Started", _fmt(started)))
+    status = _scalar(manifest, "status")
+    if status is not None:
+        run.rows.append(("Status", _fmt(status)))
+
+    tput = Section("Throughput", ("metric", "value"))
+    for label, key, digits in (
+        ("Requests completed", "requests_completed", 0),
+        ("Requests failed", "requests_failed", 0),
+        ("Warmup requests excluded", "requests_warmup_excluded", 0),
+        ("Duration (s)", "duration_s", 3),
+        ("Input tokens", "input_tokens", 0),
+        ("Output tokens", "output_tokens", 0),
+        ("Request throughput (req/s)", "request_throughput_rps", 3),
+        ("Output throughput (tok/s)", "output_throughput_tok_s", 2),
+        ("Total throughput (tok/s)", "total_throughput_tok_s", 2),
+        ("Max concurrency observed", "max_concurrency_observed", 0),
+    ):
+        if key in summary:
+            tput.rows.append((label, _fmt(summary[key], digits)))
+
+    latency = Section("Latency (ms)", ("metric", *_LATENCY_STATS))
+    for label, key in _LATENCY_ROWS:
+        stats = summary.get(key)
+        if isinstance(stats, Mapping):
+            latency.rows.append((label, *(_fmt(stats.get(s)) for s in _LATENCY_STATS)))
+
+    sections = [run, tput, latency]
+    slo = summary.get("slo")
+    if isinstance(slo, Mapping):
+        good = Section("Goodput", ("metric", "value"))
+        limits = ", ".join(
+            f"{k.removesuffix('_ms').upper()} <= {_fmt(v)} ms" for k, v in slo.items()
+        )
+        good.rows.append(("SLO", limits or "none set"))
+        good.rows.append(("Requests meeting SLO", _fmt(summary.get("requests_meeting_slo"))))
+        good.rows.append(("Goodput (req/s)", _fmt(summary.get("goodput_rps"), 3)))
+        attainment = summary.get("slo_attainment")
+        good.rows.append(
+            ("SLO attainment", MISSING if attainment is None else f"{100 * attainment:.1f} %")
+        )
+        sections.append(good)
+
+    errors = summary.get("errors")
+    if isinstance(errors, Mapping) and errors:
+        err = Section("Errors", ("error", "count"))
+        err.rows.extend((str(k), _fmt(v)) for k, v in errors.items())
+        sections.append(err)
+    return sections
+
+
+def render_console(
+    summary: Mapping[str, Any], manifest: Mapping[str, Any], console: Console
+) -> None:
+    """Print the summary as rich tables."""
+    for section in build_sections(summary, manifest):
+        table = Table(title=section.title, title_justify="left")
+        for i, header in enumerate(section.headers):
+            table.add_column(header, justify="left" if i == 0 else "right")
+        for row in section.rows:
+            table.add_row(*row)
+        console.print(table)
+
+
+def _md_cell(text: str) -> str:
+    """Escape a string for one Markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def render_markdown(
+    summary: Mapping[str, Any], manifest: Mapping[str, Any], notes: Sequence[str] = ()
+) -> str:
+    """The summary as a Markdown document (GitHub tables); `notes` become a bullet list on top."""
+    name = _scalar(manifest, *_RUN_NAME_KEYS)
+    lines = [f"# Benchmark report: {name}" if name is not None else "# Benchmark report", ""]
+    if notes:
+        lines.extend(f"- {note}" for note in notes)
+        lines.append("")
+    for section in build_sections(summary, manifest):
+        lines.append(f"## {section.title}")
+        lines.append("")
+        lines.append("| " + " | ".join(_md_cell(h) for h in section.headers) + " |")
+        lines.append("|" + "|".join("---" for _ in section.headers) + "|")
+        lines.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in section.rows)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write report.md into a run dir and return its path; an unfinished run is summarized."""
+    reader = RunReader(run_dir)
+    manifest: dict[str, Any] = {"run_name": Path(run_dir).name, **reader.manifest}
+    notes: list[str] = []
+    summary = reader.summary
+    if summary is None:
+        summary = summarize_requests(reader.requests())
+        notes.append("The run did not finalize: figures are computed from the saved requests.")
+    if reader.recovered:
+        notes.append("Requests were recovered from the journal (requests.partial.jsonl).")
+    return write_run_file(Path(run_dir), REPORT_FILE, render_markdown(summary, manifest, notes))

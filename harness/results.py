@@ -1,0 +1,354 @@
+"""The only code that reads and writes a run directory `results/<run>/`.
+
+Layout: `manifest.json` (what ran), `requests.partial.jsonl` (an append-only journal while
+the run is in flight), `requests.parquet` (the finished request table), `summary.json`
+(metrics) and any extra JSON files a run chooses to write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from harness.errors import ResultsError
+from harness.records import REQUEST_COLUMNS, RequestRecord, record_to_row
+
+MANIFEST_FILE = "manifest.json"
+JOURNAL_FILE = "requests.partial.jsonl"
+REQUESTS_FILE = "requests.parquet"
+SUMMARY_FILE = "summary.json"
+
+_RUN_FILES = (MANIFEST_FILE, JOURNAL_FILE, REQUESTS_FILE, SUMMARY_FILE)
+
+_INT_COLUMNS = frozenset(
+    {
+        "step_index",
+        "prompt_tokens_expected",
+        "output_tokens_expected",
+        "scheduled_ns",
+        "sent_ns",
+        "first_token_ns",
+        "last_token_ns",
+        "done_ns",
+        "prompt_tokens",
+        "output_tokens",
+        "cached_prompt_tokens",
+        "http_status",
+    }
+)
+_INT_LIST_COLUMNS = frozenset({"chunk_ns", "chunk_tokens"})
+_STRING_COLUMNS = frozenset({"request_id", "session_id", "api", "error"})
+_BOOL_COLUMNS = frozenset({"warmup", "ok"})
+
+
+def _column_type(name: str) -> pa.DataType:
+    """The Arrow type of one request column; a column without a declared type is a bug."""
+    if name in _INT_COLUMNS:
+        return pa.int64()
+    if name in _INT_LIST_COLUMNS:
+        return pa.list_(pa.int64())
+    if name in _STRING_COLUMNS:
+        return pa.string()
+    if name in _BOOL_COLUMNS:
+        return pa.bool_()
+    raise ResultsError(f"request column {name!r} has no declared Parquet type in results.py")
+
+
+REQUEST_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(name, _column_type(name), nullable=True) for name in REQUEST_COLUMNS]
+)
+"""The explicit schema of `requests.parquet`, in `REQUEST_COLUMNS` order."""
+
+_PANDAS_TYPES: dict[pa.DataType, Any] = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+    pa.string(): pd.StringDtype(),
+}
+
+
+def _to_jsonable(obj: Any) -> Any:
+    """A copy of `obj` that `json.dumps(allow_nan=False)` accepts; NaN/inf become None."""
+    if obj is None or isinstance(obj, str | bool | int):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | set | frozenset):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, dt.datetime | dt.date):
+        return obj.isoformat()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _to_jsonable(dataclasses.asdict(obj))
+    item = getattr(obj, "item", None)  # numpy scalars
+    if callable(item):
+        return _to_jsonable(item())
+    if obj is pd.NA:
+        return None
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON: {obj!r}")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temp file and os.replace, so it is never half-written."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write_json(path: Path, obj: Any) -> None:
+    """Pretty JSON written atomically."""
+    text = json.dumps(_to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    _atomic_write_text(path, text)
+
+
+def _check_name(name: str) -> None:
+    """Refuse extra-file names that would escape the run dir or clobber the core files."""
+    if not name or Path(name).name != name or name.startswith("."):
+        raise ResultsError(f"invalid results file name {name!r}: use a plain file name")
+    if name in _RUN_FILES:
+        raise ResultsError(f"{name!r} is a core run file; use the dedicated method")
+
+
+def _read_journal(path: Path) -> list[dict[str, Any]]:
+    """Rows of a journal; a torn last line (killed mid-write) is dropped, other bad lines raise."""
+    rows: list[dict[str, Any]] = []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    # A complete journal ends with "\n", so the final element is "" or a torn tail.
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if lineno == len(lines):
+                break
+            raise ResultsError(f"{path}:{lineno}: corrupt journal line: {exc}") from exc
+        if not isinstance(row, dict):
+            raise ResultsError(f"{path}:{lineno}: journal line is not a JSON object")
+        rows.append(row)
+    return rows
+
+
+def _rows_to_table(rows: list[dict[str, Any]], source: Path) -> pa.Table:
+    """Rows as an Arrow table with `REQUEST_SCHEMA`; missing columns become null."""
+    try:
+        return pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise ResultsError(f"{source}: rows do not fit the request schema: {exc}") from exc
+
+
+def _table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """An Arrow request table as pandas with nullable Int64/boolean/string columns."""
+    frame: pd.DataFrame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+    return frame
+
+
+def write_run_file(run_dir: Path, name: str, text: str) -> Path:
+    """Atomically add a text file (e.g. report.md) to an existing run dir; core files refused."""
+    _check_name(name)
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ResultsError(f"{run_dir}: run directory not found")
+    path = run_dir / name
+    _atomic_write_text(path, text)
+    return path
+
+
+def requests_frame(records: Iterable[RequestRecord]) -> pd.DataFrame:
+    """In-memory records as the same DataFrame (columns, dtypes) that `RunReader.requests` gives."""
+    rows = [_to_jsonable(record_to_row(r)) for r in records]
+    return _table_to_frame(_rows_to_table(rows, Path("<records>")))
+
+
+class RunWriter:
+    """Writes one run directory: manifest, a crash-safe request journal, then Parquet + summary."""
+
+    def __init__(self, out_dir: Path, *, overwrite: bool = False) -> None:
+        self.run_dir = Path(out_dir)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ResultsError(f"{self.run_dir}: exists and is not a directory")
+        existing = [n for n in _RUN_FILES if (self.run_dir / n).exists()]
+        if existing and not overwrite:
+            raise ResultsError(
+                f"{self.run_dir}: already holds a run ({', '.join(existing)}); "
+                "pass overwrite=True or choose another run name"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        for name in existing:
+            (self.run_dir / name).unlink()
+        self._journal_path = self.run_dir / JOURNAL_FILE
+        # Created at once so a run killed before its first append is still recoverable.
+        self._journal: IO[str] | None = self._journal_path.open("a", encoding="utf-8")
+        self._finalized = False
+
+    @property
+    def journal_path(self) -> Path:
+        """Path of the append-only request journal."""
+        return self._journal_path
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
+        """Write manifest.json (pretty, atomic) and return its path."""
+        path = self.run_dir / MANIFEST_FILE
+        _atomic_write_json(path, manifest)
+        return path
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Write an extra JSON file (e.g. `telemetry_summary.json`) atomically into the run dir."""
+        _check_name(name)
+        path = self.run_dir / name
+        _atomic_write_json(path, obj)
+        return path
+
+    def append(self, records: Iterable[RequestRecord]) -> int:
+        """Append records to the journal and flush, so a hard kill loses none of them."""
+        if self._journal is None:
+            raise ResultsError(f"{self.run_dir}: append after finalize/close")
+        lines = [
+            json.dumps(_to_jsonable(record_to_row(r)), allow_nan=False) + "\n" for r in records
+        ]
+        if lines:
+            self._journal.write("".join(lines))
+            self._journal.flush()
+        return len(lines)
+
+    def finalize(self, summary: Mapping[str, Any]) -> Path:
+        """Write requests.parquet from the journal, then summary.json, then drop the journal."""
+        if self._finalized:
+            raise ResultsError(f"{self.run_dir}: run already finalized")
+        self._close_journal()
+        table = _rows_to_table(_read_journal(self._journal_path), self._journal_path)
+        parquet_path = self.run_dir / REQUESTS_FILE
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{REQUESTS_FILE}.", suffix=".tmp", dir=self.run_dir
+        )
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp_name)
+            os.replace(tmp_name, parquet_path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        _atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
+        self._journal_path.unlink(missing_ok=True)
+        self._finalized = True
+        return parquet_path
+
+    def close(self) -> None:
+        """Close the journal without finalizing (the run stays recoverable)."""
+        self._close_journal()
+
+    def _close_journal(self) -> None:
+        """Flush, fsync and close the journal file if open."""
+        if self._journal is not None:
+            self._journal.flush()
+            os.fsync(self._journal.fileno())
+            self._journal.close()
+            self._journal = None
+
+    def __enter__(self) -> Self:
+        """Use as a context manager; leaving closes the journal (it does not finalize)."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the journal."""
+        self.close()
+
+
+class RunReader:
+    """Reads a run directory written by `RunWriter`, including one killed before finalize."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        if not self.run_dir.is_dir():
+            raise ResultsError(f"{self.run_dir}: run directory not found")
+        manifest_path = self.run_dir / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise ResultsError(f"{self.run_dir}: missing {MANIFEST_FILE}")
+        manifest = self._load_json(manifest_path)
+        if not isinstance(manifest, dict):
+            raise ResultsError(f"{manifest_path}: not a JSON object")
+        self._manifest: dict[str, Any] = manifest
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The run's manifest."""
+        return self._manifest
+
+    @property
+    def summary(self) -> dict[str, Any] | None:
+        """summary.json, or None when the run was not finalized."""
+        path = self.run_dir / SUMMARY_FILE
+        if not path.is_file():
+            return None
+        summary = self._load_json(path)
+        if not isinstance(summary, dict):
+            raise ResultsError(f"{path}: not a JSON object")
+        return summary
+
+    @property
+    def recovered(self) -> bool:
+        """True when requests come from the journal because requests.parquet was never written."""
+        return (
+            not (self.run_dir / REQUESTS_FILE).is_file() and (self.run_dir / JOURNAL_FILE).is_file()
+        )
+
+    def requests(self) -> pd.DataFrame:
+        """The request table (REQUEST_COLUMNS; nullable Int64/boolean/string, lists for chunks)."""
+        parquet_path = self.run_dir / REQUESTS_FILE
+        if parquet_path.is_file():
+            try:
+                table = pq.read_table(parquet_path, schema=REQUEST_SCHEMA)
+            except (OSError, pa.ArrowException) as exc:
+                raise ResultsError(f"{parquet_path}: unreadable: {exc}") from exc
+            return _table_to_frame(table)
+        journal_path = self.run_dir / JOURNAL_FILE
+        if journal_path.is_file():
+            return _table_to_frame(_rows_to_table(_read_journal(journal_path), journal_path))
+        raise ResultsError(f"{self.run_dir}: missing {REQUESTS_FILE} and {JOURNAL_FILE}")
+
+    @staticmethod
+    def frame_from_records(records: Iterable[RequestRecord]) -> pd.DataFrame:
+        """Same as `requests_frame`: records as the DataFrame a finished run would read back."""
+        return requests_frame(records)
+
+    def read_json(self, name: str) -> Any:
+        """An extra JSON file written with `RunWriter.write_json`."""
+        _check_name(name)
+        path = self.run_dir / name
+        if not path.is_file():
+            raise ResultsError(f"{self.run_dir}: missing {name}")
+        return self._load_json(path)
+
+    @staticmethod
+    def _load_json(path: Path) -> Any:
+        """Parse one JSON file, mapping failures to ResultsError."""
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ResultsError(f"{path}: unreadable JSON: {exc}") from exc

@@ -1,0 +1,184 @@
+"""Unit tests for harness.report: Markdown and console rendering, report.md in a run dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from rich.console import Console
+
+from harness.analysis import Slo, percentile_stats, summarize_requests
+from harness.errors import ResultsError
+from harness.records import RequestRecord, record_to_row
+from harness.report import MISSING, render_console, render_markdown, write_report
+from harness.results import RunWriter
+
+MANIFEST: dict[str, Any] = {
+    "run_name": "chat-c32",
+    "model": "tiny-llama",
+    "server": {"base_url": "http://127.0.0.1:8000", "version": "0.32.0+cpu"},
+}
+
+
+def _summary(**extra: Any) -> dict[str, Any]:
+    """A summary shaped like summarize_requests' output, with round numbers."""
+    return {
+        "requests_completed": 3,
+        "requests_failed": 1,
+        "requests_warmup_excluded": 0,
+        "duration_s": 0.05,
+        "input_tokens": 45,
+        "output_tokens": 8,
+        "request_throughput_rps": 60.0,
+        "output_throughput_tok_s": 160.0,
+        "total_throughput_tok_s": 1060.0,
+        "max_concurrency_observed": 4,
+        "ttft_ms": percentile_stats([10.0, 20.0, 30.0]),
+        "tpot_ms": percentile_stats([10.0, 5.0]),
+        "itl_ms": percentile_stats([]),
+        "e2el_ms": percentile_stats([40.0, 30.0, 30.0]),
+        "errors": {"timeout | read": 1},
+        **extra,
+    }
+
+
+def test_markdown_has_run_throughput_and_latency_lines() -> None:
+    md = render_markdown(_summary(), MANIFEST)
+    lines = md.splitlines()
+    assert lines[0] == "# Benchmark report: chat-c32"
+    assert "| Model | tiny-llama |" in lines
+    assert "| Server | http://127.0.0.1:8000 0.32.0+cpu |" in lines
+    assert "| Requests completed | 3 |" in lines
+    assert "| Duration (s) | 0.050 |" in lines
+    assert "| Output throughput (tok/s) | 160.00 |" in lines
+    assert "| Total throughput (tok/s) | 1,060.00 |" in lines
+    assert "| metric | mean | p50 | p90 | p99 | std | count |" in lines
+    assert "| TTFT | 20.00 | 20.00 | 28.00 | 29.80 | 8.16 | 3 |" in lines
+    assert "| TPOT | 7.50 | 7.50 | 9.50 | 9.95 | 2.50 | 2 |" in lines
+    # No data is shown as missing, never as 0.
+    assert f"| ITL | {MISSING} | {MISSING} | {MISSING} | {MISSING} | {MISSING} | 0 |" in lines
+    # Error text is escaped so the pipe does not split the cell.
+    assert "| timeout \\| read | 1 |" in lines
+    assert "## Goodput" not in md
+
+
+def test_markdown_goodput_section_only_with_slo() -> None:
+    md = render_markdown(
+        _summary(
+            slo={"ttft_ms": 25.0, "tpot_ms": 6.0},
+            requests_meeting_slo=1,
+            goodput_rps=20.0,
+            slo_attainment=0.25,
+        ),
+        MANIFEST,
+    )
+    lines = md.splitlines()
+    assert "## Goodput" in lines
+    assert "| SLO | TTFT <= 25.00 ms, TPOT <= 6.00 ms |" in lines
+    assert "| Goodput (req/s) | 20.000 |" in lines
+    assert "| SLO attainment | 25.0 % |" in lines
+
+
+def test_markdown_with_sparse_manifest_and_notes() -> None:
+    md = render_markdown({"duration_s": None}, {}, notes=["recovered"])
+    lines = md.splitlines()
+    assert lines[0] == "# Benchmark report"
+    assert "- recovered" in lines
+    assert f"| Model | {MISSING} |" in lines
+    assert f"| Duration (s) | {MISSING} |" in lines
+    assert "## Errors" not in md
+
+
+def test_manifest_shaped_like_the_cli_writes_it() -> None:
+    manifest = {
+        "anchor": {"unix_ns": 1, "iso": "2025-01-01T00:00:00+00:00"},
+        "workload": {"name": "chat-mix", "sessions": 10},
+        "server": {"base_url": "http://h:8000", "model": "m-7b", "version": "0.8"},
+        "status": "finished",
+        "run": {"not": "a name"},
+    }
+    lines = render_markdown(_summary(), manifest).splitlines()
+    assert lines[0] == "# Benchmark report"  # a dict under "run" is not taken for a name
+    assert "| Model | m-7b |" in lines
+    assert "| Workload | chat-mix |" in lines
+    assert "| Started | 2025-01-01T00:00:00+00:00 |" in lines
+    assert "| Status | finished |" in lines
+    assert "| Server | http://h:8000 0.8 |" in lines
+
+
+def test_console_output() -> None:
+    console = Console(record=True, width=160, color_system=None)
+    render_console(_summary(slo={"e2el_ms": 35.0}, goodput_rps=40.0), MANIFEST, console)
+    text = console.export_text()
+    assert "chat-c32" in text
+    assert "tiny-llama" in text
+    assert "Output throughput (tok/s)" in text
+    assert "Goodput (req/s)" in text
+    assert "40.000" in text
+    ttft_line = next(line for line in text.splitlines() if "TTFT" in line)
+    for figure in ("20.00", "28.00", "29.80", "8.16"):
+        assert figure in ttft_line
+
+
+def _record(i: int) -> RequestRecord:
+    """A completed request: TTFT 10 ms, E2EL 30 ms, 3 output tokens."""
+    base = 100_000_000 * i
+    ms = 1_000_000
+    return RequestRecord(
+        request_id=f"r{i}",
+        session_id="s",
+        step_index=i,
+        api="chat",
+        prompt_tokens_expected=10,
+        output_tokens_expected=3,
+        scheduled_ns=base,
+        sent_ns=base,
+        first_token_ns=base + 10 * ms,
+        last_token_ns=base + 30 * ms,
+        done_ns=base + 30 * ms,
+        chunk_ns=[base + 10 * ms, base + 20 * ms, base + 30 * ms],
+        chunk_tokens=[1, 1, 1],
+        prompt_tokens=10,
+        output_tokens=3,
+        http_status=200,
+    )
+
+
+def test_write_report_for_a_finished_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "finished"
+    records = [_record(i) for i in range(3)]
+    writer = RunWriter(run_dir)
+    writer.write_manifest({"model": "tiny-llama"})
+    writer.append(records)
+    summary = summarize_requests(pd.DataFrame([record_to_row(r) for r in records]), Slo(ttft_ms=5))
+    writer.finalize(summary)
+    path = write_report(run_dir)
+    assert path == run_dir / "report.md"
+    lines = path.read_text().splitlines()
+    assert lines[0] == "# Benchmark report: finished"  # run name falls back to the dir name
+    assert "| TTFT | 10.00 | 10.00 | 10.00 | 10.00 | 0.00 | 3 |" in lines
+    assert "| Requests meeting SLO | 0 |" in lines
+    assert not any("did not finalize" in line for line in lines)
+
+
+def test_write_report_for_a_killed_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "killed"
+    writer = RunWriter(run_dir)
+    writer.write_manifest({"run_name": "killed-run"})
+    writer.append([_record(0), _record(1)])
+    path = write_report(run_dir)  # no summary.json: computed from the journal
+    text = path.read_text()
+    assert "# Benchmark report: killed-run" in text
+    assert "did not finalize" in text
+    assert "recovered from the journal" in text
+    assert "| Requests completed | 2 |" in text
+    assert "| E2EL | 30.00 | 30.00 | 30.00 | 30.00 | 0.00 | 2 |" in text
+    writer.close()
+
+
+def test_write_report_without_manifest_fails(tmp_path: Path) -> None:
+    (tmp_path / "x").mkdir()
+    with pytest.raises(ResultsError, match="manifest"):
+        write_report(tmp_path / "x")
