@@ -265,6 +265,9 @@ class Replayer:
         prompts = self._prompts.session(next(self._ordinals))
         ready_ns = start_ns
         for index, step in enumerate(session.steps):
+            if step.think_ms > 0:
+                await asyncio.sleep(step.think_ms / 1000.0)
+                ready_ns = self._now_ns()
             due_ns = ready_ns
             if step.offset_ms is not None and self._opts.pattern == "trace":
                 due_ns = max(ready_ns, start_ns + ms_to_ns(step.offset_ms * self._opts.time_scale))
@@ -272,8 +275,6 @@ class Replayer:
                 return
             if step.tools:
                 await self._run_tools(step.tools)
-            if step.think_ms > 0:
-                await asyncio.sleep(step.think_ms / 1000.0)
             ready_ns = self._now_ns()
 
     async def run(self, sessions: Iterable[Session]) -> ReplayOutcome:

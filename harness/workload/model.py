@@ -24,7 +24,9 @@ class Step:
     The step's prompt is the previous step's prompt, plus the previous step's output,
     plus `new_input_tokens` fresh tokens (the agent loop). For the first step the
     prompt is just `new_input_tokens` tokens. `hash_ids` (Mooncake) name the 512-token
-    prefix blocks of the whole prompt; equal ids mean identical blocks.
+    prefix blocks of the whole prompt; equal ids mean identical blocks. `think_ms` is the
+    pause before the step's request (a user reading and typing); `offset_ms`, where a trace
+    records it, is when the request was sent relative to the session's start.
     """
 
     new_input_tokens: int

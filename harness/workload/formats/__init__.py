@@ -1,0 +1,43 @@
+"""Trace loaders, one module per format, each streaming Sessions; `iter_trace` picks one by name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from harness.errors import ConfigError
+from harness.workload.formats.azure import iter_azure
+from harness.workload.formats.burstgpt import iter_burstgpt
+from harness.workload.formats.mooncake import iter_mooncake
+from harness.workload.formats.sessions import iter_sessions
+from harness.workload.formats.sharegpt import TokenCounter, iter_sharegpt
+from harness.workload.model import Session
+from harness.workload.spec import TRACE_FORMATS
+
+__all__ = [
+    "TRACE_FORMATS",
+    "TokenCounter",
+    "iter_azure",
+    "iter_burstgpt",
+    "iter_mooncake",
+    "iter_sessions",
+    "iter_sharegpt",
+    "iter_trace",
+]
+
+
+def iter_trace(
+    path: Path, fmt: str, *, token_counter: TokenCounter | None = None
+) -> Iterator[Session]:
+    """Stream the Sessions of a trace file in the named format."""
+    if fmt == "mooncake":
+        return iter_mooncake(path)
+    if fmt == "azure":
+        return iter_azure(path)
+    if fmt == "burstgpt":
+        return iter_burstgpt(path)
+    if fmt == "sharegpt":
+        return iter_sharegpt(path, token_counter)
+    if fmt == "sessions":
+        return iter_sessions(path)
+    raise ConfigError(f"unknown trace format {fmt!r}; known formats: {', '.join(TRACE_FORMATS)}")

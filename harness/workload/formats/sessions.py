@@ -1,0 +1,182 @@
+"""The harness's native trace format: JSON lines, one whole Session (steps and tools) per line.
+
+Example line::
+
+    {"session_id": "a1", "start_ms": 0, "steps": [{"new_input_tokens": 1500,
+     "output_tokens": 120, "tools": [{"kind": "retrieval", "duration_ms": 900}]}]}
+
+Optional keys: step `think_ms`, `offset_ms`, `hash_ids` (512-token blocks of the step's
+whole prompt, so ceil(prompt / 512) of them); tool `size`, `parallel_group`; session
+`metadata` (string to string). Unknown keys, wrong types, negative numbers and repeated
+session ids are errors naming the line and the dotted field (e.g. `steps.1.output_tokens`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.errors import TraceFormatError
+from harness.workload.formats._common import check_readable, json_lines
+from harness.workload.formats.mooncake import BLOCK_TOKENS, blocks_for
+from harness.workload.model import Session, Step, ToolCall
+
+
+class _Strict(BaseModel):
+    """Strict types (no string-to-number coercion) and no unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ToolRecord(_Strict):
+    """A tool call as written in the file."""
+
+    kind: str = Field(min_length=1)
+    duration_ms: float = Field(ge=0, allow_inf_nan=False)
+    size: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    parallel_group: int | None = Field(default=None, ge=0)
+
+
+class StepRecord(_Strict):
+    """A step as written in the file."""
+
+    new_input_tokens: int = Field(ge=0)
+    output_tokens: int = Field(ge=0)
+    tools: list[ToolRecord] = Field(default_factory=list)
+    think_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    offset_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    hash_ids: list[int] | None = None
+
+
+class SessionRecord(_Strict):
+    """A session line as written in the file."""
+
+    session_id: str = Field(min_length=1)
+    start_ms: float = Field(ge=0, allow_inf_nan=False)
+    steps: list[StepRecord] = Field(min_length=1)
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+def iter_sessions(path: Path) -> Iterator[Session]:
+    """Stream a native sessions JSON-lines file, validating each line."""
+    check_readable(path)
+    return _sessions(path)
+
+
+def _sessions(path: Path) -> Iterator[Session]:
+    """Validate each line and reject a session id seen on an earlier line."""
+    first_line: dict[str, int] = {}
+    for line, value in json_lines(path):
+        try:
+            record = SessionRecord.model_validate(value)
+        except ValidationError as err:
+            raise _format_error(path, line, err) from None
+        earlier = first_line.setdefault(record.session_id, line)
+        if earlier != line:
+            raise TraceFormatError(
+                path,
+                line,
+                "session_id",
+                f"duplicate session id {record.session_id!r} (first on line {earlier})",
+            )
+        session = _to_session(record, line)
+        _check_hash_ids(path, line, session)
+        yield session
+
+
+def _format_error(path: Path, line: int, err: ValidationError) -> TraceFormatError:
+    """Map pydantic's first error to a TraceFormatError with the dotted field."""
+    first = err.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or None
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "missing":
+        message = "missing"
+    elif first["type"] == "model_type":
+        message = "expected a JSON object"
+    else:
+        message = f"{first['msg']}, got {first['input']!r:.60}"
+    return TraceFormatError(path, line, field, message)
+
+
+def _to_session(record: SessionRecord, line: int) -> Session:
+    """Convert a validated record to the trace model."""
+    steps = tuple(
+        Step(
+            new_input_tokens=step.new_input_tokens,
+            output_tokens=step.output_tokens,
+            tools=tuple(
+                ToolCall(
+                    kind=tool.kind,
+                    duration_ms=tool.duration_ms,
+                    size=tool.size,
+                    parallel_group=tool.parallel_group,
+                )
+                for tool in step.tools
+            ),
+            hash_ids=tuple(step.hash_ids) if step.hash_ids is not None else None,
+            think_ms=step.think_ms,
+            offset_ms=step.offset_ms,
+        )
+        for step in record.steps
+    )
+    return Session(
+        session_id=record.session_id,
+        start_ms=record.start_ms,
+        steps=steps,
+        source_line=line,
+        metadata=dict(record.metadata),
+    )
+
+
+def _check_hash_ids(path: Path, line: int, session: Session) -> None:
+    """Each step's `hash_ids` must cover its whole prompt in 512-token blocks."""
+    for i, (step, prompt) in enumerate(zip(session.steps, session.input_lengths(), strict=True)):
+        if step.hash_ids is not None and len(step.hash_ids) != blocks_for(prompt):
+            raise TraceFormatError(
+                path,
+                line,
+                f"steps.{i}.hash_ids",
+                f"has {len(step.hash_ids)} block ids but the step's prompt of {prompt} tokens "
+                f"needs ceil({prompt}/{BLOCK_TOKENS}) = {blocks_for(prompt)}",
+            )
+
+
+def session_to_json(session: Session) -> dict[str, Any]:
+    """The JSON object for one line of a sessions file (defaults omitted), for writing traces."""
+    steps: list[dict[str, Any]] = []
+    for step in session.steps:
+        item: dict[str, Any] = {
+            "new_input_tokens": step.new_input_tokens,
+            "output_tokens": step.output_tokens,
+        }
+        if step.tools:
+            item["tools"] = [_tool_to_json(tool) for tool in step.tools]
+        if step.think_ms:
+            item["think_ms"] = step.think_ms
+        if step.offset_ms is not None:
+            item["offset_ms"] = step.offset_ms
+        if step.hash_ids is not None:
+            item["hash_ids"] = list(step.hash_ids)
+        steps.append(item)
+    out: dict[str, Any] = {
+        "session_id": session.session_id,
+        "start_ms": session.start_ms,
+        "steps": steps,
+    }
+    if session.metadata:
+        out["metadata"] = dict(session.metadata)
+    return out
+
+
+def _tool_to_json(tool: ToolCall) -> dict[str, Any]:
+    """The JSON object of one tool call (defaults omitted)."""
+    item: dict[str, Any] = {"kind": tool.kind, "duration_ms": tool.duration_ms}
+    if tool.size is not None:
+        item["size"] = tool.size
+    if tool.parallel_group is not None:
+        item["parallel_group"] = tool.parallel_group
+    return item

@@ -1,0 +1,105 @@
+"""Summary figures of a workload (sessions, requests, token sums and percentiles, time span),
+computed in one pass with compact arrays so that traces of tens of millions of requests fit."""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.units import MS_PER_S
+from harness.workload.model import Session
+
+PERCENTILES: tuple[int, ...] = (50, 90, 99)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPercentiles:
+    """p50, p90 and p99 of a per-request token length."""
+
+    p50: float
+    p90: float
+    p99: float
+
+    def to_json_dict(self) -> dict[str, float]:
+        """Plain JSON: `p50`, `p90`, `p99`."""
+        return {"p50": self.p50, "p90": self.p90, "p99": self.p99}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadStats:
+    """What a workload asks of a server: its size, token volume, shape and time span.
+
+    `input_tokens` sums the prompt lengths the server sees (the agent-loop rule of
+    `Session.input_lengths`); `span_s` runs from the first to the last request start known
+    from the trace (session start plus step offset; steps without an offset are skipped).
+    """
+
+    sessions: int
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    input_percentiles: TokenPercentiles
+    output_percentiles: TokenPercentiles
+    span_s: float
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Plain JSON: the totals, `span_s` and a `percentiles` object per token kind."""
+        return {
+            "sessions": self.sessions,
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "span_s": self.span_s,
+            "percentiles": {
+                "input_tokens": self.input_percentiles.to_json_dict(),
+                "output_tokens": self.output_percentiles.to_json_dict(),
+            },
+        }
+
+
+def workload_stats(sessions: Iterable[Session]) -> WorkloadStats:
+    """Summarise Sessions in one streaming pass, keeping 4 bytes per request per token kind
+    (so a prompt of 2**32 tokens or more would overflow: far beyond any model's context)."""
+    inputs = array("I")
+    outputs = array("I")
+    count = 0
+    first_ms = float("inf")
+    last_ms = float("-inf")
+    for session in sessions:
+        count += 1
+        inputs.extend(session.input_lengths())
+        outputs.extend(step.output_tokens for step in session.steps)
+        for k, step in enumerate(session.steps):
+            if step.offset_ms is None and k > 0:
+                continue
+            start = session.start_ms + (step.offset_ms or 0.0)
+            first_ms = min(first_ms, start)
+            last_ms = max(last_ms, start)
+    input_arr = _as_numpy(inputs)
+    output_arr = _as_numpy(outputs)
+    return WorkloadStats(
+        sessions=count,
+        requests=len(input_arr),
+        input_tokens=int(input_arr.sum(dtype=np.int64)),
+        output_tokens=int(output_arr.sum(dtype=np.int64)),
+        input_percentiles=_percentiles(input_arr),
+        output_percentiles=_percentiles(output_arr),
+        span_s=(last_ms - first_ms) / MS_PER_S if last_ms >= first_ms else 0.0,
+    )
+
+
+def _as_numpy(values: array[int]) -> np.ndarray:
+    """View an unsigned-int array as numpy without copying."""
+    return np.frombuffer(values, dtype=np.dtype(f"u{values.itemsize}"))
+
+
+def _percentiles(values: np.ndarray) -> TokenPercentiles:
+    """p50/p90/p99 (linear interpolation, as numpy's default); zeros for no requests."""
+    if values.size == 0:
+        return TokenPercentiles(0.0, 0.0, 0.0)
+    p50, p90, p99 = (float(v) for v in np.percentile(values, PERCENTILES))
+    return TokenPercentiles(p50=p50, p90=p90, p99=p99)

@@ -1,0 +1,72 @@
+"""Azure trace loader: both timestamp forms parsed exactly, and malformed rows named precisely."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import TraceFormatError
+from harness.workload.formats.azure import iter_azure, parse_timestamp_ns
+from harness.workload.model import Step
+
+HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+ROW = "2023-11-16 18:15:46.6805900,374,44\n"
+
+
+def test_2023_form_is_exact_to_the_100ns(data_dir: Path) -> None:
+    sessions = list(iter_azure(data_dir / "azure2023_small.csv"))
+    assert [s.session_id for s in sessions] == ["az-2", "az-3", "az-5"]
+    assert [s.source_line for s in sessions] == [2, 3, 5]
+    assert [s.start_ms for s in sessions] == [0.0, 4314.579, 4541.8775]
+    assert [s.steps for s in sessions] == [(Step(374, 44),), (Step(396, 109),), (Step(879, 55),)]
+
+
+def test_2024_form_with_offsets(data_dir: Path) -> None:
+    sessions = list(iter_azure(data_dir / "azure2024_small.csv"))
+    # 02:00:00.5-02:00 is 04:00:00.5 UTC, 4 h after 00:00:00.009930 less 9.93 ms
+    assert [s.start_ms for s in sessions] == [0.0, 990.07, 14_400_490.07]
+    assert sessions[0].steps == (Step(2048, 28),)
+
+
+def test_parse_timestamp_ns() -> None:
+    base = parse_timestamp_ns("1970-01-01 00:00:00")
+    assert base == 0
+    assert parse_timestamp_ns("1970-01-01 00:00:01.0000001") == 1_000_000_100
+    assert parse_timestamp_ns("1970-01-01T01:00:00+01:00") == 0
+    assert parse_timestamp_ns("1970-01-01 00:00:00Z") == 0
+    assert parse_timestamp_ns("2023-11-16 18:15:46.6805900") == 1_700_158_546_680_590_000
+    for bad in ("2023-11-16", "2023-13-01 00:00:00", "2023-11-16 24:00:00", "yesterday"):
+        with pytest.raises(ValueError):
+            parse_timestamp_ns(bad)
+
+
+def test_bad_count_names_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(HEADER + ROW * 15 + "2023-11-16 18:15:47.0,12,abc\n")
+    with pytest.raises(TraceFormatError) as info:
+        list(iter_azure(path))
+    assert str(info.value) == (
+        f"{path}:17: field 'GeneratedTokens': expected a non-negative integer, got 'abc'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "message"),
+    [
+        (HEADER + ROW + "2023-11-16 18:15:4,1,2\n", 3, "TIMESTAMP", "not a timestamp"),
+        (HEADER + ROW + "2023-11-16 18:15:40.0,1,2\n", 3, "TIMESTAMP", "earlier than the first"),
+        (HEADER + ROW + "2023-11-16 18:15:47.0,-5,2\n", 3, "ContextTokens", "got '-5'"),
+        (HEADER + ROW + "2023-11-16 18:15:47.0,5\n", 3, None, "expected 3 fields, got 2"),
+        ("TIMESTAMP,ContextTokens\n" + ROW, 1, "GeneratedTokens", "missing column"),
+        ("", 1, None, "no CSV header"),
+    ],
+)
+def test_malformed(tmp_path: Path, text: str, line: int, field: str | None, message: str) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(text)
+    with pytest.raises(TraceFormatError) as info:
+        list(iter_azure(path))
+    assert (info.value.line, info.value.field) == (line, field)
+    assert str(info.value).startswith(f"{path}:{line}:")
+    assert message in str(info.value)

@@ -1,0 +1,76 @@
+"""Mooncake JSON-lines loader: good records, and malformed ones named by file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError, TraceFormatError
+from harness.workload.formats.mooncake import iter_mooncake
+from harness.workload.model import Session, Step
+
+GOOD = '{"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": [0, 1]}'
+
+
+def test_reads_fixture(data_dir: Path) -> None:
+    sessions = list(iter_mooncake(data_dir / "mooncake_small.jsonl"))
+    assert sessions == [
+        Session("mc-1", 0.0, (Step(1024, 10, hash_ids=(0, 1)),), source_line=1),
+        Session("mc-3", 1500.0, (Step(1025, 0, hash_ids=(0, 1, 2)),), source_line=3),
+        Session("mc-4", 2750.0, (Step(0, 7, hash_ids=()),), source_line=4),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "message"),
+    [
+        (
+            '{"timestamp": 0, "input_length": "abc", "output_length": 1, "hash_ids": []}',
+            "input_length",
+            "expected a non-negative integer, got 'abc'",
+        ),
+        (
+            '{"timestamp": 0, "input_length": 5, "output_length": -1, "hash_ids": [1]}',
+            "output_length",
+            "expected a non-negative integer, got -1",
+        ),
+        ('{"timestamp": 0, "input_length": 5, "hash_ids": [1]}', "output_length", "missing"),
+        (
+            '{"timestamp": -3, "input_length": 5, "output_length": 1, "hash_ids": [1]}',
+            "timestamp",
+            "expected a non-negative number, got -3",
+        ),
+        (
+            '{"timestamp": 0, "input_length": 1024, "output_length": 1, "hash_ids": [1, 2, 3]}',
+            "hash_ids",
+            "has 3 block ids but input_length 1024 needs ceil(1024/512) = 2",
+        ),
+        (
+            '{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": ["a"]}',
+            "hash_ids",
+            "expected a list of integers",
+        ),
+        ('{"timestamp": 0, "input_length": 5,', None, "invalid JSON"),
+        ("[1, 2]", None, "expected a JSON object, got a list"),
+    ],
+)
+def test_malformed_line_names_file_line_field(
+    tmp_path: Path, line: str, field: str | None, message: str
+) -> None:
+    path = tmp_path / "trace.jsonl"
+    path.write_text(f"{GOOD}\n\n{line}\n{GOOD}\n")
+    sessions = iter_mooncake(path)
+    assert next(sessions).session_id == "mc-1"  # streaming: the good line comes first
+    with pytest.raises(TraceFormatError) as info:
+        next(sessions)
+    err = info.value
+    assert (err.path, err.line, err.field) == (path, 3, field)
+    where = f"{path}:3: field '{field}':" if field else f"{path}:3:"
+    assert str(err).startswith(where)
+    assert message in str(err)
+
+
+def test_missing_file_is_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        iter_mooncake(tmp_path / "nope.jsonl")

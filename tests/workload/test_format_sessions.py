@@ -1,0 +1,113 @@
+"""Native sessions JSON-lines loader: full validation with dotted fields, and a round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.errors import TraceFormatError
+from harness.workload.formats.sessions import iter_sessions, session_to_json
+from harness.workload.model import Session, Step, ToolCall
+
+
+def test_reads_fixture(data_dir: Path) -> None:
+    a1, a2 = iter_sessions(data_dir / "sessions_small.jsonl")
+    assert a1 == Session(
+        "a1",
+        0.0,
+        (
+            Step(1500, 120, tools=(ToolCall("retrieval", 900.0),)),
+            Step(400, 80, think_ms=250.5, offset_ms=3000.0),
+        ),
+        source_line=1,
+    )
+    assert a2.start_ms == 1200.5 and a2.source_line == 3
+    assert a2.metadata == {"team": "red"}
+    assert a2.steps[0].hash_ids == (7, 8)
+    assert a2.steps[0].tools == (
+        ToolCall("code_exec", 50.0, size=3.0, parallel_group=0),
+        ToolCall("parse", 5.0, parallel_group=0),
+    )
+
+
+def test_round_trip(data_dir: Path, tmp_path: Path) -> None:
+    sessions = list(iter_sessions(data_dir / "sessions_small.jsonl"))
+    path = tmp_path / "copy.jsonl"
+    path.write_text("".join(json.dumps(session_to_json(s)) + "\n" for s in sessions))
+    copies = list(iter_sessions(path))
+    assert [(c.session_id, c.start_ms, c.steps, c.metadata) for c in copies] == [
+        (s.session_id, s.start_ms, s.steps, s.metadata) for s in sessions
+    ]
+
+
+def _line(**changes: object) -> str:
+    record: dict[str, object] = {
+        "session_id": "b",
+        "start_ms": 0,
+        "steps": [
+            {"new_input_tokens": 10, "output_tokens": 2},
+            {
+                "new_input_tokens": 5,
+                "output_tokens": 3,
+                "tools": [{"kind": "parse", "duration_ms": 1}],
+            },
+        ],
+    }
+    record.update(changes)
+    return json.dumps(record)
+
+
+STEP = {"new_input_tokens": 1, "output_tokens": 1}
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "message"),
+    [
+        (
+            _line(steps=[STEP, {"new_input_tokens": 1, "output_tokens": -4}]),
+            "steps.1.output_tokens",
+            "greater than or equal to 0",
+        ),
+        (
+            _line(steps=[{"new_input_tokens": "12", "output_tokens": 1}]),
+            "steps.0.new_input_tokens",
+            "valid integer",
+        ),
+        (
+            _line(steps=[{**STEP, "tools": [{"kind": "x", "duration_ms": 1, "colour": "red"}]}]),
+            "steps.0.tools.0.colour",
+            "unknown key",
+        ),
+        (_line(steps=[{**STEP, "tools": [{"duration_ms": 1}]}]), "steps.0.tools.0.kind", "missing"),
+        (_line(steps=[]), "steps", "at least 1 item"),
+        (_line(start_ms=-1), "start_ms", "greater than or equal to 0"),
+        (_line(metadata={"a": 1}), "metadata.a", "valid string"),
+        (_line(extra=1), "extra", "unknown key"),
+        (_line(steps=[{**STEP, "hash_ids": [1, 2]}]), "steps.0.hash_ids", "needs ceil(1/512) = 1"),
+        (_line(session_id="a"), "session_id", "duplicate session id 'a' (first on line 1)"),
+        ('"just a string"', None, "expected a JSON object"),
+    ],
+)
+def test_malformed(tmp_path: Path, line: str, field: str | None, message: str) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text(_line(session_id="a") + "\n\n" + line + "\n")
+    with pytest.raises(TraceFormatError) as info:
+        list(iter_sessions(path))
+    assert (info.value.line, info.value.field) == (3, field)
+    where = f"{path}:3: field '{field}':" if field else f"{path}:3:"
+    assert str(info.value).startswith(where)
+    assert message in str(info.value)
+
+
+def test_second_step_hash_ids_cover_the_grown_prompt(tmp_path: Path) -> None:
+    # prompt of step 1 = 600 + 10 + 100 = 710 tokens: two blocks
+    steps = [
+        {"new_input_tokens": 600, "output_tokens": 10, "hash_ids": [1, 2]},
+        {"new_input_tokens": 100, "output_tokens": 1, "hash_ids": [1, 2]},
+    ]
+    path = tmp_path / "s.jsonl"
+    path.write_text(_line(steps=steps) + "\n")
+    [session] = iter_sessions(path)
+    assert session.input_lengths() == [600, 710]
