@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Iterator
@@ -78,6 +79,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--api", choices=("completions", "chat"))
     p.add_argument("--overlength", choices=("error", "clip", "skip"))
     p.add_argument("--seed", type=int, default=0, help="seed for prompt tokens and arrivals")
+    p.add_argument(
+        "--prompt-salt",
+        type=int,
+        default=None,
+        help="salt of the prompts' leading tokens (default: random per run, so runs on one "
+        "server never share prefix-cache entries; the manifest records it)",
+    )
     p.set_defaults(handler=run)
 
 
@@ -258,6 +266,8 @@ def execute(
                 f"({info.max_model_len}); policy: {opts.overlength}"
             )
         clock = RunClock()
+        salt = args.prompt_salt if args.prompt_salt is not None else secrets.randbelow(2**24)
+        plan["prompt_salt"] = salt
         records: list[RequestRecord] = []
         with RunWriter(out, overwrite=args.overwrite) as writer:
             writer.write_manifest(_manifest(spec, opts, info, space, clock, plan))
@@ -295,7 +305,7 @@ def execute(
 
                 replayer = Replayer(
                     client,
-                    PromptBuilder(space, seed=args.seed),
+                    PromptBuilder(space, seed=args.seed, salt=salt),
                     opts,
                     clock.now_ns,
                     on_record,

@@ -4,7 +4,9 @@ A prompt is a list of token ids of exactly the trace's input length. Equal Moonc
 `hash_ids` give identical 512-token blocks; an agent step's prompt is the previous prompt,
 plus the previous output, plus fresh tokens, so the server's prefix cache sees the reuse.
 Distinct sessions and distinct hash ids never share a prefix by accident: the first tokens
-of every session and every block spell out a unique (namespace, ordinal) number.
+of every session and every block spell out the run's salt and a unique (namespace, ordinal)
+number. The salt differs per run, so a second run on the same server does not find the
+first run's prompts in the prefix cache (pass the same salt to reproduce prompts exactly).
 """
 
 from __future__ import annotations
@@ -20,29 +22,37 @@ HASH_BLOCK_TOKENS = 512
 _NS_BLOCK = 0
 _NS_SESSION = 1
 _TAG_TOKENS = 3
+_SALT_TOKENS = 2
 
 
 class PromptBuilder:
     """Draws reproducible prompt tokens for a run from one token space and one seed."""
 
-    def __init__(self, space: TokenSpace, seed: int = 0, block_cache: int = 4096) -> None:
+    def __init__(
+        self, space: TokenSpace, seed: int = 0, salt: int = 0, block_cache: int = 4096
+    ) -> None:
         self._allowed = space.allowed_ids
         self._n = int(space.allowed_ids.size)
         self._seed = seed
+        self.salt = salt
+        self._salt_tokens = self._digits(salt, _SALT_TOKENS)
         self._blocks: OrderedDict[int, list[int]] = OrderedDict()
         self._block_cache = block_cache
 
-    def _tag(self, namespace: int, ordinal: int) -> list[int]:
-        """Unique leading tokens for (namespace, ordinal)."""
-        value = ordinal * 2 + namespace
+    def _digits(self, value: int, count: int) -> list[int]:
+        """`value` written in base (number of allowed tokens), `count` digits."""
         digits = []
-        for _ in range(_TAG_TOKENS):
+        for _ in range(count):
             digits.append(int(self._allowed[value % self._n]))
             value //= self._n
         return digits
 
+    def _tag(self, namespace: int, ordinal: int) -> list[int]:
+        """Unique leading tokens for (salt, namespace, ordinal)."""
+        return self._salt_tokens + self._digits(ordinal * 2 + namespace, _TAG_TOKENS)
+
     def _random(self, key: tuple[int, ...], count: int) -> list[int]:
-        rng = np.random.default_rng([self._seed, *key])
+        rng = np.random.default_rng([self._seed, self.salt, *key])
         return [int(t) for t in self._allowed[rng.integers(0, self._n, size=count)]]
 
     def block(self, hash_id: int) -> list[int]:

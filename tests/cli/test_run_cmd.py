@@ -1,0 +1,202 @@
+"""`harness run` end to end against the real vLLM CPU server (integration)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.cli import main
+from harness.server import ServerInfo
+
+REPO = Path(__file__).resolve().parents[2]
+AZURE = REPO / "workloads" / "traces" / "azure2023_AzureLLMInferenceTrace_conv.csv"
+MOONCAKE = REPO / "workloads" / "traces" / "mooncake_conversation_trace.jsonl"
+
+
+def _run(args: list[str]) -> int:
+    return main(["run", *args])
+
+
+def _summary(run_dir: Path) -> dict[str, object]:
+    return json.loads((run_dir / "summary.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.mark.integration
+def test_azure_first_30_token_totals_exact(vllm_server: ServerInfo, tmp_path: Path) -> None:
+    """Input and output totals of the run equal the trace's sums exactly."""
+    with AZURE.open() as f:
+        rows = list(csv.DictReader(f))[:30]
+    want_in = sum(int(r["ContextTokens"]) for r in rows)
+    want_out = sum(int(r["GeneratedTokens"]) for r in rows)
+    out = tmp_path / "azure30"
+    code = _run(
+        [
+            str(AZURE),
+            "--server",
+            vllm_server.base_url,
+            "--max-requests",
+            "30",
+            "--time-scale",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    summary = _summary(out)
+    assert summary["requests_completed"] == 30
+    assert summary["input_tokens"] == want_in
+    assert summary["output_tokens"] == want_out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "finished"
+    assert manifest["server"]["model"] == vllm_server.model
+    assert manifest["host"]["cpu_logical_cores"] >= 1
+    assert manifest["gpu"]["available"] is False
+    df = pd.read_parquet(out / "requests.parquet")
+    assert len(df) == 30
+    assert (df["prompt_tokens"] == df["prompt_tokens_expected"]).all()
+    assert (df["sent_ns"] >= df["scheduled_ns"]).all()
+    assert (df["first_token_ns"] > df["sent_ns"]).all()
+    assert (df["done_ns"] >= df["last_token_ns"]).all()
+
+
+@pytest.mark.integration
+def test_mooncake_shared_hash_ids_hit_prefix_cache(vllm_server: ServerInfo, tmp_path: Path) -> None:
+    """Requests whose hash_ids share leading blocks share token prefixes: the server's prefix
+    cache reports cached prompt tokens; requests over the context window are skipped, counted."""
+    trace = tmp_path / "mc.jsonl"
+    h = time.time_ns() % 10**9 * 100  # fresh block ids: the server's cache outlives a test
+    lines = [
+        {"timestamp": 0, "input_length": 1100, "output_length": 4, "hash_ids": [h, h + 1, h + 2]},
+        {"timestamp": 10, "input_length": 1300, "output_length": 4, "hash_ids": [h, h + 1, h + 3]},
+        {
+            "timestamp": 20,
+            "input_length": 9000,
+            "output_length": 4,
+            "hash_ids": list(range(h + 10, h + 28)),
+        },
+    ]
+    trace.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    out = tmp_path / "mc"
+    base = [str(trace), "--server", vllm_server.base_url, "--max-concurrency", "1"]
+    assert _run([*base, "--out", str(out)]) == 2  # overlength refused before the run
+    assert not (out / "summary.json").exists()
+    assert _run([*base, "--overlength", "skip", "--out", str(out)]) == 0
+    summary = _summary(out)
+    assert summary["run"]["requests_skipped_overlength"] == 1  # type: ignore[index]
+    df = pd.read_parquet(out / "requests.parquet").sort_values("scheduled_ns")
+    assert list(df["prompt_tokens"]) == [1100, 1300]
+    cached = df["cached_prompt_tokens"].iloc[1]
+    assert cached is not None and 1024 - 16 <= cached <= 1024 + 16
+
+
+@pytest.mark.integration
+def test_agent_sessions_grow_context(vllm_server: ServerInfo, tmp_path: Path) -> None:
+    """Native session steps: prompt = previous prompt + output + new input, in order."""
+    trace = tmp_path / "agent.jsonl"
+    sessions = [
+        {
+            "session_id": f"a{i}",
+            "start_ms": 0,
+            "steps": [
+                {
+                    "new_input_tokens": 300,
+                    "output_tokens": 20,
+                    "tools": [{"kind": "retrieval", "duration_ms": 50}],
+                },
+                {"new_input_tokens": 200, "output_tokens": 10},
+                {"new_input_tokens": 100, "output_tokens": 5},
+            ],
+        }
+        for i in range(2)
+    ]
+    trace.write_text("".join(json.dumps(s) + "\n" for s in sessions))
+    out = tmp_path / "agent"
+    assert _run([str(trace), "--server", vllm_server.base_url, "--out", str(out)]) == 0
+    df = pd.read_parquet(out / "requests.parquet")
+    for _, g in df.groupby("session_id"):
+        g = g.sort_values("step_index")
+        assert list(g["prompt_tokens"]) == [300, 520, 630]
+        assert list(g["output_tokens"]) == [20, 10, 5]
+        sent = list(g["sent_ns"])
+        done = list(g["done_ns"])
+        assert sent[1] - done[0] >= 50_000_000  # the tool wait sat between the steps
+        assert sent[2] >= done[1]
+        assert g["cached_prompt_tokens"].iloc[2] >= 512  # the grown context was reused
+
+
+@pytest.mark.integration
+def test_ctrl_c_writes_what_was_measured(vllm_server: ServerInfo, tmp_path: Path) -> None:
+    """SIGINT mid-run: exit 130, summary and requests written, manifest says interrupted."""
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "run",
+            str(AZURE),
+            "--server",
+            vllm_server.base_url,
+            "--time-scale",
+            "0",
+            "--max-concurrency",
+            "2",
+            "--max-requests",
+            "400",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
+    journal = out / "requests.partial.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.stat().st_size > 0:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output.decode()[-2000:]
+    summary = _summary(out)
+    assert summary["run"]["interrupted"] is True  # type: ignore[index]
+    assert 0 < summary["requests_completed"] < 400  # type: ignore[operator]
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    assert (out / "requests.parquet").exists()
+    assert not journal.exists()
+
+
+def test_unreachable_server_fails_before_the_run(tmp_path: Path) -> None:
+    """No run directory is created when the server can't be reached."""
+    out = tmp_path / "never"
+    code = _run([str(AZURE), "--server", "http://127.0.0.1:9", "--out", str(out)])
+    assert code == 2
+    assert not out.exists()
+
+
+def test_malformed_trace_names_file_line_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad trace line is reported with file, line and field before any server is used."""
+    trace = tmp_path / "bad.csv"
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,374,44\n"
+        "2023-11-16 18:15:47.0000000,abc,44\n"
+    )
+    code = main(["workload", "inspect", str(trace)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "bad.csv:3" in err and "ContextTokens" in err
