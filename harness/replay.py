@@ -147,6 +147,7 @@ class Replayer:
         self._ordinals = itertools.count()
         self._sem = asyncio.Semaphore(opts.max_concurrency) if opts.max_concurrency else None
         self._stop = asyncio.Event()
+        self._exhausted = False
         self._unreachable_in_a_row = 0
         self._deadline_ns: int | None = None
         self.outcome = ReplayOutcome()
@@ -158,11 +159,19 @@ class Replayer:
         self._stop.set()
 
     async def _sleep_until(self, t_ns: int) -> bool:
-        """Sleep until `t_ns` on the run clock; False if the run stopped meanwhile."""
+        """Sleep until `t_ns` on the run clock; False if the run stopped meanwhile.
+
+        A `t_ns` past the run's deadline waits only until the deadline, then stops the run."""
+        past_deadline = self._deadline_ns is not None and t_ns >= self._deadline_ns
+        if past_deadline:
+            assert self._deadline_ns is not None
+            t_ns = self._deadline_ns
         delay = t_ns - self._now_ns()
         if delay > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=delay / NS_PER_S)
+        if past_deadline:
+            self._stop.set()
         return not self._stopped()
 
     def _stopped(self) -> bool:
@@ -171,11 +180,18 @@ class Replayer:
         return self._stop.is_set()
 
     def _take_ticket(self) -> int | None:
+        """The request's number in send order, or None once `max_requests` are handed out."""
+        if self._exhausted:
+            return None
         ticket = next(self._tickets)
         if self._opts.max_requests is not None and ticket >= self._opts.max_requests:
-            self._stop.set()
+            self._exhausted = True
             return None
         return ticket
+
+    def _done_scheduling(self) -> bool:
+        """No new session can send anything: stopped, or every request ticket handed out."""
+        return self._exhausted or self._stopped()
 
     async def _run_tools(self, tools: tuple[ToolCall, ...]) -> None:
         groups: dict[int, list[ToolCall]] = {}
@@ -199,6 +215,14 @@ class Replayer:
         elif record.error is None:
             self._unreachable_in_a_row = 0
 
+    def _count_sent(self, record: RequestRecord) -> None:
+        assert record.sent_ns is not None
+        self.outcome.requests_sent += 1
+        first = self.outcome.first_send_ns
+        self.outcome.first_send_ns = record.sent_ns if first is None else min(first, record.sent_ns)
+        if record.done_ns is not None:
+            self.outcome.last_done_ns = max(self.outcome.last_done_ns or 0, record.done_ns)
+
     async def _step(
         self, session: Session, prompts: SessionPrompts, index: int, step: Step, due_ns: int
     ) -> bool:
@@ -208,6 +232,8 @@ class Replayer:
         ticket = self._take_ticket()
         if ticket is None:
             return False
+        if index == 0:
+            self.outcome.sessions_started += 1
         expected_prompt = prompts.expected_next(step)
         output_len = step.output_tokens
         clip_to: int | None = None
@@ -235,6 +261,8 @@ class Replayer:
             if self._sem is not None:
                 await self._sem.acquire()
             try:
+                if self._stopped():
+                    return False  # stopped while queued for a concurrency slot: never sent
                 prompt_ids = prompts.next_prompt(step, clip_to)
                 assert len(prompt_ids) == record.prompt_tokens_expected
                 prompt: list[int] | str = prompt_ids
@@ -245,23 +273,17 @@ class Replayer:
                 if self._sem is not None:
                     self._sem.release()
         finally:
+            # Only requests that were sent are records; one still queued when the run stopped
+            # or was cancelled never reached the server.
             if record.sent_ns is not None:
-                self.outcome.requests_sent += 1
-                if (
-                    self.outcome.first_send_ns is None
-                    or record.sent_ns < self.outcome.first_send_ns
-                ):
-                    self.outcome.first_send_ns = record.sent_ns
-            if record.done_ns is not None:
-                self.outcome.last_done_ns = max(self.outcome.last_done_ns or 0, record.done_ns)
-            self._on_record(record)
+                self._count_sent(record)
+                self._on_record(record)
         self._note_result(record)
         prompts.add_output(completion.output_ids, output_len)
         return True
 
     async def run_session(self, session: Session, start_ns: int) -> None:
         """Run one session's steps in order from `start_ns`."""
-        self.outcome.sessions_started += 1
         prompts = self._prompts.session(next(self._ordinals))
         ready_ns = start_ns
         for index, step in enumerate(session.steps):
@@ -312,7 +334,7 @@ class Replayer:
             else:
                 first_ms = session.start_ms if first_ms is None else first_ms
                 offset = ms_to_ns((session.start_ms - first_ms) * self._opts.time_scale)
-            if not await self._sleep_until(start + offset):
+            if self._exhausted or not await self._sleep_until(start + offset):
                 break
             task = asyncio.create_task(self.run_session(session, start + offset))
             tasks.add(task)
@@ -323,7 +345,7 @@ class Replayer:
 
         async def worker() -> None:
             for session in sessions:
-                if self._stopped():
+                if self._done_scheduling():
                     return
                 await self.run_session(session, self._now_ns())
 

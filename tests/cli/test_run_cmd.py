@@ -200,3 +200,56 @@ def test_malformed_trace_names_file_line_field(
     assert code == 2
     err = capsys.readouterr().err
     assert "bad.csv:3" in err and "ContextTokens" in err
+
+
+@pytest.mark.integration
+def test_server_dying_mid_run_keeps_results(tmp_path: Path) -> None:
+    """A second real server is stopped mid-run: failed requests are recorded with their
+    errors, what was measured is kept, the run stops early and exits non-zero."""
+    from harness.server import EmbeddedServer
+
+    server = EmbeddedServer(REPO, log_path=tmp_path / "dying-server.log", kv_cache_gib=1)
+    info = server.start()
+    out = tmp_path / "dying"
+    try:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harness",
+                "run",
+                str(AZURE),
+                "--server",
+                info.base_url,
+                "--time-scale",
+                "0",
+                "--max-concurrency",
+                "2",
+                "--max-requests",
+                "2000",
+                "--out",
+                str(out),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        journal = out / "requests.partial.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if journal.exists() and journal.read_text().count("\n") >= 5:
+                break
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, output.decode()[-2000:]
+    summary = _summary(out)
+    assert summary["requests_completed"] >= 5  # type: ignore[operator]
+    assert summary["requests_failed"] >= 1  # type: ignore[operator]
+    assert summary["run"]["aborted_reason"].startswith("server unreachable")  # type: ignore[index]
+    assert summary["run"]["requests_sent"] < 2000  # type: ignore[index]
+    df = pd.read_parquet(out / "requests.parquet")
+    failed = df[~df["ok"].astype(bool)]
+    assert len(failed) == summary["requests_failed"]
+    assert failed["error"].notna().all()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "aborted"
