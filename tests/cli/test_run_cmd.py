@@ -253,3 +253,43 @@ def test_server_dying_mid_run_keeps_results(tmp_path: Path) -> None:
     assert len(failed) == summary["requests_failed"]
     assert failed["error"].notna().all()
     assert json.loads((out / "manifest.json").read_text())["status"] == "aborted"
+
+
+@pytest.mark.integration
+def test_model_launches_vllm_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--model` launches the real `vllm serve MODEL` from PATH, runs, and stops it again."""
+    venv_bin = REPO / ".vllm" / "venv" / "bin"
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
+    for key, value in {
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CACHE_ROOT": str(REPO / ".vllm" / "cache"),
+        "VLLM_NO_USAGE_STATS": "1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "launched"
+    model = str(REPO / ".vllm" / "model")
+    code = _run(
+        [
+            str(AZURE),
+            "--model",
+            model,
+            "--max-requests",
+            "5",
+            "--time-scale",
+            "0",
+            "--vllm-arg=--max-model-len=8192",
+            "--vllm-arg=--enforce-eager",
+            "--vllm-arg=--dtype=bfloat16",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["server"]["launch"]["kind"] == "launched"
+    assert manifest["server"]["model"] == model
+    assert _summary(out)["requests_completed"] == 5
+    pid = manifest["server"]["launch"]["pid"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the launched server is gone
