@@ -1,0 +1,132 @@
+"""`harness run` options over the workload file: overrides, pattern switches, bad combos."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from harness.cli import run_cmd
+from harness.cli.common import resolve_workload
+from harness.errors import ConfigError
+from harness.workload.spec import WorkloadSpec
+
+BASE = """\
+name: base
+source:
+  trace: t.csv
+  format: azure
+arrival:
+  pattern: trace
+  time_scale: 2.0
+limits:
+  max_requests: 100
+  max_concurrency: 8
+  duration_s: 60
+  warmup_requests: 1
+request:
+  api: completions
+  overlength: error
+slo:
+  ttft_ms: 500
+"""
+
+
+def _parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    run_cmd.add_parser(parser.add_subparsers())
+    return parser.parse_args(["run", "w.yaml", *argv])
+
+
+def _spec(tmp_path: Path, text: str = BASE) -> WorkloadSpec:
+    path = tmp_path / "w.yaml"
+    path.write_text(text)
+    return resolve_workload(path, None)
+
+
+def _with(tmp_path: Path, *argv: str, text: str = BASE) -> WorkloadSpec:
+    return run_cmd.apply_overrides(_spec(tmp_path, text), _parse(*argv))
+
+
+def test_no_options_keep_the_file(tmp_path: Path) -> None:
+    assert _with(tmp_path) == _spec(tmp_path)
+
+
+def test_options_override_yaml_values(tmp_path: Path) -> None:
+    spec = _with(
+        tmp_path,
+        "--time-scale", "0",
+        "--max-requests", "7",
+        "--max-concurrency", "3",
+        "--duration", "1.5",
+        "--warmup", "0",
+        "--api", "chat",
+        "--overlength", "clip",
+    )  # fmt: skip
+    assert spec.arrival.time_scale == 0 and spec.arrival.pattern == "trace"
+    assert spec.limits.max_requests == 7
+    assert spec.limits.max_concurrency == 3
+    assert spec.limits.duration_s == 1.5
+    assert spec.limits.warmup_requests == 0  # a zero is an override, not "unset"
+    assert spec.request.api == "chat" and spec.request.overlength == "clip"
+    # what was not overridden stays
+    assert spec.name == "base" and spec.slo is not None and spec.slo.ttft_ms == 500
+    assert spec.source.trace == (tmp_path / "t.csv").resolve()
+
+
+def test_rate_switches_a_trace_pattern_to_poisson(tmp_path: Path) -> None:
+    spec = _with(tmp_path, "--rate", "4")
+    assert spec.arrival.pattern == "poisson" and spec.arrival.rate_per_s == 4.0
+
+
+def test_rate_keeps_an_explicit_or_rate_pattern(tmp_path: Path) -> None:
+    spec = _with(tmp_path, "--rate", "4", "--pattern", "constant")
+    assert spec.arrival.pattern == "constant" and spec.arrival.rate_per_s == 4.0
+    constant = BASE.replace("pattern: trace", "pattern: constant\n  rate_per_s: 1")
+    spec = _with(tmp_path, "--rate", "9", text=constant)
+    assert spec.arrival.pattern == "constant" and spec.arrival.rate_per_s == 9.0
+
+
+def test_concurrency_switches_to_closed(tmp_path: Path) -> None:
+    spec = _with(tmp_path, "--concurrency", "4")
+    assert spec.arrival.pattern == "closed" and spec.arrival.concurrency == 4
+    poisson = BASE.replace("pattern: trace", "pattern: poisson\n  rate_per_s: 1")
+    spec = _with(tmp_path, "--concurrency", "2", text=poisson)
+    assert spec.arrival.pattern == "closed" and spec.arrival.concurrency == 2
+
+
+def test_pattern_alone_uses_the_files_rate(tmp_path: Path) -> None:
+    with_rate = BASE.replace("time_scale: 2.0", "time_scale: 2.0\n  rate_per_s: 3")
+    spec = _with(tmp_path, "--pattern", "poisson", text=with_rate)
+    assert spec.arrival.pattern == "poisson" and spec.arrival.rate_per_s == 3.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--pattern", "poisson"), "needs 'rate_per_s'"),
+        (("--pattern", "constant"), "needs 'rate_per_s'"),
+        (("--pattern", "closed"), "needs 'concurrency'"),
+        (("--rate", "0"), "rate_per_s"),
+        (("--rate", "-2"), "rate_per_s"),
+        (("--concurrency", "0"), "concurrency"),
+        (("--max-requests", "0"), "max_requests"),
+        (("--max-concurrency", "-1"), "max_concurrency"),
+        (("--duration", "0"), "duration_s"),
+        (("--warmup", "-1"), "warmup_requests"),
+        (("--time-scale", "-1"), "time_scale"),
+    ],
+)
+def test_invalid_combinations_are_config_errors(
+    tmp_path: Path, argv: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ConfigError, match="invalid options") as info:
+        _with(tmp_path, *argv)
+    assert message in str(info.value)
+
+
+def test_choices_are_checked_by_the_parser() -> None:
+    for argv in (("--pattern", "burst"), ("--api", "grpc"), ("--overlength", "drop")):
+        with pytest.raises(SystemExit):
+            _parse(*argv)

@@ -1,0 +1,304 @@
+"""The streaming client: request bodies, token counting per chunk, and `Client.send` over
+HTTP against an in-test protocol fixture.
+
+The fixture below is an aiohttp app on 127.0.0.1 that plays back fixed HTTP responses and
+SSE streams (errors, a missing usage chunk, a well-formed stream) so the client's parsing
+and error paths can be checked byte for byte. It does no inference and stands in for no
+server in any measurement; the client against real vLLM is covered by integration tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from harness.client import Client, ClientOptions, Completion, _chunk_tokens, _payload
+from harness.records import RequestRecord, RunClock
+
+MS = 1_000_000
+GAP_S = 0.03  # pause the fixture makes between stream chunks
+
+# --- pure functions -------------------------------------------------------------------
+
+
+def test_completions_payload() -> None:
+    opts = ClientOptions(base_url="http://h", model="m", temperature=0.5, ignore_eos=False)
+    body = _payload(opts, [1, 2, 3], 17)
+    assert body["model"] == "m"
+    assert body["prompt"] == [1, 2, 3] and "messages" not in body
+    assert body["max_tokens"] == 17
+    assert body["temperature"] == 0.5
+    assert body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
+    assert body["ignore_eos"] is False
+    assert body["return_token_ids"] is True
+    json.dumps(body)  # serialisable as sent
+
+
+def test_chat_payload() -> None:
+    opts = ClientOptions(base_url="http://h", model="m", api="chat")
+    body = _payload(opts, "hello there", 5)
+    assert body["messages"] == [{"role": "user", "content": "hello there"}]
+    assert "prompt" not in body
+    assert body["ignore_eos"] is True and body["max_tokens"] == 5
+
+
+@pytest.mark.parametrize(
+    ("api", "choice", "expected"),
+    [
+        ("chat", {"delta": {"role": "assistant", "content": ""}}, (0, None)),
+        ("chat", {"delta": {"role": "assistant"}}, (0, None)),
+        ("chat", {"delta": {"content": "hi"}}, (1, None)),
+        ("chat", {"delta": {"content": ""}}, (1, None)),  # random weights: empty text
+        ("chat", {"delta": {}, "finish_reason": "length"}, (0, None)),
+        ("chat", {"delta": {"content": "ab"}, "token_ids": [5, 6]}, (2, [5, 6])),
+        ("completions", {"text": "x"}, (1, None)),
+        ("completions", {"text": ""}, (1, None)),
+        ("completions", {"text": "abc", "token_ids": [7, 8, 9]}, (3, [7, 8, 9])),
+        ("completions", {"text": "", "token_ids": []}, (0, [])),
+    ],
+)
+def test_chunk_tokens(
+    api: Any, choice: dict[str, Any], expected: tuple[int, list[int] | None]
+) -> None:
+    assert _chunk_tokens(api, choice) == expected
+
+
+# --- the protocol fixture -------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _sse(event: dict[str, Any] | str) -> bytes:
+    data = event if isinstance(event, str) else json.dumps(event)
+    return f"data: {data}\n\n".encode()
+
+
+def _stream(events: list[dict[str, Any] | str], gap_s: float = GAP_S) -> Handler:
+    """A handler that answers 200 and writes `events` as SSE, pausing `gap_s` before each."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for event in events:
+            await asyncio.sleep(gap_s)
+            await resp.write(_sse(event))
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
+def _usage(prompt: int, completion: int, cached: int | None = None) -> dict[str, Any]:
+    usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion}
+    if cached is not None:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    return {"choices": [], "usage": usage}
+
+
+ProtocolFixture = Callable[[Handler], Awaitable[str]]
+
+
+@pytest.fixture
+async def protocol_fixture() -> AsyncIterator[ProtocolFixture]:
+    """Start an HTTP protocol fixture on 127.0.0.1 answering both endpoints with a handler;
+    gives its base URL. Not an inference server."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_post("/v1/completions", handler)
+        app.router.add_post("/v1/chat/completions", handler)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+def _record(output: int = 3, api: str = "completions") -> RequestRecord:
+    return RequestRecord(
+        request_id="r0",
+        session_id="s0",
+        step_index=0,
+        api=api,
+        prompt_tokens_expected=4,
+        output_tokens_expected=output,
+        scheduled_ns=0,
+    )
+
+
+async def _send(
+    url: str, record: RequestRecord, prompt: list[int] | str, **opts: Any
+) -> Completion:
+    clock = RunClock()
+    async with Client(ClientOptions(base_url=url, model="tiny", **opts), clock.now_ns) as client:
+        return await client.send(record, prompt)
+
+
+# --- Client.send ----------------------------------------------------------------------
+
+
+async def test_http_500_is_an_error_record(protocol_fixture: ProtocolFixture) -> None:
+    async def fail(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=500, text="engine dead")
+
+    url = await protocol_fixture(fail)
+    record = _record()
+    completion = await _send(url, record, [1, 2, 3, 4])
+    assert record.error is not None and record.error.startswith("HTTP 500")
+    assert "engine dead" in record.error
+    assert record.http_status == 500 and not record.ok
+    assert record.sent_ns is not None and record.done_ns is not None
+    assert record.done_ns >= record.sent_ns
+    assert record.first_token_ns is None and record.output_tokens is None
+    assert completion.output_ids is None
+
+
+async def test_stream_without_usage_is_an_error(protocol_fixture: ProtocolFixture) -> None:
+    events: list[dict[str, Any] | str] = [
+        {"choices": [{"index": 0, "text": "a", "token_ids": [10]}]},
+        {"choices": [{"index": 0, "text": "b", "token_ids": [11]}]},
+        "[DONE]",
+    ]
+    url = await protocol_fixture(_stream(events, gap_s=0.0))
+    record = _record(output=2)
+    completion = await _send(url, record, [1, 2, 3, 4])
+    assert record.error == "stream ended without a usage chunk"
+    assert record.http_status == 200 and not record.ok
+    assert record.chunk_tokens == [1, 1]  # the chunks that did come are still recorded
+    assert completion.output_ids is None
+
+
+async def test_well_formed_completions_stream(protocol_fixture: ProtocolFixture) -> None:
+    events: list[dict[str, Any] | str] = [
+        {"choices": [{"index": 0, "text": "a", "token_ids": [10]}]},
+        {"choices": [{"index": 0, "text": "bc", "token_ids": [11, 12]}]},
+        {"choices": [{"index": 0, "text": "", "token_ids": [13], "finish_reason": "length"}]},
+        _usage(4, 4, cached=2),
+        "[DONE]",
+    ]
+    handler = _stream(events)
+    url = await protocol_fixture(handler)
+    record = _record(output=4)
+    completion = await _send(url, record, [1, 2, 3, 4])
+    assert record.error is None and record.ok
+    assert record.http_status == 200
+    assert record.chunk_tokens == [1, 2, 1]
+    assert completion.output_ids == [10, 11, 12, 13]
+    assert record.prompt_tokens == 4 and record.output_tokens == 4
+    assert record.cached_prompt_tokens == 2
+    assert record.sent_ns is not None and record.first_token_ns is not None
+    assert record.last_token_ns is not None and record.done_ns is not None
+    assert record.first_token_ns - record.sent_ns >= GAP_S * 1e9 - 2 * MS  # TTFT
+    assert record.chunk_ns[0] == record.first_token_ns
+    assert record.chunk_ns[-1] == record.last_token_ns
+    gaps = [b - a for a, b in zip(record.chunk_ns, record.chunk_ns[1:], strict=False)]
+    assert len(gaps) == 2 and all(g >= GAP_S * 1e9 - 2 * MS for g in gaps)  # ITLs
+    # the usage chunk comes one gap after the last token chunk
+    assert record.done_ns - record.last_token_ns >= GAP_S * 1e9 - 2 * MS
+
+
+async def test_request_body_as_received(protocol_fixture: ProtocolFixture) -> None:
+    bodies: list[dict[str, Any]] = []
+
+    async def capture(request: web.Request) -> web.StreamResponse:
+        bodies.append(await request.json())
+        return await _stream([_usage(3, 0), "[DONE]"], gap_s=0.0)(request)
+
+    url = await protocol_fixture(capture)
+    await _send(url, _record(output=9), [5, 6, 7])
+    await _send(url, _record(output=2, api="chat"), "hi", api="chat")
+    assert bodies[0]["prompt"] == [5, 6, 7] and bodies[0]["max_tokens"] == 9
+    assert bodies[0]["model"] == "tiny" and bodies[0]["stream"] is True
+    assert bodies[1]["messages"] == [{"role": "user", "content": "hi"}]
+
+
+async def test_chat_role_chunk_does_not_start_ttft(protocol_fixture: ProtocolFixture) -> None:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        assert request.path == "/v1/chat/completions"
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(_sse({"choices": [{"delta": {"role": "assistant", "content": ""}}]}))
+        await asyncio.sleep(0.06)
+        await resp.write(_sse({"choices": [{"delta": {"content": "x"}}]}))
+        await resp.write(_sse({"choices": [{"delta": {"content": ""}}]}))
+        await resp.write(_sse({"choices": [{"delta": {}, "finish_reason": "length"}]}))
+        await resp.write(_sse(_usage(3, 2)))
+        await resp.write(_sse("[DONE]"))
+        await resp.write_eof()
+        return resp
+
+    url = await protocol_fixture(chat)
+    record = _record(output=2, api="chat")
+    completion = await _send(url, record, "hello", api="chat")
+    assert record.ok
+    assert record.chunk_tokens == [1, 1]
+    assert record.first_token_ns is not None and record.sent_ns is not None
+    assert record.first_token_ns - record.sent_ns >= 60 * MS - 2 * MS
+    assert completion.output_ids is None  # no token ids in this stream
+
+
+async def test_error_event_in_stream(protocol_fixture: ProtocolFixture) -> None:
+    events: list[dict[str, Any] | str] = [
+        {"choices": [{"index": 0, "text": "a", "token_ids": [10]}]},
+        {"error": {"message": "out of KV cache", "code": 500}},
+    ]
+    url = await protocol_fixture(_stream(events, gap_s=0.0))
+    record = _record()
+    await _send(url, record, [1])
+    assert record.error is not None
+    assert record.error.startswith("server error in stream")
+    assert "out of KV cache" in record.error
+
+
+async def test_malformed_json_is_an_error(protocol_fixture: ProtocolFixture) -> None:
+    url = await protocol_fixture(_stream(["{not json"], gap_s=0.0))
+    record = _record()
+    await _send(url, record, [1])
+    assert record.error is not None and record.error.startswith("malformed stream")
+    assert record.done_ns is not None
+
+
+async def test_timeout_is_an_error(protocol_fixture: ProtocolFixture) -> None:
+    url = await protocol_fixture(_stream([_usage(1, 1), "[DONE]"], gap_s=2.0))
+    record = _record()
+    await _send(url, record, [1], timeout_s=0.2)
+    assert record.error == "timeout after 0.2 s"
+    assert record.sent_ns is not None and record.done_ns is not None
+    assert 150 * MS <= record.done_ns - record.sent_ns < 1500 * MS
+
+
+async def test_refused_connection_names_the_connector_error() -> None:
+    """The replay's 'server unreachable' abort keys on this error name."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    record = _record()
+    completion = await _send(f"http://127.0.0.1:{port}", record, [1])
+    assert record.error is not None and record.error.startswith("ClientConnectorError")
+    assert record.http_status is None and completion.output_ids is None
+
+
+async def test_cancel_marks_the_record(protocol_fixture: ProtocolFixture) -> None:
+    url = await protocol_fixture(_stream([_usage(1, 1)], gap_s=5.0))
+    record = _record()
+    task = asyncio.create_task(_send(url, record, [1]))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert record.error == "cancelled"
+    assert record.sent_ns is not None and record.done_ns is not None

@@ -1,0 +1,71 @@
+"""The token space: ordinary ids only, counting and decoding text, clear load errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness.errors import ConfigError
+from harness.workload.tokenizer import TokenSpace, load_token_space, synthetic_token_space
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / ".vllm" / "model"
+needs_model = pytest.mark.skipif(
+    not (MODEL_DIR / "tokenizer.json").is_file(), reason="no tiny model built"
+)
+
+
+@pytest.fixture(scope="module")
+def space() -> TokenSpace:
+    return load_token_space(str(MODEL_DIR))
+
+
+@needs_model
+def test_special_tokens_are_excluded(space: TokenSpace) -> None:
+    assert space.vocab_size == 4096
+    ids = set(space.allowed_ids.tolist())
+    assert not ids & {0, 1, 2, 3, 4, 5}
+    assert ids == set(range(6, 4096))
+    assert space.allowed_ids.dtype == np.int64
+
+
+@needs_model
+def test_dir_and_tokenizer_json_load_the_same_space(space: TokenSpace) -> None:
+    direct = load_token_space(str(MODEL_DIR / "tokenizer.json"))
+    assert np.array_equal(direct.allowed_ids, space.allowed_ids)
+    assert direct.vocab_size == space.vocab_size
+
+
+@needs_model
+def test_count_and_decode(space: TokenSpace) -> None:
+    text = "hello world, this is a test of the tokenizer"
+    n = space.count(text)
+    assert 0 < n <= len(text)
+    assert space.count("") == 0
+    assert space.count(text + text) >= n  # more text never counts fewer tokens
+    ids = space._tokenizer.encode(text, add_special_tokens=False).ids  # type: ignore[attr-defined]
+    assert len(ids) == n
+    assert space.decode(ids) == text
+    assert "<|begin_of_text|>" in space.decode([0, *ids])  # specials are not hidden
+
+
+def test_bad_paths_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot load tokenizer"):
+        load_token_space(str(tmp_path / "no" / "such" / "dir"))
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="cannot load tokenizer"):
+        load_token_space(str(bad))
+    with pytest.raises(ConfigError, match="cannot load tokenizer"):
+        load_token_space(str(tmp_path))  # a dir holding that broken tokenizer.json
+
+
+def test_synthetic_space_has_no_tokenizer() -> None:
+    space = synthetic_token_space(64)
+    assert space.allowed_ids.tolist() == list(range(64))
+    assert space.vocab_size == 64
+    with pytest.raises(ConfigError, match="no tokenizer"):
+        space.count("text")
+    with pytest.raises(ConfigError, match="no tokenizer"):
+        space.decode([1, 2])
