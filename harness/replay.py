@@ -240,7 +240,8 @@ class Replayer:
         if not fits(expected_prompt, output_len, self._opts.max_model_len):
             assert self._opts.max_model_len is not None
             if self._opts.overlength == "skip":
-                self.outcome.requests_skipped_overlength += 1
+                # Context only grows, so every later step of the session is too long as well.
+                self.outcome.requests_skipped_overlength += len(session.steps) - index
                 return False
             clip_to, output_len = clipped_lengths(
                 expected_prompt, output_len, self._opts.max_model_len

@@ -457,7 +457,11 @@ def _overlength_sessions() -> list[Session]:
 async def test_overlength_skip_counts_and_ends_the_session() -> None:
     r = Run(ReplayOptions(pattern="trace", time_scale=0.0, max_model_len=100, overlength="skip"))
     outcome = await r.run(_overlength_sessions())
-    assert outcome.requests_skipped_overlength == 1
+    # s0's step 1 is too long and ends the session, so its step 2 is skipped too: the count
+    # matches preflight's, which finds both too long.
+    assert outcome.requests_skipped_overlength == 2
+    plan = preflight(_overlength_sessions(), ReplayOptions(max_model_len=100))
+    assert plan["overlength_requests"] == 2
     assert outcome.requests_clipped == 0
     assert outcome.requests_sent == 2
     assert sorted((x.session_id, x.step_index) for x in r.records) == [("s0", 0), ("s1", 0)]

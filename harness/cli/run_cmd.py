@@ -91,18 +91,27 @@ def add_parser(sub: Any) -> None:
 
 def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpec:
     """Command-line options over the workload file's values."""
+    if args.rate is not None and args.concurrency is not None:
+        raise ConfigError("--rate (open loop) and --concurrency (closed loop) exclude each other")
     arrival: dict[str, Any] = {}
-    if args.pattern is not None:
-        arrival["pattern"] = args.pattern
     if args.time_scale is not None:
         arrival["time_scale"] = args.time_scale
+    pattern = args.pattern
     if args.rate is not None:
         arrival["rate_per_s"] = args.rate
-        arrival.setdefault("pattern", "poisson" if spec.arrival.pattern == "trace" else None)
+        if pattern is None:
+            # A rate makes a trace replay open-loop Poisson; a rated pattern keeps its kind.
+            rated = spec.arrival.pattern in ("poisson", "constant")
+            pattern = spec.arrival.pattern if rated else "poisson"
     if args.concurrency is not None:
         arrival["concurrency"] = args.concurrency
-        arrival.setdefault("pattern", "closed")
-    arrival = {k: v for k, v in arrival.items() if v is not None}
+        pattern = pattern or "closed"
+    if pattern is not None:
+        arrival["pattern"] = pattern
+    if args.rate is not None and arrival.get("pattern") not in ("poisson", "constant"):
+        raise ConfigError(f"--rate needs a poisson or constant pattern, not {pattern!r}")
+    if args.concurrency is not None and arrival.get("pattern") != "closed":
+        raise ConfigError(f"--concurrency needs the closed pattern, not {pattern!r}")
     limits: dict[str, Any] = {}
     for key, value in (
         ("max_requests", args.max_requests),

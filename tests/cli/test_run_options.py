@@ -130,3 +130,21 @@ def test_choices_are_checked_by_the_parser() -> None:
     for argv in (("--pattern", "burst"), ("--api", "grpc"), ("--overlength", "drop")):
         with pytest.raises(SystemExit):
             _parse(*argv)
+
+
+def test_rate_and_concurrency_together_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="exclude each other"):
+        _with(tmp_path, "--rate", "2", "--concurrency", "4")
+
+
+def test_rate_on_a_closed_workload_needs_a_pattern(tmp_path: Path) -> None:
+    closed = BASE.replace("pattern: trace", "pattern: closed\n  concurrency: 4")
+    with pytest.raises(ConfigError, match="--rate needs a poisson or constant pattern"):
+        _with(tmp_path, "--rate", "2", text=closed)
+    spec = _with(tmp_path, "--rate", "2", "--pattern", "constant", text=closed)
+    assert (spec.arrival.pattern, spec.arrival.rate_per_s) == ("constant", 2.0)
+
+
+def test_concurrency_with_an_open_pattern_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--concurrency needs the closed pattern"):
+        _with(tmp_path, "--concurrency", "4", "--pattern", "poisson")
