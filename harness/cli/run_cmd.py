@@ -99,7 +99,7 @@ def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpe
     pattern = args.pattern
     if args.rate is not None:
         arrival["rate_per_s"] = args.rate
-        if pattern is None:
+        if pattern is None and spec.arrival.pattern != "closed":
             # A rate makes a trace replay open-loop Poisson; a rated pattern keeps its kind.
             rated = spec.arrival.pattern in ("poisson", "constant")
             pattern = spec.arrival.pattern if rated else "poisson"
@@ -108,10 +108,11 @@ def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpe
         pattern = pattern or "closed"
     if pattern is not None:
         arrival["pattern"] = pattern
-    if args.rate is not None and arrival.get("pattern") not in ("poisson", "constant"):
-        raise ConfigError(f"--rate needs a poisson or constant pattern, not {pattern!r}")
-    if args.concurrency is not None and arrival.get("pattern") != "closed":
-        raise ConfigError(f"--concurrency needs the closed pattern, not {pattern!r}")
+    effective = pattern or spec.arrival.pattern
+    if args.rate is not None and effective not in ("poisson", "constant"):
+        raise ConfigError(f"--rate needs a poisson or constant pattern, not {effective!r}")
+    if args.concurrency is not None and effective != "closed":
+        raise ConfigError(f"--concurrency needs the closed pattern, not {effective!r}")
     limits: dict[str, Any] = {}
     for key, value in (
         ("max_requests", args.max_requests),
