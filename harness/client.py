@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import aiohttp
 
+from harness.errors import ServerError
 from harness.records import RequestRecord
 
 Api = Literal["completions", "chat"]
@@ -68,6 +69,35 @@ def _chunk_tokens(api: Api, choice: dict[str, Any]) -> tuple[int, list[int] | No
         return 1, None
     delta = choice.get("delta") or {}
     return (0 if delta.get("role") or delta.get("content") is None else 1), None
+
+
+async def chat_overhead_tokens(opts: ClientOptions, content: Callable[[int], str]) -> int:
+    """Prompt tokens a chat request adds around its content (template, lead), measured on the
+    server: two non-streaming probes of 8 and 32 content tokens must differ by exactly 24."""
+    url = opts.base_url.rstrip("/") + "/v1/chat/completions"
+    counts: list[int] = []
+    timeout = aiohttp.ClientTimeout(total=opts.timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout, headers=dict(opts.headers)) as session:
+        for words in (8, 32):
+            body = {
+                "model": opts.model,
+                "messages": [{"role": "user", "content": content(words)}],
+                "max_tokens": 1,
+            }
+            try:
+                async with session.post(url, json=body) as resp:
+                    data = await resp.json(content_type=None)
+                    if resp.status != 200:
+                        raise ServerError(f"chat probe failed: HTTP {resp.status}: {data}")
+            except (aiohttp.ClientError, TimeoutError) as err:
+                raise ServerError(f"chat probe failed: {type(err).__name__}: {err}") from None
+            counts.append(int(data["usage"]["prompt_tokens"]) - words)
+    if counts[0] != counts[1]:
+        raise ServerError(
+            f"chat prompts are not token-exact on this server (overhead {counts[0]} vs "
+            f"{counts[1]} tokens); use the completions API"
+        )
+    return counts[0]
 
 
 class Client:

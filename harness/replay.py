@@ -280,7 +280,9 @@ class Replayer:
                 self._count_sent(record)
                 self._on_record(record)
         self._note_result(record)
-        prompts.add_output(completion.output_ids, output_len)
+        # Text prompts can't carry generated ids exactly: their context grows by fresh words.
+        ids = completion.output_ids if self._to_text is None else None
+        prompts.add_output(ids, output_len)
         return True
 
     async def run_session(self, session: Session, start_ns: int) -> None:

@@ -9,7 +9,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness import __version__
 from harness.analysis import Slo, summarize_requests
 from harness.cli.common import add_workload_args, resolve_workload
-from harness.client import Client, ClientOptions
+from harness.client import Client, ClientOptions, chat_overhead_tokens
 from harness.errors import ConfigError
 from harness.records import RequestRecord, RunClock
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome, preflight
@@ -29,8 +29,8 @@ from harness.results import RunReader, RunWriter
 from harness.server import AttachedServer, EmbeddedServer, LaunchedServer, Server, ServerInfo
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
-from harness.workload.model import Session
-from harness.workload.prompts import PromptBuilder
+from harness.workload.model import Session, Step
+from harness.workload.prompts import PromptBuilder, chat_content
 from harness.workload.source import open_source
 from harness.workload.spec import WorkloadSpec
 from harness.workload.tokenizer import TokenSpace, load_token_space
@@ -162,6 +162,15 @@ def _token_space(args: argparse.Namespace, info: ServerInfo) -> TokenSpace:
     return load_token_space(str(name))
 
 
+def _chat_renderer(space: TokenSpace, opts: ClientOptions) -> Callable[[list[int]], str]:
+    """Token-exact chat text: the template's overhead is measured once, then each prompt of
+    N ids becomes content of N − overhead single-token words."""
+    probe = PromptBuilder(space, seed=0, salt=0).session(0)
+    words = probe.next_prompt(Step(new_input_tokens=32, output_tokens=0))
+    overhead = asyncio.run(chat_overhead_tokens(opts, lambda n: chat_content(space, words[:n])))
+    return lambda ids: chat_content(space, ids[: max(0, len(ids) - overhead)])
+
+
 def _sessions(spec: WorkloadSpec, fmt: str | None, space: TokenSpace) -> Iterator[Session]:
     return open_source(spec.source, format_override=fmt, token_counter=space)
 
@@ -250,6 +259,8 @@ def execute(
     """Run `spec` against `server` into `out`; returns the exit code."""
     with server as info:
         space = _token_space(args, info)
+        if spec.request.api == "chat":
+            space = space.stable_words()
         opts = ReplayOptions(
             pattern=spec.arrival.pattern,
             time_scale=spec.arrival.time_scale,
@@ -293,6 +304,7 @@ def execute(
                 ),
                 clock.now_ns,
             )
+            to_text = _chat_renderer(space, client.opts) if spec.request.api == "chat" else None
             progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -320,7 +332,7 @@ def execute(
                     clock.now_ns,
                     on_record,
                     api=spec.request.api,
-                    to_text=space.decode if spec.request.api == "chat" else None,
+                    to_text=to_text,
                 )
                 outcome = asyncio.run(
                     _replay(replayer, _sessions(spec, args.format, space), client)

@@ -130,3 +130,13 @@ class SessionPrompts:
             self._context = self._context + list(output_ids)
         else:
             self._context = self._context + self._fresh(expected)
+
+
+CHAT_LEAD = "Context:"
+"""Fixed opening of chat content, so templates that trim content never touch the first word."""
+
+
+def chat_content(space: TokenSpace, ids: list[int]) -> str:
+    """Chat message text for prompt ids drawn from `space.stable_words()`: one token per id
+    after the fixed lead."""
+    return CHAT_LEAD + space.decode(ids)

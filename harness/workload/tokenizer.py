@@ -3,13 +3,16 @@ space prompts are drawn from, and token counts of text (ShareGPT, chat prompts).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from harness.errors import ConfigError
+
+_WORD = re.compile(r" [A-Za-z]{2,}")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,24 @@ class TokenSpace:
         if self._tokenizer is None:
             raise ConfigError(f"token space {self.name!r} has no tokenizer to count text with")
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+
+    def stable_words(self) -> TokenSpace:
+        """The sub-space of tokens that are one space-led word and encode back to themselves,
+        so text made of them has exactly one token per word (token-exact chat prompts)."""
+        if self._tokenizer is None:
+            raise ConfigError(f"token space {self.name!r} has no tokenizer for text prompts")
+        tok = self._tokenizer
+        keep = []
+        for i in self.allowed_ids:
+            text = tok.decode([int(i)])  # type: ignore[attr-defined]
+            if _WORD.fullmatch(text) and tok.encode(text, add_special_tokens=False).ids == [i]:  # type: ignore[attr-defined]
+                keep.append(int(i))
+        if len(keep) < 16:
+            raise ConfigError(
+                f"tokenizer {self.name!r} has too few single-token words for token-exact chat "
+                "prompts; use the completions API"
+            )
+        return replace(self, name=f"{self.name} (words)", allowed_ids=np.array(keep, np.int64))
 
     def decode(self, ids: list[int]) -> str:
         """Text of a list of token ids."""

@@ -293,3 +293,31 @@ def test_model_launches_vllm_serve(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     pid = manifest["server"]["launch"]["pid"]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the launched server is gone
+
+
+@pytest.mark.integration
+def test_chat_api_prompts_are_token_exact(vllm_server: ServerInfo, tmp_path: Path) -> None:
+    """Chat prompts hit the trace's input lengths exactly, template included."""
+    out = tmp_path / "chat"
+    code = _run(
+        [
+            str(AZURE),
+            "--server",
+            vllm_server.base_url,
+            "--api",
+            "chat",
+            "--max-requests",
+            "8",
+            "--time-scale",
+            "0",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    df = pd.read_parquet(out / "requests.parquet")
+    with AZURE.open() as f:
+        rows = list(csv.DictReader(f))[:8]
+    assert sorted(df["prompt_tokens"]) == sorted(int(r["ContextTokens"]) for r in rows)
+    assert sorted(df["output_tokens"]) == sorted(int(r["GeneratedTokens"]) for r in rows)
+    assert _summary(out)["run"]["prompt_token_mismatches"] == 0  # type: ignore[index]

@@ -69,3 +69,14 @@ def test_synthetic_space_has_no_tokenizer() -> None:
         space.count("text")
     with pytest.raises(ConfigError, match="no tokenizer"):
         space.decode([1, 2])
+
+
+def test_stable_words_encode_one_token_each() -> None:
+    """Text made of stable-word ids re-encodes to exactly those ids."""
+    model = Path(__file__).resolve().parents[2] / ".vllm" / "model"
+    if not (model / "tokenizer.json").exists():
+        pytest.skip("tiny model not built")
+    words = load_token_space(str(model)).stable_words()
+    ids = [int(i) for i in words.allowed_ids[:200]]
+    assert words.count(words.decode(ids)) == len(ids)
+    assert words.allowed_ids.size >= 16
