@@ -32,6 +32,7 @@ class ClientOptions:
     temperature: float = 0.0
     timeout_s: float = 600.0
     headers: tuple[tuple[str, str], ...] = ()
+    max_connections: int = 0  # 0 = unlimited; replay's max_concurrency bounds it anyway
 
 
 @dataclass
@@ -111,7 +112,11 @@ class Client:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Client:
-        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        # Pooled connections are dropped after 4 s idle, before uvicorn's 5 s keep-alive
+        # closes them server-side: reusing one the server is closing fails the request.
+        connector = aiohttp.TCPConnector(
+            limit=self.opts.max_connections, keepalive_timeout=4.0, force_close=False
+        )
         timeout = aiohttp.ClientTimeout(total=self.opts.timeout_s)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=dict(self.opts.headers)

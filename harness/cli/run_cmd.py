@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import os
 import secrets
 import signal
@@ -301,6 +302,7 @@ def execute(
                     temperature=spec.request.temperature,
                     timeout_s=spec.request.timeout_s,
                     headers=tuple(info.headers().items()),
+                    max_connections=spec.limits.max_concurrency or 0,
                 ),
                 clock.now_ns,
             )
@@ -334,6 +336,8 @@ def execute(
                     api=spec.request.api,
                     to_text=to_text,
                 )
+                gc.collect()
+                gc.freeze()  # as vllm bench does: no collector pauses over long-lived setup
                 outcome = asyncio.run(
                     _replay(replayer, _sessions(spec, args.format, space), client)
                 )
