@@ -20,11 +20,11 @@ PERCENTILES: tuple[int, ...] = (50, 90, 99)
 class TokenPercentiles:
     """p50, p90 and p99 of a per-request token length."""
 
-    p50: float
-    p90: float
-    p99: float
+    p50: float | None
+    p90: float | None
+    p99: float | None
 
-    def to_json_dict(self) -> dict[str, float]:
+    def to_json_dict(self) -> dict[str, float | None]:
         """Plain JSON: `p50`, `p90`, `p99`."""
         return {"p50": self.p50, "p90": self.p90, "p99": self.p99}
 
@@ -98,8 +98,8 @@ def _as_numpy(values: array[int]) -> np.ndarray:
 
 
 def _percentiles(values: np.ndarray) -> TokenPercentiles:
-    """p50/p90/p99 (linear interpolation, as numpy's default); zeros for no requests."""
+    """p50/p90/p99 (linear interpolation, as numpy's default); None for no requests."""
     if values.size == 0:
-        return TokenPercentiles(0.0, 0.0, 0.0)
+        return TokenPercentiles(None, None, None)
     p50, p90, p99 = (float(v) for v in np.percentile(values, PERCENTILES))
     return TokenPercentiles(p50=p50, p90=p90, p99=p99)
