@@ -109,6 +109,20 @@ def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> l
     status = _scalar(manifest, "status")
     if status is not None:
         run.rows.append(("Status", _fmt(status)))
+    version = _scalar(manifest, "server.server_version")
+    if version is not None:
+        run.rows.append(("Server version", _fmt(version)))
+    host = manifest.get("host")
+    if isinstance(host, Mapping):
+        cores = host.get("cpu_logical_cores")
+        run.rows.append(("Host", f"{host.get('cpu_model') or MISSING}, {cores or MISSING} cores"))
+    gpu = manifest.get("gpu")
+    if isinstance(gpu, Mapping):
+        if gpu.get("available"):
+            names = ", ".join(str(g.get("name")) for g in gpu.get("gpus", []))
+            run.rows.append(("GPUs", names or MISSING))
+        else:
+            run.rows.append(("GPUs", f"unavailable ({gpu.get('reason', 'no reason given')})"))
 
     tput = Section("Throughput", ("metric", "value"))
     for label, key, digits in (
@@ -133,6 +147,23 @@ def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> l
             latency.rows.append((label, *(_fmt(stats.get(s)) for s in _LATENCY_STATS)))
 
     sections = [run, tput, latency]
+    accounting = summary.get("run")
+    if isinstance(accounting, Mapping):
+        acc = Section("Run accounting", ("figure", "value"))
+        for label, key in (
+            ("Requests planned", "requests_planned"),
+            ("Requests sent", "requests_sent"),
+            ("Requests clipped to the context window", "requests_clipped"),
+            ("Requests skipped (over the context window)", "requests_skipped_overlength"),
+            ("Prompt token mismatches (usage vs. trace)", "prompt_token_mismatches"),
+            ("Output token mismatches (usage vs. trace)", "output_token_mismatches"),
+            ("Sessions started", "sessions_started"),
+            ("Interrupted", "interrupted"),
+            ("Stopped early because", "aborted_reason"),
+        ):
+            if key in accounting and accounting[key] is not None:
+                acc.rows.append((label, _fmt(accounting[key])))
+        sections.append(acc)
     slo = summary.get("slo")
     if isinstance(slo, Mapping):
         good = Section("Goodput", ("metric", "value"))

@@ -182,3 +182,24 @@ def test_write_report_without_manifest_fails(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     with pytest.raises(ResultsError, match="manifest"):
         write_report(tmp_path / "x")
+
+
+def test_run_accounting_and_host_are_reported() -> None:
+    """The run block of summary.json and the host/GPU inventory appear in the report."""
+    from harness.report import render_markdown
+
+    summary = {
+        "requests_completed": 3,
+        "run": {"requests_planned": 5, "requests_sent": 3, "aborted_reason": "server unreachable"},
+    }
+    manifest = {
+        "host": {"cpu_model": "Test CPU", "cpu_logical_cores": 2},
+        "gpu": {"available": False, "reason": "NVML did not initialise"},
+        "server": {"server_version": "0.32.0"},
+    }
+    text = render_markdown(summary, manifest)
+    assert "| Requests planned | 5 |" in text
+    assert "| Stopped early because | server unreachable |" in text
+    assert "Test CPU, 2 cores" in text
+    assert "unavailable (NVML did not initialise)" in text
+    assert "| Server version | 0.32.0 |" in text
