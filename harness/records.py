@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(slots=True)
@@ -52,28 +53,33 @@ class RequestRecord:
         return self.error is None and self.http_status == 200 and self.done_ns is not None
 
 
-REQUEST_COLUMNS: tuple[str, ...] = (
-    "request_id",
-    "session_id",
-    "step_index",
-    "api",
-    "prompt_tokens_expected",
-    "output_tokens_expected",
-    "scheduled_ns",
-    "sent_ns",
-    "first_token_ns",
-    "last_token_ns",
-    "done_ns",
-    "chunk_ns",
-    "chunk_tokens",
-    "prompt_tokens",
-    "output_tokens",
-    "cached_prompt_tokens",
-    "http_status",
-    "error",
-    "warmup",
-    "ok",
-)
+ColumnKind = Literal["int", "int_list", "str", "bool"]
+
+REQUEST_COLUMN_KINDS: dict[str, ColumnKind] = {
+    "request_id": "str",
+    "session_id": "str",
+    "step_index": "int",
+    "api": "str",
+    "prompt_tokens_expected": "int",
+    "output_tokens_expected": "int",
+    "scheduled_ns": "int",
+    "sent_ns": "int",
+    "first_token_ns": "int",
+    "last_token_ns": "int",
+    "done_ns": "int",
+    "chunk_ns": "int_list",
+    "chunk_tokens": "int_list",
+    "prompt_tokens": "int",
+    "output_tokens": "int",
+    "cached_prompt_tokens": "int",
+    "http_status": "int",
+    "error": "str",
+    "warmup": "bool",
+    "ok": "bool",
+}
+"""The columns of `requests.parquet`, in order, with the kind of value each holds."""
+
+REQUEST_COLUMNS: tuple[str, ...] = tuple(REQUEST_COLUMN_KINDS)
 
 
 def record_to_row(record: RequestRecord) -> dict[str, object]:

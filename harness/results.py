@@ -23,7 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import ResultsError
-from harness.records import REQUEST_COLUMNS, RequestRecord, record_to_row
+from harness.records import (
+    REQUEST_COLUMN_KINDS,
+    REQUEST_COLUMNS,
+    ColumnKind,
+    RequestRecord,
+    record_to_row,
+)
 
 MANIFEST_FILE = "manifest.json"
 JOURNAL_FILE = "requests.partial.jsonl"
@@ -32,38 +38,17 @@ SUMMARY_FILE = "summary.json"
 
 _RUN_FILES = (MANIFEST_FILE, JOURNAL_FILE, REQUESTS_FILE, SUMMARY_FILE)
 
-_INT_COLUMNS = frozenset(
-    {
-        "step_index",
-        "prompt_tokens_expected",
-        "output_tokens_expected",
-        "scheduled_ns",
-        "sent_ns",
-        "first_token_ns",
-        "last_token_ns",
-        "done_ns",
-        "prompt_tokens",
-        "output_tokens",
-        "cached_prompt_tokens",
-        "http_status",
-    }
-)
-_INT_LIST_COLUMNS = frozenset({"chunk_ns", "chunk_tokens"})
-_STRING_COLUMNS = frozenset({"request_id", "session_id", "api", "error"})
-_BOOL_COLUMNS = frozenset({"warmup", "ok"})
+_ARROW_TYPES: dict[ColumnKind, pa.DataType] = {
+    "int": pa.int64(),
+    "int_list": pa.list_(pa.int64()),
+    "str": pa.string(),
+    "bool": pa.bool_(),
+}
 
 
 def _column_type(name: str) -> pa.DataType:
-    """The Arrow type of one request column; a column without a declared type is a bug."""
-    if name in _INT_COLUMNS:
-        return pa.int64()
-    if name in _INT_LIST_COLUMNS:
-        return pa.list_(pa.int64())
-    if name in _STRING_COLUMNS:
-        return pa.string()
-    if name in _BOOL_COLUMNS:
-        return pa.bool_()
-    raise ResultsError(f"request column {name!r} has no declared Parquet type in results.py")
+    """The Arrow type of one request column, from its kind in records.py."""
+    return _ARROW_TYPES[REQUEST_COLUMN_KINDS[name]]
 
 
 REQUEST_SCHEMA: pa.Schema = pa.schema(

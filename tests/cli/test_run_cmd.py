@@ -26,6 +26,15 @@ def _run(args: list[str]) -> int:
     return main(["run", *args])
 
 
+def _wait_for_records(journal: Path, count: int, timeout_s: float = 120) -> None:
+    """Wait until a running harness has journalled `count` request records."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_text().count("\n") >= count:
+            return
+        time.sleep(0.2)
+
+
 def _summary(run_dir: Path) -> dict[str, object]:
     return json.loads((run_dir / "summary.json").read_text())  # type: ignore[no-any-return]
 
@@ -161,11 +170,7 @@ def test_ctrl_c_writes_what_was_measured(vllm_server: ServerInfo, tmp_path: Path
         env=dict(os.environ),
     )
     journal = out / "requests.partial.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if journal.exists() and journal.stat().st_size > 0:
-            break
-        time.sleep(0.2)
+    _wait_for_records(journal, 1)
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
@@ -233,12 +238,7 @@ def test_server_dying_mid_run_keeps_results(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        journal = out / "requests.partial.jsonl"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if journal.exists() and journal.read_text().count("\n") >= 5:
-                break
-            time.sleep(0.2)
+        _wait_for_records(out / "requests.partial.jsonl", 5)
     finally:
         server.stop()
     output, _ = proc.communicate(timeout=300)
