@@ -53,7 +53,7 @@ class RequestRecord:
         return self.error is None and self.http_status == 200 and self.done_ns is not None
 
 
-ColumnKind = Literal["int", "int_list", "str", "bool"]
+ColumnKind = Literal["int", "int_list", "float", "str", "bool"]
 
 REQUEST_COLUMN_KINDS: dict[str, ColumnKind] = {
     "request_id": "str",
@@ -82,6 +82,109 @@ REQUEST_COLUMN_KINDS: dict[str, ColumnKind] = {
 REQUEST_COLUMNS: tuple[str, ...] = tuple(REQUEST_COLUMN_KINDS)
 
 
-def record_to_row(record: RequestRecord) -> dict[str, object]:
-    """A record as a plain dict with the columns of `requests.parquet`."""
-    return {name: getattr(record, name) for name in REQUEST_COLUMNS}
+def record_to_row(record: object, columns: tuple[str, ...] = REQUEST_COLUMNS) -> dict[str, object]:
+    """A record as a plain dict with the given columns (default: those of `requests.parquet`)."""
+    return {name: getattr(record, name) for name in columns}
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """Where a tool call sits: its session, step and position, and the seed for its data."""
+
+    session_id: str
+    step_index: int
+    tool_index: int
+    seed: int = 0
+
+
+@dataclass(slots=True)
+class ToolRecord:
+    """One tool call: what ran, when (run clock ns), what it cost the host CPU, how it ended.
+
+    CPU and memory figures are None where the mode does not measure them (replay waits),
+    never 0 as a stand-in."""
+
+    session_id: str
+    step_index: int
+    tool_index: int
+    kind: str
+    mode: str
+    size: float | None
+    recorded_duration_ms: float
+    start_ns: int
+    end_ns: int
+    cpu_user_s: float | None = None
+    cpu_system_s: float | None = None
+    peak_rss_bytes: int | None = None
+    status: str = "ok"
+    error: str | None = None
+
+    @property
+    def cpu_s(self) -> float | None:
+        """User plus system CPU seconds, None when not measured."""
+        if self.cpu_user_s is None or self.cpu_system_s is None:
+            return None
+        return self.cpu_user_s + self.cpu_system_s
+
+
+@dataclass(slots=True)
+class StepRecord:
+    """One agent step's timeline on the run clock: ready → (think) → request sent → done →
+    tools → end. Consecutive steps of a session are contiguous (next ready = this end)."""
+
+    session_id: str
+    step_index: int
+    request_id: str | None
+    ready_ns: int
+    end_ns: int
+    sent_ns: int | None = None
+    done_ns: int | None = None
+    tools_start_ns: int | None = None
+    tools_end_ns: int | None = None
+    tool_calls: int = 0
+    tool_failures: int = 0
+    think_ns: int = 0
+    request_ok: bool = False
+
+
+STEP_COLUMN_KINDS: dict[str, ColumnKind] = {
+    "session_id": "str",
+    "step_index": "int",
+    "request_id": "str",
+    "ready_ns": "int",
+    "end_ns": "int",
+    "sent_ns": "int",
+    "done_ns": "int",
+    "tools_start_ns": "int",
+    "tools_end_ns": "int",
+    "tool_calls": "int",
+    "tool_failures": "int",
+    "think_ns": "int",
+    "request_ok": "bool",
+}
+"""The columns of `steps.parquet`."""
+
+TOOL_COLUMN_KINDS: dict[str, ColumnKind] = {
+    "session_id": "str",
+    "step_index": "int",
+    "tool_index": "int",
+    "kind": "str",
+    "mode": "str",
+    "size": "float",
+    "recorded_duration_ms": "float",
+    "start_ns": "int",
+    "end_ns": "int",
+    "cpu_user_s": "float",
+    "cpu_system_s": "float",
+    "peak_rss_bytes": "int",
+    "status": "str",
+    "error": "str",
+}
+"""The columns of `tools.parquet`."""
+
+TABLE_COLUMN_KINDS: dict[str, dict[str, ColumnKind]] = {
+    "requests": REQUEST_COLUMN_KINDS,
+    "steps": STEP_COLUMN_KINDS,
+    "tools": TOOL_COLUMN_KINDS,
+}
+"""Every per-event table of a run directory, by name."""

@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from harness.client import Completion
-from harness.records import RequestRecord
+from harness.records import RequestRecord, StepRecord, ToolContext, ToolRecord
 from harness.units import NS_PER_S, ms_to_ns
 from harness.workload.model import Session, Step, ToolCall
 from harness.workload.prompts import PromptBuilder, SessionPrompts
@@ -34,17 +34,32 @@ class RequestSender(Protocol):
 
 
 class ToolRunner(Protocol):
-    """Runs one tool call; the default waits for its recorded duration."""
+    """Runs one tool call and reports it; never raises for a failing tool."""
 
-    async def run(self, call: ToolCall) -> None: ...
+    async def run(self, call: ToolCall, ctx: ToolContext) -> ToolRecord: ...
 
 
 class SleepTools:
-    """Replay-mode tools: a wait of the recorded duration."""
+    """Replay-mode tools: a wait of the recorded duration (no CPU work, so no CPU figures)."""
 
-    async def run(self, call: ToolCall) -> None:
-        """Wait `duration_ms`."""
+    def __init__(self, now_ns: Callable[[], int]) -> None:
+        self._now_ns = now_ns
+
+    async def run(self, call: ToolCall, ctx: ToolContext) -> ToolRecord:
+        """Wait `duration_ms` and record the wait."""
+        start = self._now_ns()
         await asyncio.sleep(call.duration_ms / 1000.0)
+        return ToolRecord(
+            session_id=ctx.session_id,
+            step_index=ctx.step_index,
+            tool_index=ctx.tool_index,
+            kind=call.kind,
+            mode="replay",
+            size=call.size,
+            recorded_duration_ms=call.duration_ms,
+            start_ns=start,
+            end_ns=self._now_ns(),
+        )
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,7 @@ class ReplayOptions:
     seed: int = 0
     max_model_len: int | None = None
     overlength: OverlengthPolicy = "error"
+    on_tool_failure: Literal["continue", "stop"] = "continue"
 
 
 @dataclass
@@ -134,13 +150,17 @@ class Replayer:
         tools: ToolRunner | None = None,
         api: str = "completions",
         to_text: Callable[[list[int]], str] | None = None,
+        on_step: Callable[[StepRecord], None] | None = None,
+        on_tool: Callable[[ToolRecord], None] | None = None,
     ) -> None:
         self._sender = sender
         self._prompts = prompts
         self._opts = opts
         self._now_ns = now_ns
         self._on_record = on_record
-        self._tools = tools or SleepTools()
+        self._tools = tools or SleepTools(now_ns)
+        self._on_step = on_step or (lambda _: None)
+        self._on_tool = on_tool or (lambda _: None)
         self._api = api
         self._to_text = to_text
         self._tickets = itertools.count()
@@ -193,19 +213,33 @@ class Replayer:
         """No new session can send anything: stopped, or every request ticket handed out."""
         return self._exhausted or self._stopped()
 
-    async def _run_tools(self, tools: tuple[ToolCall, ...]) -> None:
-        groups: dict[int, list[ToolCall]] = {}
-        order: list[list[ToolCall]] = []
-        for call in tools:
+    async def _run_tools(
+        self, session_id: str, step_index: int, tools: tuple[ToolCall, ...]
+    ) -> list[ToolRecord]:
+        """Run a step's tool calls: calls sharing a parallel_group run together, others in
+        order. Each call's record is handed on as soon as it ends."""
+        groups: dict[int, list[tuple[int, ToolCall]]] = {}
+        order: list[list[tuple[int, ToolCall]]] = []
+        for i, call in enumerate(tools):
             if call.parallel_group is None:
-                order.append([call])
+                order.append([(i, call)])
             elif call.parallel_group in groups:
-                groups[call.parallel_group].append(call)
+                groups[call.parallel_group].append((i, call))
             else:
-                groups[call.parallel_group] = [call]
+                groups[call.parallel_group] = [(i, call)]
                 order.append(groups[call.parallel_group])
+        records: list[ToolRecord] = []
         for batch in order:
-            await asyncio.gather(*(self._tools.run(c) for c in batch))
+            done = await asyncio.gather(
+                *(
+                    self._tools.run(call, ToolContext(session_id, step_index, i, self._opts.seed))
+                    for i, call in batch
+                )
+            )
+            for rec in done:
+                self._on_tool(rec)
+            records.extend(done)
+        return records
 
     def _note_result(self, record: RequestRecord) -> None:
         if record.error and record.error.startswith(_UNREACHABLE):
@@ -225,13 +259,14 @@ class Replayer:
 
     async def _step(
         self, session: Session, prompts: SessionPrompts, index: int, step: Step, due_ns: int
-    ) -> bool:
-        """Run one step's request; False when the session should stop."""
+    ) -> RequestRecord | None:
+        """Run one step's request; its record, or None when it was not sent and the session
+        should stop (run stopped, request budget spent, over the context window)."""
         if not await self._sleep_until(due_ns):
-            return False
+            return None
         ticket = self._take_ticket()
         if ticket is None:
-            return False
+            return None
         if index == 0:
             self.outcome.sessions_started += 1
         expected_prompt = prompts.expected_next(step)
@@ -242,7 +277,7 @@ class Replayer:
             if self._opts.overlength == "skip":
                 # Context only grows, so every later step of the session is too long as well.
                 self.outcome.requests_skipped_overlength += len(session.steps) - index
-                return False
+                return None
             clip_to, output_len = clipped_lengths(
                 expected_prompt, output_len, self._opts.max_model_len
             )
@@ -263,7 +298,7 @@ class Replayer:
                 await self._sem.acquire()
             try:
                 if self._stopped():
-                    return False  # stopped while queued for a concurrency slot: never sent
+                    return None  # stopped while queued for a concurrency slot: never sent
                 prompt_ids = prompts.next_prompt(step, clip_to)
                 assert len(prompt_ids) == record.prompt_tokens_expected
                 prompt: list[int] | str = prompt_ids
@@ -283,24 +318,47 @@ class Replayer:
         # Text prompts can't carry generated ids exactly: their context grows by fresh words.
         ids = completion.output_ids if self._to_text is None else None
         prompts.add_output(ids, output_len)
-        return True
+        return record
 
     async def run_session(self, session: Session, start_ns: int) -> None:
-        """Run one session's steps in order from `start_ns`."""
+        """Run one session's steps in order from `start_ns`, recording each step."""
         prompts = self._prompts.session(next(self._ordinals))
         ready_ns = start_ns
         for index, step in enumerate(session.steps):
+            step_ready_ns = ready_ns
             if step.think_ms > 0:
                 await asyncio.sleep(step.think_ms / 1000.0)
                 ready_ns = self._now_ns()
             due_ns = ready_ns
             if step.offset_ms is not None and self._opts.pattern == "trace":
                 due_ns = max(ready_ns, start_ns + ms_to_ns(step.offset_ms * self._opts.time_scale))
-            if not await self._step(session, prompts, index, step, due_ns):
+            record = await self._step(session, prompts, index, step, due_ns)
+            if record is None:
                 return
-            if step.tools:
-                await self._run_tools(step.tools)
-            ready_ns = self._now_ns()
+            srec = StepRecord(
+                session_id=session.session_id,
+                step_index=index,
+                request_id=record.request_id,
+                ready_ns=step_ready_ns,
+                end_ns=self._now_ns(),
+                sent_ns=record.sent_ns,
+                done_ns=record.done_ns,
+                think_ns=ready_ns - step_ready_ns,
+                request_ok=record.ok,
+            )
+            try:
+                if step.tools:
+                    srec.tools_start_ns = self._now_ns()
+                    tool_records = await self._run_tools(session.session_id, index, step.tools)
+                    srec.tools_end_ns = self._now_ns()
+                    srec.tool_calls = len(tool_records)
+                    srec.tool_failures = sum(1 for t in tool_records if t.status != "ok")
+            finally:
+                srec.end_ns = self._now_ns()
+                self._on_step(srec)
+            if srec.tool_failures and self._opts.on_tool_failure == "stop":
+                return
+            ready_ns = srec.end_ns
 
     async def run(self, sessions: Iterable[Session]) -> ReplayOutcome:
         """Replay all sessions under the options; returns when all are done or stopped."""

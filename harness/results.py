@@ -23,42 +23,53 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import ResultsError
-from harness.records import (
-    REQUEST_COLUMN_KINDS,
-    REQUEST_COLUMNS,
-    ColumnKind,
-    RequestRecord,
-    record_to_row,
-)
+from harness.records import TABLE_COLUMN_KINDS, ColumnKind, RequestRecord, record_to_row
 
 MANIFEST_FILE = "manifest.json"
 JOURNAL_FILE = "requests.partial.jsonl"
 REQUESTS_FILE = "requests.parquet"
 SUMMARY_FILE = "summary.json"
 
-_RUN_FILES = (MANIFEST_FILE, JOURNAL_FILE, REQUESTS_FILE, SUMMARY_FILE)
+
+def journal_file(table: str) -> str:
+    """File name of a table's append-only journal while the run is in flight."""
+    return f"{table}.partial.jsonl"
+
+
+def table_file(table: str) -> str:
+    """File name of a finished table."""
+    return f"{table}.parquet"
+
+
+_RUN_FILES = (
+    MANIFEST_FILE,
+    SUMMARY_FILE,
+    *(journal_file(t) for t in TABLE_COLUMN_KINDS),
+    *(table_file(t) for t in TABLE_COLUMN_KINDS),
+)
 
 _ARROW_TYPES: dict[ColumnKind, pa.DataType] = {
     "int": pa.int64(),
     "int_list": pa.list_(pa.int64()),
+    "float": pa.float64(),
     "str": pa.string(),
     "bool": pa.bool_(),
 }
 
 
-def _column_type(name: str) -> pa.DataType:
-    """The Arrow type of one request column, from its kind in records.py."""
-    return _ARROW_TYPES[REQUEST_COLUMN_KINDS[name]]
+def table_schema(table: str) -> pa.Schema:
+    """The explicit Arrow schema of a run table, from its column kinds in records.py."""
+    kinds = TABLE_COLUMN_KINDS[table]
+    return pa.schema([pa.field(n, _ARROW_TYPES[k], nullable=True) for n, k in kinds.items()])
 
 
-REQUEST_SCHEMA: pa.Schema = pa.schema(
-    [pa.field(name, _column_type(name), nullable=True) for name in REQUEST_COLUMNS]
-)
+REQUEST_SCHEMA: pa.Schema = table_schema("requests")
 """The explicit schema of `requests.parquet`, in `REQUEST_COLUMNS` order."""
 
 _PANDAS_TYPES: dict[pa.DataType, Any] = {
     pa.int64(): pd.Int64Dtype(),
     pa.bool_(): pd.BooleanDtype(),
+    pa.float64(): pd.Float64Dtype(),
     pa.string(): pd.StringDtype(),
 }
 
@@ -135,12 +146,14 @@ def _read_journal(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _rows_to_table(rows: list[dict[str, Any]], source: Path) -> pa.Table:
-    """Rows as an Arrow table with `REQUEST_SCHEMA`; missing columns become null."""
+def _rows_to_table(
+    rows: list[dict[str, Any]], source: Path, schema: pa.Schema = REQUEST_SCHEMA
+) -> pa.Table:
+    """Rows as an Arrow table with the table's schema; missing columns become null."""
     try:
-        return pa.Table.from_pylist(rows, schema=REQUEST_SCHEMA)
+        return pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise ResultsError(f"{source}: rows do not fit the request schema: {exc}") from exc
+        raise ResultsError(f"{source}: rows do not fit the table's schema: {exc}") from exc
 
 
 def _table_to_frame(table: pa.Table) -> pd.DataFrame:
@@ -160,10 +173,29 @@ def write_run_file(run_dir: Path, name: str, text: str) -> Path:
     return path
 
 
+def table_frame(table: str, records: Iterable[object]) -> pd.DataFrame:
+    """In-memory step or tool records as the DataFrame `RunReader.table` would give."""
+    columns = tuple(TABLE_COLUMN_KINDS[table])
+    rows = [_to_jsonable(record_to_row(r, columns)) for r in records]
+    return _table_to_frame(_rows_to_table(rows, Path(f"<{table}>"), table_schema(table)))
+
+
 def requests_frame(records: Iterable[RequestRecord]) -> pd.DataFrame:
     """In-memory records as the same DataFrame (columns, dtypes) that `RunReader.requests` gives."""
     rows = [_to_jsonable(record_to_row(r)) for r in records]
     return _table_to_frame(_rows_to_table(rows, Path("<records>")))
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file atomically (temp file in the same dir, then rename)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp_name)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
 
 
 class RunWriter:
@@ -185,6 +217,7 @@ class RunWriter:
         self._journal_path = self.run_dir / JOURNAL_FILE
         # Created at once so a run killed before its first append is still recoverable.
         self._journal: IO[str] | None = self._journal_path.open("a", encoding="utf-8")
+        self._other_journals: dict[str, IO[str]] = {}
         self._finalized = False
 
     @property
@@ -217,34 +250,57 @@ class RunWriter:
             self._journal.flush()
         return len(lines)
 
+    def append_rows(self, table: str, records: Iterable[object]) -> int:
+        """Append step or tool records to that table's journal and flush."""
+        if table == "requests" or table not in TABLE_COLUMN_KINDS:
+            raise ResultsError(f"{self.run_dir}: no appendable table {table!r}")
+        if self._journal is None:
+            raise ResultsError(f"{self.run_dir}: append after finalize/close")
+        journal = self._other_journals.get(table)
+        if journal is None:
+            journal = (self.run_dir / journal_file(table)).open("a", encoding="utf-8")
+            self._other_journals[table] = journal
+        columns = tuple(TABLE_COLUMN_KINDS[table])
+        lines = [
+            json.dumps(_to_jsonable(record_to_row(r, columns)), allow_nan=False) + "\n"
+            for r in records
+        ]
+        if lines:
+            journal.write("".join(lines))
+            journal.flush()
+        return len(lines)
+
     def finalize(self, summary: Mapping[str, Any]) -> Path:
-        """Write requests.parquet from the journal, then summary.json, then drop the journal."""
+        """Write each table's Parquet file from its journal, then summary.json, then drop the
+        journals. Returns the path of requests.parquet."""
         if self._finalized:
             raise ResultsError(f"{self.run_dir}: run already finalized")
         self._close_journal()
-        table = _rows_to_table(_read_journal(self._journal_path), self._journal_path)
-        parquet_path = self.run_dir / REQUESTS_FILE
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{REQUESTS_FILE}.", suffix=".tmp", dir=self.run_dir
-        )
-        os.close(fd)
-        try:
-            pq.write_table(table, tmp_name)
-            os.replace(tmp_name, parquet_path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
+        for table in TABLE_COLUMN_KINDS:
+            journal = self.run_dir / journal_file(table)
+            if journal.exists():
+                rows = _read_journal(journal)
+                _write_parquet(
+                    _rows_to_table(rows, journal, table_schema(table)),
+                    self.run_dir / table_file(table),
+                )
         _atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
-        self._journal_path.unlink(missing_ok=True)
+        for table in TABLE_COLUMN_KINDS:
+            (self.run_dir / journal_file(table)).unlink(missing_ok=True)
         self._finalized = True
-        return parquet_path
+        return self.run_dir / REQUESTS_FILE
 
     def close(self) -> None:
         """Close the journal without finalizing (the run stays recoverable)."""
         self._close_journal()
 
     def _close_journal(self) -> None:
-        """Flush, fsync and close the journal file if open."""
+        """Flush, fsync and close the journal files if open."""
+        for journal in self._other_journals.values():
+            journal.flush()
+            os.fsync(journal.fileno())
+            journal.close()
+        self._other_journals.clear()
         if self._journal is not None:
             self._journal.flush()
             os.fsync(self._journal.fileno())
@@ -305,17 +361,30 @@ class RunReader:
 
     def requests(self) -> pd.DataFrame:
         """The request table (REQUEST_COLUMNS; nullable Int64/boolean/string, lists for chunks)."""
-        parquet_path = self.run_dir / REQUESTS_FILE
+        return self.table("requests")
+
+    def has_table(self, table: str) -> bool:
+        """Whether the run wrote this table (finished or as a journal)."""
+        return any((self.run_dir / f).is_file() for f in (table_file(table), journal_file(table)))
+
+    def table(self, table: str) -> pd.DataFrame:
+        """A run table by name (requests, steps, tools), from Parquet or a killed run's journal."""
+        if table not in TABLE_COLUMN_KINDS:
+            raise ResultsError(f"no run table named {table!r}")
+        schema = table_schema(table)
+        parquet_path = self.run_dir / table_file(table)
         if parquet_path.is_file():
             try:
-                table = pq.read_table(parquet_path, schema=REQUEST_SCHEMA)
+                arrow = pq.read_table(parquet_path, schema=schema)
             except (OSError, pa.ArrowException) as exc:
                 raise ResultsError(f"{parquet_path}: unreadable: {exc}") from exc
-            return _table_to_frame(table)
-        journal_path = self.run_dir / JOURNAL_FILE
+            return _table_to_frame(arrow)
+        journal_path = self.run_dir / journal_file(table)
         if journal_path.is_file():
-            return _table_to_frame(_rows_to_table(_read_journal(journal_path), journal_path))
-        raise ResultsError(f"{self.run_dir}: missing {REQUESTS_FILE} and {JOURNAL_FILE}")
+            return _table_to_frame(
+                _rows_to_table(_read_journal(journal_path), journal_path, schema)
+            )
+        raise ResultsError(f"{self.run_dir}: missing {table_file(table)} and {journal_file(table)}")
 
     @staticmethod
     def frame_from_records(records: Iterable[RequestRecord]) -> pd.DataFrame:

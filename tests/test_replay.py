@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 
 from harness.client import Completion
-from harness.records import RequestRecord, RunClock
+from harness.records import RequestRecord, RunClock, ToolContext, ToolRecord
 from harness.replay import (
     Replayer,
     ReplayOptions,
     ReplayOutcome,
+    SleepTools,
     arrival_offsets_ns,
     clipped_lengths,
     fits,
@@ -99,17 +100,17 @@ class RecordingSender:
         return Completion([900 + i % 50 for i in range(record.output_tokens_expected)])
 
 
-class RecordingTools:
+class RecordingTools(SleepTools):
     """A `ToolRunner` that waits the call's duration and records when it ran."""
 
     def __init__(self, now_ns: Callable[[], int]) -> None:
-        self._now_ns = now_ns
+        super().__init__(now_ns)
         self.runs: list[tuple[str, int, int]] = []
 
-    async def run(self, call: ToolCall) -> None:
-        start = self._now_ns()
-        await asyncio.sleep(call.duration_ms / 1000.0)
-        self.runs.append((call.kind, start, self._now_ns()))
+    async def run(self, call: ToolCall, ctx: ToolContext) -> ToolRecord:
+        rec = await super().run(call, ctx)
+        self.runs.append((call.kind, rec.start_ns, rec.end_ns))
+        return rec
 
 
 def _session(

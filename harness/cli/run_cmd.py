@@ -23,10 +23,11 @@ from harness.analysis import Slo, summarize_requests
 from harness.cli.common import add_workload_args, resolve_workload
 from harness.client import Client, ClientOptions, chat_overhead_tokens
 from harness.errors import ConfigError
-from harness.records import RequestRecord, RunClock
+from harness.latency_split import latency_split, session_figures
+from harness.records import RequestRecord, RunClock, StepRecord, ToolRecord
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome, preflight
 from harness.report import render_console
-from harness.results import RunReader, RunWriter
+from harness.results import RunReader, RunWriter, table_frame
 from harness.server import AttachedServer, EmbeddedServer, LaunchedServer, Server, ServerInfo
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
@@ -291,6 +292,8 @@ def execute(
         salt = args.prompt_salt if args.prompt_salt is not None else secrets.randbelow(2**24)
         plan["prompt_salt"] = salt
         records: list[RequestRecord] = []
+        steps: list[StepRecord] = []
+        tools: list[ToolRecord] = []
         with RunWriter(out, overwrite=args.overwrite) as writer:
             writer.write_manifest(_manifest(spec, opts, info, space, clock, plan))
             client = Client(
@@ -327,6 +330,14 @@ def execute(
                     failed += 0 if record.ok else 1
                     progress.update(bar, advance=1, failed=failed)
 
+                def on_step(record: StepRecord) -> None:
+                    steps.append(record)
+                    writer.append_rows("steps", [record])
+
+                def on_tool(record: ToolRecord) -> None:
+                    tools.append(record)
+                    writer.append_rows("tools", [record])
+
                 replayer = Replayer(
                     client,
                     PromptBuilder(space, seed=args.seed, salt=salt),
@@ -335,6 +346,8 @@ def execute(
                     on_record,
                     api=spec.request.api,
                     to_text=to_text,
+                    on_step=on_step,
+                    on_tool=on_tool,
                 )
                 gc.collect()
                 gc.freeze()  # as vllm bench does: no collector pauses over long-lived setup
@@ -345,6 +358,12 @@ def execute(
             slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
             summary = summarize_requests(reader_df, slo)
             summary["run"] = _extra_summary(outcome, plan, records)
+            if steps:
+                steps_df = table_frame("steps", steps)
+                summary["latency_split"] = latency_split(
+                    steps_df, table_frame("tools", tools), spec.name
+                )
+                summary["session_figures"] = session_figures(steps_df, reader_df)
             manifest = _manifest(spec, opts, info, space, clock, plan)
             manifest["status"] = (
                 "interrupted"
