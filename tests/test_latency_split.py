@@ -1,0 +1,146 @@
+"""The CPU/GPU latency split against hand-computed timelines."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.latency_split import latency_split, session_figures, step_split
+from harness.records import RequestRecord, StepRecord, ToolRecord
+from harness.results import requests_frame, table_frame
+
+S = 1_000_000_000
+
+
+def _steps() -> list[StepRecord]:
+    # Session a: step 0 ready 0, sent 1 s, done 3 s, tools 3–7 s, end 7.5 s;
+    #            step 1 ready 7.5 s, think 0.5 s, sent 8 s, done 9 s, no tools, end 9 s.
+    # Session b: one step, ready 0, sent 0, done 2 s, tools 2–3 s, end 3 s.
+    return [
+        StepRecord("a", 0, "r0", 0, int(7.5 * S), 1 * S, 3 * S, 3 * S, 7 * S, 2, 0, 0, True),
+        StepRecord(
+            "a", 1, "r1", int(7.5 * S), 9 * S, 8 * S, 9 * S, None, None, 0, 0, int(0.5 * S), True
+        ),
+        StepRecord("b", 0, "r2", 0, 3 * S, 0, 2 * S, 2 * S, 3 * S, 1, 1, 0, True),
+    ]
+
+
+def _tools(cpu: bool) -> list[ToolRecord]:
+    def rec(
+        sid: str, i: int, kind: str, start: float, end: float, status: str = "ok"
+    ) -> ToolRecord:
+        return ToolRecord(
+            sid,
+            0,
+            i,
+            kind,
+            "execute" if cpu else "replay",
+            None,
+            0.0,
+            int(start * S),
+            int(end * S),
+            cpu_user_s=(end - start) * 0.9 if cpu else None,
+            cpu_system_s=(end - start) * 0.1 if cpu else None,
+            status=status,
+        )
+
+    return [
+        rec("a", 0, "retrieval", 3, 5),
+        rec("a", 1, "summarize", 5, 7),
+        rec("b", 0, "retrieval", 2, 3, status="failed"),
+    ]
+
+
+def test_step_split_parts() -> None:
+    df = step_split(table_frame("steps", _steps()))
+    a0 = df.iloc[0]
+    assert (a0.wall_s, a0.llm_s, a0.tool_s) == pytest.approx((7.5, 2.0, 4.0))
+    assert a0.orchestration_s == pytest.approx(1.5)
+    a1 = df.iloc[1]
+    assert (a1.llm_s, a1.tool_s, a1.think_s, a1.orchestration_s) == pytest.approx(
+        (1.0, 0.0, 0.5, 0.5)
+    )
+
+
+def test_run_totals_and_shares() -> None:
+    split = latency_split(table_frame("steps", _steps()), table_frame("tools", _tools(True)), "w")
+    assert split["llm_s"] == pytest.approx(2 + 1 + 2)
+    assert split["tool_s"] == pytest.approx(4 + 1)
+    assert split["orchestration_s"] == pytest.approx(1.5 + 0.5 + 0)
+    assert split["total_s"] == pytest.approx(12.0)
+    assert split["sum_check"]["relative_error"] == pytest.approx(0.0, abs=1e-12)
+    assert split["cpu_share"] == pytest.approx(7 / 12)
+    assert split["gpu_share"] == pytest.approx(5 / 12)
+    assert split["tool_cpu_s"] == pytest.approx(5.0)
+    kinds = split["per_tool_kind"]
+    assert kinds["retrieval"]["calls"] == 2 and kinds["retrieval"]["failures"] == 1
+    assert kinds["retrieval"]["tool_s"] == pytest.approx(3.0)
+    assert kinds["summarize"]["share"] == pytest.approx(2 / 12)
+    assert split["per_workload"]["w"]["cpu_share"] == pytest.approx(7 / 12)
+
+
+def test_replayed_tools_have_no_cpu_figure() -> None:
+    """Replay waits measure no CPU: None, not 0; no tools at all is a measured 0."""
+    steps = table_frame("steps", _steps())
+    assert latency_split(steps, table_frame("tools", _tools(False)), "w")["tool_cpu_s"] is None
+    assert latency_split(steps, table_frame("tools", []), "w")["tool_cpu_s"] == 0.0
+
+
+def test_session_figures() -> None:
+    requests = requests_frame(
+        [
+            RequestRecord(
+                "r0",
+                "a",
+                0,
+                "completions",
+                10,
+                5,
+                0,
+                1 * S,
+                2 * S,
+                3 * S,
+                3 * S,
+                prompt_tokens=10,
+                output_tokens=5,
+                http_status=200,
+            ),
+            RequestRecord(
+                "r1",
+                "a",
+                1,
+                "completions",
+                20,
+                5,
+                0,
+                8 * S,
+                8 * S,
+                9 * S,
+                9 * S,
+                prompt_tokens=20,
+                output_tokens=5,
+                http_status=200,
+            ),
+            RequestRecord(
+                "r2",
+                "b",
+                0,
+                "completions",
+                10,
+                5,
+                0,
+                0,
+                1 * S,
+                2 * S,
+                2 * S,
+                http_status=500,
+                error="HTTP 500: boom",
+            ),
+        ]
+    )
+    fig = session_figures(table_frame("steps", _steps()), requests)
+    assert fig["sessions"] == 2
+    assert fig["sessions_completed"] == 1  # b's request failed
+    assert fig["session_latency_s"]["mean"] == pytest.approx((9 + 3) / 2)
+    assert fig["tokens_per_session"]["count"] == 1
+    assert fig["tokens_per_session"]["mean"] == pytest.approx(40)
+    assert fig["sessions_per_hour"] == pytest.approx(1 / 9 * 3600)
