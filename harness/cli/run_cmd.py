@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -31,6 +32,7 @@ from harness.results import RunReader, RunWriter, table_frame
 from harness.server import AttachedServer, EmbeddedServer, LaunchedServer, Server, ServerInfo
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
+from harness.telemetry.server_metrics import Samples, phase_deltas, scrape
 from harness.workload.model import Session, Step
 from harness.workload.prompts import PromptBuilder, chat_content
 from harness.workload.source import open_source
@@ -171,6 +173,28 @@ def _chat_renderer(space: TokenSpace, opts: ClientOptions) -> Callable[[list[int
     words = probe.next_prompt(Step(new_input_tokens=32, output_tokens=0))
     overhead = asyncio.run(chat_overhead_tokens(opts, lambda n: chat_content(space, words[:n])))
     return lambda ids: chat_content(space, ids[: max(0, len(ids) - overhead)])
+
+
+def _scrape_metrics(info: ServerInfo, console: Console) -> Samples | str:
+    """The server's /metrics now, or why it could not be read (reported once)."""
+    try:
+        return asyncio.run(scrape(info.base_url, info.headers()))
+    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+        reason = f"{type(err).__name__}: {err}"
+        console.print(f"[yellow]server /metrics unavailable ({reason}); run goes on[/]")
+        return reason
+
+
+def _server_metrics_delta(
+    info: ServerInfo, before: Samples | str, console: Console
+) -> dict[str, Any]:
+    """Server-side request phases and token counters over the run, or why they are missing."""
+    if isinstance(before, str):
+        return {"available": False, "reason": before}
+    after = _scrape_metrics(info, console)
+    if isinstance(after, str):
+        return {"available": False, "reason": after}
+    return {"available": True, **phase_deltas(before, after)}
 
 
 def _sessions(spec: WorkloadSpec, fmt: str | None, space: TokenSpace) -> Iterator[Session]:
@@ -349,15 +373,18 @@ def execute(
                     on_step=on_step,
                     on_tool=on_tool,
                 )
+                metrics_before = _scrape_metrics(info, console)
                 gc.collect()
                 gc.freeze()  # as vllm bench does: no collector pauses over long-lived setup
                 outcome = asyncio.run(
                     _replay(replayer, _sessions(spec, args.format, space), client)
                 )
+            summary_metrics = _server_metrics_delta(info, metrics_before, console)
             reader_df = RunReader.frame_from_records(records)
             slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
             summary = summarize_requests(reader_df, slo)
             summary["run"] = _extra_summary(outcome, plan, records)
+            summary["server_metrics"] = summary_metrics
             if steps:
                 steps_df = table_frame("steps", steps)
                 summary["latency_split"] = latency_split(

@@ -70,6 +70,10 @@ def test_azure_first_30_token_totals_exact(vllm_server: ServerInfo, tmp_path: Pa
     assert manifest["server"]["model"] == vllm_server.model
     assert manifest["host"]["cpu_logical_cores"] >= 1
     assert manifest["gpu"]["available"] is False
+    server = summary["server_metrics"]
+    assert server["available"] is True  # type: ignore[index]
+    assert server["phases"]["prefill"]["requests"] == 30  # type: ignore[index]
+    assert server["counters"]["generation_tokens"] == want_out  # type: ignore[index]
     df = pd.read_parquet(out / "requests.parquet")
     assert len(df) == 30
     assert (df["prompt_tokens"] == df["prompt_tokens_expected"]).all()

@@ -1,0 +1,78 @@
+"""The inference server's own Prometheus `/metrics` (parsed with prometheus_client's parser):
+scrapes, and deltas of vLLM's request-phase histograms and token counters over a run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+Samples = dict[str, float]
+"""Sample name (with labels, as exposed) → value, summed over label sets for one name."""
+
+# vLLM histograms of where a request's time goes on the server, in seconds.
+PHASE_HISTOGRAMS: dict[str, str] = {
+    "queue": "vllm:request_queue_time_seconds",
+    "prefill": "vllm:request_prefill_time_seconds",
+    "decode": "vllm:request_decode_time_seconds",
+    "inference": "vllm:request_inference_time_seconds",
+    "e2e": "vllm:e2e_request_latency_seconds",
+}
+
+COUNTERS: dict[str, str] = {
+    "prompt_tokens": "vllm:prompt_tokens_total",
+    "generation_tokens": "vllm:generation_tokens_total",
+    "prefix_cache_queries": "vllm:prefix_cache_queries_total",
+    "prefix_cache_hits": "vllm:prefix_cache_hits_total",
+    "preemptions": "vllm:num_preemptions_total",
+}
+
+
+def parse_metrics(text: str) -> Samples:
+    """Prometheus text → {sample name: value summed over its label sets}."""
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name] = samples.get(sample.name, 0.0) + float(sample.value)
+    return samples
+
+
+async def scrape(base_url: str, headers: Mapping[str, str], timeout_s: float = 5.0) -> Samples:
+    """GET `/metrics` and parse it; raises aiohttp/timeout errors for the caller to report."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with (
+        aiohttp.ClientSession(timeout=timeout, headers=dict(headers)) as session,
+        session.get(base_url.rstrip("/") + "/metrics") as resp,
+    ):
+        resp.raise_for_status()
+        return parse_metrics(await resp.text())
+
+
+def phase_deltas(before: Samples, after: Samples) -> dict[str, Any]:
+    """Per request phase: requests counted and seconds summed between two scrapes, and the mean.
+
+    A phase the server does not export is absent; counters that went backwards (a server
+    restart) are reported as reset, not as negative time."""
+    phases: dict[str, Any] = {}
+    for phase, name in PHASE_HISTOGRAMS.items():
+        count_key, sum_key = f"{name}_count", f"{name}_sum"
+        if count_key not in after or sum_key not in after:
+            continue
+        count = after[count_key] - before.get(count_key, 0.0)
+        total = after[sum_key] - before.get(sum_key, 0.0)
+        if count < 0 or total < 0:
+            phases[phase] = {"reset": True}
+            continue
+        phases[phase] = {
+            "requests": int(count),
+            "total_s": total,
+            "mean_s": total / count if count else None,
+        }
+    counters: dict[str, float | None] = {}
+    for label, name in COUNTERS.items():
+        if name in after:
+            delta = after[name] - before.get(name, 0.0)
+            counters[label] = delta if delta >= 0 else None
+    return {"phases": phases, "counters": counters}

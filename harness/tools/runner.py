@@ -1,0 +1,278 @@
+"""Tool runners for agent steps: replay (a wait of the recorded duration) or execute (the real
+CPU kernel in a worker process), each returning one `harness.records.ToolRecord` per call.
+
+Records' `start_ns`/`end_ns` are on the run clock (`now_ns`) and span the whole call as the
+agent waits for it (in execute mode: including waiting for a free worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import resource
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Literal
+
+from harness.errors import ConfigError
+from harness.records import ToolContext, ToolRecord
+from harness.tools import kernels
+from harness.units import MS_PER_S
+from harness.workload.model import ToolCall
+
+if TYPE_CHECKING:
+    from harness.tools.calibrate import Calibration
+
+__all__ = ["TOOL_KINDS", "ExecuteTools", "ReplayTools", "ToolContext", "ToolRecord"]
+
+TOOL_KINDS: tuple[str, ...] = ("retrieval", "summarize", "code_exec", "file_search", "parse")
+"""The tool kinds with a real kernel; `execute` mode accepts only these."""
+
+ToolStatus = Literal["ok", "failed", "timeout", "cpu_limit", "memory_limit"]
+_STATUSES: dict[str, ToolStatus] = {
+    "ok": "ok",
+    "failed": "failed",
+    "timeout": "timeout",
+    "cpu_limit": "cpu_limit",
+    "memory_limit": "memory_limit",
+}
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+_STATUS = Path("/proc/self/status")
+
+
+class ReplayTools:
+    """Replay-mode tools: wait each call's recorded duration, measure nothing else."""
+
+    def __init__(self, now_ns: Callable[[], int]) -> None:
+        self._now_ns = now_ns
+
+    async def run(self, call: ToolCall, ctx: ToolContext) -> ToolRecord:
+        """Wait `call.duration_ms` and record the wait."""
+        start = self._now_ns()
+        await asyncio.sleep(max(0.0, call.duration_ms) / MS_PER_S)
+        return ToolRecord(
+            session_id=ctx.session_id,
+            step_index=ctx.step_index,
+            tool_index=ctx.tool_index,
+            kind=call.kind,
+            mode="replay",
+            size=call.size,
+            recorded_duration_ms=call.duration_ms,
+            start_ns=start,
+            end_ns=self._now_ns(),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    """What a worker measured for one kernel call (pickled back to the event loop)."""
+
+    status: ToolStatus
+    error: str | None
+    cpu_user_s: float | None
+    cpu_system_s: float | None
+    peak_rss_bytes: int | None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's VmHWM (Linux 4.0+); False where that is not possible."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def _vmhwm_bytes() -> int | None:
+    """This process's VmHWM in bytes, or None where /proc does not say."""
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _maxrss_bytes(usage: resource.struct_rusage) -> int:
+    """ru_maxrss in bytes (KiB on Linux, bytes on macOS)."""
+    return usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
+
+
+def _worker_init(prepare_seed: int | None) -> None:
+    """Pool initializer: build the kernels' cached inputs for a seed up front."""
+    if prepare_seed is not None:
+        kernels.prepare(prepare_seed)
+
+
+def _worker_pid() -> int:
+    """Which worker answered (start-up check)."""
+    return os.getpid()
+
+
+def _measure(kind: str, size: float, seed: int) -> _Measured:
+    """Run one kernel in this (worker) process and measure its CPU and peak memory."""
+    hwm_reset = _reset_peak_rss()
+    self0 = resource.getrusage(resource.RUSAGE_SELF)
+    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    status: ToolStatus = "ok"
+    error: str | None = None
+    summary: kernels.Summary = {}
+    try:
+        summary = kernels.kernel(kind)(size, seed)
+    except Exception as exc:
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    self1 = resource.getrusage(resource.RUSAGE_SELF)
+    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    user = (self1.ru_utime - self0.ru_utime) + (kids1.ru_utime - kids0.ru_utime)
+    system = (self1.ru_stime - self0.ru_stime) + (kids1.ru_stime - kids0.ru_stime)
+    peak: int | None = None
+    child_status = summary.get("status")
+    if isinstance(child_status, str):
+        status = _STATUSES.get(child_status, "failed")
+        err = summary.get("error")
+        error = str(err) if err is not None else None
+        rss = summary.get("peak_rss_bytes")
+        peak = rss if isinstance(rss, int) else None
+    elif hwm_reset:
+        peak = _vmhwm_bytes()
+    elif _maxrss_bytes(self1) > _maxrss_bytes(self0):
+        peak = _maxrss_bytes(self1)
+    return _Measured(status, error, user, system, peak)
+
+
+class ExecuteTools:
+    """Execute-mode tools: each call runs its real kernel in a worker process.
+
+    A call's size is `call.size` when the trace gives one, else the calibrated equivalent of
+    its recorded duration on this host: (duration_ms - fixed_overhead_ms) / ms_per_unit.
+    `prepare_seed` builds the kernels' cached inputs in each worker as it starts, so the
+    first calls don't pay for generating them; `start()` (or `async with`) brings the workers
+    up before the run. Workers are spawned, not forked, processes: a script that uses this
+    needs the `if __name__ == "__main__":` guard. A cancelled call's kernel still finishes in
+    its worker.
+
+    Measured per call: CPU user/system seconds of the worker for the call plus those of any
+    child it reaped (the sandboxed program of `code_exec`), from getrusage deltas.
+    `peak_rss_bytes` is, for `code_exec`, the sandboxed child's peak RSS (wait4 ru_maxrss);
+    for the other kinds, the worker's peak RSS during the call (Linux VmHWM, reset through
+    /proc/self/clear_refs before the call; includes the worker's baseline and its cached
+    inputs), else the worker's lifetime ru_maxrss where that rose during the call; None
+    where neither is known.
+    """
+
+    def __init__(
+        self,
+        calibration: Calibration,
+        workers: int = 1,
+        *,
+        now_ns: Callable[[], int],
+        prepare_seed: int | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ConfigError(f"tools.workers must be >= 1, got {workers}")
+        self._calibration = calibration
+        self._workers = workers
+        self._now_ns = now_ns
+        self._prepare_seed = prepare_seed
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        """The worker pool, started on first use (and again after a worker died)."""
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self._workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(self._prepare_seed,),
+            )
+        return self._pool
+
+    async def start(self) -> None:
+        """Start every worker and wait until each is ready (its cached inputs built, where
+        `prepare_seed` is set), so that no call's time includes a worker's start."""
+        loop = asyncio.get_running_loop()
+        pool = self._executor()
+        ready: set[int] = set()
+        while len(ready) < self._workers:
+            pings = [loop.run_in_executor(pool, _worker_pid) for _ in range(self._workers)]
+            ready.update(await asyncio.gather(*pings))
+            if len(ready) < self._workers:
+                await asyncio.sleep(0.05)
+
+    def check_kinds(self, kinds: set[str] | list[str] | tuple[str, ...]) -> None:
+        """ConfigError naming the first kind that has no kernel or no calibration."""
+        for kind in kinds:
+            kernels.kernel(kind)
+            if kind not in self._calibration.ms_per_unit:
+                raise ConfigError(f"tool kind {kind!r} is not in the calibration")
+
+    def size_for(self, call: ToolCall) -> float:
+        """The work size of a call: its own size, else its duration turned into work units."""
+        kernels.kernel(call.kind)
+        if call.size is not None:
+            return call.size
+        ms_per_unit = self._calibration.ms_per_unit.get(call.kind)
+        if ms_per_unit is None:
+            raise ConfigError(f"tool kind {call.kind!r} is not in the calibration")
+        fixed = max(0.0, self._calibration.fixed_overhead_ms.get(call.kind, 0.0))
+        return max(0.0, call.duration_ms - fixed) / ms_per_unit
+
+    async def run(self, call: ToolCall, ctx: ToolContext) -> ToolRecord:
+        """Run the call's kernel off the event loop; failures are recorded, not raised."""
+        size = self.size_for(call)
+        loop = asyncio.get_running_loop()
+        pool = self._executor()
+        start = self._now_ns()
+        try:
+            m = await loop.run_in_executor(pool, _measure, call.kind, size, ctx.seed)
+        except BrokenProcessPool as exc:
+            if self._pool is pool:
+                self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+            m = _Measured("failed", f"worker process died: {exc}", None, None, None)
+        end = self._now_ns()
+        return ToolRecord(
+            session_id=ctx.session_id,
+            step_index=ctx.step_index,
+            tool_index=ctx.tool_index,
+            kind=call.kind,
+            mode="execute",
+            size=size,
+            recorded_duration_ms=call.duration_ms,
+            start_ns=start,
+            end_ns=end,
+            cpu_user_s=m.cpu_user_s,
+            cpu_system_s=m.cpu_system_s,
+            peak_rss_bytes=m.peak_rss_bytes,
+            status=m.status,
+            error=m.error,
+        )
+
+    def close(self) -> None:
+        """Stop the workers, waiting for calls in flight."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    async def aclose(self) -> None:
+        """Stop the workers without blocking the event loop."""
+        await asyncio.to_thread(self.close)
+
+    async def __aenter__(self) -> ExecuteTools:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

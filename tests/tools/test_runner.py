@@ -1,0 +1,99 @@
+"""Tool runners: replay waits, execute runs real kernels in a worker and records, never raises."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.records import RunClock, ToolContext
+from harness.tools.calibrate import Calibration
+from harness.tools.runner import ExecuteTools, ReplayTools
+from harness.workload.model import ToolCall
+
+MS = 1_000_000
+CTX = ToolContext("s1", 2, 0, seed=3)
+
+
+def _calibration() -> Calibration:
+    return Calibration(
+        host={},
+        ms_per_unit={"parse": 0.5, "code_exec": 1.0},
+        fixed_overhead_ms={"parse": 2.0, "code_exec": 20.0},
+        r2={"parse": 1.0, "code_exec": 1.0},
+        measured_at=datetime.now(UTC),
+    )
+
+
+@pytest.fixture(scope="module")
+def tools() -> Iterator[ExecuteTools]:
+    """One worker pool for the module (spawning a worker costs about a second)."""
+    runner = ExecuteTools(_calibration(), 1, now_ns=RunClock().now_ns)
+    yield runner
+    runner.close()
+
+
+async def test_replay_waits_the_recorded_duration() -> None:
+    clock = RunClock()
+    rec = await ReplayTools(clock.now_ns).run(ToolCall("web_search", 40.0, size=3.0), CTX)
+    assert rec.end_ns - rec.start_ns >= 40 * MS
+    assert (rec.mode, rec.status, rec.kind, rec.size) == ("replay", "ok", "web_search", 3.0)
+    assert rec.cpu_user_s is None and rec.cpu_system_s is None and rec.peak_rss_bytes is None
+    assert (rec.session_id, rec.step_index, rec.tool_index) == ("s1", 2, 0)
+
+
+async def test_start_brings_the_worker_up(tools: ExecuteTools) -> None:
+    await tools.start()
+    start = time.perf_counter()
+    await tools.start()
+    assert time.perf_counter() - start < 2.0
+
+
+def test_execute_sizes_from_calibration(tools: ExecuteTools) -> None:
+    assert tools.size_for(ToolCall("parse", 12.0)) == pytest.approx(20.0)
+    assert tools.size_for(ToolCall("parse", 1.0)) == 0.0
+    assert tools.size_for(ToolCall("parse", 12.0, size=3.0)) == 3.0
+
+
+async def test_execute_runs_the_kernel_and_measures_it(tools: ExecuteTools) -> None:
+    rec = await tools.run(ToolCall("parse", 102.0), CTX)
+    assert (rec.mode, rec.status, rec.error) == ("execute", "ok", None)
+    assert rec.size == pytest.approx(200.0)
+    assert rec.recorded_duration_ms == 102.0
+    assert rec.end_ns > rec.start_ns
+    assert rec.cpu_user_s is not None and rec.cpu_user_s > 0
+    assert rec.cpu_system_s is not None and rec.cpu_system_s >= 0
+    assert rec.peak_rss_bytes is not None and rec.peak_rss_bytes > 10 * 1024 * 1024
+
+
+async def test_execute_code_exec_goes_through_the_sandbox(tools: ExecuteTools) -> None:
+    rec = await tools.run(ToolCall("code_exec", 0.0, size=20.0), CTX)
+    assert rec.status == "ok", rec.error
+    assert rec.cpu_user_s is not None and rec.cpu_user_s > 0
+    assert rec.peak_rss_bytes is not None and rec.peak_rss_bytes > 0
+
+
+async def test_execute_records_a_failing_kernel(tools: ExecuteTools) -> None:
+    rec = await tools.run(ToolCall("parse", 5.0, size=-1.0), CTX)
+    assert rec.status == "failed"
+    assert rec.error is not None and "ValueError" in rec.error
+    assert rec.cpu_user_s is not None
+
+
+async def test_execute_unknown_kind_is_a_config_error(tools: ExecuteTools) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="web_browse"):
+        await tools.run(ToolCall("web_browse", 5.0), CTX)
+    with pytest.raises(ConfigError, match="retrieval"):
+        await tools.run(ToolCall("retrieval", 5.0), CTX)  # has a kernel, not calibrated
+    assert time.perf_counter() - start < 1.0
+    with pytest.raises(ConfigError, match="summarize"):
+        tools.check_kinds(["parse", "summarize"])
+
+
+def test_execute_needs_a_worker() -> None:
+    with pytest.raises(ConfigError, match="workers"):
+        ExecuteTools(_calibration(), 0, now_ns=time.perf_counter_ns)

@@ -1,0 +1,104 @@
+"""The sandbox: limits, statuses, exact child CPU and memory, cleanup and network isolation."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from harness.tools.sandbox import NOFILE_LIMIT, SandboxResult, run_sandboxed
+
+MiB = 1024 * 1024
+
+
+def _run(
+    code: str, *, cpu_s: float = 5, memory_bytes: int = 256 * MiB, wall_s: float = 10
+) -> SandboxResult:
+    return run_sandboxed(code, cpu_s=cpu_s, memory_bytes=memory_bytes, wall_s=wall_s)
+
+
+def test_cpu_bound_program_is_ok_and_its_cpu_time_is_measured() -> None:
+    code = "import os\nprint(os.getcwd())\nx = 0\nfor i in range(4_000_000):\n    x += i * i\n"
+    # A loaded machine can steal time from the child; one of three tries must show it busy.
+    for _ in range(3):
+        r = _run(code)
+        assert r.status == "ok" and r.exit_code == 0, r
+        if r.cpu_user_s >= 0.7 * r.wall_s:
+            break
+    assert r.cpu_user_s >= 0.7 * r.wall_s, r
+    assert r.peak_rss_bytes is not None and r.peak_rss_bytes > 1 * MiB
+    assert not Path(r.stdout.strip()).exists()
+
+
+def test_infinite_loop_is_killed_at_its_cpu_limit() -> None:
+    r = _run("while True:\n    pass\n", cpu_s=1, wall_s=20)
+    assert r.status == "cpu_limit", r
+    assert r.cpu_user_s + r.cpu_system_s >= 0.9
+
+
+def test_sleep_forever_is_killed_at_its_wall_limit_with_its_dir_removed() -> None:
+    code = "import os, time\nprint(os.getcwd(), flush=True)\ntime.sleep(3600)\n"
+    r = _run(code, wall_s=0.5)
+    assert r.status == "timeout", r
+    assert 0.5 <= r.wall_s < 5
+    workdir = Path(r.stdout.strip())
+    assert workdir.name.startswith("harness-sandbox-") and not workdir.exists()
+
+
+def test_memory_hog_hits_the_memory_limit() -> None:
+    r = _run("x = bytearray(1 << 30)\n", memory_bytes=128 * MiB)
+    assert r.status == "memory_limit", r
+
+
+def test_non_zero_exit_is_failed_with_stderr() -> None:
+    r = _run("import sys\nsys.stderr.write('boom\\n')\nraise SystemExit(3)\n")
+    assert (r.status, r.exit_code) == ("failed", 3)
+    assert "boom" in r.stderr
+
+
+def test_exception_is_failed_with_traceback() -> None:
+    r = _run("raise RuntimeError('nope')\n")
+    assert r.status == "failed" and "RuntimeError: nope" in r.stderr
+
+
+def test_child_gets_a_clean_environment_and_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("HARNESS_SECRET", "s3cret")
+    code = (
+        "import os, resource, sys\n"
+        "print(sorted(os.environ))\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+        "print(sys.flags.isolated, sys.flags.no_site)\n"
+    )
+    r = _run(code)
+    env_line, nofile, flags = r.stdout.splitlines()
+    assert "HTTPS_PROXY" not in env_line and "HARNESS_SECRET" not in env_line
+    assert int(nofile) == NOFILE_LIMIT
+    assert flags == "1 1"
+
+
+def test_network_is_unreachable_when_isolated() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+        r = _run(code)
+    if not r.network_isolated:
+        pytest.skip("network namespaces are not available here: isolation is best-effort")
+    assert r.status == "failed" and "Error" in r.stderr, r
+
+
+def test_bad_limits_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        run_sandboxed("pass", cpu_s=0, memory_bytes=MiB, wall_s=1)
+
+
+def test_peak_rss_is_the_programs_not_the_parents() -> None:
+    ballast = bytearray(b"x") * (150 * MiB)  # resident in this (parent) process
+    small = _run("pass\n")
+    big = _run("x = bytearray(100_000_000)\n")
+    del ballast
+    assert small.peak_rss_bytes is not None and small.peak_rss_bytes < 60 * MiB
+    assert big.peak_rss_bytes is not None and 100_000_000 < big.peak_rss_bytes < 160 * MiB
