@@ -1,19 +1,22 @@
 """Replay: arrivals (trace timestamps with a time scale, Poisson, constant), closed-loop
-concurrency and the agent session loop. Sessions run their steps in order; a step's
-tool calls are waits of their recorded duration until real tools are plugged in."""
+concurrency and the agent session loop. Sessions run their steps in order: the request with
+the session's growing context, then the step's tool calls (through a ToolRunner: replayed
+waits or real CPU kernels), then the next step."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+import math
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
 
 from harness.client import Completion
+from harness.errors import ConfigError
 from harness.records import RequestRecord, StepRecord, ToolContext, ToolRecord
 from harness.units import NS_PER_S, ms_to_ns
 from harness.workload.model import Session, Step, ToolCall
@@ -37,29 +40,6 @@ class ToolRunner(Protocol):
     """Runs one tool call and reports it; never raises for a failing tool."""
 
     async def run(self, call: ToolCall, ctx: ToolContext) -> ToolRecord: ...
-
-
-class SleepTools:
-    """Replay-mode tools: a wait of the recorded duration (no CPU work, so no CPU figures)."""
-
-    def __init__(self, now_ns: Callable[[], int]) -> None:
-        self._now_ns = now_ns
-
-    async def run(self, call: ToolCall, ctx: ToolContext) -> ToolRecord:
-        """Wait `duration_ms` and record the wait."""
-        start = self._now_ns()
-        await asyncio.sleep(call.duration_ms / 1000.0)
-        return ToolRecord(
-            session_id=ctx.session_id,
-            step_index=ctx.step_index,
-            tool_index=ctx.tool_index,
-            kind=call.kind,
-            mode="replay",
-            size=call.size,
-            recorded_duration_ms=call.duration_ms,
-            start_ns=start,
-            end_ns=self._now_ns(),
-        )
 
 
 @dataclass(frozen=True)
@@ -106,21 +86,50 @@ def clipped_lengths(prompt_tokens: int, output_tokens: int, max_model_len: int) 
     return min(prompt_tokens, max_model_len - output), output
 
 
-def preflight(sessions: Iterable[Session], opts: ReplayOptions) -> dict[str, int]:
+def _check_tool(
+    session: Session, index: int, t: int, call: ToolCall, known: Container[str]
+) -> None:
+    """ConfigError naming the session and step for an unknown kind or impossible duration/size."""
+    where = f"session {session.session_id!r} step {index} tool {t}"
+    if call.kind not in known:
+        raise ConfigError(f"{where}: unknown tool kind {call.kind!r}")
+    if not math.isfinite(call.duration_ms) or call.duration_ms < 0:
+        raise ConfigError(
+            f"{where}: duration_ms must be a finite number ≥ 0, not {call.duration_ms}"
+        )
+    if call.size is not None and (not math.isfinite(call.size) or call.size < 0):
+        raise ConfigError(f"{where}: size must be a finite number ≥ 0, not {call.size}")
+
+
+def preflight(
+    sessions: Iterable[Session], opts: ReplayOptions, tool_kinds: Container[str] | None = None
+) -> dict[str, int]:
     """Count what a run will send before it starts: sessions, requests (after
-    `max_requests`), and requests that exceed the context window."""
-    n_sessions = n_requests = over = 0
+    `max_requests`), requests that exceed the context window, and tool calls; with
+    `tool_kinds`, every tool call is checked (kind known, duration and size possible)."""
+    n_sessions = n_requests = over = n_tools = 0
     for session in sessions:
         if opts.max_requests is not None and n_requests >= opts.max_requests:
             break
         n_sessions += 1
-        for prompt, step in zip(session.input_lengths(), session.steps, strict=True):
+        for index, (prompt, step) in enumerate(
+            zip(session.input_lengths(), session.steps, strict=True)
+        ):
             if opts.max_requests is not None and n_requests >= opts.max_requests:
                 break
             n_requests += 1
             if not fits(prompt, step.output_tokens, opts.max_model_len):
                 over += 1
-    return {"sessions": n_sessions, "requests": n_requests, "overlength_requests": over}
+            for t, call in enumerate(step.tools):
+                n_tools += 1
+                if tool_kinds is not None:
+                    _check_tool(session, index, t, call, tool_kinds)
+    return {
+        "sessions": n_sessions,
+        "requests": n_requests,
+        "overlength_requests": over,
+        "tool_calls": n_tools,
+    }
 
 
 def arrival_offsets_ns(opts: ReplayOptions) -> Iterator[int]:
@@ -147,7 +156,7 @@ class Replayer:
         opts: ReplayOptions,
         now_ns: Callable[[], int],
         on_record: Callable[[RequestRecord], None],
-        tools: ToolRunner | None = None,
+        tools: ToolRunner,
         api: str = "completions",
         to_text: Callable[[list[int]], str] | None = None,
         on_step: Callable[[StepRecord], None] | None = None,
@@ -158,7 +167,7 @@ class Replayer:
         self._opts = opts
         self._now_ns = now_ns
         self._on_record = on_record
-        self._tools = tools or SleepTools(now_ns)
+        self._tools = tools
         self._on_step = on_step or (lambda _: None)
         self._on_tool = on_tool or (lambda _: None)
         self._api = api

@@ -19,17 +19,18 @@ import numpy as np
 import pytest
 
 from harness.client import Completion
+from harness.errors import ConfigError
 from harness.records import RequestRecord, RunClock, ToolContext, ToolRecord
 from harness.replay import (
     Replayer,
     ReplayOptions,
     ReplayOutcome,
-    SleepTools,
     arrival_offsets_ns,
     clipped_lengths,
     fits,
     preflight,
 )
+from harness.tools.runner import ReplayTools
 from harness.workload.model import Session, Step, ToolCall
 from harness.workload.prompts import PromptBuilder
 from harness.workload.tokenizer import synthetic_token_space
@@ -100,7 +101,7 @@ class RecordingSender:
         return Completion([900 + i % 50 for i in range(record.output_tokens_expected)])
 
 
-class RecordingTools(SleepTools):
+class RecordingTools(ReplayTools):
     """A `ToolRunner` that waits the call's duration and records when it ran."""
 
     def __init__(self, now_ns: Callable[[], int]) -> None:
@@ -141,7 +142,9 @@ class Run:
     ) -> None:
         self.clock = RunClock()
         self.sender = RecordingSender(self.clock.now_ns, delay_s, error_for, return_ids)
-        self.tools = RecordingTools(self.clock.now_ns) if recording_tools else None
+        self.tools = (
+            RecordingTools(self.clock.now_ns) if recording_tools else ReplayTools(self.clock.now_ns)
+        )
         self.records: list[RequestRecord] = []
         self.replayer = Replayer(
             self.sender,
@@ -219,12 +222,18 @@ def test_preflight_counts_sessions_requests_and_overlength() -> None:
         _session(2, steps=((10, 10),)),
     ]
     opts = ReplayOptions(max_model_len=100)
-    assert preflight(sessions, opts) == {"sessions": 3, "requests": 5, "overlength_requests": 3}
+    assert preflight(sessions, opts) == {
+        "sessions": 3,
+        "requests": 5,
+        "overlength_requests": 3,
+        "tool_calls": 0,
+    }
     capped = ReplayOptions(max_model_len=100, max_requests=2)
     assert preflight(sessions, capped) == {
         "sessions": 1,
         "requests": 2,
         "overlength_requests": 1,
+        "tool_calls": 0,
     }
     assert preflight(sessions, ReplayOptions())["overlength_requests"] == 0
 
@@ -570,3 +579,19 @@ async def test_outcome_times_span_the_sends() -> None:
     assert outcome.first_send_ns == min(x.sent_ns or 0 for x in r.records)
     assert outcome.last_done_ns == max(x.done_ns or 0 for x in r.records)
     assert (outcome.last_done_ns or 0) - (outcome.first_send_ns or 0) >= 20 * MS
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (ToolCall("teleport", 10.0), "unknown tool kind 'teleport'"),
+        (ToolCall("retrieval", -5.0), "duration_ms must be a finite number"),
+        (ToolCall("retrieval", 5.0, size=float("nan")), "size must be a finite number"),
+    ],
+)
+def test_preflight_rejects_bad_tool_calls_naming_session_and_step(
+    call: ToolCall, message: str
+) -> None:
+    sessions = [Session("agent-7", 0.0, (Step(10, 2), Step(5, 2, tools=(call,))))]
+    with pytest.raises(ConfigError, match=f"session 'agent-7' step 1 tool 0: {message}"):
+        preflight(sessions, ReplayOptions(), ("retrieval", "summarize"))

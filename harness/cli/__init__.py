@@ -14,7 +14,7 @@ from harness.errors import HarnessError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from harness.cli import report_cmd, run_cmd, serve_cmd, workload_cmd
+    from harness.cli import report_cmd, run_cmd, serve_cmd, tools_cmd, workload_cmd
 
     parser = argparse.ArgumentParser(
         prog="harness",
@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     workload_cmd.add_parser(sub)
     serve_cmd.add_parser(sub)
     report_cmd.add_parser(sub)
+    tools_cmd.add_parser(sub)
     return parser
 
 

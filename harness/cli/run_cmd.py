@@ -33,6 +33,8 @@ from harness.server import AttachedServer, EmbeddedServer, LaunchedServer, Serve
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
 from harness.telemetry.server_metrics import Samples, phase_deltas, scrape
+from harness.tools.calibrate import Calibration
+from harness.tools.runner import KNOWN_TOOL_KINDS, ExecuteTools, ReplayTools
 from harness.workload.model import Session, Step
 from harness.workload.prompts import PromptBuilder, chat_content
 from harness.workload.source import open_source
@@ -82,6 +84,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--warmup", type=int, help="first N requests are excluded from metrics")
     p.add_argument("--api", choices=("completions", "chat"))
     p.add_argument("--overlength", choices=("error", "clip", "skip"))
+    p.add_argument(
+        "--tools",
+        choices=("replay", "execute"),
+        help="agent tool calls: wait their recorded duration, or run the real CPU kernels",
+    )
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        help=f"tool calibration for --tools execute (default {DEFAULT_CALIBRATION})",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for prompt tokens and arrivals")
     p.add_argument(
         "--prompt-salt",
@@ -131,7 +143,13 @@ def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpe
         request["api"] = args.api
     if args.overlength is not None:
         request["overlength"] = args.overlength
+    tools: dict[str, Any] = {}
+    if getattr(args, "tools", None) is not None:
+        tools["mode"] = args.tools
+    if getattr(args, "calibration", None) is not None:
+        tools["calibration"] = args.calibration
     data = spec.model_dump()
+    data["tools"].update(tools)
     data["arrival"].update(arrival)
     data["limits"].update(limits)
     data["request"].update(request)
@@ -144,6 +162,26 @@ def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpe
 def _default_out(spec: WorkloadSpec) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("results") / f"{spec.name}-{stamp}"
+
+
+DEFAULT_CALIBRATION = Path("results") / "tool-calibration.json"
+
+
+def make_tools(
+    spec: WorkloadSpec, now_ns: Callable[[], int], seed: int
+) -> ReplayTools | ExecuteTools:
+    """The workload's tool runner: replayed waits, or real kernels sized by a calibration."""
+    if spec.tools.mode == "replay":
+        return ReplayTools(now_ns)
+    path = spec.tools.calibration or DEFAULT_CALIBRATION
+    if not path.exists():
+        raise ConfigError(
+            f"{path}: no tool calibration; run `harness tools calibrate --out {path}` on this "
+            "host first (about 20 s), or pass --calibration"
+        )
+    return ExecuteTools(
+        Calibration.load(path), spec.tools.workers, now_ns=now_ns, prepare_seed=seed
+    )
 
 
 def project_root() -> Path:
@@ -256,8 +294,28 @@ def _extra_summary(
     }
 
 
-async def _replay(replayer: Replayer, sessions: Iterator[Session], client: Client) -> ReplayOutcome:
+async def _replay(
+    replayer: Replayer,
+    sessions: Iterator[Session],
+    client: Client,
+    tools: ReplayTools | ExecuteTools,
+) -> ReplayOutcome:
     loop = asyncio.get_running_loop()
+    if isinstance(tools, ExecuteTools):
+        await tools.start()  # workers up before the clock matters
+    try:
+        return await _replay_with(replayer, sessions, client, loop)
+    finally:
+        if isinstance(tools, ExecuteTools):
+            await tools.aclose()
+
+
+async def _replay_with(
+    replayer: Replayer,
+    sessions: Iterator[Session],
+    client: Client,
+    loop: asyncio.AbstractEventLoop,
+) -> ReplayOutcome:
     async with client:
         task = asyncio.ensure_future(replayer.run(sessions))
 
@@ -299,8 +357,9 @@ def execute(
             seed=args.seed,
             max_model_len=info.max_model_len,
             overlength=spec.request.overlength,
+            on_tool_failure=spec.tools.on_failure,
         )
-        plan = preflight(_sessions(spec, args.format, space), opts)
+        plan = preflight(_sessions(spec, args.format, space), opts, KNOWN_TOOL_KINDS)
         if plan["overlength_requests"] and opts.overlength == "error":
             raise ConfigError(
                 f"{plan['overlength_requests']} of {plan['requests']} requests exceed the "
@@ -362,12 +421,14 @@ def execute(
                     tools.append(record)
                     writer.append_rows("tools", [record])
 
+                tool_runner = make_tools(spec, clock.now_ns, args.seed)
                 replayer = Replayer(
                     client,
                     PromptBuilder(space, seed=args.seed, salt=salt),
                     opts,
                     clock.now_ns,
                     on_record,
+                    tool_runner,
                     api=spec.request.api,
                     to_text=to_text,
                     on_step=on_step,
@@ -377,7 +438,7 @@ def execute(
                 gc.collect()
                 gc.freeze()  # as vllm bench does: no collector pauses over long-lived setup
                 outcome = asyncio.run(
-                    _replay(replayer, _sessions(spec, args.format, space), client)
+                    _replay(replayer, _sessions(spec, args.format, space), client, tool_runner)
                 )
             summary_metrics = _server_metrics_delta(info, metrics_before, console)
             reader_df = RunReader.frame_from_records(records)

@@ -29,10 +29,25 @@ from harness.workload.model import ToolCall
 if TYPE_CHECKING:
     from harness.tools.calibrate import Calibration
 
-__all__ = ["TOOL_KINDS", "ExecuteTools", "ReplayTools", "ToolContext", "ToolRecord"]
+__all__ = [
+    "KNOWN_TOOL_KINDS",
+    "TOOL_KINDS",
+    "WAIT_KINDS",
+    "ExecuteTools",
+    "ReplayTools",
+    "ToolContext",
+    "ToolRecord",
+]
 
 TOOL_KINDS: tuple[str, ...] = ("retrieval", "summarize", "code_exec", "file_search", "parse")
-"""The tool kinds with a real kernel; `execute` mode accepts only these."""
+"""The tool kinds with a real CPU kernel."""
+
+WAIT_KINDS: tuple[str, ...] = ("web_search", "api_call")
+"""Remote calls (a search engine, an external API): wall time on the agent's clock but no
+work on this host, so they are waits of their recorded duration in both modes."""
+
+KNOWN_TOOL_KINDS: tuple[str, ...] = TOOL_KINDS + WAIT_KINDS
+"""Every tool kind a workload may name."""
 
 ToolStatus = Literal["ok", "failed", "timeout", "cpu_limit", "memory_limit"]
 _STATUSES: dict[str, ToolStatus] = {
@@ -209,6 +224,8 @@ class ExecuteTools:
     def check_kinds(self, kinds: set[str] | list[str] | tuple[str, ...]) -> None:
         """ConfigError naming the first kind that has no kernel or no calibration."""
         for kind in kinds:
+            if kind in WAIT_KINDS:
+                continue
             kernels.kernel(kind)
             if kind not in self._calibration.ms_per_unit:
                 raise ConfigError(f"tool kind {kind!r} is not in the calibration")
@@ -225,7 +242,10 @@ class ExecuteTools:
         return max(0.0, call.duration_ms - fixed) / ms_per_unit
 
     async def run(self, call: ToolCall, ctx: ToolContext) -> ToolRecord:
-        """Run the call's kernel off the event loop; failures are recorded, not raised."""
+        """Run the call's kernel off the event loop; failures are recorded, not raised.
+        Remote-call kinds (WAIT_KINDS) are waits of their recorded duration."""
+        if call.kind in WAIT_KINDS:
+            return await ReplayTools(self._now_ns).run(call, ctx)
         size = self.size_for(call)
         loop = asyncio.get_running_loop()
         pool = self._executor()

@@ -68,6 +68,15 @@ class RequestSpec(_Strict):
     timeout_s: float = Field(default=600.0, gt=0)
 
 
+class ToolsSpec(_Strict):
+    """How agent tool calls run: replayed waits or the real CPU kernels sized by calibration."""
+
+    mode: Literal["replay", "execute"] = "replay"
+    on_failure: Literal["continue", "stop"] = "continue"
+    calibration: Path | None = None
+    workers: int = Field(default=1, gt=0)
+
+
 class LimitSpec(_Strict):
     """Bounds on a run."""
 
@@ -94,6 +103,7 @@ class WorkloadSpec(_Strict):
     arrival: ArrivalSpec = Field(default_factory=ArrivalSpec)
     request: RequestSpec = Field(default_factory=RequestSpec)
     limits: LimitSpec = Field(default_factory=LimitSpec)
+    tools: ToolsSpec = Field(default_factory=ToolsSpec)
     slo: SloSpec | None = None
 
 
