@@ -2,9 +2,11 @@
 
 Per step: `llm_s` is request sent → done (the inference server's part), `tool_s` the wall
 time of the step's tool phase on the host CPU (with `tool_cpu_s`, the CPU seconds the tools
-used), and `orchestration_s` the rest of the step's wall time (think time, prompt building,
-waiting in the harness). Steps of a session are contiguous, so the three sum to the
-session's wall time. `cpu_share` = (tool + orchestration) / total; `gpu_share` = llm / total.
+used), and `orchestration_s` the rest of the step's wall time (prompt building, waiting in
+the harness). A user's think time before a step is neither the system's CPU nor its GPU:
+it is reported as `think_s` and left out of the split. Steps of a session are contiguous, so
+llm + tool + orchestration sum to the session's wall time less its think time.
+`cpu_share` = (tool + orchestration) / total; `gpu_share` = llm / total.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def step_split(steps: pd.DataFrame) -> pd.DataFrame:
     out["llm_s"] = _s(steps["done_ns"] - steps["sent_ns"]).fillna(0.0)
     out["tool_s"] = _s(steps["tools_end_ns"] - steps["tools_start_ns"]).fillna(0.0)
     out["think_s"] = _s(steps["think_ns"]).fillna(0.0)
-    out["orchestration_s"] = out["wall_s"] - out["llm_s"] - out["tool_s"]
+    out["orchestration_s"] = out["wall_s"] - out["llm_s"] - out["tool_s"] - out["think_s"]
     return out
 
 
@@ -96,9 +98,9 @@ def latency_split(steps: pd.DataFrame, tools: pd.DataFrame, workload: str) -> di
         "think_s": float(sessions["think_s"].sum()),
         **_shares(llm_s, tool_s, orch_s),
     }
-    wall_total = float(sessions["wall_s"].sum())
+    wall_total = float(sessions["wall_s"].sum() - sessions["think_s"].sum())
     totals["sum_check"] = {
-        "session_wall_s": wall_total,
+        "session_wall_less_think_s": wall_total,
         "relative_error": abs(totals["total_s"] - wall_total) / wall_total if wall_total else None,
     }
     return {

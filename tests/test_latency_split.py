@@ -56,8 +56,9 @@ def test_step_split_parts() -> None:
     assert (a0.wall_s, a0.llm_s, a0.tool_s) == pytest.approx((7.5, 2.0, 4.0))
     assert a0.orchestration_s == pytest.approx(1.5)
     a1 = df.iloc[1]
+    # think time is the user's: not orchestration
     assert (a1.llm_s, a1.tool_s, a1.think_s, a1.orchestration_s) == pytest.approx(
-        (1.0, 0.0, 0.5, 0.5)
+        (1.0, 0.0, 0.5, 0.0)
     )
 
 
@@ -65,17 +66,18 @@ def test_run_totals_and_shares() -> None:
     split = latency_split(table_frame("steps", _steps()), table_frame("tools", _tools(True)), "w")
     assert split["llm_s"] == pytest.approx(2 + 1 + 2)
     assert split["tool_s"] == pytest.approx(4 + 1)
-    assert split["orchestration_s"] == pytest.approx(1.5 + 0.5 + 0)
-    assert split["total_s"] == pytest.approx(12.0)
+    assert split["orchestration_s"] == pytest.approx(1.5 + 0 + 0)
+    assert split["think_s"] == pytest.approx(0.5)
+    assert split["total_s"] == pytest.approx(11.5)
     assert split["sum_check"]["relative_error"] == pytest.approx(0.0, abs=1e-12)
-    assert split["cpu_share"] == pytest.approx(7 / 12)
-    assert split["gpu_share"] == pytest.approx(5 / 12)
+    assert split["cpu_share"] == pytest.approx(6.5 / 11.5)
+    assert split["gpu_share"] == pytest.approx(5 / 11.5)
     assert split["tool_cpu_s"] == pytest.approx(5.0)
     kinds = split["per_tool_kind"]
     assert kinds["retrieval"]["calls"] == 2 and kinds["retrieval"]["failures"] == 1
     assert kinds["retrieval"]["tool_s"] == pytest.approx(3.0)
-    assert kinds["summarize"]["share"] == pytest.approx(2 / 12)
-    assert split["per_workload"]["w"]["cpu_share"] == pytest.approx(7 / 12)
+    assert kinds["summarize"]["share"] == pytest.approx(2 / 11.5)
+    assert split["per_workload"]["w"]["cpu_share"] == pytest.approx(6.5 / 11.5)
 
 
 def test_replayed_tools_have_no_cpu_figure() -> None:

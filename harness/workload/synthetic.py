@@ -71,6 +71,13 @@ class ChatbotParams(_Params):
     max_context_tokens: int | None = Field(default=None, ge=2)
 
 
+class ToolShare(_Params):
+    """One tool kind of an agent's mix: its share of calls and mean duration."""
+
+    share: float = Field(gt=0)
+    duration_ms: float = Field(ge=0)
+
+
 class AgentParams(_Params):
     """Agent sessions: each step's prompt is the previous one plus its output and new tool
     results, reaching 10k–200k tokens at scale 1 (reference.md, agent token shapes).
@@ -91,6 +98,8 @@ class AgentParams(_Params):
     tools_per_step_max: int = Field(default=2, ge=1)
     tool_duration_scale: float = Field(default=1.0, ge=0)
     max_context_tokens: int | None = Field(default=None, ge=2)
+    tool_mix: dict[str, ToolShare] | None = None
+    """Tool kinds with their share of calls and mean duration; default: TOOL_KINDS."""
 
 
 class RandomParams(_Params):
@@ -182,8 +191,11 @@ def _agent(p: AgentParams, seed: int) -> Iterator[Session]:
     one step share parallel group 0, run together); tool results are the next new input."""
     arrivals, rng = _streams(seed)
     starts = _start_times_ms(arrivals, p.sessions, p.session_rate_per_s)
-    kinds = list(TOOL_KINDS)
-    weights = np.array([share for share, _ in TOOL_KINDS.values()])
+    mix = (
+        {k: (t.share, t.duration_ms) for k, t in p.tool_mix.items()} if p.tool_mix else TOOL_KINDS
+    )
+    kinds = list(mix)
+    weights = np.array([share for share, _ in mix.values()])
     for i, start in enumerate(starts):
         n = int(rng.integers(p.steps_min, p.steps_max + 1))
         first = _lognormal(rng, p.initial_tokens_mean, _TOKEN_SIGMA, 1)
@@ -201,7 +213,7 @@ def _agent(p: AgentParams, seed: int) -> Iterator[Session]:
                 tools = tuple(
                     ToolCall(
                         kind=kinds[picks[k, j]],
-                        duration_ms=TOOL_KINDS[kinds[picks[k, j]]][1]
+                        duration_ms=mix[kinds[picks[k, j]]][1]
                         * float(noise[k, j])
                         * p.tool_duration_scale,
                         parallel_group=group,
