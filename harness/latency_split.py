@@ -57,6 +57,12 @@ def _tool_cpu_s(tools: pd.DataFrame) -> float | None:
     return float(measured.sum())
 
 
+def _tool_queue_s(tools: pd.DataFrame) -> float | None:
+    """Seconds tool calls waited for a free worker (execute mode); None where not measured."""
+    queued = _s(tools["work_start_ns"] - tools["start_ns"]).dropna()
+    return float(queued.sum()) if not queued.empty else None
+
+
 def _shares(llm_s: float, tool_s: float, orch_s: float) -> dict[str, float | None]:
     total = llm_s + tool_s + orch_s
     if total <= 0:
@@ -75,6 +81,7 @@ def per_tool_kind(tools: pd.DataFrame, total_s: float) -> dict[str, dict[str, An
         kind_wall = float(wall.loc[idx].sum())
         result[str(kind)] = {
             "calls": len(part),
+            "queue_s": _tool_queue_s(part),
             "failures": int((part["status"] != "ok").sum()),
             "tool_s": kind_wall,
             "tool_cpu_s": _tool_cpu_s(part),
@@ -94,6 +101,7 @@ def latency_split(steps: pd.DataFrame, tools: pd.DataFrame, workload: str) -> di
         "llm_s": llm_s,
         "tool_s": tool_s,
         "tool_cpu_s": _tool_cpu_s(tools),
+        "tool_queue_s": _tool_queue_s(tools),
         "orchestration_s": orch_s,
         "think_s": float(sessions["think_s"].sum()),
         **_shares(llm_s, tool_s, orch_s),

@@ -118,6 +118,8 @@ class ToolRecord:
     peak_rss_bytes: int | None = None
     status: str = "ok"
     error: str | None = None
+    work_start_ns: int | None = None
+    """When a worker began the work (execute mode); before it the call queued for a worker."""
 
     @property
     def cpu_s(self) -> float | None:
@@ -179,6 +181,7 @@ TOOL_COLUMN_KINDS: dict[str, ColumnKind] = {
     "peak_rss_bytes": "int",
     "status": "str",
     "error": "str",
+    "work_start_ns": "int",
 }
 """The columns of `tools.parquet`."""
 

@@ -94,6 +94,70 @@ def _server_text(manifest: Mapping[str, Any]) -> str | None:
     return None if server is None else str(server)
 
 
+def _share(value: Any) -> str:
+    return MISSING if value is None else f"{100 * value:.1f} %"
+
+
+def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
+    """Latency split, tool kinds, sessions and server-side phases, where the run has them."""
+    out: list[Section] = []
+    split = summary.get("latency_split")
+    if isinstance(split, Mapping):
+        sec = Section("Latency split (CPU vs GPU)", ("part", "seconds", "share"))
+        total = split.get("total_s") or 0.0
+        for label, key in (
+            ("LLM: request sent → done (inference server)", "llm_s"),
+            ("Tools (host CPU, wall)", "tool_s"),
+            ("Orchestration (harness, prompt building, waiting)", "orchestration_s"),
+        ):
+            value: float | None = split.get(key)
+            share = value / total if total and value is not None else None
+            sec.rows.append((label, _fmt(value, 3), _share(share)))
+        sec.rows.append(("Tool CPU seconds (user + system)", _fmt(split.get("tool_cpu_s"), 3), ""))
+        sec.rows.append(
+            ("Think time (user's, not in the split)", _fmt(split.get("think_s"), 3), "")
+        )
+        sec.rows.append(("CPU share (tools + orchestration)", "", _share(split.get("cpu_share"))))
+        sec.rows.append(("GPU share (LLM)", "", _share(split.get("gpu_share"))))
+        out.append(sec)
+        kinds = split.get("per_tool_kind") or {}
+        if kinds:
+            tk = Section("Tool kinds", ("kind", "calls", "failed", "wall s", "CPU s", "share"))
+            for name, k in sorted(kinds.items()):
+                tk.rows.append(
+                    (
+                        name,
+                        _fmt(k.get("calls")),
+                        _fmt(k.get("failures")),
+                        _fmt(k.get("tool_s"), 3),
+                        _fmt(k.get("tool_cpu_s"), 3),
+                        _share(k.get("share")),
+                    )
+                )
+            out.append(tk)
+    figures = summary.get("session_figures")
+    if isinstance(figures, Mapping):
+        ss = Section("Sessions", ("figure", "mean", "p50", "p90", "p99"))
+        for label, key in (
+            ("Session latency (s)", "session_latency_s"),
+            ("Steps per session", "steps_per_session"),
+            ("Tokens per session", "tokens_per_session"),
+        ):
+            st = figures.get(key) or {}
+            ss.rows.append((label, *(_fmt(st.get(p)) for p in ("mean", "p50", "p90", "p99"))))
+        ss.rows.append(
+            ("Completed sessions per hour", _fmt(figures.get("sessions_per_hour"), 1), "", "", "")
+        )
+        out.append(ss)
+    server = summary.get("server_metrics")
+    if isinstance(server, Mapping) and server.get("available"):
+        sp = Section("Server-side phases (/metrics, over the run)", ("phase", "requests", "mean s"))
+        for phase, d in (server.get("phases") or {}).items():
+            sp.rows.append((phase, _fmt(d.get("requests")), _fmt(d.get("mean_s"), 4)))
+        out.append(sp)
+    return out
+
+
 def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[Section]:
     """The report's tables: run, throughput, latency, goodput (if an SLO was set), errors."""
     run = Section("Run", ("field", "value"))
@@ -146,7 +210,7 @@ def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> l
         if isinstance(stats, Mapping):
             latency.rows.append((label, *(_fmt(stats.get(s)) for s in _LATENCY_STATS)))
 
-    sections = [run, tput, latency]
+    sections = [run, tput, latency, *_split_sections(summary)]
     accounting = summary.get("run")
     if isinstance(accounting, Mapping):
         acc = Section("Run accounting", ("figure", "value"))
@@ -224,8 +288,46 @@ def render_markdown(
     return "\n".join(lines)
 
 
-def write_report(run_dir: Path) -> Path:
-    """Write report.md into a run dir and return its path; an unfinished run is summarized."""
+def breakdown_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]], figure: str) -> str:
+    """The latency breakdown of several runs (workloads) side by side, per session."""
+    lines = [
+        "# Latency breakdown per workload",
+        "",
+        f"![seconds per session by component]({figure})",
+        "",
+        "Seconds per session; CPU share = (tools + orchestration) / total, "
+        "GPU share = LLM / total.",
+        "",
+        "| workload | sessions | LLM s | tool s | tool CPU s | orchestration s | total s "
+        "| CPU share | GPU share | tool kinds (s per session) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, split in runs:
+        n = float(split.get("sessions") or 0) or 1.0
+        cpu = split.get("tool_cpu_s")
+        kinds = ", ".join(
+            f"{kind} {float(k['tool_s']) / n:.2f}"
+            for kind, k in sorted((split.get("per_tool_kind") or {}).items())
+        )
+        cells = [
+            name,
+            _fmt(split.get("sessions")),
+            _fmt(float(split["llm_s"]) / n, 3),
+            _fmt(float(split["tool_s"]) / n, 3),
+            _fmt(None if cpu is None else float(cpu) / n, 3),
+            _fmt(float(split["orchestration_s"]) / n, 3),
+            _fmt(float(split["total_s"]) / n, 3),
+            _share(split.get("cpu_share")),
+            _share(split.get("gpu_share")),
+            kinds or "none",
+        ]
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run_dir: Path, figures: Sequence[str] = ()) -> Path:
+    """Write report.md into a run dir and return its path; an unfinished run is summarized.
+    `figures` are image files already in the run dir, linked at the top."""
     reader = RunReader(run_dir)
     manifest: dict[str, Any] = {"run_name": Path(run_dir).name, **reader.manifest}
     notes: list[str] = []
@@ -235,4 +337,9 @@ def write_report(run_dir: Path) -> Path:
         notes.append("The run did not finalize: figures are computed from the saved requests.")
     if reader.recovered:
         notes.append("Requests were recovered from the journal (requests.partial.jsonl).")
-    return write_run_file(Path(run_dir), REPORT_FILE, render_markdown(summary, manifest, notes))
+    text = render_markdown(summary, manifest, notes)
+    if figures:
+        head, _, rest = text.partition("\n\n")
+        images = "\n".join(f"![{f}]({f})" for f in figures)
+        text = f"{head}\n\n{images}\n\n{rest}"
+    return write_run_file(Path(run_dir), REPORT_FILE, text)

@@ -98,12 +98,13 @@ def _to_jsonable(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} to JSON: {obj!r}")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file and os.replace, so it is never half-written."""
+def _atomic_write_text(path: Path, text: str | bytes) -> None:
+    """Write `text` (or bytes) to `path` via a temp file and os.replace: never half-written."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    data = text.encode("utf-8") if isinstance(text, str) else text
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_name, path)
@@ -162,8 +163,9 @@ def _table_to_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def write_run_file(run_dir: Path, name: str, text: str) -> Path:
-    """Atomically add a text file (e.g. report.md) to an existing run dir; core files refused."""
+def write_run_file(run_dir: Path, name: str, text: str | bytes) -> Path:
+    """Atomically add a file (report.md, a PNG figure) to an existing run dir; core files
+    refused."""
     _check_name(name)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -1,4 +1,5 @@
-"""`harness report DIR`: print a run's summary and write its report.md."""
+"""`harness report DIR [DIR ...]`: print each run's summary, write its report.md (with a
+latency-split chart for agent runs) and, for several runs, a side-by-side breakdown."""
 
 from __future__ import annotations
 
@@ -9,25 +10,56 @@ from typing import Any
 from rich.console import Console
 
 from harness.errors import ResultsError
-from harness.report import render_console, write_report
-from harness.results import RunReader
+from harness.plots import latency_breakdown_chart, split_components
+from harness.report import breakdown_markdown, render_console, write_report
+from harness.results import RunReader, write_run_file
+
+SPLIT_FIGURE = "latency_split.png"
+BREAKDOWN_FIGURE = "breakdown.png"
 
 
 def add_parser(sub: Any) -> None:
     """Register `harness report`."""
-    p: argparse.ArgumentParser = sub.add_parser("report", help="summarise a run directory")
+    p: argparse.ArgumentParser = sub.add_parser("report", help="summarise run directories")
     p.add_argument("run_dir", type=Path, nargs="+", help="run directory (results/<run>)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for the side-by-side latency breakdown of several runs "
+        "(default: breakdown/ beside the first run)",
+    )
     p.set_defaults(handler=report)
 
 
 def report(args: argparse.Namespace) -> int:
     """Handler of `harness report`."""
     console = Console()
+    splits: list[tuple[str, dict[str, Any]]] = []
     for run_dir in args.run_dir:
         reader = RunReader(run_dir)
         summary = reader.summary
         if summary is None:
             raise ResultsError(f"{run_dir}: no summary.json (the run did not finish)")
         render_console(summary, reader.manifest, console)
-        console.print(f"report: {write_report(run_dir)}")
+        figures: list[str] = []
+        split = summary.get("latency_split")
+        if split:
+            name = str(reader.manifest.get("run_name") or Path(run_dir).name)
+            splits.append((name, split))
+            png = latency_breakdown_chart(
+                [(name, split_components(split))], f"{name}: seconds per session"
+            )
+            write_run_file(run_dir, SPLIT_FIGURE, png)
+            figures.append(SPLIT_FIGURE)
+        console.print(f"report: {write_report(run_dir, figures)}")
+    if len(splits) > 1:
+        out: Path = args.out or Path(args.run_dir[0]).resolve().parent / "breakdown"
+        out.mkdir(parents=True, exist_ok=True)
+        png = latency_breakdown_chart(
+            [(n, split_components(s)) for n, s in splits], "Latency breakdown per workload"
+        )
+        write_run_file(out, BREAKDOWN_FIGURE, png)
+        path = write_run_file(out, "breakdown.md", breakdown_markdown(splits, BREAKDOWN_FIGURE))
+        console.print(f"breakdown: {path}")
     return 0

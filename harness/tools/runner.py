@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import resource
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -93,6 +94,7 @@ class _Measured:
     cpu_user_s: float | None
     cpu_system_s: float | None
     peak_rss_bytes: int | None
+    work_start_perf_ns: int | None = None
 
 
 def _reset_peak_rss() -> bool:
@@ -133,6 +135,7 @@ def _worker_pid() -> int:
 
 def _measure(kind: str, size: float, seed: int) -> _Measured:
     """Run one kernel in this (worker) process and measure its CPU and peak memory."""
+    work_start = time.perf_counter_ns()  # CLOCK_MONOTONIC: comparable across processes
     hwm_reset = _reset_peak_rss()
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -159,7 +162,7 @@ def _measure(kind: str, size: float, seed: int) -> _Measured:
         peak = _vmhwm_bytes()
     elif _maxrss_bytes(self1) > _maxrss_bytes(self0):
         peak = _maxrss_bytes(self1)
-    return _Measured(status, error, user, system, peak)
+    return _Measured(status, error, user, system, peak, work_start)
 
 
 class ExecuteTools:
@@ -258,6 +261,10 @@ class ExecuteTools:
             pool.shutdown(wait=False, cancel_futures=True)
             m = _Measured("failed", f"worker process died: {exc}", None, None, None)
         end = self._now_ns()
+        work_start: int | None = None
+        if m.work_start_perf_ns is not None:
+            # The run clock is perf_counter_ns minus an anchor; find the anchor here.
+            work_start = m.work_start_perf_ns + (self._now_ns() - time.perf_counter_ns())
         return ToolRecord(
             session_id=ctx.session_id,
             step_index=ctx.step_index,
@@ -273,6 +280,7 @@ class ExecuteTools:
             peak_rss_bytes=m.peak_rss_bytes,
             status=m.status,
             error=m.error,
+            work_start_ns=work_start,
         )
 
     def close(self) -> None:

@@ -191,9 +191,7 @@ def _agent(p: AgentParams, seed: int) -> Iterator[Session]:
     one step share parallel group 0, run together); tool results are the next new input."""
     arrivals, rng = _streams(seed)
     starts = _start_times_ms(arrivals, p.sessions, p.session_rate_per_s)
-    mix = (
-        {k: (t.share, t.duration_ms) for k, t in p.tool_mix.items()} if p.tool_mix else TOOL_KINDS
-    )
+    mix = {k: (t.share, t.duration_ms) for k, t in p.tool_mix.items()} if p.tool_mix else TOOL_KINDS
     kinds = list(mix)
     weights = np.array([share for share, _ in mix.values()])
     for i, start in enumerate(starts):
