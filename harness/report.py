@@ -113,16 +113,20 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
             value: float | None = split.get(key)
             share = value / total if total and value is not None else None
             sec.rows.append((label, _fmt(value, 3), _share(share)))
-        sec.rows.append(("Tool CPU seconds (user + system)", _fmt(split.get("tool_cpu_s"), 3), ""))
-        sec.rows.append(
-            ("Think time (user's, not in the split)", _fmt(split.get("think_s"), 3), "")
-        )
+        for label, key in (
+            ("Tool CPU seconds (user + system)", "tool_cpu_s"),
+            ("Tool calls waiting for a free worker (s, within tools)", "tool_queue_s"),
+            ("Think time (user's, not in the split)", "think_s"),
+        ):
+            sec.rows.append((label, _fmt(split.get(key), 3), ""))
         sec.rows.append(("CPU share (tools + orchestration)", "", _share(split.get("cpu_share"))))
         sec.rows.append(("GPU share (LLM)", "", _share(split.get("gpu_share"))))
         out.append(sec)
         kinds = split.get("per_tool_kind") or {}
         if kinds:
-            tk = Section("Tool kinds", ("kind", "calls", "failed", "wall s", "CPU s", "share"))
+            tk = Section(
+                "Tool kinds", ("kind", "calls", "failed", "wall s", "queued s", "CPU s", "share")
+            )
             for name, k in sorted(kinds.items()):
                 tk.rows.append(
                     (
@@ -130,6 +134,7 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
                         _fmt(k.get("calls")),
                         _fmt(k.get("failures")),
                         _fmt(k.get("tool_s"), 3),
+                        _fmt(k.get("queue_s"), 3),
                         _fmt(k.get("tool_cpu_s"), 3),
                         _share(k.get("share")),
                     )
