@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from harness.errors import ConfigError
 from harness.records import ToolContext, ToolRecord
 from harness.tools import kernels
+from harness.tools.code_exec import run_code_exec
 from harness.units import MS_PER_S
 from harness.workload.model import ToolCall
 
@@ -133,8 +134,9 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
-def _measure(kind: str, size: float, seed: int) -> _Measured:
-    """Run one kernel in this (worker) process and measure its CPU and peak memory."""
+def _measure(kind: str, size: float, seed: int, timeout_s: float | None = None) -> _Measured:
+    """Run one kernel in this (worker) process and measure its CPU and peak memory; a
+    `timeout_s` is the CPU limit of a sandboxed code_exec."""
     work_start = time.perf_counter_ns()  # CLOCK_MONOTONIC: comparable across processes
     hwm_reset = _reset_peak_rss()
     self0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -143,7 +145,10 @@ def _measure(kind: str, size: float, seed: int) -> _Measured:
     error: str | None = None
     summary: kernels.Summary = {}
     try:
-        summary = kernels.kernel(kind)(size, seed)
+        if kind == "code_exec" and timeout_s is not None:
+            summary = run_code_exec(size, seed, cpu_s=timeout_s, wall_s=2 * timeout_s + 1)
+        else:
+            summary = kernels.kernel(kind)(size, seed)
     except Exception as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
     self1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -254,7 +259,8 @@ class ExecuteTools:
         pool = self._executor()
         start = self._now_ns()
         try:
-            m = await loop.run_in_executor(pool, _measure, call.kind, size, ctx.seed)
+            timeout_s = call.timeout_ms / MS_PER_S if call.timeout_ms is not None else None
+            m = await loop.run_in_executor(pool, _measure, call.kind, size, ctx.seed, timeout_s)
         except BrokenProcessPool as exc:
             if self._pool is pool:
                 self._pool = None

@@ -15,6 +15,9 @@ class ToolCall:
     duration_ms: float
     size: float | None = None
     parallel_group: int | None = None
+    timeout_ms: float | None = None
+    """The agent's limit on the call: a sandboxed `code_exec` is killed when its CPU time
+    passes it (a runaway program); None leaves the kernel's own size-based limit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ Example line::
      "output_tokens": 120, "tools": [{"kind": "retrieval", "duration_ms": 900}]}]}
 
 Optional keys: step `think_ms`, `offset_ms`, `hash_ids` (512-token blocks of the step's
-whole prompt, so ceil(prompt / 512) of them); tool `size`, `parallel_group`; session
+whole prompt, so ceil(prompt / 512) of them); tool `size`, `parallel_group`, `timeout_ms`; session
 `metadata` (string to string). Unknown keys, wrong types, negative numbers and repeated
 session ids are errors naming the line and the dotted field (e.g. `steps.1.output_tokens`).
 """
@@ -38,6 +38,7 @@ class ToolRecord(_Strict):
     duration_ms: float = Field(ge=0, allow_inf_nan=False)
     size: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     parallel_group: int | None = Field(default=None, ge=0)
+    timeout_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
 class StepRecord(_Strict):
@@ -114,6 +115,7 @@ def _to_session(record: SessionRecord, line: int) -> Session:
                     duration_ms=tool.duration_ms,
                     size=tool.size,
                     parallel_group=tool.parallel_group,
+                    timeout_ms=tool.timeout_ms,
                 )
                 for tool in step.tools
             ),
@@ -179,4 +181,6 @@ def _tool_to_json(tool: ToolCall) -> dict[str, Any]:
         item["size"] = tool.size
     if tool.parallel_group is not None:
         item["parallel_group"] = tool.parallel_group
+    if tool.timeout_ms is not None:
+        item["timeout_ms"] = tool.timeout_ms
     return item
