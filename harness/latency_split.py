@@ -24,22 +24,38 @@ def _s(ns: pd.Series) -> pd.Series:
     return ns.astype("Float64").astype(float) / NS_PER_S
 
 
-def step_split(steps: pd.DataFrame) -> pd.DataFrame:
-    """Per step: wall_s, llm_s, tool_s, think_s and orchestration_s (seconds)."""
+def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per step: wall_s, llm_s, tool_s, think_s and orchestration_s (seconds), and with the
+    tools table, tool_cpu_s (NaN where the step's tools measured no CPU)."""
     out = steps[["session_id", "step_index"]].copy()
     out["wall_s"] = _s(steps["end_ns"] - steps["ready_ns"])
     out["llm_s"] = _s(steps["done_ns"] - steps["sent_ns"]).fillna(0.0)
     out["tool_s"] = _s(steps["tools_end_ns"] - steps["tools_start_ns"]).fillna(0.0)
     out["think_s"] = _s(steps["think_ns"]).fillna(0.0)
     out["orchestration_s"] = out["wall_s"] - out["llm_s"] - out["tool_s"] - out["think_s"]
+    if tools is not None:
+        cpu = tools["cpu_user_s"].astype("Float64") + tools["cpu_system_s"].astype("Float64")
+        per_step = (
+            cpu.astype(float)
+            .groupby([tools["session_id"].astype(str), tools["step_index"].astype(int)])
+            .sum(min_count=1)
+            .rename("tool_cpu_s")
+        )
+        keys = pd.MultiIndex.from_arrays(
+            [out["session_id"].astype(str), out["step_index"].astype(int)]
+        )
+        out["tool_cpu_s"] = per_step.reindex(keys).to_numpy()
     return out
 
 
-def session_split(steps: pd.DataFrame) -> pd.DataFrame:
+def session_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per session: the step sums, the session's wall time (first ready → last end) and steps."""
-    per_step = step_split(steps)
+    per_step = step_split(steps, tools)
     grouped = per_step.groupby("session_id", sort=True)
-    out = grouped[["llm_s", "tool_s", "think_s", "orchestration_s"]].sum()
+    columns = ["llm_s", "tool_s", "think_s", "orchestration_s"]
+    out = grouped[columns].sum()
+    if tools is not None:
+        out["tool_cpu_s"] = grouped["tool_cpu_s"].sum(min_count=1)
     bounds = steps.groupby("session_id", sort=True).agg(
         first_ready_ns=("ready_ns", "min"), last_end_ns=("end_ns", "max")
     )

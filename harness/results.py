@@ -252,6 +252,15 @@ class RunWriter:
             self._journal.flush()
         return len(lines)
 
+    def write_frame(self, name: str, frame: pd.DataFrame) -> Path:
+        """Write a derived table (e.g. the per-step latency split) as `name`.parquet."""
+        _check_name(name)
+        if name in TABLE_COLUMN_KINDS:
+            raise ResultsError(f"{name!r} is a journalled run table, not a derived one")
+        path = self.run_dir / table_file(name)
+        _write_parquet(pa.Table.from_pandas(frame, preserve_index=False), path)
+        return path
+
     def append_rows(self, table: str, records: Iterable[object]) -> int:
         """Append step or tool records to that table's journal and flush."""
         if table == "requests" or table not in TABLE_COLUMN_KINDS:

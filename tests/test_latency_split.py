@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
-from harness.latency_split import latency_split, session_figures, step_split
+from harness.latency_split import latency_split, session_figures, session_split, step_split
 from harness.records import RequestRecord, StepRecord, ToolRecord
 from harness.results import requests_frame, table_frame
 
@@ -146,3 +147,16 @@ def test_session_figures() -> None:
     assert fig["tokens_per_session"]["count"] == 1
     assert fig["tokens_per_session"]["mean"] == pytest.approx(40)
     assert fig["sessions_per_hour"] == pytest.approx(1 / 9 * 3600)
+
+
+def test_per_step_and_per_session_tables_carry_tool_cpu() -> None:
+    steps, tools = table_frame("steps", _steps()), table_frame("tools", _tools(True))
+    per_step = step_split(steps, tools).set_index(["session_id", "step_index"])
+    assert per_step.loc[("a", 0), "tool_cpu_s"] == pytest.approx(4.0)
+    assert pd.isna(per_step.loc[("a", 1), "tool_cpu_s"])  # no tools: nothing measured
+    per_session = session_split(steps, tools).set_index("session_id")
+    assert per_session.loc["a", "wall_s"] == pytest.approx(9.0)
+    assert per_session.loc["a", "llm_s"] == pytest.approx(3.0)
+    assert per_session.loc["b", "tool_cpu_s"] == pytest.approx(1.0)
+    total = per_session[["llm_s", "tool_s", "orchestration_s", "think_s"]].sum(axis=1)
+    assert (total - per_session["wall_s"]).abs().max() < 1e-9

@@ -24,7 +24,7 @@ from harness.analysis import Slo, summarize_requests
 from harness.cli.common import add_workload_args, resolve_workload
 from harness.client import Client, ClientOptions, chat_overhead_tokens
 from harness.errors import ConfigError
-from harness.latency_split import latency_split, session_figures
+from harness.latency_split import latency_split, session_figures, session_split, step_split
 from harness.records import RequestRecord, RunClock, StepRecord, ToolRecord
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome, preflight
 from harness.report import render_console
@@ -447,11 +447,11 @@ def execute(
             summary["run"] = _extra_summary(outcome, plan, records)
             summary["server_metrics"] = summary_metrics
             if steps:
-                steps_df = table_frame("steps", steps)
-                summary["latency_split"] = latency_split(
-                    steps_df, table_frame("tools", tools), spec.name
-                )
+                steps_df, tools_df = table_frame("steps", steps), table_frame("tools", tools)
+                summary["latency_split"] = latency_split(steps_df, tools_df, spec.name)
                 summary["session_figures"] = session_figures(steps_df, reader_df)
+                writer.write_frame("step_split", step_split(steps_df, tools_df))
+                writer.write_frame("session_split", session_split(steps_df, tools_df))
             manifest = _manifest(spec, opts, info, space, clock, plan)
             manifest["status"] = (
                 "interrupted"

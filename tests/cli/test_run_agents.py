@@ -65,6 +65,11 @@ def test_replay_tool_time_matches_recorded_durations(
     tools_df = pd.read_parquet(out / "tools.parquet")
     assert len(steps_df) == 6 and len(tools_df) == 6
     assert set(tools_df["mode"]) == {"replay"}
+    per_step = pd.read_parquet(out / "step_split.parquet")
+    assert len(per_step) == 6
+    per_session = pd.read_parquet(out / "session_split.parquet")
+    parts = per_session[["llm_s", "tool_s", "orchestration_s", "think_s"]].sum(axis=1)
+    assert ((parts - per_session["wall_s"]).abs() <= 0.01 * per_session["wall_s"]).all()
 
 
 @pytest.fixture(scope="module")
