@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import ConfigError
 from harness.records import ToolContext, ToolRecord
@@ -63,6 +63,30 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
 
 
+def _record(
+    call: ToolCall,
+    ctx: ToolContext,
+    mode: str,
+    size: float | None,
+    start_ns: int,
+    end_ns: int,
+    **measured: Any,
+) -> ToolRecord:
+    """The record of one call at its place in the session, with what the mode measured."""
+    return ToolRecord(
+        session_id=ctx.session_id,
+        step_index=ctx.step_index,
+        tool_index=ctx.tool_index,
+        kind=call.kind,
+        mode=mode,
+        size=size,
+        recorded_duration_ms=call.duration_ms,
+        start_ns=start_ns,
+        end_ns=end_ns,
+        **measured,
+    )
+
+
 class ReplayTools:
     """Replay-mode tools: wait each call's recorded duration, measure nothing else."""
 
@@ -73,17 +97,7 @@ class ReplayTools:
         """Wait `call.duration_ms` and record the wait."""
         start = self._now_ns()
         await asyncio.sleep(max(0.0, call.duration_ms) / MS_PER_S)
-        return ToolRecord(
-            session_id=ctx.session_id,
-            step_index=ctx.step_index,
-            tool_index=ctx.tool_index,
-            kind=call.kind,
-            mode="replay",
-            size=call.size,
-            recorded_duration_ms=call.duration_ms,
-            start_ns=start,
-            end_ns=self._now_ns(),
-        )
+        return _record(call, ctx, "replay", call.size, start, self._now_ns())
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,16 +285,13 @@ class ExecuteTools:
         if m.work_start_perf_ns is not None:
             # The run clock is perf_counter_ns minus an anchor; find the anchor here.
             work_start = m.work_start_perf_ns + (self._now_ns() - time.perf_counter_ns())
-        return ToolRecord(
-            session_id=ctx.session_id,
-            step_index=ctx.step_index,
-            tool_index=ctx.tool_index,
-            kind=call.kind,
-            mode="execute",
-            size=size,
-            recorded_duration_ms=call.duration_ms,
-            start_ns=start,
-            end_ns=end,
+        return _record(
+            call,
+            ctx,
+            "execute",
+            size,
+            start,
+            end,
             cpu_user_s=m.cpu_user_s,
             cpu_system_s=m.cpu_system_s,
             peak_rss_bytes=m.peak_rss_bytes,

@@ -22,6 +22,10 @@ AZURE = REPO / "workloads" / "traces" / "azure2023_AzureLLMInferenceTrace_conv.c
 MOONCAKE = REPO / "workloads" / "traces" / "mooncake_conversation_trace.jsonl"
 
 
+HARNESS_RUN = (sys.executable, "-m", "harness", "run")
+"""`harness run` in a child process, for tests that signal or outlive it."""
+
+
 def _run(args: list[str]) -> int:
     return main(["run", *args])
 
@@ -153,10 +157,7 @@ def test_ctrl_c_writes_what_was_measured(vllm_server: ServerInfo, tmp_path: Path
     out = tmp_path / "interrupted"
     proc = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "harness",
-            "run",
+            *HARNESS_RUN,
             str(AZURE),
             "--server",
             vllm_server.base_url,
@@ -223,10 +224,7 @@ def test_server_dying_mid_run_keeps_results(tmp_path: Path) -> None:
     try:
         proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "harness",
-                "run",
+                *HARNESS_RUN,
                 str(AZURE),
                 "--server",
                 info.base_url,
