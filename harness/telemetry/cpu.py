@@ -1,8 +1,9 @@
-"""Host CPU and memory inventory through psutil (the only importer of psutil)."""
+"""Host CPU and memory inventory and per-sample CPU load through psutil (its only importer)."""
 
 from __future__ import annotations
 
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,110 @@ def host_inventory() -> dict[str, Any]:
         "os": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+@dataclass(slots=True, frozen=True)
+class CpuSample:
+    """Host CPU load and the CPU time and memory of the harness and of the server's process tree.
+
+    Server fields are None when no server pid was given or it could not be read; the
+    server's seconds are summed over the processes alive now, so they drop when a child exits."""
+
+    system_cpu_pct: float | None
+    per_core_pct: list[float] | None
+    harness_cpu_user_s: float
+    harness_cpu_system_s: float
+    harness_rss_bytes: int
+    server_cpu_user_s: float | None
+    server_cpu_system_s: float | None
+    server_rss_bytes: int | None
+    server_processes: int | None
+
+
+def _busy_and_total(times: Any) -> tuple[float, float]:
+    """Busy and total CPU seconds from one cpu_times tuple, counted the way psutil does."""
+    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    busy = total - times.idle - getattr(times, "iowait", 0.0)
+    return busy, total
+
+
+def _percent(before: Any, after: Any) -> float | None:
+    """Busy % between two cpu_times tuples; None if no time passed."""
+    b0, t0 = _busy_and_total(before)
+    b1, t1 = _busy_and_total(after)
+    if t1 - t0 <= 0:
+        return None
+    return max(0.0, min(100.0, 100.0 * (b1 - b0) / (t1 - t0)))
+
+
+class CpuReader:
+    """Reads host CPU % (system and per core) with its own baseline, and per-process CPU/RSS."""
+
+    def __init__(self, server_pid: int | None = None) -> None:
+        self.server_pid = server_pid
+        self.problems: list[str] = []
+        self._me = psutil.Process()
+        self._last_total = psutil.cpu_times()
+        self._last_cores = psutil.cpu_times(percpu=True)
+        self._server: psutil.Process | None = None
+
+    def _server_tree(self, pid: int) -> list[psutil.Process]:
+        """The server process and its children (recursive); [] once it is gone."""
+        try:
+            if self._server is None or self._server.pid != pid:
+                self._server = psutil.Process(pid)
+            return [self._server, *self._server.children(recursive=True)]
+        except (psutil.NoSuchProcess, psutil.AccessDenied) as err:
+            self._report(f"server process {pid}: {type(err).__name__}")
+            self._server = None
+            return []
+
+    def _report(self, problem: str) -> None:
+        """Record a problem once."""
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def read(self, server_pid: int | None = None) -> CpuSample:
+        """Load since the previous read, and the processes' cumulative CPU seconds and RSS now."""
+        total = psutil.cpu_times()
+        cores = psutil.cpu_times(percpu=True)
+        system_pct = _percent(self._last_total, total)
+        per_core = [_percent(a, b) for a, b in zip(self._last_cores, cores, strict=False)]
+        self._last_total, self._last_cores = total, cores
+        with self._me.oneshot():
+            me_times = self._me.cpu_times()
+            me_rss = self._me.memory_info().rss
+        pid = server_pid if server_pid is not None else self.server_pid
+        s_user: float | None = None
+        s_sys: float | None = None
+        s_rss: int | None = None
+        s_n: int | None = None
+        if pid is not None:
+            procs = self._server_tree(pid)
+            if procs:
+                s_user, s_sys, s_rss, s_n = 0.0, 0.0, 0, 0
+                for proc in procs:
+                    try:
+                        with proc.oneshot():
+                            t = proc.cpu_times()
+                            rss = proc.memory_info().rss
+                    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                        continue  # exited between listing and reading
+                    except psutil.AccessDenied:
+                        self._report(f"server process {proc.pid}: AccessDenied")
+                        continue
+                    s_user += t.user
+                    s_sys += t.system
+                    s_rss += rss
+                    s_n += 1
+        return CpuSample(
+            system_cpu_pct=system_pct,
+            per_core_pct=None if any(p is None for p in per_core) else [p or 0.0 for p in per_core],
+            harness_cpu_user_s=me_times.user,
+            harness_cpu_system_s=me_times.system,
+            harness_rss_bytes=int(me_rss),
+            server_cpu_user_s=s_user,
+            server_cpu_system_s=s_sys,
+            server_rss_bytes=s_rss,
+            server_processes=s_n,
+        )

@@ -1,0 +1,209 @@
+"""A fake NVML module at the vendor boundary: nvidia-ml-py's real error classes, structs and
+constants, real function signatures, driven by a fake clock (its numbers never reach results/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pynvml
+from pynvml import (
+    NVML_CLOCK_MEM,
+    NVML_CLOCK_SM,
+    NVML_TEMPERATURE_GPU,
+    NVMLError,
+    NVMLError_DriverNotLoaded,
+    NVMLError_GpuIsLost,
+    NVMLError_LibraryNotFound,
+    NVMLError_LibRmVersionMismatch,
+    NVMLError_NotSupported,
+    NVMLError_Uninitialized,
+    c_nvmlMemory_t,
+    c_nvmlUtilization_t,
+)
+
+__all__ = [
+    "NVML_CLOCK_MEM",
+    "NVML_CLOCK_SM",
+    "NVML_TEMPERATURE_GPU",
+    "FakeClock",
+    "FakeGpu",
+    "FakeNvml",
+    "NVMLError",
+    "NVMLError_DriverNotLoaded",
+    "NVMLError_GpuIsLost",
+    "NVMLError_LibRmVersionMismatch",
+    "NVMLError_LibraryNotFound",
+    "NVMLError_NotSupported",
+]
+
+
+class FakeClock:
+    """A settable run clock in integer nanoseconds, shared by the fake GPUs and the sampler."""
+
+    def __init__(self, t_ns: int = 0) -> None:
+        self.t_ns = t_ns
+
+    def now_ns(self) -> int:
+        """The current fake time."""
+        return self.t_ns
+
+    def advance_s(self, seconds: float) -> None:
+        """Move time forward."""
+        self.t_ns += round(seconds * 1e9)
+
+
+@dataclass
+class FakeGpu:
+    """One fake GPU: a piecewise-constant power trace [(start_s, watts)] and its energy counter."""
+
+    power_trace: list[tuple[float, float]] = field(default_factory=lambda: [(0.0, 100.0)])
+    has_energy_counter: bool = True
+    energy_offset_mj: int = 0
+    counter_reset_at_s: float | None = None
+    name: bytes | str = b"NVIDIA H100 80GB HBM3"
+    uuid: bytes | str = b"GPU-00000000-0000-0000-0000-000000000000"
+    architecture: int = pynvml.NVML_DEVICE_ARCH_HOPPER
+    power_limit_mw: int = 700_000
+    memory_total: int = 80 * 2**30
+    memory_used: int = 10 * 2**30
+    failing: dict[str, type[Exception]] = field(default_factory=dict)
+    """NVML function name → the error class it raises on every call."""
+
+    def power_w(self, t_s: float) -> float:
+        """The trace's power at time t."""
+        watts = self.power_trace[0][1]
+        for start, w in self.power_trace:
+            if t_s >= start:
+                watts = w
+        return watts
+
+    def energy_j(self, t0_s: float, t1_s: float) -> float:
+        """Exact integral of the piecewise-constant trace from t0 to t1."""
+        total = 0.0
+        bounds = [s for s, _ in self.power_trace[1:]] + [float("inf")]
+        for (start, w), end in zip(self.power_trace, bounds, strict=True):
+            lo, hi = max(start, t0_s), min(end, t1_s)
+            if hi > lo:
+                total += w * (hi - lo)
+        return total
+
+
+class FakeNvml:
+    """Stands in for the `pynvml` module: the functions GpuReader and gpu_inventory call."""
+
+    NVMLError = NVMLError
+    NVMLError_NotSupported = NVMLError_NotSupported
+    NVML_CLOCK_SM = NVML_CLOCK_SM
+    NVML_CLOCK_MEM = NVML_CLOCK_MEM
+    NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
+
+    def __init__(
+        self,
+        gpus: list[FakeGpu],
+        clock: FakeClock,
+        init_error: type[Exception] | None = None,
+        driver: bytes | str = b"550.54.15",
+    ) -> None:
+        self.gpus = gpus
+        self.clock = clock
+        self.init_error = init_error
+        self.driver = driver
+        self.initialised = 0
+        self.calls: dict[str, int] = {}
+
+    def _gpu(self, handle: Any, fn: str) -> FakeGpu:
+        """The GPU behind a handle, raising what a real NVML would for this call."""
+        self.calls[fn] = self.calls.get(fn, 0) + 1
+        if self.initialised <= 0:
+            raise NVMLError_Uninitialized()
+        gpu = self.gpus[int(handle)]
+        if fn in gpu.failing:
+            raise gpu.failing[fn]()
+        return gpu
+
+    def _t_s(self) -> float:
+        """Fake time in seconds."""
+        return self.clock.t_ns / 1e9
+
+    def nvmlInit(self) -> None:
+        """Initialise, or raise the configured error (library missing, driver mismatch...)."""
+        if self.init_error is not None:
+            raise self.init_error()
+        self.initialised += 1
+
+    def nvmlShutdown(self) -> None:
+        """Shut down one init."""
+        if self.initialised <= 0:
+            raise NVMLError_Uninitialized()
+        self.initialised -= 1
+
+    def nvmlSystemGetDriverVersion(self) -> bytes | str:
+        """Driver version, as bytes like older bindings."""
+        return self.driver
+
+    def nvmlDeviceGetCount(self) -> int:
+        """How many fake GPUs."""
+        if self.initialised <= 0:
+            raise NVMLError_Uninitialized()
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        """A handle (the index itself)."""
+        self._gpu(index, "nvmlDeviceGetHandleByIndex")
+        return index
+
+    def nvmlDeviceGetName(self, handle: Any) -> bytes | str:
+        """Device name."""
+        return self._gpu(handle, "nvmlDeviceGetName").name
+
+    def nvmlDeviceGetUUID(self, handle: Any) -> bytes | str:
+        """Device UUID."""
+        return self._gpu(handle, "nvmlDeviceGetUUID").uuid
+
+    def nvmlDeviceGetArchitecture(self, device: Any) -> int:
+        """NVML_DEVICE_ARCH_* code."""
+        return self._gpu(device, "nvmlDeviceGetArchitecture").architecture
+
+    def nvmlDeviceGetMemoryInfo(self, handle: Any, version: Any = None) -> c_nvmlMemory_t:
+        """Memory totals in the real ctypes struct."""
+        gpu = self._gpu(handle, "nvmlDeviceGetMemoryInfo")
+        return c_nvmlMemory_t(
+            total=gpu.memory_total, free=gpu.memory_total - gpu.memory_used, used=gpu.memory_used
+        )
+
+    def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
+        """Power now in milliwatts (an int, like NVML)."""
+        gpu = self._gpu(handle, "nvmlDeviceGetPowerUsage")
+        return round(gpu.power_w(self._t_s()) * 1000)
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
+        """Energy since the counter's start (or its last reset) in millijoules."""
+        gpu = self._gpu(handle, "nvmlDeviceGetTotalEnergyConsumption")
+        if not gpu.has_energy_counter:
+            raise NVMLError_NotSupported()
+        t = self._t_s()
+        start, offset = 0.0, gpu.energy_offset_mj
+        if gpu.counter_reset_at_s is not None and t >= gpu.counter_reset_at_s:
+            start, offset = gpu.counter_reset_at_s, 0
+        return offset + round(gpu.energy_j(start, t) * 1000)
+
+    def nvmlDeviceGetUtilizationRates(self, handle: Any) -> c_nvmlUtilization_t:
+        """Utilisation in the real ctypes struct (rises with power, to look plausible)."""
+        gpu = self._gpu(handle, "nvmlDeviceGetUtilizationRates")
+        pct = min(100, round(gpu.power_w(self._t_s()) / gpu.power_limit_mw * 100_000))
+        return c_nvmlUtilization_t(gpu=pct, memory=pct // 2)
+
+    def nvmlDeviceGetClockInfo(self, handle: Any, type: int) -> int:
+        """SM or memory clock in MHz."""
+        self._gpu(handle, "nvmlDeviceGetClockInfo")
+        return {NVML_CLOCK_SM: 1980, NVML_CLOCK_MEM: 2619}[type]
+
+    def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
+        """GPU temperature in °C."""
+        self._gpu(handle, "nvmlDeviceGetTemperature")
+        return 45
+
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> int:
+        """Enforced power limit in milliwatts."""
+        return self._gpu(handle, "nvmlDeviceGetEnforcedPowerLimit").power_limit_mw

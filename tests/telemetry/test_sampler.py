@@ -1,0 +1,85 @@
+"""The background Sampler: real CPU reader and RAPL path, fake NVML, a failing /metrics scrape."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from fake_nvml import FakeClock, FakeGpu, FakeNvml
+
+from harness.records import RunClock
+from harness.telemetry.cpu import CpuReader
+from harness.telemetry.gpu import GpuReader
+from harness.telemetry.rapl import RaplReader
+from harness.telemetry.sampler import Sampler
+
+
+def test_samples_at_10hz_then_stops_cleanly(tmp_path: Path) -> None:
+    clock = RunClock()
+    gpu = GpuReader(FakeNvml([FakeGpu(), FakeGpu(has_energy_counter=False)], FakeClock()))
+    scrapes = {"n": 0}
+
+    def scrape() -> dict[str, float]:
+        scrapes["n"] += 1
+        if scrapes["n"] == 2:
+            raise ConnectionError("server went away")
+        return {"vllm:num_requests_running": 3.0, "vllm:kv_cache_usage_perc": 0.25}
+
+    sampler = Sampler(
+        gpu,
+        CpuReader(),
+        RaplReader(tmp_path / "no-powercap"),
+        clock.now_ns,
+        rate_hz=10.0,
+        metrics_scrape=scrape,
+        metrics_every_s=0.3,
+    )
+    sampler.start()
+    threading.Event().wait(1.0)
+    sampler.stop()
+    assert not any(t.name.startswith("telemetry-") for t in threading.enumerate())
+
+    rows = sampler.rows()
+    by_source: dict[str, list[dict[str, object]]] = {}
+    for row in rows:
+        by_source.setdefault(str(row["source"]), []).append(row)
+    ticks = len(by_source["cpu"])
+    assert 8 <= ticks <= 12
+    assert len(by_source["gpu"]) == 2 * ticks
+    assert "rapl" not in by_source
+    assert [r["t_ns"] for r in rows] == sorted(r["t_ns"] for r in rows)
+    assert all(set(r) == set(rows[0]) for r in rows)  # one schema for telemetry.parquet
+    assert by_source["gpu"][1]["energy_j"] is None and by_source["gpu"][1]["power_w"] == 100.0
+    server = by_source["server"]
+    assert len(server) >= 2 and server[0]["requests_running"] == 3.0
+    assert server[0]["kv_cache_usage_frac"] == 0.25 and server[0]["requests_waiting"] is None
+
+    assert sum("rapl unavailable" in p for p in sampler.problems) == 1
+    assert sum("server read failed: ConnectionError" in p for p in sampler.problems) == 1
+    cost = sampler.overhead()
+    assert cost["samples"] == ticks and 0.9 <= cost["wall_s"] <= 2.0
+    assert 0.0 < cost["cpu_s"] < cost["wall_s"]
+    sampler.stop()  # idempotent
+
+
+def test_failing_source_reported_once_rest_continues() -> None:
+    class BrokenCpu(CpuReader):
+        """A CPU reader whose read always raises (stands in for psutil breaking)."""
+
+        def read(self, server_pid: int | None = None) -> object:  # type: ignore[override]
+            raise OSError("proc unreadable")
+
+    clock = FakeClock()
+    gpu = GpuReader(FakeNvml([FakeGpu()], clock))
+    sampler = Sampler(gpu, BrokenCpu(), None, clock.now_ns)
+    for _ in range(5):
+        clock.advance_s(0.1)
+        sampler.sample_once()
+    assert sampler.problems == ["cpu read failed: OSError: proc unreadable"]
+    assert len([r for r in sampler.rows() if r["source"] == "gpu"]) == 5
+
+
+def test_rejects_bad_rates() -> None:
+    with pytest.raises(ValueError):
+        Sampler(None, None, None, RunClock().now_ns, rate_hz=0)
