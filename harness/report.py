@@ -154,6 +154,24 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
             ("Completed sessions per hour", _fmt(figures.get("sessions_per_hour"), 1), "", "", "")
         )
         out.append(ss)
+    energy = summary.get("energy")
+    if isinstance(energy, Mapping):
+        en = Section("Energy", ("figure", "value"))
+        for label, key, digits in (
+            ("GPU energy (J)", "gpu_energy_j", 1),
+            ("GPU energy source", "gpu_source", 0),
+            ("Idle power (W)", "idle_power_w", 1),
+            ("Average power (W)", "avg_power_w", 1),
+            ("Peak power (W)", "peak_power_w", 1),
+            ("J per output token", "j_per_output_token", 4),
+            ("J per request", "j_per_request", 2),
+            ("J per session", "j_per_session", 2),
+            ("GPU energy while tools ran (J)", "gpu_energy_while_tools_j", 1),
+            ("CPU package energy (J)", "cpu_energy_j", 1),
+            ("CPU energy source", "cpu_source", 0),
+        ):
+            en.rows.append((label, _fmt(energy.get(key), digits)))
+        out.append(en)
     server = summary.get("server_metrics")
     if isinstance(server, Mapping) and server.get("available"):
         sp = Section("Server-side phases (/metrics, over the run)", ("phase", "requests", "mean s"))

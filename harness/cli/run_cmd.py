@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness import __version__
 from harness.analysis import Slo, summarize_requests
 from harness.cli.common import add_workload_args, resolve_workload
+from harness.cli.measure import RunTelemetry
 from harness.client import Client, ClientOptions, chat_overhead_tokens
 from harness.errors import ConfigError
 from harness.latency_split import latency_split, session_figures, session_split, step_split
@@ -95,6 +96,22 @@ def add_parser(sub: Any) -> None:
         help=f"tool calibration for --tools execute (default {DEFAULT_CALIBRATION})",
     )
     p.add_argument("--seed", type=int, default=0, help="seed for prompt tokens and arrivals")
+    p.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="pid of an attached server on this host, to sample its process tree's CPU and RSS",
+    )
+    p.add_argument(
+        "--sample-hz", type=float, default=10.0, help="telemetry sampling rate (default 10)"
+    )
+    p.add_argument(
+        "--idle-baseline",
+        type=float,
+        default=None,
+        help="seconds of idle power sampled before the load (default 3 where GPU or RAPL "
+        "power is readable, else 0)",
+    )
     p.add_argument(
         "--prompt-salt",
         type=int,
@@ -434,18 +451,31 @@ def execute(
                     on_step=on_step,
                     on_tool=on_tool,
                 )
-                metrics_before = _scrape_metrics(info, console)
-                gc.collect()
-                gc.freeze()  # as vllm bench does: no collector pauses over long-lived setup
-                outcome = asyncio.run(
-                    _replay(replayer, _sessions(spec, args.format, space), client, tool_runner)
+                telemetry = RunTelemetry(
+                    info, clock.now_ns, args.sample_hz, args.idle_baseline, args.server_pid
                 )
+                try:
+                    telemetry.start()
+                    metrics_before = _scrape_metrics(info, console)
+                    gc.collect()
+                    gc.freeze()  # as vllm bench does: no collector pauses over long-lived setup
+                    outcome = asyncio.run(
+                        _replay(replayer, _sessions(spec, args.format, space), client, tool_runner)
+                    )
+                finally:
+                    telemetry.stop()
             summary_metrics = _server_metrics_delta(info, metrics_before, console)
             reader_df = RunReader.frame_from_records(records)
             slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
             summary = summarize_requests(reader_df, slo)
             summary["run"] = _extra_summary(outcome, plan, records)
             summary["server_metrics"] = summary_metrics
+            sessions_run = len({s.session_id for s in steps}) if steps else None
+            summary["energy"] = telemetry.energy(records, tools, sessions_run)
+            summary["telemetry"] = telemetry.status()
+            samples = telemetry.frame()
+            if not samples.empty:
+                writer.write_frame("telemetry", samples)
             if steps:
                 steps_df, tools_df = table_frame("steps", steps), table_frame("tools", tools)
                 summary["latency_split"] = latency_split(steps_df, tools_df, spec.name)

@@ -51,9 +51,11 @@ def test_azure_first_30_token_totals_exact(vllm_server: ServerInfo, tmp_path: Pa
     want_in = sum(int(r["ContextTokens"]) for r in rows)
     want_out = sum(int(r["GeneratedTokens"]) for r in rows)
     out = tmp_path / "azure30"
+    pid = vllm_server.launch.get("pid")
     code = _run(
         [
             str(AZURE),
+            *(["--server-pid", str(pid)] if isinstance(pid, int) else []),
             "--server",
             vllm_server.base_url,
             "--max-requests",
@@ -74,6 +76,14 @@ def test_azure_first_30_token_totals_exact(vllm_server: ServerInfo, tmp_path: Pa
     assert manifest["server"]["model"] == vllm_server.model
     assert manifest["host"]["cpu_logical_cores"] >= 1
     assert manifest["gpu"]["available"] is False
+    energy = summary["energy"]
+    assert energy["gpu_source"] == "unavailable" and energy["gpu_energy_j"] is None  # type: ignore[index]
+    samples = pd.read_parquet(out / "telemetry.parquet")
+    cpu = samples[samples["source"] == "cpu"]
+    # the first sample only sets the CPU-percent baseline
+    assert len(cpu) >= 2 and cpu["system_cpu_pct"].notna().sum() >= len(cpu) - 1
+    if isinstance(pid, int):  # the server's process tree was sampled
+        assert (cpu["server_rss_bytes"] > 1_000_000_000).any()
     server = summary["server_metrics"]
     assert server["available"] is True  # type: ignore[index]
     assert server["phases"]["prefill"]["requests"] == 30  # type: ignore[index]

@@ -1,0 +1,104 @@
+"""Wiring of the background telemetry for `harness run`: which readers, the idle baseline,
+and the energy block of summary.json from the samples."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from harness.records import RequestRecord, ToolRecord
+from harness.server import ServerInfo
+from harness.telemetry.cpu import CpuReader
+from harness.telemetry.energy import summarize_energy
+from harness.telemetry.gpu import GpuReader
+from harness.telemetry.rapl import RaplReader
+from harness.telemetry.sampler import Sampler, metrics_scraper
+
+
+class RunTelemetry:
+    """The run's sampler with the readers this host has, and the idle window before load."""
+
+    def __init__(
+        self,
+        info: ServerInfo,
+        now_ns: Callable[[], int],
+        rate_hz: float,
+        idle_s: float | None,
+        server_pid: int | None = None,
+    ) -> None:
+        self.gpu = GpuReader()
+        self.rapl = RaplReader()
+        pid = server_pid if server_pid is not None else info.launch.get("pid")
+        self.server_pid = int(pid) if isinstance(pid, int) else None
+        self.sampler = Sampler(
+            self.gpu if self.gpu.available else None,
+            CpuReader(self.server_pid),
+            self.rapl if self.rapl.available else None,
+            now_ns,
+            rate_hz=rate_hz,
+            server_pid=self.server_pid,
+            metrics_scrape=metrics_scraper(info.base_url, info.headers()),
+        )
+        # An idle baseline only means something where power is measured (GPU or RAPL).
+        measured_power = self.gpu.available or self.rapl.available
+        self.idle_s = idle_s if idle_s is not None else (3.0 if measured_power else 0.0)
+        self._now_ns = now_ns
+        self.idle_window: tuple[int, int] | None = None
+
+    def start(self) -> None:
+        """Start sampling and hold the idle baseline before any load."""
+        self.sampler.start()
+        if self.idle_s > 0:
+            start = self._now_ns()
+            time.sleep(self.idle_s)
+            self.idle_window = (start, self._now_ns())
+
+    def stop(self) -> None:
+        """Stop sampling (safe to call twice)."""
+        self.sampler.stop()
+        self.gpu.close()
+
+    def frame(self) -> pd.DataFrame:
+        """The samples as the `telemetry` table."""
+        return pd.DataFrame(self.sampler.rows())
+
+    def status(self) -> dict[str, Any]:
+        """What was sampled, what was not and why, and the sampler's own cost."""
+        overhead = self.sampler.overhead()
+        wall = overhead.get("wall_s") or 0.0
+        return {
+            "rate_hz": 1.0 / self.sampler.period_s,
+            "gpu": self.gpu.status(),
+            "rapl": self.rapl.status(),
+            "server_pid": self.server_pid,
+            "problems": list(self.sampler.problems),
+            "sampler_overhead": overhead,
+            "sampler_cpu_pct_of_one_core": 100 * overhead["cpu_s"] / wall if wall else None,
+            "idle_baseline_s": self.idle_s,
+        }
+
+    def energy(
+        self,
+        requests: Sequence[RequestRecord],
+        tools: Sequence[ToolRecord],
+        sessions: int | None,
+    ) -> dict[str, Any] | None:
+        """The energy block over the measured window (first send → last completion)."""
+        measured = [r for r in requests if not r.warmup and r.sent_ns is not None]
+        done = [r.done_ns for r in measured if r.done_ns is not None]
+        if not measured or not done:
+            return None
+        window = (min(r.sent_ns for r in measured if r.sent_ns is not None), max(done))
+        output = sum(r.output_tokens or 0 for r in measured if r.ok)
+        return summarize_energy(
+            self.sampler.rows(),
+            window,
+            idle_window=self.idle_window,
+            output_tokens=output,
+            requests=sum(1 for r in measured if r.ok),
+            sessions=sessions,
+            tool_windows=[(t.start_ns, t.end_ns) for t in tools],
+        )
