@@ -15,7 +15,8 @@ from harness.telemetry.cpu import CpuReader
 from harness.telemetry.energy import summarize_energy
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.rapl import RaplReader
-from harness.telemetry.sampler import Sampler, metrics_scraper
+from harness.telemetry.sampler import Sampler
+from harness.telemetry.server_metrics import metrics_scraper
 
 
 class RunTelemetry:
@@ -31,6 +32,7 @@ class RunTelemetry:
     ) -> None:
         self.gpu = GpuReader()
         self.rapl = RaplReader()
+        self._scraper = metrics_scraper(info.base_url, info.headers())
         pid = server_pid if server_pid is not None else info.launch.get("pid")
         self.server_pid = int(pid) if isinstance(pid, int) else None
         self.sampler = Sampler(
@@ -40,7 +42,7 @@ class RunTelemetry:
             now_ns,
             rate_hz=rate_hz,
             server_pid=self.server_pid,
-            metrics_scrape=metrics_scraper(info.base_url, info.headers()),
+            metrics_scrape=self._scraper,
         )
         # An idle baseline only means something where power is measured (GPU or RAPL).
         measured_power = self.gpu.available or self.rapl.available
@@ -59,6 +61,7 @@ class RunTelemetry:
     def stop(self) -> None:
         """Stop sampling (safe to call twice)."""
         self.sampler.stop()
+        self._scraper.close()
         self.gpu.close()
 
     def frame(self) -> pd.DataFrame:

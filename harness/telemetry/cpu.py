@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,10 @@ def _percent(before: Any, after: Any) -> float | None:
     return max(0.0, min(100.0, 100.0 * (b1 - b0) / (t1 - t0)))
 
 
+TREE_REFRESH_S = 2.0
+"""How often the server's process tree is listed again (new or exited children)."""
+
+
 class CpuReader:
     """Reads host CPU % (system and per core) with its own baseline, and per-process CPU/RSS."""
 
@@ -79,16 +84,26 @@ class CpuReader:
         self._last_total = psutil.cpu_times()
         self._last_cores = psutil.cpu_times(percpu=True)
         self._server: psutil.Process | None = None
+        self._tree: list[psutil.Process] = []
+        self._tree_until = 0.0
 
     def _server_tree(self, pid: int) -> list[psutil.Process]:
-        """The server process and its children (recursive); [] once it is gone."""
+        """The server process and its children (recursive); [] once it is gone. Listing the
+        children scans /proc, so the list is refreshed every TREE_REFRESH_S, not per sample."""
+        now = time.monotonic()
+        cached = self._server is not None and self._server.pid == pid and now < self._tree_until
+        if cached and self._server is not None and self._server.is_running():
+            return self._tree
         try:
             if self._server is None or self._server.pid != pid:
                 self._server = psutil.Process(pid)
-            return [self._server, *self._server.children(recursive=True)]
+            self._tree = [self._server, *self._server.children(recursive=True)]
+            self._tree_until = now + TREE_REFRESH_S
+            return self._tree
         except (psutil.NoSuchProcess, psutil.AccessDenied) as err:
             self._report(f"server process {pid}: {type(err).__name__}")
             self._server = None
+            self._tree = []
             return []
 
     def _report(self, problem: str) -> None:

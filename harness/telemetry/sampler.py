@@ -3,7 +3,6 @@ is never disturbed; rows for `telemetry.parquet`, each source's failure reported
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -13,7 +12,6 @@ from typing import Any
 from harness.telemetry.cpu import CpuReader
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.rapl import RaplReader
-from harness.telemetry.server_metrics import scrape
 
 Row = dict[str, Any]
 
@@ -28,18 +26,6 @@ SERVER_FIELDS: dict[str, tuple[str, ...]] = {
 }
 """Server row column → vLLM sample names to take it from (first present wins; vLLM's
 `kv_cache_usage_perc` is a 0–1 fraction despite its name)."""
-
-
-def metrics_scraper(
-    base_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 2.0
-) -> Callable[[], Mapping[str, float]]:
-    """A blocking /metrics scrape for the sampler's thread, on its own short-lived event loop."""
-
-    def run() -> Mapping[str, float]:
-        """One scrape."""
-        return asyncio.run(scrape(base_url, headers or {}, timeout_s))
-
-    return run
 
 
 class Sampler:

@@ -3,6 +3,7 @@ scrapes, and deltas of vLLM's request-phase histograms and token counters over a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,10 +43,13 @@ def parse_metrics(text: str) -> Samples:
 async def scrape(base_url: str, headers: Mapping[str, str], timeout_s: float = 5.0) -> Samples:
     """GET `/metrics` and parse it; raises aiohttp/timeout errors for the caller to report."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with (
-        aiohttp.ClientSession(timeout=timeout, headers=dict(headers)) as session,
-        session.get(base_url.rstrip("/") + "/metrics") as resp,
-    ):
+    async with aiohttp.ClientSession(timeout=timeout, headers=dict(headers)) as session:
+        return await scrape_with(session, base_url)
+
+
+async def scrape_with(session: aiohttp.ClientSession, base_url: str) -> Samples:
+    """One `/metrics` scrape over an open session (for repeated scrapes)."""
+    async with session.get(base_url.rstrip("/") + "/metrics") as resp:
         resp.raise_for_status()
         return parse_metrics(await resp.text())
 
@@ -76,3 +80,45 @@ def phase_deltas(before: Samples, after: Samples) -> dict[str, Any]:
             delta = after[name] - before.get(name, 0.0)
             counters[label] = delta if delta >= 0 else None
     return {"phases": phases, "counters": counters}
+
+
+class MetricsScraper:
+    """Blocking /metrics scrapes for the sampler's scrape thread: one private event loop and one
+    kept-alive HTTP session for all of them, so each scrape costs one request, not a setup."""
+
+    def __init__(
+        self, base_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 2.0
+    ) -> None:
+        self._base_url = base_url
+        self._headers = dict(headers or {})
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    def __call__(self) -> Mapping[str, float]:
+        """One scrape (call from one thread at a time)."""
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self._scrape())
+
+    async def _scrape(self) -> Mapping[str, float]:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
+        return await scrape_with(self._session, self._base_url)
+
+    def close(self) -> None:
+        """Close the session and the loop once the sampler has stopped."""
+        if self._loop is None:
+            return
+        if self._session is not None:
+            self._loop.run_until_complete(self._session.close())
+            self._session = None
+        self._loop.close()
+        self._loop = None
+
+
+def metrics_scraper(
+    base_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 2.0
+) -> MetricsScraper:
+    """A blocking /metrics scraper for the sampler's thread (see MetricsScraper)."""
+    return MetricsScraper(base_url, headers, timeout_s)
