@@ -176,7 +176,7 @@ def write_run_file(run_dir: Path, name: str, text: str | bytes) -> Path:
 
 
 def table_frame(table: str, records: Iterable[object]) -> pd.DataFrame:
-    """In-memory step or tool records as the DataFrame `RunReader.table` would give."""
+    """In-memory records of a run table as the DataFrame `RunReader.table` would give."""
     columns = tuple(TABLE_COLUMN_KINDS[table])
     rows = [_to_jsonable(record_to_row(r, columns)) for r in records]
     return _table_to_frame(_rows_to_table(rows, Path(f"<{table}>"), table_schema(table)))
@@ -184,8 +184,7 @@ def table_frame(table: str, records: Iterable[object]) -> pd.DataFrame:
 
 def requests_frame(records: Iterable[RequestRecord]) -> pd.DataFrame:
     """In-memory records as the same DataFrame (columns, dtypes) that `RunReader.requests` gives."""
-    rows = [_to_jsonable(record_to_row(r)) for r in records]
-    return _table_to_frame(_rows_to_table(rows, Path("<records>")))
+    return table_frame("requests", records)
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
@@ -396,11 +395,6 @@ class RunReader:
                 _rows_to_table(_read_journal(journal_path), journal_path, schema)
             )
         raise ResultsError(f"{self.run_dir}: missing {table_file(table)} and {journal_file(table)}")
-
-    @staticmethod
-    def frame_from_records(records: Iterable[RequestRecord]) -> pd.DataFrame:
-        """Same as `requests_frame`: records as the DataFrame a finished run would read back."""
-        return requests_frame(records)
 
     def read_json(self, name: str) -> Any:
         """An extra JSON file written with `RunWriter.write_json`."""

@@ -284,4 +284,4 @@ def test_requests_frame_matches_what_the_reader_returns(tmp_path: Path) -> None:
     _check_frame(in_memory, records)
     pd.testing.assert_frame_equal(in_memory, finished)
     pd.testing.assert_frame_equal(recovered, finished)
-    pd.testing.assert_frame_equal(RunReader.frame_from_records(records), finished)
+    pd.testing.assert_frame_equal(requests_frame(records), finished)

@@ -29,7 +29,7 @@ from harness.latency_split import latency_split, session_figures, session_split,
 from harness.records import RequestRecord, RunClock, StepRecord, ToolRecord
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome, preflight
 from harness.report import render_console
-from harness.results import RunReader, RunWriter, table_frame
+from harness.results import RunWriter, requests_frame, table_frame
 from harness.server import AttachedServer, EmbeddedServer, LaunchedServer, Server, ServerInfo
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
@@ -286,16 +286,16 @@ def _manifest(
 
 
 def _extra_summary(
-    outcome: ReplayOutcome, plan: dict[str, Any], df_records: list[RequestRecord]
+    outcome: ReplayOutcome, plan: dict[str, Any], records: list[RequestRecord]
 ) -> dict[str, Any]:
     mismatched = sum(
         1
-        for r in df_records
+        for r in records
         if r.prompt_tokens is not None and r.prompt_tokens != r.prompt_tokens_expected
     )
     short = sum(
         1
-        for r in df_records
+        for r in records
         if r.output_tokens is not None and r.output_tokens != r.output_tokens_expected
     )
     return {
@@ -395,7 +395,9 @@ def execute(
         steps: list[StepRecord] = []
         tools: list[ToolRecord] = []
         with RunWriter(out, overwrite=args.overwrite) as writer:
-            writer.write_manifest(_manifest(spec, opts, info, space, clock, plan))
+            # Taken once, before the load: inventories (NVML, psutil) are not re-read after it.
+            manifest = _manifest(spec, opts, info, space, clock, plan)
+            writer.write_manifest(manifest)
             client = Client(
                 ClientOptions(
                     base_url=info.base_url,
@@ -465,7 +467,7 @@ def execute(
                 finally:
                     telemetry.stop()
             summary_metrics = _server_metrics_delta(info, metrics_before, console)
-            reader_df = RunReader.frame_from_records(records)
+            reader_df = requests_frame(records)
             slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
             summary = summarize_requests(reader_df, slo)
             summary["run"] = _extra_summary(outcome, plan, records)
@@ -482,7 +484,6 @@ def execute(
                 summary["session_figures"] = session_figures(steps_df, reader_df)
                 writer.write_frame("step_split", step_split(steps_df, tools_df))
                 writer.write_frame("session_split", session_split(steps_df, tools_df))
-            manifest = _manifest(spec, opts, info, space, clock, plan)
             manifest["status"] = (
                 "interrupted"
                 if outcome.interrupted

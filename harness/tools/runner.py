@@ -217,6 +217,7 @@ class ExecuteTools:
         self._calibration = calibration
         self._workers = workers
         self._now_ns = now_ns
+        self._waits = ReplayTools(now_ns)  # remote-call kinds are waits
         self._prepare_seed = prepare_seed
         self._pool: ProcessPoolExecutor | None = None
 
@@ -267,7 +268,7 @@ class ExecuteTools:
         """Run the call's kernel off the event loop; failures are recorded, not raised.
         Remote-call kinds (WAIT_KINDS) are waits of their recorded duration."""
         if call.kind in WAIT_KINDS:
-            return await ReplayTools(self._now_ns).run(call, ctx)
+            return await self._waits.run(call, ctx)
         size = self.size_for(call)
         loop = asyncio.get_running_loop()
         pool = self._executor()
