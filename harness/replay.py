@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import math
 from collections.abc import Callable, Container, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
@@ -72,7 +72,6 @@ class ReplayOutcome:
     first_send_ns: int | None = None
     last_done_ns: int | None = None
     sessions_started: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 def fits(prompt_tokens: int, output_tokens: int, max_model_len: int | None) -> bool:
@@ -226,7 +225,7 @@ class Replayer:
         self, session_id: str, step_index: int, tools: tuple[ToolCall, ...]
     ) -> list[ToolRecord]:
         """Run a step's tool calls: calls sharing a parallel_group run together, others in
-        order. Each call's record is handed on as soon as it ends."""
+        order. Records are handed on as each batch (one call, or one parallel group) ends."""
         groups: dict[int, list[tuple[int, ToolCall]]] = {}
         order: list[list[tuple[int, ToolCall]]] = []
         for i, call in enumerate(tools):
