@@ -15,7 +15,7 @@ from harness.telemetry.cpu import CpuReader
 from harness.telemetry.energy import summarize_energy
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.rapl import RaplReader
-from harness.telemetry.sampler import Sampler
+from harness.telemetry.sampler import SERVER_SAMPLE_NAMES, Sampler
 from harness.telemetry.server_metrics import metrics_scraper
 
 
@@ -32,7 +32,7 @@ class RunTelemetry:
     ) -> None:
         self.gpu = GpuReader()
         self.rapl = RaplReader()
-        self._scraper = metrics_scraper(info.base_url, info.headers())
+        self._scraper = metrics_scraper(info.base_url, info.headers(), names=SERVER_SAMPLE_NAMES)
         pid = server_pid if server_pid is not None else info.launch.get("pid")
         self.server_pid = int(pid) if isinstance(pid, int) else None
         self.sampler = Sampler(

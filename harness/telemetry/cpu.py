@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,10 +62,16 @@ def _busy_and_total(times: Any) -> tuple[float, float]:
     return busy, total
 
 
-def _percent(before: Any, after: Any) -> float | None:
-    """Busy % between two cpu_times tuples; None if no time passed."""
-    b0, t0 = _busy_and_total(before)
-    b1, t1 = _busy_and_total(after)
+def _percent(before: Sequence[Any], after: Sequence[Any]) -> float | None:
+    """Busy % of the given cores together between two lists of cpu_times tuples (the kernel's
+    all-CPU line is the sum of the per-core lines); None if no time passed."""
+    if len(before) != len(after) or not after:
+        return None
+    b0 = t0 = b1 = t1 = 0.0
+    for x, y in zip(before, after, strict=True):
+        bx, tx = _busy_and_total(x)
+        by, ty = _busy_and_total(y)
+        b0, t0, b1, t1 = b0 + bx, t0 + tx, b1 + by, t1 + ty
     if t1 - t0 <= 0:
         return None
     return max(0.0, min(100.0, 100.0 * (b1 - b0) / (t1 - t0)))
@@ -81,7 +88,6 @@ class CpuReader:
         self.server_pid = server_pid
         self.problems: list[str] = []
         self._me = psutil.Process()
-        self._last_total = psutil.cpu_times()
         self._last_cores = psutil.cpu_times(percpu=True)
         self._server: psutil.Process | None = None
         self._tree: list[psutil.Process] = []
@@ -91,9 +97,8 @@ class CpuReader:
         """The server process and its children (recursive); [] once it is gone. Listing the
         children scans /proc, so the list is refreshed every TREE_REFRESH_S, not per sample."""
         now = time.monotonic()
-        cached = self._server is not None and self._server.pid == pid and now < self._tree_until
-        if cached and self._server is not None and self._server.is_running():
-            return self._tree
+        if self._server is not None and self._server.pid == pid and now < self._tree_until:
+            return self._tree  # a process gone since the listing fails its read and is skipped
         try:
             if self._server is None or self._server.pid != pid:
                 self._server = psutil.Process(pid)
@@ -113,11 +118,10 @@ class CpuReader:
 
     def read(self, server_pid: int | None = None) -> CpuSample:
         """Load since the previous read, and the processes' cumulative CPU seconds and RSS now."""
-        total = psutil.cpu_times()
-        cores = psutil.cpu_times(percpu=True)
-        system_pct = _percent(self._last_total, total)
-        per_core = [_percent(a, b) for a, b in zip(self._last_cores, cores, strict=False)]
-        self._last_total, self._last_cores = total, cores
+        cores = psutil.cpu_times(percpu=True)  # one /proc/stat read serves both figures
+        system_pct = _percent(self._last_cores, cores)
+        per_core = [_percent([a], [b]) for a, b in zip(self._last_cores, cores, strict=False)]
+        self._last_cores = cores
         with self._me.oneshot():
             me_times = self._me.cpu_times()
             me_rss = self._me.memory_info().rss
@@ -140,10 +144,16 @@ class CpuReader:
                     except psutil.AccessDenied:
                         self._report(f"server process {proc.pid}: AccessDenied")
                         continue
+                    if not rss:
+                        continue  # a zombie: exited, not yet reaped
                     s_user += t.user
                     s_sys += t.system
                     s_rss += rss
                     s_n += 1
+                if not s_n:  # the whole tree is gone: unavailable, not zero; list it again
+                    s_user = s_sys = s_rss = s_n = None
+                    self._tree_until = 0.0
+                    self._server_tree(pid)
         return CpuSample(
             system_cpu_pct=system_pct,
             per_core_pct=None if any(p is None for p in per_core) else [p or 0.0 for p in per_core],

@@ -27,6 +27,11 @@ SERVER_FIELDS: dict[str, tuple[str, ...]] = {
 """Server row column → vLLM sample names to take it from (first present wins; vLLM's
 `kv_cache_usage_perc` is a 0–1 fraction despite its name)."""
 
+SERVER_SAMPLE_NAMES: frozenset[str] = frozenset(
+    n for names in SERVER_FIELDS.values() for n in names
+)
+"""Every /metrics sample a server row reads: the scrape parses only these lines."""
+
 
 class Sampler:
     """Samples GPU, CPU and RAPL at `rate_hz`, and the server's /metrics every `metrics_every_s`."""

@@ -4,7 +4,7 @@ scrapes, and deltas of vLLM's request-phase histograms and token counters over a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import aiohttp
@@ -31,9 +31,30 @@ COUNTERS: dict[str, str] = {
 }
 
 
-def parse_metrics(text: str) -> Samples:
-    """Prometheus text → {sample name: value summed over its label sets}."""
+def _only(text: str, names: Collection[str]) -> str:
+    """The sample lines of `text` whose metric name is in `names` (comments dropped): vLLM's
+    exposition is ~600 lines of histograms, and parsing all of it is most of a scrape's cost."""
+    wanted = set(names)
+    keep = []
+    for line in text.splitlines():
+        if not line or line[0] == "#":
+            continue
+        end = len(line)
+        for stop in ("{", " "):
+            at = line.find(stop)
+            if 0 <= at < end:
+                end = at
+        if line[:end] in wanted:
+            keep.append(line)
+    return "\n".join(keep) + "\n"
+
+
+def parse_metrics(text: str, names: Collection[str] | None = None) -> Samples:
+    """Prometheus text → {sample name: value summed over its label sets}; with `names`, only
+    those samples are parsed (as untyped samples, which keeps their exposed names)."""
     samples: Samples = {}
+    if names is not None:
+        text = _only(text, names)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             samples[sample.name] = samples.get(sample.name, 0.0) + float(sample.value)
@@ -47,11 +68,14 @@ async def scrape(base_url: str, headers: Mapping[str, str], timeout_s: float = 5
         return await scrape_with(session, base_url)
 
 
-async def scrape_with(session: aiohttp.ClientSession, base_url: str) -> Samples:
-    """One `/metrics` scrape over an open session (for repeated scrapes)."""
+async def scrape_with(
+    session: aiohttp.ClientSession, base_url: str, names: Collection[str] | None = None
+) -> Samples:
+    """One `/metrics` scrape over an open session (for repeated scrapes); `names` as in
+    parse_metrics."""
     async with session.get(base_url.rstrip("/") + "/metrics") as resp:
         resp.raise_for_status()
-        return parse_metrics(await resp.text())
+        return parse_metrics(await resp.text(), names)
 
 
 def phase_deltas(before: Samples, after: Samples) -> dict[str, Any]:
@@ -87,9 +111,14 @@ class MetricsScraper:
     kept-alive HTTP session for all of them, so each scrape costs one request, not a setup."""
 
     def __init__(
-        self, base_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 2.0
+        self,
+        base_url: str,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 2.0,
+        names: Collection[str] | None = None,
     ) -> None:
         self._base_url = base_url
+        self._names = names
         self._headers = dict(headers or {})
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -104,7 +133,7 @@ class MetricsScraper:
     async def _scrape(self) -> Mapping[str, float]:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
-        return await scrape_with(self._session, self._base_url)
+        return await scrape_with(self._session, self._base_url, self._names)
 
     def close(self) -> None:
         """Close the session and the loop once the sampler has stopped."""
@@ -118,7 +147,10 @@ class MetricsScraper:
 
 
 def metrics_scraper(
-    base_url: str, headers: Mapping[str, str] | None = None, timeout_s: float = 2.0
+    base_url: str,
+    headers: Mapping[str, str] | None = None,
+    timeout_s: float = 2.0,
+    names: Collection[str] | None = None,
 ) -> MetricsScraper:
     """A blocking /metrics scraper for the sampler's thread (see MetricsScraper)."""
-    return MetricsScraper(base_url, headers, timeout_s)
+    return MetricsScraper(base_url, headers, timeout_s, names)

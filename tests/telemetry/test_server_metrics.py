@@ -34,6 +34,15 @@ def test_parse_sums_label_sets() -> None:
     assert samples["vllm:generation_tokens_total"] == 105  # both engines
 
 
+def test_parse_only_named_samples_gives_the_same_values() -> None:
+    text = _text(4, 1.5, 100)
+    names = {"vllm:generation_tokens_total", "vllm:request_prefill_time_seconds_count"}
+    only = parse_metrics(text, names)
+    full = parse_metrics(text)
+    assert only == {name: full[name] for name in names}
+    assert only["vllm:generation_tokens_total"] == 105
+
+
 def test_phase_deltas() -> None:
     before = parse_metrics(_text(4, 1.5, 100))
     after = parse_metrics(_text(10, 4.5, 400))
