@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
+
+from harness.timeline import Series, Timeline
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -54,3 +57,111 @@ def latency_breakdown_chart(runs: Sequence[tuple[str, Mapping[str, float]]], tit
     fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
     return buf.getvalue()
+
+
+def _png(fig: Any) -> bytes:
+    """A figure as PNG bytes; the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+LATENCY_PANELS: tuple[tuple[str, str, str], ...] = (
+    ("ttft_ms_p99", "TTFT p99 (ms)", "ttft_ms"),
+    ("tpot_ms_p99", "TPOT p99 (ms)", "tpot_ms"),
+    ("e2el_ms_p50", "E2EL p50 (ms)", "e2el_ms"),
+)
+"""Panels of the throughput-vs-latency chart: (point key, axis label, SLO key)."""
+
+
+def throughput_latency_chart(
+    curves: Sequence[tuple[str, Sequence[Mapping[str, Any]], Mapping[str, Any]]],
+    x_key: str,
+    x_label: str,
+    title: str,
+) -> bytes:
+    """Throughput-vs-latency curves of sweeps, as PNG bytes: one panel per LATENCY_PANELS
+    entry, one line per sweep (name, load points, SLO in ms), its SLO as a dashed line.
+    Points missing a figure are left out, never drawn at 0."""
+    fig, axes = plt.subplots(1, len(LATENCY_PANELS), figsize=(5.0 * len(LATENCY_PANELS), 4.2))
+    cmap = plt.get_cmap("tab10")
+    for ax, (y_key, y_label, slo_key) in zip(axes, LATENCY_PANELS, strict=True):
+        for i, (name, points, slo) in enumerate(curves):
+            color = cmap(i % 10)
+            xy = [
+                (float(p[x_key]), float(p[y_key]))
+                for p in points
+                if p.get(x_key) is not None and p.get(y_key) is not None
+            ]
+            xy.sort()
+            if xy:
+                ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", color=color, label=name)
+            limit = slo.get(slo_key)
+            if limit is not None:
+                ax.axhline(
+                    float(limit), color=color, linestyle="--", linewidth=1, label=f"{name} SLO"
+                )
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def ratio_bars_chart(
+    names: Sequence[str], metrics: Sequence[tuple[str, Sequence[float | None]]], title: str
+) -> bytes:
+    """Grouped bars of each metric's ratio to the first run (1.0 = same), as PNG bytes.
+    A missing ratio draws no bar and is labelled n/a, never shown as 0."""
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(metrics) + 3), 4.5))
+    cmap = plt.get_cmap("tab10")
+    width = 0.8 / max(1, len(names))
+    for j, name in enumerate(names):
+        labelled = False
+        for i, (_, ratios) in enumerate(metrics):
+            x = i + (j - (len(names) - 1) / 2) * width
+            value = ratios[j]
+            if value is None:
+                ax.annotate("n/a", (x, 0.02), ha="center", va="bottom", fontsize=7, rotation=90)
+                continue
+            ax.bar(x, value, width=width, color=cmap(j % 10), label=None if labelled else name)
+            labelled = True
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(metrics)))
+    ax.set_xticklabels([label for label, _ in metrics], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"ratio to {names[0]}" if names else "ratio")
+    ax.set_title(title)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def timeline_chart(timeline: Timeline, title: str) -> bytes:
+    """Power, utilisation and request/tool activity over the run, one panel each on a shared
+    time axis, as PNG bytes; a panel with nothing measured says so instead of drawing zero."""
+    panels: list[tuple[str, list[Series]]] = [
+        ("power (W)", timeline.power_w),
+        ("utilisation (%)", timeline.utilization_pct),
+        ("in flight / running", timeline.activity),
+    ]
+    fig, axes = plt.subplots(3, 1, figsize=(9.0, 7.0), sharex=True)
+    for ax, (ylabel, series) in zip(axes, panels, strict=True):
+        for line in series:
+            ax.step(line.t_s, line.values, where="post", label=line.label, linewidth=1.0)
+        ax.set_ylabel(ylabel)
+        if series:
+            ax.legend(fontsize=7, loc="upper right")
+        else:
+            ax.text(0.5, 0.6, "not measured", transform=ax.transAxes, ha="center", va="center")
+    if timeline.unavailable:
+        reasons = "\n".join(textwrap.shorten(u, 110) for u in timeline.unavailable)
+        axes[0].text(0.01, 0.04, reasons, transform=axes[0].transAxes, fontsize=7, va="bottom")
+    axes[-1].set_xlabel("seconds since the first request was sent")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)

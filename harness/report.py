@@ -278,7 +278,12 @@ def render_console(
     summary: Mapping[str, Any], manifest: Mapping[str, Any], console: Console
 ) -> None:
     """Print the summary as rich tables."""
-    for section in build_sections(summary, manifest):
+    print_sections(build_sections(summary, manifest), console)
+
+
+def print_sections(sections: Sequence[Section], console: Console) -> None:
+    """Print sections as rich tables (first column left, figures right-aligned)."""
+    for section in sections:
         table = Table(title=section.title, title_justify="left")
         for i, header in enumerate(section.headers):
             table.add_column(header, justify="left" if i == 0 else "right")
@@ -292,16 +297,20 @@ def _md_cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
-def render_markdown(
-    summary: Mapping[str, Any], manifest: Mapping[str, Any], notes: Sequence[str] = ()
-) -> str:
-    """The summary as a Markdown document (GitHub tables); `notes` become a bullet list on top."""
+def report_title(manifest: Mapping[str, Any]) -> str:
+    """The heading of a run's report: "Benchmark report: NAME" (or without a name)."""
     name = _scalar(manifest, *_RUN_NAME_KEYS)
-    lines = [f"# Benchmark report: {name}" if name is not None else "# Benchmark report", ""]
+    return f"Benchmark report: {name}" if name is not None else "Benchmark report"
+
+
+def sections_markdown(title: str, sections: Sequence[Section], notes: Sequence[str] = ()) -> str:
+    """Sections as a Markdown document (GitHub tables) under `title`; `notes` become a bullet
+    list on top. The HTML page (harness.html_report) renders the same sections."""
+    lines = [f"# {title}", ""]
     if notes:
         lines.extend(f"- {note}" for note in notes)
         lines.append("")
-    for section in build_sections(summary, manifest):
+    for section in sections:
         lines.append(f"## {section.title}")
         lines.append("")
         lines.append("| " + " | ".join(_md_cell(h) for h in section.headers) + " |")
@@ -309,6 +318,13 @@ def render_markdown(
         lines.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in section.rows)
         lines.append("")
     return "\n".join(lines)
+
+
+def render_markdown(
+    summary: Mapping[str, Any], manifest: Mapping[str, Any], notes: Sequence[str] = ()
+) -> str:
+    """The summary as a Markdown document (GitHub tables); `notes` become a bullet list on top."""
+    return sections_markdown(report_title(manifest), build_sections(summary, manifest), notes)
 
 
 def breakdown_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]], figure: str) -> str:
@@ -348,9 +364,18 @@ def breakdown_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]], figure: st
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dir: Path, figures: Sequence[str] = ()) -> Path:
-    """Write report.md into a run dir and return its path; an unfinished run is summarized.
-    `figures` are image files already in the run dir, linked at the top."""
+@dataclass(slots=True)
+class RunReportContent:
+    """What a run's report shows, shared by report.md and report.html."""
+
+    title: str
+    sections: list[Section]
+    notes: list[str]
+
+
+def run_report_content(run_dir: Path) -> RunReportContent:
+    """Title, sections and notes of a run's report; an unfinished run is summarized from its
+    saved requests (and says so)."""
     reader = RunReader(run_dir)
     manifest: dict[str, Any] = {"run_name": Path(run_dir).name, **reader.manifest}
     notes: list[str] = []
@@ -360,7 +385,14 @@ def write_report(run_dir: Path, figures: Sequence[str] = ()) -> Path:
         notes.append("The run did not finalize: figures are computed from the saved requests.")
     if reader.recovered:
         notes.append("Requests were recovered from the journal (requests.partial.jsonl).")
-    text = render_markdown(summary, manifest, notes)
+    return RunReportContent(report_title(manifest), build_sections(summary, manifest), notes)
+
+
+def write_report(run_dir: Path, figures: Sequence[str] = ()) -> Path:
+    """Write report.md into a run dir and return its path; an unfinished run is summarized.
+    `figures` are image files already in the run dir, linked at the top."""
+    content = run_report_content(run_dir)
+    text = sections_markdown(content.title, content.sections, content.notes)
     if figures:
         head, _, rest = text.partition("\n\n")
         images = "\n".join(f"![{f}]({f})" for f in figures)

@@ -396,6 +396,18 @@ class RunReader:
             )
         raise ResultsError(f"{self.run_dir}: missing {table_file(table)} and {journal_file(table)}")
 
+    def frame(self, name: str) -> pd.DataFrame | None:
+        """A derived table written with `RunWriter.write_frame` (e.g. telemetry), None if the
+        run has none."""
+        _check_name(name)
+        path = self.run_dir / table_file(name)
+        if not path.is_file():
+            return None
+        try:
+            return _table_to_frame(pq.read_table(path))
+        except (OSError, pa.ArrowException) as exc:
+            raise ResultsError(f"{path}: unreadable: {exc}") from exc
+
     def read_json(self, name: str) -> Any:
         """An extra JSON file written with `RunWriter.write_json`."""
         _check_name(name)

@@ -14,7 +14,16 @@ from harness.errors import HarnessError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from harness.cli import report_cmd, run_cmd, serve_cmd, tools_cmd, workload_cmd
+    from harness.cli import (
+        compare_cmd,
+        fleet_cmd,
+        report_cmd,
+        run_cmd,
+        serve_cmd,
+        sweep_cmd,
+        tools_cmd,
+        workload_cmd,
+    )
 
     parser = argparse.ArgumentParser(
         prog="harness",
@@ -24,10 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run_cmd.add_parser(sub)
+    sweep_cmd.add_parser(sub)
     workload_cmd.add_parser(sub)
     serve_cmd.add_parser(sub)
     report_cmd.add_parser(sub)
     tools_cmd.add_parser(sub)
+    compare_cmd.add_parser(sub)
+    fleet_cmd.add_parser(sub)
     return parser
 
 

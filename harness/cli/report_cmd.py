@@ -1,5 +1,7 @@
 """`harness report DIR [DIR ...]`: print each run's summary, write its report.md (with a
-latency-split chart for agent runs) and, for several runs, a side-by-side breakdown."""
+power/utilisation/activity timeline where telemetry was sampled, a latency-split chart for
+agent runs; with --html also a self-contained report.html) and, for
+several runs, a side-by-side breakdown."""
 
 from __future__ import annotations
 
@@ -10,12 +12,21 @@ from typing import Any
 from rich.console import Console
 
 from harness.errors import ResultsError
-from harness.plots import latency_breakdown_chart, split_components
-from harness.report import breakdown_markdown, render_console, write_report
+from harness.html_report import render_html
+from harness.plots import latency_breakdown_chart, split_components, timeline_chart
+from harness.report import (
+    breakdown_markdown,
+    render_console,
+    run_report_content,
+    write_report,
+)
 from harness.results import RunReader, write_run_file
+from harness.timeline import build_timeline, unavailable_sources
 
 SPLIT_FIGURE = "latency_split.png"
+TIMELINE_FIGURE = "timeline.png"
 BREAKDOWN_FIGURE = "breakdown.png"
+HTML_REPORT_FILE = "report.html"
 
 
 def add_parser(sub: Any) -> None:
@@ -28,6 +39,11 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="folder for the side-by-side latency breakdown of several runs "
         "(default: breakdown/ beside the first run)",
+    )
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="also write a self-contained report.html (figures embedded) beside report.md",
     )
     p.set_defaults(handler=report)
 
@@ -52,7 +68,18 @@ def report(args: argparse.Namespace) -> int:
             )
             write_run_file(run_dir, SPLIT_FIGURE, png)
             figures.append(SPLIT_FIGURE)
+        telemetry = reader.frame("telemetry")
+        if telemetry is not None:
+            name = str(reader.manifest.get("run_name") or Path(run_dir).name)
+            tools = reader.table("tools") if reader.has_table("tools") else None
+            timeline = build_timeline(
+                telemetry, reader.requests(), tools, unavailable_sources(summary)
+            )
+            write_run_file(run_dir, TIMELINE_FIGURE, timeline_chart(timeline, name))
+            figures.append(TIMELINE_FIGURE)
         console.print(f"report: {write_report(run_dir, figures)}")
+        if args.html:
+            console.print(f"report: {write_html_report(run_dir, figures)}")
     if len(splits) > 1:
         out: Path = args.out or Path(args.run_dir[0]).resolve().parent / "breakdown"
         out.mkdir(parents=True, exist_ok=True)
@@ -63,3 +90,12 @@ def report(args: argparse.Namespace) -> int:
         path = write_run_file(out, "breakdown.md", breakdown_markdown(splits, BREAKDOWN_FIGURE))
         console.print(f"breakdown: {path}")
     return 0
+
+
+def write_html_report(run_dir: Path, figures: list[str]) -> Path:
+    """Write report.html into the run dir: the same sections as report.md, `figures` (PNG
+    files in the run dir) embedded."""
+    content = run_report_content(run_dir)
+    embedded = [(name, (Path(run_dir) / name).read_bytes()) for name in figures]
+    page = render_html(content.title, content.sections, embedded, content.notes)
+    return write_run_file(Path(run_dir), HTML_REPORT_FILE, page)

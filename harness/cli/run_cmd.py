@@ -75,10 +75,16 @@ def add_parser(sub: Any) -> None:
         "--out", type=Path, default=None, help="run directory (default results/NAME-TIME)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing finished run")
-    p.add_argument("--pattern", choices=("trace", "poisson", "constant", "closed"))
-    p.add_argument("--time-scale", type=float, help="multiply trace gaps by F; 0 = no waiting")
     p.add_argument("--rate", type=float, help="sessions per second for poisson/constant")
     p.add_argument("--concurrency", type=int, help="closed-loop concurrent sessions")
+    add_load_options(p)
+    p.set_defaults(handler=run)
+
+
+def add_load_options(p: argparse.ArgumentParser) -> None:
+    """How a workload is replayed and measured, beyond its load level (shared by run and sweep)."""
+    p.add_argument("--pattern", choices=("trace", "poisson", "constant", "closed"))
+    p.add_argument("--time-scale", type=float, help="multiply trace gaps by F; 0 = no waiting")
     p.add_argument("--max-concurrency", type=int, help="cap on requests in flight")
     p.add_argument("--max-requests", type=int, help="stop after this many requests")
     p.add_argument("--duration", type=float, help="stop sending after this many seconds")
@@ -119,7 +125,6 @@ def add_parser(sub: Any) -> None:
         help="salt of the prompts' leading tokens (default: random per run, so runs on one "
         "server never share prefix-cache entries; the manifest records it)",
     )
-    p.set_defaults(handler=run)
 
 
 def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpec:
@@ -356,8 +361,10 @@ def execute(
     server: AbstractContextManager[ServerInfo],
     out: Path,
     console: Console,
+    show_summary: bool = True,
 ) -> int:
-    """Run `spec` against `server` into `out`; returns the exit code."""
+    """Run `spec` against `server` into `out`; returns the exit code. `show_summary=False`
+    prints only the progress and where the results are (a sweep prints its own table)."""
     with server as info:
         space = _token_space(args, info)
         if spec.request.api == "chat":
@@ -491,7 +498,8 @@ def execute(
             )
             writer.write_manifest(manifest)
             writer.finalize(summary)
-        render_console(summary, manifest, console)
+        if show_summary:
+            render_console(summary, manifest, console)
         console.print(f"results: {out}")
     if outcome.interrupted:
         return EXIT_INTERRUPTED

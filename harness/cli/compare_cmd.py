@@ -1,0 +1,207 @@
+"""`harness compare RUN_A RUN_B ...`: side-by-side figures with ratios to the first run,
+throughput-vs-latency curves of sweeps and, with --scenario, the fleet each sweep implies.
+Writes compare.md, compare.html, compare.json and PNG plots into --out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness.compare import (
+    CompareEntry,
+    comparison_json,
+    comparison_sections,
+    fleet_comparison_section,
+    ratio_chart_series,
+    run_entry,
+    sweep_entry,
+)
+from harness.errors import ConfigError, ResultsError
+from harness.html_report import render_html
+from harness.plots import ratio_bars_chart, throughput_latency_chart
+from harness.report import Section, print_sections, sections_markdown
+from harness.results import RunReader, write_run_file
+
+CAPACITY_FILE = "capacity.json"
+CAPACITY_KIND = "harness-capacity"
+CURVES_FIGURE = "throughput_latency.png"
+RATIOS_FIGURE = "ratios.png"
+_X_AXES = {
+    "total": ("total_throughput_tok_s", "total throughput, input + output (tok/s)"),
+    "output": ("output_throughput_tok_s", "output throughput (tok/s)"),
+}
+
+
+def add_parser(sub: Any) -> None:
+    """Register `harness compare`."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "compare", help="compare runs and sweeps side by side (Markdown, HTML, JSON, plots)"
+    )
+    p.add_argument(
+        "run_dir", type=Path, nargs="+", help="run directory or sweep directory (capacity.json)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: comparison/ beside the first run)",
+    )
+    p.add_argument(
+        "--x-axis",
+        choices=sorted(_X_AXES),
+        default="total",
+        help="throughput on the x axis of the sweep curves (default: total)",
+    )
+    p.add_argument("--scenario", type=Path, default=None, help="fleet scenario YAML")
+    p.add_argument(
+        "--profile-from-runs",
+        action="store_true",
+        help="with --scenario: use each compared sweep's measured profile",
+    )
+    p.add_argument(
+        "--profile",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --scenario: an extra hardware profile (YAML or sweep directory); repeatable",
+    )
+    p.set_defaults(handler=compare)
+
+
+def _read_json_file(path: Path) -> Any:
+    """Parse a JSON file, mapping failures to ResultsError."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: unreadable JSON: {exc}") from exc
+
+
+def _point_summary(sweep_dir: Path, capacity: dict[str, Any]) -> dict[str, Any] | None:
+    """summary.json of the sweep's capacity point, where that run directory holds one."""
+    rel = (capacity.get("capacity") or {}).get("run_dir")
+    if not rel:
+        return None
+    point_dir = sweep_dir / str(rel)
+    if not (point_dir / "manifest.json").is_file():
+        return None
+    return RunReader(point_dir).summary
+
+
+def load_entry(path: Path, name: str) -> CompareEntry:
+    """A run or sweep directory as a comparison entry (a sweep is one holding capacity.json)."""
+    if not path.is_dir():
+        raise ResultsError(f"{path}: run directory not found")
+    capacity_path = path / CAPACITY_FILE
+    if capacity_path.is_file():
+        capacity = _read_json_file(capacity_path)
+        if not isinstance(capacity, dict) or capacity.get("kind") != CAPACITY_KIND:
+            raise ResultsError(f"{capacity_path}: not a {CAPACITY_KIND} file")
+        return sweep_entry(name, str(path), capacity, _point_summary(path, capacity))
+    reader = RunReader(path)
+    summary = reader.summary
+    if summary is None:
+        raise ResultsError(f"{path}: no summary.json (the run did not finish)")
+    return run_entry(name, str(path), summary, reader.manifest)
+
+
+def _names(paths: list[Path]) -> list[str]:
+    """A short unique label per run: the folder name, with its parent where names repeat."""
+    names = [p.resolve().name for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    labels = [f"{p.resolve().parent.name}/{p.resolve().name}" for p in paths]
+    return [
+        label if labels.count(label) == 1 else f"{label}#{i + 1}" for i, label in enumerate(labels)
+    ]
+
+
+def _fleet(
+    args: argparse.Namespace, entries: list[CompareEntry]
+) -> tuple[dict[str, Any], list[Section], list[str]]:
+    """Fleet figures of the scenario per profile (the compared sweeps', then --profile ones),
+    the sections showing them, and notes on runs that give no profile."""
+    from harness.fleet.model import fleet_figures, scenario_summary
+    from harness.fleet.profile import load_profile
+    from harness.fleet.report import fleet_sections
+    from harness.fleet.scenario import load_scenario
+
+    if not args.profile_from_runs and not args.profile:
+        raise ConfigError("--scenario needs profiles: pass --profile-from-runs and/or --profile")
+    scenario = load_scenario(args.scenario)
+    notes: list[str] = []
+    sources: list[tuple[str, Path]] = []
+    if args.profile_from_runs:
+        for entry in entries:
+            if entry.kind == "sweep":
+                sources.append((entry.name, Path(entry.path)))
+            else:
+                notes.append(f"{entry.name} is a single run, not a sweep: no fleet profile.")
+    for extra in args.profile:
+        profile_path = Path(extra)
+        sources.append((profile_path.stem if profile_path.is_file() else profile_path.name, extra))
+    profiles: dict[str, dict[str, Any]] = {}
+    for label, source in sources:
+        key = label if label not in profiles else f"{label}#{len(profiles) + 1}"
+        profiles[key] = fleet_figures(scenario, load_profile(source))
+    if not profiles:
+        raise ConfigError("--scenario: none of the compared runs is a sweep; add --profile")
+    result: dict[str, Any] = {"scenario": scenario_summary(scenario), "profiles": profiles}
+    sections = [fleet_comparison_section(scenario.name, profiles), *fleet_sections(result)]
+    return result, sections, notes
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Handler of `harness compare`."""
+    console = Console()
+    paths: list[Path] = list(args.run_dir)
+    entries = [load_entry(p, n) for p, n in zip(paths, _names(paths), strict=True)]
+    sections = comparison_sections(entries)
+    notes = [note for e in entries for note in e.notes]
+    fleet: dict[str, Any] | None = None
+    if args.scenario is not None:
+        fleet, fleet_secs, fleet_notes = _fleet(args, entries)
+        sections.extend(fleet_secs)
+        notes.extend(fleet_notes)
+    elif args.profile_from_runs or args.profile:
+        raise ConfigError("--profile-from-runs and --profile need --scenario")
+
+    figures: list[tuple[str, str, bytes]] = []
+    curves = [(e.name, e.points, e.slo) for e in entries if e.points]
+    if curves:
+        x_key, x_label = _X_AXES[args.x_axis]
+        png = throughput_latency_chart(curves, x_key, x_label, "Throughput vs latency (sweeps)")
+        figures.append((CURVES_FIGURE, "Throughput vs latency of each sweep", png))
+    if len(entries) > 1:
+        names = [e.name for e in entries]
+        png = ratio_bars_chart(names, ratio_chart_series(entries), "Ratios to the first run")
+        figures.append((RATIOS_FIGURE, f"Headline figures relative to {names[0]}", png))
+
+    out: Path = args.out or paths[0].resolve().parent / "comparison"
+    out.mkdir(parents=True, exist_ok=True)
+    for file_name, _, png in figures:
+        write_run_file(out, file_name, png)
+    title = "Comparison: " + " vs ".join(e.name for e in entries)
+    markdown = sections_markdown(title, sections, notes)
+    if figures:
+        head, _, rest = markdown.partition("\n\n")
+        images = "\n".join(
+            f"![{caption.replace('[', '(').replace(']', ')')}]({f})" for f, caption, _ in figures
+        )
+        markdown = f"{head}\n\n{images}\n\n{rest}"
+    html_page = render_html(title, sections, [(c, png) for _, c, png in figures], notes)
+    document = comparison_json(entries, fleet)
+    written = [
+        write_run_file(out, "compare.md", markdown),
+        write_run_file(out, "compare.html", html_page),
+        write_run_file(out, "compare.json", json.dumps(document, indent=2) + "\n"),
+    ]
+    print_sections(sections, console)
+    for note in notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    for path in written:
+        console.print(f"compare: {path}", highlight=False, markup=False)
+    return 0

@@ -1,0 +1,130 @@
+"""`harness fleet SCENARIO.yaml --profile P ...`: cards, servers, MW and CPU cores of a demand
+scenario per hardware profile (default model, FLOPs cross-check, inverse, sweep), and with
+`--calibrate` the forecast-model parameters each profile implies."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from harness.errors import ConfigError
+from harness.fleet.calibrate import calibration_document
+from harness.fleet.catalog import PRECISIONS, Accelerator, load_catalog
+from harness.fleet.model import fleet_study
+from harness.fleet.profile import HardwareProfile, load_profile
+from harness.fleet.report import calibration_sections, fleet_sections, fleet_title
+from harness.fleet.scenario import load_scenario
+from harness.report import print_sections, sections_markdown
+
+DEFAULT_CALIBRATION_OUT = Path("results") / "fleet-calibration.json"
+
+
+def add_parser(sub: Any) -> None:
+    """Register `harness fleet`."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "fleet", help="cards, servers, MW and CPU cores for a demand scenario, per profile"
+    )
+    p.add_argument(
+        "scenario", type=Path, nargs="?", help="scenario YAML (optional with --calibrate)"
+    )
+    p.add_argument(
+        "--profile",
+        dest="profiles",
+        type=Path,
+        nargs="+",
+        action="extend",
+        required=True,
+        help="profile YAML or sweep run directory (capacity.json); repeat or list several",
+    )
+    p.add_argument("--catalog", type=Path, default=None, help="extra accelerator catalog YAML")
+    p.add_argument("--json", dest="json_out", type=Path, default=None, help="write JSON here")
+    p.add_argument("--md", dest="md_out", type=Path, default=None, help="write Markdown here")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="precision of profiles that state none (measured ones), for peak FLOP/s and MFU",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="print and write the forecast-model parameters (MFU, J/token, tok/s, W) per profile",
+    )
+    p.add_argument(
+        "--calibrate-out",
+        type=Path,
+        default=DEFAULT_CALIBRATION_OUT,
+        help=f"calibration JSON (default {DEFAULT_CALIBRATION_OUT})",
+    )
+    p.set_defaults(handler=fleet)
+
+
+def _with_precision(profile: HardwareProfile, precision: str | None) -> HardwareProfile:
+    """The profile with `--precision` filled in where it states none (listed as assumed)."""
+    if precision is None or profile.precision is not None:
+        return profile
+    unavailable = {k: v for k, v in profile.unavailable.items() if k != "precision"}
+    return profile.model_copy(
+        update={
+            "precision": precision,
+            "unavailable": unavailable,
+            "assumptions": [*profile.assumptions, f"precision {precision}: given by --precision"],
+        }
+    )
+
+
+def load_profiles(
+    paths: list[Path], catalog: dict[str, Accelerator], precision: str | None = None
+) -> list[HardwareProfile]:
+    """Profiles from files and sweep directories; names must be unique and accelerators known."""
+    profiles: list[HardwareProfile] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        profile = _with_precision(load_profile(path), precision)
+        if profile.name in seen:
+            other = seen[profile.name]
+            raise ConfigError(f"{path}: key 'name': profile '{profile.name}' is also in {other}")
+        if profile.accelerator is not None and profile.accelerator not in catalog:
+            known = ", ".join(sorted(catalog))
+            raise ConfigError(
+                f"{path}: key 'accelerator': '{profile.accelerator}' is not in the catalog "
+                f"(known: {known}; add it with --catalog)"
+            )
+        seen[profile.name] = path
+        profiles.append(profile)
+    return profiles
+
+
+def _write_json(path: Path, document: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+
+
+def fleet(args: argparse.Namespace) -> int:
+    """Handler of `harness fleet`."""
+    if args.scenario is None and not args.calibrate:
+        raise ConfigError("harness fleet: give a scenario YAML (or --calibrate)")
+    console = Console()
+    catalog = load_catalog(args.catalog)
+    profiles = load_profiles(list(args.profiles), catalog, args.precision)
+    if args.scenario is not None:
+        result = fleet_study(load_scenario(args.scenario), profiles, catalog)
+        title, sections = fleet_title(result), fleet_sections(result)
+        print_sections(sections, console)
+        if args.json_out is not None:
+            _write_json(args.json_out, result)
+            console.print(f"fleet JSON: {args.json_out}")
+        if args.md_out is not None:
+            args.md_out.parent.mkdir(parents=True, exist_ok=True)
+            args.md_out.write_text(sections_markdown(title, sections))
+            console.print(f"fleet Markdown: {args.md_out}")
+    if args.calibrate:
+        document = calibration_document(profiles, catalog)
+        print_sections(calibration_sections(document), console)
+        _write_json(args.calibrate_out, document)
+        console.print(f"calibration: {args.calibrate_out}")
+    return 0

@@ -1,0 +1,264 @@
+"""`harness sweep`: run a workload at rising load on one server, find the highest load whose
+goodput meets the SLO, and write `capacity.json`, the calibration of one hardware generation."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.capacity import (
+    CAPACITY_FILE,
+    capacity_block,
+    capacity_document,
+    point_figures,
+    saturated,
+)
+from harness.cli.common import add_workload_args, resolve_workload
+from harness.cli.run_cmd import (
+    EXIT_INTERRUPTED,
+    add_load_options,
+    add_server_args,
+    apply_overrides,
+    execute,
+    make_server,
+)
+from harness.errors import ConfigError
+from harness.fleet.catalog import load_catalog, match_accelerator
+from harness.model_shape import model_shape
+from harness.results import RunReader, write_run_file
+from harness.server import ServerInfo
+from harness.telemetry.cpu import host_inventory
+from harness.telemetry.gpu import gpu_inventory
+from harness.workload.spec import WorkloadSpec
+
+
+def _loads(text: str, kind: type[float] | type[int], flag: str) -> list[float]:
+    """A comma-separated list of positive, strictly rising loads."""
+    try:
+        values = [float(kind(v)) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError(f"{flag}: every load must be positive, got {text!r}")
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        raise ConfigError(f"{flag}: loads must rise, got {text!r}")
+    return values
+
+
+def add_parser(sub: Any) -> None:
+    """Register `harness sweep`."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "sweep", help="find a server's capacity at the workload's SLO (capacity.json)"
+    )
+    add_workload_args(p)
+    add_server_args(p)
+    levels = p.add_mutually_exclusive_group(required=True)
+    levels.add_argument("--rates", help="open-loop session rates per second, e.g. 1,2,4,8")
+    levels.add_argument("--concurrencies", help="closed-loop concurrent sessions, e.g. 1,4,16")
+    p.add_argument("--out", type=Path, default=None, help="sweep directory (default results/)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing sweep")
+    p.add_argument(
+        "--slo-attainment",
+        type=float,
+        default=0.9,
+        help="fraction of requests that must meet the SLO for a load to count (default 0.9)",
+    )
+    p.add_argument("--slo-ttft-ms", type=float, help="TTFT SLO (overrides the workload's)")
+    p.add_argument("--slo-tpot-ms", type=float, help="TPOT SLO (overrides the workload's)")
+    p.add_argument("--slo-e2el-ms", type=float, help="E2E latency SLO (overrides the workload's)")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="accelerators the server uses (default: GPUs NVML sees, or 1 for a CPU server)",
+    )
+    p.add_argument(
+        "--accelerator", default=None, help="catalog name of the GPU (default: matched by name)"
+    )
+    p.add_argument("--catalog", type=Path, default=None, help="extra accelerator catalog YAML")
+    p.add_argument(
+        "--no-stop-early",
+        action="store_true",
+        help="run every load even once the server is saturated",
+    )
+    add_load_options(p)
+    p.set_defaults(handler=sweep)
+
+
+def _with_slo(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpec:
+    """The workload with the command line's SLO thresholds over its own; one is required."""
+    slo = spec.slo.model_dump() if spec.slo is not None else {}
+    for key, value in (
+        ("ttft_ms", args.slo_ttft_ms),
+        ("tpot_ms", args.slo_tpot_ms),
+        ("e2el_ms", args.slo_e2el_ms),
+    ):
+        if value is not None:
+            slo[key] = value
+    if not any(v is not None for v in slo.values()):
+        raise ConfigError(
+            f"{args.workload}: a sweep needs an SLO: give the workload an `slo:` block or "
+            "pass --slo-ttft-ms / --slo-tpot-ms / --slo-e2el-ms"
+        )
+    data = spec.model_dump()
+    data["slo"] = slo
+    try:
+        return WorkloadSpec.model_validate(data)
+    except ValueError as err:
+        raise ConfigError(f"invalid SLO options: {err}") from None
+
+
+def _point_name(kind: str, load: float) -> str:
+    return f"{kind}-{load:g}"
+
+
+def _devices(args: argparse.Namespace, gpus: dict[str, Any]) -> tuple[int, str, str | None]:
+    """(device count, 'gpu' or 'cpu', catalog accelerator name or None)."""
+    catalog = load_catalog(args.catalog)
+    if args.accelerator is not None and args.accelerator not in catalog:
+        raise ConfigError(
+            f"--accelerator {args.accelerator!r} is not in the catalog ({', '.join(catalog)})"
+        )
+    if args.devices is not None and args.devices < 1:
+        raise ConfigError(f"--devices must be at least 1, got {args.devices}")
+    found = gpus.get("gpus") or [] if gpus.get("available") else []
+    kind = "gpu" if found or args.accelerator else "cpu"
+    count = args.devices or (len(found) if found else 1)
+    accelerator = args.accelerator
+    if accelerator is None and found:
+        accelerator = match_accelerator(str(found[0].get("name", "")), catalog)
+    return count, kind, accelerator
+
+
+def _table(points: list[dict[str, Any]], load_kind: str) -> Table:
+    table = Table(title="sweep")
+    for col in (load_kind, "total tok/s", "output tok/s", "TTFT p99 ms", "TPOT p99 ms", "SLO met"):
+        table.add_column(col, justify="right")
+
+    def fmt(v: Any) -> str:
+        return "n/a" if v is None else f"{v:,.1f}"
+
+    for p in points:
+        table.add_row(
+            f"{p['load']:g}",
+            fmt(p["total_throughput_tok_s"]),
+            fmt(p["output_throughput_tok_s"]),
+            fmt(p["ttft_ms_p99"]),
+            fmt(p["tpot_ms_p99"]),
+            "n/a" if p["slo_attainment"] is None else f"{100 * p['slo_attainment']:.0f} %",
+        )
+    return table
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """Handler of `harness sweep`."""
+    console = Console()
+    if not 0 < args.slo_attainment <= 1:
+        raise ConfigError(f"--slo-attainment must be in (0, 1], got {args.slo_attainment}")
+    load_kind = "rate" if args.rates else "concurrency"
+    loads = (
+        _loads(args.rates, float, "--rates")
+        if args.rates
+        else _loads(args.concurrencies, int, "--concurrencies")
+    )
+    base = _with_slo(resolve_workload(args.workload, args.format), args)
+    out: Path = args.out or Path("results") / f"sweep-{base.name}"
+    if (out / CAPACITY_FILE).exists() and not args.overwrite:
+        raise ConfigError(f"{out}: a sweep is already there; pass --overwrite or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for load in loads:
+        point_args = copy.copy(args)
+        point_args.rate = load if load_kind == "rate" else None
+        point_args.concurrency = int(load) if load_kind == "concurrency" else None
+        specs.append((load, apply_overrides(base, point_args), point_args))
+    gpus = gpu_inventory()
+    devices, device_kind, accelerator = _devices(args, gpus)
+    host = {**host_inventory(), "gpu": gpus}
+    points: list[dict[str, Any]] = []
+    slo = base.slo.model_dump() if base.slo is not None else {}
+    status = "running"
+    stopped_early = False
+    model: dict[str, Any] = model_shape(None)
+
+    def write(status: str) -> Path:
+        doc = capacity_document(
+            name=out.name,
+            workload=base.name,
+            load_kind=load_kind,
+            slo=slo,
+            target_attainment=args.slo_attainment,
+            points=points,
+            status=status,
+            stopped_early=stopped_early,
+            devices=devices,
+            device_kind=device_kind,
+            accelerator=accelerator,
+            model=model,
+            host=host,
+        )
+        return write_run_file(out, CAPACITY_FILE, json.dumps(doc, indent=2) + "\n")
+
+    code = 0
+    with make_server(args) as info:
+        model = _model(info)
+        for i, (load, spec, point_args) in enumerate(specs):
+            name = _point_name(load_kind, load)
+            point_args.out = out / "points" / name
+            point_args.overwrite = args.overwrite
+            console.rule(f"[bold]{base.name}: {load_kind} {load:g} ({i + 1}/{len(specs)})")
+            code = execute(
+                spec, point_args, nullcontext(info), point_args.out, console, show_summary=False
+            )
+            summary = RunReader(point_args.out).summary
+            if summary is not None:
+                points.append(point_figures(load, f"points/{name}", summary, args.slo_attainment))
+            if code == EXIT_INTERRUPTED:
+                status = "interrupted"
+                break
+            write(status)
+            if not args.no_stop_early and saturated(points) and i + 1 < len(specs):
+                stopped_early = True
+                console.print(f"saturated at {load_kind} {load:g}: stopping early")
+                break
+    if status == "running":
+        status = "finished"
+    best = capacity_block(points, devices, device_kind, accelerator)["run_dir"]
+    model["mean_context_tok"] = _mean_context(out / best) if best else None
+    doc_path = write(status)
+    console.print(_table(points, load_kind))
+    doc = json.loads(doc_path.read_text())
+    cap = doc["capacity"]
+    if cap["capacity_tok_s"] is None:
+        console.print("no load met the SLO: capacity unavailable")
+    else:
+        console.print(
+            f"capacity at the SLO: {load_kind} {cap['load']:g}, "
+            f"{cap['capacity_tok_s']:,.1f} tok/s per {device_kind} device "
+            f"({cap['capacity_output_tok_s']:,.1f} output tok/s)"
+        )
+    console.print(f"capacity: {doc_path}")
+    return EXIT_INTERRUPTED if status == "interrupted" else 0
+
+
+def _model(info: ServerInfo) -> dict[str, Any]:
+    """The served model's shape where its folder is on this host."""
+    root = Path(info.model_root) if info.model_root else None
+    return model_shape(root if root is not None and root.is_dir() else None, info.model)
+
+
+def _mean_context(run_dir: Path) -> float | None:
+    """Mean context a generated token attends to at the capacity point: prompt plus half the
+    output, averaged over completed requests (the n_ctx of the FLOPs-per-token formula)."""
+    df = RunReader(run_dir).requests()
+    prompt = df["prompt_tokens"].fillna(df["prompt_tokens_expected"])
+    both = (prompt + df["output_tokens"] / 2).dropna()
+    return float(both.mean()) if len(both) else None

@@ -1,0 +1,397 @@
+"""Run comparison, pure: run summaries and sweep capacities in, side-by-side figures, ratios
+to the first run and report sections out. Reading the directories is the command's job.
+
+A figure a run does not have stays None (shown as n/a) and so does any ratio built on it:
+a comparison never invents a 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.report import MISSING, Section
+
+EntryKind = Literal["run", "sweep"]
+COMPARISON_KIND = "harness-comparison"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One compared figure: its key (unit in the name), label, table and display format."""
+
+    key: str
+    label: str
+    group: str
+    digits: int = 2
+    share: bool = False
+    """A fraction shown as a percentage."""
+
+
+_LATENCIES: tuple[tuple[str, str], ...] = (
+    ("ttft", "TTFT"),
+    ("tpot", "TPOT"),
+    ("itl", "ITL"),
+    ("e2el", "E2EL"),
+)
+_PERCENTILES: tuple[str, ...] = ("p50", "p90", "p99")
+
+THROUGHPUT = "Throughput"
+LATENCY = "Latency (ms)"
+GOODPUT = "Goodput"
+ENERGY = "Energy"
+SPLIT = "Latency split (CPU vs GPU)"
+CAPACITY = "Capacity at the SLO (sweeps, per device)"
+
+METRICS: tuple[Metric, ...] = (
+    Metric("request_throughput_rps", "Request throughput (req/s)", THROUGHPUT, 3),
+    Metric("output_throughput_tok_s", "Output throughput (tok/s)", THROUGHPUT),
+    Metric("total_throughput_tok_s", "Total throughput (tok/s)", THROUGHPUT),
+    *(
+        Metric(f"{key}_ms_{p}", f"{label} {p}", LATENCY)
+        for key, label in _LATENCIES
+        for p in _PERCENTILES
+    ),
+    Metric("goodput_rps", "Goodput (req/s)", GOODPUT, 3),
+    Metric("slo_attainment", "SLO attainment", GOODPUT, share=True),
+    Metric("j_per_output_token", "J per output token", ENERGY, 4),
+    Metric("avg_power_w", "Average GPU power (W)", ENERGY, 1),
+    Metric("cpu_share", "CPU share (tools + orchestration)", SPLIT, share=True),
+    Metric("gpu_share", "GPU share (LLM)", SPLIT, share=True),
+    Metric("capacity_tok_s", "Capacity, input + output (tok/s)", CAPACITY),
+    Metric("capacity_output_tok_s", "Capacity, output (tok/s)", CAPACITY),
+    Metric("capacity_requests_s", "Capacity (req/s)", CAPACITY, 3),
+    Metric("capacity_sessions_s", "Capacity (sessions/s)", CAPACITY, 3),
+    Metric("busy_w", "Busy power at capacity (W)", CAPACITY, 1),
+    Metric("idle_w", "Idle power (W)", CAPACITY, 1),
+    Metric("tool_cpu_s_per_session", "Tool CPU seconds per session", CAPACITY, 3),
+)
+"""Every compared figure, in table order."""
+
+_CAPACITY_KEYS: tuple[str, ...] = tuple(m.key for m in METRICS if m.group == CAPACITY)
+
+FLEET_METRICS: tuple[Metric, ...] = (
+    Metric("gpus", "GPUs", "Fleet", 0),
+    Metric("servers", "Servers", "Fleet", 0),
+    Metric("it_power_avg_mw", "IT power, average (MW)", "Fleet", 3),
+    Metric("it_power_peak_mw", "IT power, peak (MW)", "Fleet", 3),
+    Metric("facility_power_avg_mw", "Facility power, average (MW)", "Fleet", 3),
+    Metric("it_energy_mwh_per_day", "IT energy (MWh/day)", "Fleet", 2),
+    Metric("facility_energy_gwh_per_year", "Facility energy (GWh/year)", "Fleet", 3),
+    Metric("cpu_cores_needed", "CPU cores needed", "Fleet", 0),
+)
+"""Fleet figures compared across profiles (keys of harness.fleet.model.fleet_figures)."""
+
+
+@dataclass(slots=True)
+class CompareEntry:
+    """One compared run: a plain run, or a sweep represented by its capacity point."""
+
+    name: str
+    kind: EntryKind
+    path: str
+    figures: dict[str, float | None]
+    workload: str | None = None
+    model: str | None = None
+    load: float | None = None
+    """The sweep's load at capacity (rate or concurrency); None for a plain run."""
+    slo: dict[str, float | None] = field(default_factory=dict)
+    points: list[dict[str, Any]] = field(default_factory=list)
+    """A sweep's load points (capacity.json `points`); empty for a plain run."""
+    notes: list[str] = field(default_factory=list)
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for anything absent, non-numeric or not finite."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _get(mapping: Any, *keys: str) -> Any:
+    """mapping[k1][k2]... or None where any level is missing."""
+    node = mapping
+    for key in keys:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _slo(raw: Any) -> dict[str, float | None]:
+    """An SLO mapping (ttft_ms, tpot_ms, e2el_ms) with numeric limits or None."""
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): _number(v) for k, v in raw.items()}
+
+
+def figures_from_summary(summary: Mapping[str, Any]) -> dict[str, float | None]:
+    """The compared figures of one run from its summary.json; capacity figures are None."""
+    figures: dict[str, float | None] = {}
+    for key in ("request_throughput_rps", "output_throughput_tok_s", "total_throughput_tok_s"):
+        figures[key] = _number(summary.get(key))
+    for key, _ in _LATENCIES:
+        for p in _PERCENTILES:
+            figures[f"{key}_ms_{p}"] = _number(_get(summary, f"{key}_ms", p))
+    figures["goodput_rps"] = _number(summary.get("goodput_rps"))
+    figures["slo_attainment"] = _number(summary.get("slo_attainment"))
+    figures["j_per_output_token"] = _number(_get(summary, "energy", "j_per_output_token"))
+    figures["avg_power_w"] = _number(_get(summary, "energy", "avg_power_w"))
+    figures["cpu_share"] = _number(_get(summary, "latency_split", "cpu_share"))
+    figures["gpu_share"] = _number(_get(summary, "latency_split", "gpu_share"))
+    for key in _CAPACITY_KEYS:
+        figures[key] = None
+    return figures
+
+
+def capacity_point(capacity: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The load point of a capacity.json that its `capacity` names, or None if none met the SLO."""
+    cap = capacity.get("capacity")
+    if not isinstance(cap, Mapping) or cap.get("load") is None:
+        return None
+    points = [p for p in capacity.get("points") or [] if isinstance(p, Mapping)]
+    run_dir = cap.get("run_dir")
+    for point in points:
+        if run_dir is not None and point.get("run_dir") == run_dir:
+            return dict(point)
+    for point in points:
+        if _number(point.get("load")) == _number(cap.get("load")):
+            return dict(point)
+    return None
+
+
+_POINT_FALLBACKS: tuple[tuple[str, str], ...] = (
+    ("request_throughput_rps", "request_throughput_rps"),
+    ("output_throughput_tok_s", "output_throughput_tok_s"),
+    ("total_throughput_tok_s", "total_throughput_tok_s"),
+    ("goodput_rps", "goodput_rps"),
+    ("slo_attainment", "slo_attainment"),
+    ("ttft_ms_p50", "ttft_ms_p50"),
+    ("ttft_ms_p99", "ttft_ms_p99"),
+    ("tpot_ms_p50", "tpot_ms_p50"),
+    ("tpot_ms_p99", "tpot_ms_p99"),
+    ("e2el_ms_p50", "e2el_ms_p50"),
+    ("e2el_ms_p99", "e2el_ms_p99"),
+    ("avg_power_w", "avg_gpu_power_w"),
+    ("j_per_output_token", "j_per_output_token"),
+)
+"""(figure key, capacity.json point key): where a sweep point fills a gap in its summary."""
+
+
+def figures_from_capacity(
+    capacity: Mapping[str, Any], point_summary: Mapping[str, Any] | None = None
+) -> dict[str, float | None]:
+    """The compared figures of a sweep: its capacity point's run summary where given, gaps
+    filled from the point in capacity.json, plus the per-device capacity figures."""
+    figures = figures_from_summary(point_summary or {})
+    point = capacity_point(capacity) or {}
+    for key, point_key in _POINT_FALLBACKS:
+        if figures.get(key) is None:
+            figures[key] = _number(point.get(point_key))
+    cap = capacity.get("capacity")
+    for key in _CAPACITY_KEYS:
+        figures[key] = _number(cap.get(key)) if isinstance(cap, Mapping) else None
+    return figures
+
+
+def run_entry(
+    name: str, path: str, summary: Mapping[str, Any], manifest: Mapping[str, Any]
+) -> CompareEntry:
+    """A plain run as a comparison entry."""
+    workload = _get(manifest, "workload", "name")
+    if workload is None and isinstance(manifest.get("workload"), str):
+        workload = manifest["workload"]
+    model = _get(manifest, "server", "model") or manifest.get("model")
+    return CompareEntry(
+        name=name,
+        kind="run",
+        path=path,
+        figures=figures_from_summary(summary),
+        workload=None if workload is None else str(workload),
+        model=None if model is None or isinstance(model, Mapping) else str(model),
+        slo=_slo(summary.get("slo")),
+    )
+
+
+def sweep_entry(
+    name: str,
+    path: str,
+    capacity: Mapping[str, Any],
+    point_summary: Mapping[str, Any] | None = None,
+) -> CompareEntry:
+    """A sweep (capacity.json) as a comparison entry: its capacity point's figures and its
+    load points for the throughput-vs-latency curves."""
+    entry = CompareEntry(
+        name=name,
+        kind="sweep",
+        path=path,
+        figures=figures_from_capacity(capacity, point_summary),
+        workload=None if capacity.get("workload") is None else str(capacity["workload"]),
+        model=None if _get(capacity, "model", "name") is None else str(capacity["model"]["name"]),
+        load=_number(_get(capacity, "capacity", "load")),
+        slo=_slo(capacity.get("slo")),
+        points=[dict(p) for p in capacity.get("points") or [] if isinstance(p, Mapping)],
+    )
+    if entry.load is None:
+        entry.notes.append(f"{name}: no load point met the SLO, so its figures are n/a.")
+    return entry
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    """value / base, or None where either is missing or the base is 0."""
+    if value is None or base is None or base == 0:
+        return None
+    return value / base
+
+
+def ratios_to_first(
+    entries: Sequence[CompareEntry], metrics: Sequence[Metric] = METRICS
+) -> list[dict[str, float | None]]:
+    """Each entry's figures divided by the first entry's (the first's ratios are 1 or None)."""
+    if not entries:
+        return []
+    base = entries[0].figures
+    return [{m.key: ratio(e.figures.get(m.key), base.get(m.key)) for m in metrics} for e in entries]
+
+
+def format_value(value: float | None, metric: Metric) -> str:
+    """A figure for a table cell: n/a where absent, a percentage for shares."""
+    if value is None:
+        return MISSING
+    if metric.share:
+        return f"{100 * value:.1f} %"
+    if metric.digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{metric.digits}f}"
+
+
+def format_ratio(value: float | None) -> str:
+    """A ratio for a table cell, e.g. "1.25×"; n/a where absent."""
+    return MISSING if value is None else f"{value:.2f}×"
+
+
+def _headers(names: Sequence[str]) -> tuple[str, ...]:
+    """metric, A, B, B / A, C, C / A, ..."""
+    headers = ["metric", names[0]] if names else ["metric"]
+    for name in names[1:]:
+        headers.extend((name, f"{name} / {names[0]}"))
+    return tuple(headers)
+
+
+def metric_section(
+    title: str,
+    names: Sequence[str],
+    metrics: Sequence[Metric],
+    values: Sequence[Mapping[str, float | None]],
+) -> Section:
+    """One table of figures side by side, each after the first followed by its ratio."""
+    section = Section(title, _headers(names))
+    for metric in metrics:
+        base = values[0].get(metric.key) if values else None
+        row = [metric.label]
+        for i, figures in enumerate(values):
+            value = figures.get(metric.key)
+            row.append(format_value(value, metric))
+            if i > 0:
+                row.append(format_ratio(ratio(value, base)))
+        section.rows.append(tuple(row))
+    return section
+
+
+def _slo_text(slo: Mapping[str, float | None]) -> str:
+    """An SLO as "TTFT <= 500 ms, TPOT <= 50 ms", or "none"."""
+    limits = [
+        f"{k.removesuffix('_ms').upper()} <= {v:g} ms" for k, v in slo.items() if v is not None
+    ]
+    return ", ".join(limits) or "none"
+
+
+def comparison_sections(entries: Sequence[CompareEntry]) -> list[Section]:
+    """The comparison's tables: what was compared, then each metric group side by side.
+    The capacity table appears only when a sweep is compared."""
+    runs = Section("Compared runs", ("run", "kind", "workload", "model", "load at capacity", "SLO"))
+    for e in entries:
+        load = MISSING if e.load is None else f"{e.load:g}"
+        runs.rows.append(
+            (
+                e.name,
+                e.kind,
+                e.workload or MISSING,
+                e.model or MISSING,
+                load if e.kind == "sweep" else "",
+                _slo_text(e.slo),
+            )
+        )
+    names = [e.name for e in entries]
+    values = [e.figures for e in entries]
+    groups: list[str] = []
+    for metric in METRICS:
+        if metric.group not in groups:
+            groups.append(metric.group)
+    sections = [runs]
+    for group in groups:
+        if group == CAPACITY and not any(e.kind == "sweep" for e in entries):
+            continue
+        metrics = [m for m in METRICS if m.group == group]
+        sections.append(metric_section(group, names, metrics, values))
+    return sections
+
+
+def fleet_comparison_section(
+    scenario_name: str, profiles: Mapping[str, Mapping[str, Any]]
+) -> Section:
+    """The fleet figures of one scenario per profile side by side, ratios to the first."""
+    names = list(profiles)
+    values = [{m.key: _number(profiles[n].get(m.key)) for m in FLEET_METRICS} for n in names]
+    return metric_section(f"Fleet for scenario {scenario_name}", names, FLEET_METRICS, values)
+
+
+def comparison_json(
+    entries: Sequence[CompareEntry], fleet: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The machine-readable comparison: each run's figures and ratios to the first run,
+    metric definitions, and the fleet figures when a scenario was given (null otherwise)."""
+    ratios = ratios_to_first(entries)
+    return {
+        "kind": COMPARISON_KIND,
+        "schema_version": SCHEMA_VERSION,
+        "baseline": entries[0].name if entries else None,
+        "metrics": [
+            {"key": m.key, "label": m.label, "group": m.group, "share": m.share} for m in METRICS
+        ],
+        "runs": [
+            {
+                "name": e.name,
+                "kind": e.kind,
+                "path": e.path,
+                "workload": e.workload,
+                "model": e.model,
+                "load_at_capacity": e.load,
+                "slo": e.slo,
+                "figures": e.figures,
+                "ratios_to_baseline": r,
+            }
+            for e, r in zip(entries, ratios, strict=True)
+        ],
+        "fleet": None if fleet is None else dict(fleet),
+    }
+
+
+def ratio_chart_series(entries: Sequence[CompareEntry]) -> list[tuple[str, list[float | None]]]:
+    """(label, ratio per entry) for the headline metrics of the ratio bar chart."""
+    headline = (
+        "output_throughput_tok_s",
+        "total_throughput_tok_s",
+        "goodput_rps",
+        "ttft_ms_p99",
+        "tpot_ms_p99",
+        "e2el_ms_p50",
+        "j_per_output_token",
+    )
+    ratios = ratios_to_first(entries)
+    by_key = {m.key: m for m in METRICS}
+    return [(by_key[k].label, [r[k] for r in ratios]) for k in headline]

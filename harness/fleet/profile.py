@@ -1,0 +1,221 @@
+"""Hardware profiles: the calibration of one hardware generation, either measured (a sweep's
+run directory holding `capacity.json`) or taken from a publication (a YAML naming its source).
+A figure that is unavailable stays null with the reason, never 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from harness.errors import ConfigError
+from harness.fleet.catalog import Precision
+from harness.fleet.files import read_json, read_yaml, validate
+from harness.fleet.shape import ModelShape
+
+CAPACITY_FILE = "capacity.json"
+CAPACITY_KIND = "harness-capacity"
+
+
+class HardwareProfile(BaseModel):
+    """Per-device capacity at the SLO (input+output tokens/s) and power, with its source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    source: str = Field(min_length=1)
+    accelerator: str | None
+    precision: Precision | None = None
+    capacity_tok_s: float | None = Field(gt=0)
+    busy_w: float | None = Field(gt=0)
+    idle_w: float | None = Field(ge=0)
+    capacity_output_tok_s: float | None = Field(default=None, gt=0)
+    capacity_requests_s: float | None = Field(default=None, gt=0)
+    capacity_sessions_s: float | None = Field(default=None, gt=0)
+    tool_cpu_s_per_session: float | None = Field(default=None, ge=0)
+    model: ModelShape | None = None
+    assumptions: list[str] = Field(default_factory=list)
+    origin: Literal["published", "measured"] = "published"
+    device_kind: Literal["gpu", "cpu"] | None = None
+    devices: int | None = Field(default=None, ge=1)
+    busy_w_source: str | None = None
+    unavailable: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _idle_below_busy(self) -> HardwareProfile:
+        if self.idle_w is not None and self.busy_w is not None and self.idle_w > self.busy_w:
+            raise ValueError(f"idle_w ({self.idle_w:g}) is above busy_w ({self.busy_w:g})")
+        return self
+
+    def why_missing(self, key: str) -> str:
+        """Why figure `key` of this profile is null (its recorded reason, or that none is given)."""
+        return self.unavailable.get(key, f"profile '{self.name}' gives no {key}")
+
+
+class _Loose(BaseModel):
+    """capacity.json sections: written by `harness sweep`; newer extra keys are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Slo(_Loose):
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2el_ms: float | None = None
+
+
+class _Capacity(_Loose):
+    load: float | None
+    run_dir: str | None
+    devices: int = Field(ge=1)
+    device_kind: Literal["gpu", "cpu"]
+    accelerator: str | None
+    capacity_tok_s: float | None = Field(gt=0)
+    capacity_output_tok_s: float | None = Field(gt=0)
+    capacity_requests_s: float | None = Field(gt=0)
+    capacity_sessions_s: float | None = Field(gt=0)
+    busy_w: float | None = Field(gt=0)
+    busy_w_source: Literal["nvml-counter", "nvml-power", "unavailable"]
+    idle_w: float | None = Field(ge=0)
+    tool_cpu_s_per_session: float | None = Field(ge=0)
+
+
+class _Model(_Loose):
+    name: str
+    n_params: float | None = Field(default=None, gt=0)
+    n_layers: int | None = Field(default=None, gt=0)
+    d_model: int | None = Field(default=None, gt=0)
+    d_attn: int | None = Field(default=None, gt=0)
+    mean_context_tok: float | None = Field(default=None, ge=0)
+
+
+class _CapacityFile(_Loose):
+    kind: Literal["harness-capacity"]
+    schema_version: Literal[1]
+    name: str = Field(min_length=1)
+    workload: str
+    load_kind: Literal["rate", "concurrency"]
+    slo: _Slo
+    slo_target_attainment: float
+    capacity: _Capacity
+    model: _Model
+
+
+def _slo_text(slo: _Slo) -> str:
+    limits = [
+        f"{label} ≤ {value:g} ms"
+        for label, value in (("TTFT", slo.ttft_ms), ("TPOT", slo.tpot_ms), ("E2EL", slo.e2el_ms))
+        if value is not None
+    ]
+    return ", ".join(limits) or "no SLO set"
+
+
+def _shape(model: _Model, assumptions: list[str], unavailable: dict[str, str]) -> ModelShape | None:
+    """The model shape for FLOPs from capacity.json's model block, or None with the reason."""
+    d_attn = model.d_attn
+    if d_attn is None and model.d_model is not None:
+        d_attn = model.d_model
+        assumptions.append(
+            f"d_attn taken as d_model ({model.d_model}): capacity.json gives no d_attn, and "
+            "Kaplan et al.'s FLOPs rule uses d_attn = d_model for a standard transformer"
+        )
+    given = {
+        "n_params": model.n_params,
+        "n_layers": model.n_layers,
+        "d_attn": d_attn,
+        "mean_context_tok": model.mean_context_tok,
+    }
+    missing = [k for k, v in given.items() if v is None]
+    if missing:
+        unavailable["model"] = f"capacity.json's model block lacks {', '.join(missing)}"
+        return None
+    assert model.n_params is not None and model.n_layers is not None and d_attn is not None
+    assert model.mean_context_tok is not None
+    return ModelShape(
+        name=model.name,
+        n_params=model.n_params,
+        n_layers=model.n_layers,
+        d_attn=d_attn,
+        n_ctx=model.mean_context_tok,
+    )
+
+
+def profile_from_capacity(data: Any, sweep_dir: Path, path: Path) -> HardwareProfile:
+    """A measured profile from a parsed capacity.json (`path`) of the sweep `sweep_dir`."""
+    cap_file = validate(_CapacityFile, data, path)
+    cap = cap_file.capacity
+    assumptions: list[str] = []
+    unavailable: dict[str, str] = {}
+    where = f"{cap_file.load_kind} {cap.load:g}" if cap.load is not None else "no load"
+    source = (
+        f"measured: harness sweep {sweep_dir} (workload {cap_file.workload}, capacity at "
+        f"{where}, SLO {_slo_text(cap_file.slo)}, attainment ≥ {cap_file.slo_target_attainment:g})"
+    )
+    if cap.capacity_tok_s is None:
+        unavailable["capacity_tok_s"] = (
+            "no load point of the sweep met the SLO"
+            if cap.load is None
+            else "capacity.json gives no capacity_tok_s"
+        )
+    if cap.busy_w is None:
+        unavailable["busy_w"] = (
+            f"GPU power unavailable in the sweep (device_kind {cap.device_kind}, "
+            f"busy_w_source {cap.busy_w_source})"
+        )
+    if cap.idle_w is None:
+        unavailable["idle_w"] = (
+            f"no idle power baseline in the sweep (device_kind {cap.device_kind})"
+        )
+    if cap.accelerator is None:
+        unavailable["accelerator"] = (
+            f"the sweep's {cap.device_kind} device matched no catalog accelerator"
+        )
+    unavailable["precision"] = "capacity.json does not state the precision the model ran at"
+    if cap.devices > 1:
+        assumptions.append(
+            f"per-device figures: the server used {cap.devices} devices and the sweep divided "
+            "its throughput and power by that count"
+        )
+    if cap.device_kind == "cpu":
+        assumptions.append(
+            "measured on a CPU server standing in for a hardware generation: capacity is that "
+            "host's, per host, not an accelerator's"
+        )
+    return HardwareProfile(
+        name=cap_file.name,
+        source=source,
+        accelerator=cap.accelerator,
+        capacity_tok_s=cap.capacity_tok_s,
+        busy_w=cap.busy_w,
+        idle_w=cap.idle_w,
+        capacity_output_tok_s=cap.capacity_output_tok_s,
+        capacity_requests_s=cap.capacity_requests_s,
+        capacity_sessions_s=cap.capacity_sessions_s,
+        tool_cpu_s_per_session=cap.tool_cpu_s_per_session,
+        model=_shape(cap_file.model, assumptions, unavailable),
+        assumptions=assumptions,
+        origin="measured",
+        device_kind=cap.device_kind,
+        devices=cap.devices,
+        busy_w_source=cap.busy_w_source,
+        unavailable=unavailable,
+    )
+
+
+def load_profile(path: Path) -> HardwareProfile:
+    """A profile YAML, or a sweep run directory holding capacity.json (a measured profile)."""
+    if path.is_dir():
+        cap_path = path / CAPACITY_FILE
+        if not cap_path.is_file():
+            raise ConfigError(f"{path}: no {CAPACITY_FILE} (not a sweep run directory)")
+        return profile_from_capacity(read_json(cap_path, "capacity"), path, cap_path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such profile file or sweep directory")
+    data = read_yaml(path, "hardware profile")
+    if isinstance(data, dict) and data.get("origin", "published") != "published":
+        raise ConfigError(
+            f"{path}: key 'origin': a profile YAML is published; measured profiles are "
+            "read from a sweep's run directory"
+        )
+    return validate(HardwareProfile, data, path)

@@ -1,0 +1,257 @@
+"""Fleet study tables (harness.report.Section) for the console, Markdown and HTML: the
+scenario, per-profile fleet figures, the FLOPs cross-check, implied MFU, the inverse
+question, a sweep, null figures with their reasons, and every assumption."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from harness.report import MISSING, Section, _fmt
+
+Row = tuple[str, str, Callable[[Any], str]]
+
+
+def _num(digits: int) -> Callable[[Any], str]:
+    return lambda v: _fmt(float(v) if isinstance(v, int | float) else v, digits)
+
+
+def _count(value: Any) -> str:
+    """A count: whole numbers with separators (floats rounded for display only)."""
+    if isinstance(value, float):
+        return f"{value:,.0f}"
+    return _fmt(value)
+
+
+def _big(value: Any) -> str:
+    """Large quantities (tokens, FLOP) with a T/G/M suffix."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return _fmt(value)
+    if abs(value) >= 1e21:
+        return f"{value:.3e}"
+    for scale, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
+        if abs(value) >= scale:
+            return f"{value / scale:,.2f} {suffix}"
+    return f"{value:,.1f}"
+
+
+def _plain(value: Any) -> str:
+    """A scenario value as written: up to 6 significant digits, large ones with a suffix."""
+    if isinstance(value, float) and abs(value) >= 1e6:
+        return _big(value)
+    if isinstance(value, float):
+        return f"{value:,.6g}"
+    return _fmt(value)
+
+
+def _pct(value: Any) -> str:
+    return MISSING if value is None else f"{100 * float(value):.1f} %"
+
+
+def _text(value: Any) -> str:
+    return _fmt(value)
+
+
+_FLEET_ROWS: tuple[Row, ...] = (
+    ("Tokens per day (input+output)", "tokens_per_day", _big),
+    ("Capacity per GPU (tok/s, input+output)", "capacity_tok_s", _num(0)),
+    ("GPUs", "gpus", _count),
+    ("Servers", "servers", _count),
+    ("Average load of the GPUs", "avg_load_fraction", _pct),
+    ("IT power, average (MW)", "it_power_avg_mw", _num(2)),
+    ("IT power, peak (MW)", "it_power_peak_mw", _num(2)),
+    ("Facility power, average (MW)", "facility_power_avg_mw", _num(2)),
+    ("Facility power, peak (MW)", "facility_power_peak_mw", _num(2)),
+    ("GPU energy (MWh/day)", "gpu_energy_mwh_per_day", _num(1)),
+    ("IT energy (MWh/day)", "it_energy_mwh_per_day", _num(1)),
+    ("Facility energy (GWh/year)", "facility_energy_gwh_per_year", _num(1)),
+    ("IT energy per token (J)", "it_energy_j_per_token", _num(4)),
+    ("CPU cores needed (tools)", "cpu_cores_needed", _count),
+    ("CPU cores the GPU servers bring", "cpu_cores_available", _count),
+    ("CPU cores sufficient", "cpu_cores_sufficient", _text),
+)
+_FLOPS_ROWS: tuple[Row, ...] = (
+    ("Model (from)", "model_label", _text),
+    ("FLOPs per token (2N + 2·n_layer·n_ctx·d_attn)", "flops_per_token", _big),
+    ("FLOP per day", "flop_per_day", _big),
+    ("Precision", "precision", _text),
+    ("Peak dense FLOP/s", "peak_flop_s", _big),
+    ("Utilisation assumed (scenario)", "flops_utilization", _pct),
+    ("GPUs by the FLOPs rule", "gpus", _count),
+    ("GPUs by the default model", "default_gpus", _count),
+    ("FLOPs rule / default model", "gpus_ratio_to_default_model", _num(2)),
+)
+_MFU_ROWS: tuple[Row, ...] = (
+    ("Capacity per GPU (tok/s)", "capacity_tok_s", _num(0)),
+    ("Profile's FLOPs per token", "profile_flops_per_token", _big),
+    ("Precision", "precision", _text),
+    ("Peak dense FLOP/s", "peak_flop_s", _big),
+    ("Implied MFU", "implied_mfu", _pct),
+)
+_INVERSE_ROWS: tuple[Row, ...] = (
+    ("Facility power budget (MW)", "facility_power_mw", _num(1)),
+    ("IT power budget (MW)", "it_power_budget_mw", _num(1)),
+    ("Server peak power (W)", "server_peak_w", _num(0)),
+    ("Servers", "servers", _count),
+    ("GPUs", "gpus", _count),
+    ("Sessions per day, GPU-bound", "sessions_per_day_gpu_bound", _big),
+    ("Sessions per day, CPU-bound", "sessions_per_day_cpu_bound", _big),
+    ("Sessions per day served", "sessions_per_day", _big),
+    ("Bound by", "binding", _text),
+    ("Tokens per day served", "tokens_per_day", _big),
+    ("Requests per day served", "requests_per_day", _big),
+    ("Users per day served", "users_per_day", _big),
+)
+_SWEEP_COLUMNS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
+    ("tokens/day", "tokens_per_day", _big),
+    ("GPUs", "gpus", _count),
+    ("servers", "servers", _count),
+    ("IT avg MW", "it_power_avg_mw", _num(1)),
+    ("IT peak MW", "it_power_peak_mw", _num(1)),
+    ("facility avg MW", "facility_power_avg_mw", _num(1)),
+    ("facility GWh/yr", "facility_energy_gwh_per_year", _num(0)),
+    ("CPU cores", "cpu_cores_needed", _count),
+    ("GPUs (FLOPs rule)", "flops_gpus", _count),
+)
+
+
+def _matrix(title: str, rows: Sequence[Row], columns: Mapping[str, Mapping[str, Any]]) -> Section:
+    """Figures as rows, one column per profile (rows no profile has are left out)."""
+    sec = Section(title, ("figure", *columns))
+    for label, key, fmt in rows:
+        if not any(key in col for col in columns.values()):
+            continue
+        sec.rows.append((label, *(fmt(col.get(key)) for col in columns.values())))
+    return sec
+
+
+def _scenario_section(scenario: Any) -> Section:
+    sec = Section("Scenario", ("key", "value"))
+    if not isinstance(scenario, Mapping):
+        sec.rows.append(("scenario", _fmt(scenario)))
+        return sec
+    sec.rows.append(("name", _fmt(scenario.get("name"))))
+    if scenario.get("description"):
+        sec.rows.append(("description", str(scenario["description"])))
+    sec.rows.append(("demand", _fmt(scenario.get("demand_basis"))))
+    sec.rows.append(("tokens per day", _big(scenario.get("demand_tokens_per_day"))))
+    skip = {"name", "description", "demand_basis", "demand_tokens_per_day", "assumptions"}
+    skip.add("tokens_per_day")
+    for key, value in scenario.items():
+        if key in skip or value is None or value == [] or value == {}:
+            continue
+        if isinstance(value, Mapping):
+            text = ", ".join(f"{k}={_plain(v)}" for k, v in value.items() if v is not None)
+        else:
+            text = _plain(value)
+        sec.rows.append((key, text))
+    return sec
+
+
+def _reasons(profiles: Mapping[str, Mapping[str, Any]]) -> Section:
+    sec = Section("Figures not available", ("profile", "figure", "reason"))
+    for name, fig in profiles.items():
+        for part, reasons in (
+            ("", fig.get("reasons")),
+            ("flops.", (fig.get("flops") or {}).get("reasons")),
+            ("inverse.", (fig.get("inverse") or {}).get("reasons")),
+        ):
+            for key, reason in (reasons or {}).items():
+                sec.rows.append((name, part + key, str(reason)))
+    return sec
+
+
+def _sweep(profiles: Mapping[str, Mapping[str, Any]]) -> Section | None:
+    sweeps = {n: f["sweep"] for n, f in profiles.items() if f.get("sweep")}
+    if not sweeps:
+        return None
+    first = next(iter(sweeps.values()))
+    label = first.get("label") or first.get("parameter")
+    sec = Section(f"Sweep: {label}", (str(first.get("parameter")), "profile"))
+    sec.headers += tuple(c[0] for c in _SWEEP_COLUMNS)
+    rows = [(row, name) for name, s in sweeps.items() for row in s.get("rows", [])]
+    rows.sort(key=lambda r: float(r[0].get("value", 0.0)))
+    for row, name in rows:
+        cells = tuple(fmt(row.get(key)) for _, key, fmt in _SWEEP_COLUMNS)
+        sec.rows.append((_plain(row.get("value")), name, *cells))
+    return sec
+
+
+def _assumptions(profiles: Mapping[str, Mapping[str, Any]]) -> Section:
+    sec = Section("Assumptions", ("assumption",))
+    seen: list[str] = []
+    for fig in profiles.values():
+        seen.extend(a for a in fig.get("assumptions", []) if a not in seen)
+    sec.rows.extend((f"{i}. {text}",) for i, text in enumerate(seen, 1))
+    return sec
+
+
+def fleet_title(result: Mapping[str, Any]) -> str:
+    """The heading of a fleet study: "Fleet study: SCENARIO"."""
+    scenario = result.get("scenario")
+    name = scenario.get("name") if isinstance(scenario, Mapping) else scenario
+    return f"Fleet study: {name}" if name else "Fleet study"
+
+
+def fleet_sections(result: Mapping[str, Any]) -> list[Section]:
+    """The tables of a fleet study `{"scenario": ..., "profiles": {NAME: fleet_figures}}`."""
+    profiles: Mapping[str, Mapping[str, Any]] = result.get("profiles") or {}
+    fleet = {
+        n: {
+            **f,
+            **{k: (f.get("inputs") or {}).get(k) for k in ("tokens_per_day", "capacity_tok_s")},
+        }
+        for n, f in profiles.items()
+    }
+    flops = {}
+    for name, fig in profiles.items():
+        part = dict(fig.get("flops") or {})
+        model = part.get("model_name") or part.get("model_from")
+        part["model_label"] = None if model is None else f"{model} ({part.get('model_from')})"
+        part["default_gpus"] = fig.get("gpus")
+        part["capacity_tok_s"] = (fig.get("inputs") or {}).get("capacity_tok_s")
+        flops[name] = part
+    sections = [
+        _scenario_section(result.get("scenario")),
+        _matrix("Fleet per profile (default model)", _FLEET_ROWS, fleet),
+        _matrix("FLOPs cross-check (the seeds' forecast model)", _FLOPS_ROWS, flops),
+        _matrix("Utilisation (MFU) implied by each profile", _MFU_ROWS, flops),
+    ]
+    inverse = {n: f["inverse"] for n, f in profiles.items() if f.get("inverse")}
+    if inverse:
+        sections.append(_matrix("What the facility power serves (inverse)", _INVERSE_ROWS, inverse))
+    sweep = _sweep(profiles)
+    if sweep is not None:
+        sections.append(sweep)
+    sources = Section("Profiles", ("profile", "origin", "accelerator", "source"))
+    for name, fig in profiles.items():
+        sources.rows.append(
+            (name, _fmt(fig.get("origin")), _fmt(fig.get("accelerator")), _fmt(fig.get("source")))
+        )
+    sections.append(sources)
+    reasons = _reasons(profiles)
+    if reasons.rows:
+        sections.append(reasons)
+    sections.append(_assumptions(profiles))
+    return sections
+
+
+def calibration_sections(document: Mapping[str, Any]) -> list[Section]:
+    """The forecast-model parameters of each profile as one table (figures × profiles)."""
+    rows: tuple[Row, ...] = (
+        ("Origin", "origin", _text),
+        ("Accelerator", "accelerator", _text),
+        ("Capacity per GPU (tok/s, input+output)", "capacity_tok_s", _num(1)),
+        ("Capacity per GPU (output tok/s)", "capacity_output_tok_s", _num(1)),
+        ("Busy power (W)", "busy_w", _num(1)),
+        ("Idle power (W)", "idle_w", _num(1)),
+        ("J per token at capacity (GPU)", "j_per_token_at_capacity", _num(4)),
+        ("J per output token at capacity (GPU)", "j_per_output_token_at_capacity", _num(4)),
+        *_MFU_ROWS[1:],
+    )
+    profiles = document.get("profiles") or {}
+    sections = [_matrix("Forecast-model parameters per profile", rows, profiles)]
+    reasons = _reasons(profiles)
+    if reasons.rows:
+        sections.append(reasons)
+    return sections

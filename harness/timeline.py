@@ -1,0 +1,186 @@
+"""One run's time series on its own clock: power, utilisation, and request and tool activity,
+so the report can show them in one figure and a reader can see the GPU idle while tools run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from harness.units import NS_PER_S
+
+
+@dataclass(slots=True)
+class Series:
+    """One line of the figure: seconds since the axis' zero, and values in the panel's unit."""
+
+    label: str
+    t_s: list[float]
+    values: list[float]
+
+
+@dataclass(slots=True)
+class Timeline:
+    """The three panels of the timeline figure; a source that was not measured is named in
+    `unavailable` instead of being drawn as zero."""
+
+    power_w: list[Series] = field(default_factory=list)
+    utilization_pct: list[Series] = field(default_factory=list)
+    activity: list[Series] = field(default_factory=list)
+    unavailable: list[str] = field(default_factory=list)
+
+
+def _device(value: Any) -> str:
+    """A device index as written in a label (the column may be float where others are null)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _seconds(values: Iterable[int], t0_ns: int) -> list[float]:
+    return [(int(v) - t0_ns) / NS_PER_S for v in values]
+
+
+def in_flight(intervals: Iterable[tuple[int, int]], t0_ns: int) -> tuple[list[float], list[float]]:
+    """How many intervals are open over time, as step points (t_s, count) at every change."""
+    events: list[tuple[int, int]] = []
+    for start, end in intervals:
+        events.append((int(start), 1))
+        events.append((int(end), -1))
+    events.sort(key=lambda e: (e[0], e[1]))  # a close before an open at the same instant
+    t_s: list[float] = []
+    counts: list[float] = []
+    level = 0
+    for t, step in events:
+        level += step
+        if t_s and t_s[-1] == (t - t0_ns) / NS_PER_S:
+            counts[-1] = float(level)
+        else:
+            t_s.append((t - t0_ns) / NS_PER_S)
+            counts.append(float(level))
+    return t_s, counts
+
+
+def _intervals(frame: pd.DataFrame | None, start: str, end: str) -> list[tuple[int, int]]:
+    """(start, end) pairs of the rows where both are present."""
+    if frame is None or frame.empty or start not in frame or end not in frame:
+        return []
+    both = frame[[start, end]].dropna()
+    return [(int(a), int(b)) for a, b in both.itertuples(index=False) if int(b) >= int(a)]
+
+
+def _column(rows: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The rows where `column` was measured, sorted by time."""
+    if column not in rows:
+        return rows.iloc[0:0]
+    return rows[rows[column].notna()].sort_values("t_ns")
+
+
+def _rapl_power(rapl: pd.DataFrame, t0_ns: int) -> list[Series]:
+    """CPU package power per RAPL zone from successive energy readings (W)."""
+    out: list[Series] = []
+    for zone, rows in rapl.groupby("device", dropna=False):
+        rows = _column(rows, "energy_j")
+        t = rows["t_ns"].astype("int64").tolist()
+        e = rows["energy_j"].astype(float).tolist()
+        t_s: list[float] = []
+        watts: list[float] = []
+        for i in range(1, len(t)):
+            dt_s = (t[i] - t[i - 1]) / NS_PER_S
+            if dt_s > 0 and e[i] >= e[i - 1]:
+                t_s.append((t[i] - t0_ns) / NS_PER_S)
+                watts.append((e[i] - e[i - 1]) / dt_s)
+        zones = rows["zone"].dropna() if "zone" in rows else rows.iloc[0:0]
+        name = str(zones.iloc[0]) if not zones.empty else _device(zone)
+        if t_s:
+            out.append(Series(f"CPU {name} (RAPL)", t_s, watts))
+    return out
+
+
+def build_timeline(
+    telemetry: pd.DataFrame | None,
+    requests: pd.DataFrame,
+    tools: pd.DataFrame | None = None,
+    unavailable: Iterable[str] = (),
+) -> Timeline:
+    """The run's series, all on one axis whose zero is the first request sent (else the first
+    sample). `unavailable` names sources the run could not read (from summary.telemetry)."""
+    timeline = Timeline(unavailable=list(unavailable))
+    sent = requests["sent_ns"].dropna() if "sent_ns" in requests else pd.Series(dtype="int64")
+    if not sent.empty:
+        t0_ns = int(sent.min())
+    elif telemetry is not None and not telemetry.empty:
+        t0_ns = int(telemetry["t_ns"].min())
+    else:
+        t0_ns = 0
+    samples = telemetry if telemetry is not None else pd.DataFrame({"t_ns": [], "source": []})
+    by_source = {str(s): rows for s, rows in samples.groupby("source")}
+
+    gpu = by_source.get("gpu")
+    if gpu is not None:
+        for device, rows in gpu.groupby("device"):
+            power = _column(rows, "power_w")
+            if not power.empty:
+                timeline.power_w.append(
+                    Series(
+                        f"GPU {_device(device)}",
+                        _seconds(power["t_ns"], t0_ns),
+                        power["power_w"].astype(float).tolist(),
+                    )
+                )
+            util = _column(rows, "gpu_util_pct")
+            if not util.empty:
+                timeline.utilization_pct.append(
+                    Series(
+                        f"GPU {_device(device)}",
+                        _seconds(util["t_ns"], t0_ns),
+                        util["gpu_util_pct"].astype(float).tolist(),
+                    )
+                )
+    if not timeline.power_w and not any(u.startswith("GPU") for u in timeline.unavailable):
+        timeline.unavailable.append("GPU power: not measured")
+    rapl = by_source.get("rapl")
+    if rapl is not None:
+        timeline.power_w.extend(_rapl_power(rapl, t0_ns))
+    cpu = by_source.get("cpu")
+    if cpu is not None:
+        host = _column(cpu, "system_cpu_pct")
+        if not host.empty:
+            timeline.utilization_pct.append(
+                Series(
+                    "host CPU (all cores)",
+                    _seconds(host["t_ns"], t0_ns),
+                    host["system_cpu_pct"].astype(float).tolist(),
+                )
+            )
+
+    t_s, counts = in_flight(_intervals(requests, "sent_ns", "done_ns"), t0_ns)
+    if t_s:
+        timeline.activity.append(Series("requests in flight (client)", t_s, counts))
+    t_s, counts = in_flight(_intervals(tools, "start_ns", "end_ns"), t0_ns)
+    if t_s:
+        timeline.activity.append(Series("tool calls running", t_s, counts))
+    server = by_source.get("server")
+    if server is not None:
+        for column, label in (
+            ("requests_running", "server: running"),
+            ("requests_waiting", "server: waiting"),
+        ):
+            rows = _column(server, column)
+            if not rows.empty:
+                values = rows[column].astype(float).tolist()
+                timeline.activity.append(Series(label, _seconds(rows["t_ns"], t0_ns), values))
+    return timeline
+
+
+def unavailable_sources(summary: Mapping[str, Any]) -> list[str]:
+    """The telemetry sources a run could not read, with the reason it recorded."""
+    status: Mapping[str, Any] = summary.get("telemetry") or {}
+    out: list[str] = []
+    for source, label in (("gpu", "GPU"), ("rapl", "CPU energy (RAPL)")):
+        entry = status.get(source) or {}
+        if entry and not entry.get("available"):
+            out.append(f"{label}: {entry.get('reason') or 'unavailable'}")
+    return out

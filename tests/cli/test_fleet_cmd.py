@@ -1,0 +1,139 @@
+"""`harness fleet` end to end on the shipped scenarios and profiles, writing JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+PROFILES = sorted(str(p) for p in (REPO / "profiles").glob("*.yaml"))
+SCENARIOS = REPO / "scenarios"
+FIGURES = (
+    "gpus",
+    "servers",
+    "it_power_avg_mw",
+    "it_power_peak_mw",
+    "facility_power_avg_mw",
+    "it_energy_mwh_per_day",
+    "facility_energy_gwh_per_year",
+    "cpu_cores_needed",
+)
+
+
+def _fleet(tmp_path: Path, scenario: str, *extra: str) -> dict[str, Any]:
+    out = tmp_path / f"{scenario}.json"
+    code = main(["fleet", str(SCENARIOS / f"{scenario}.yaml"), "--profile", *PROFILES,
+                 "--json", str(out), *extra])  # fmt: skip
+    assert code == 0
+    return json.loads(out.read_text())  # type: ignore[no-any-return]
+
+
+def test_china_30t_and_60t_give_cards_and_mw_for_every_profile(tmp_path: Path) -> None:
+    r30, r60 = _fleet(tmp_path, "china-30t"), _fleet(tmp_path, "china-60t")
+    assert len(PROFILES) == 6
+    assert set(r30["profiles"]) == {Path(p).stem for p in PROFILES}
+    assert r30["scenario"]["name"] == "china-30t" and r30["scenario"]["assumptions"]
+    for name, fig in r30["profiles"].items():
+        for key in FIGURES:
+            assert key in fig, key
+        for key in FIGURES[:-1]:
+            assert isinstance(fig[key], int | float) and fig[key] > 0, (name, key)
+        assert fig["cpu_cores_needed"] is None and fig["reasons"]["cpu_cores_needed"]
+        assert fig["inputs"]["tokens_per_day"] == 30e12
+        assert any(a.startswith("scenario: pue 1.56") for a in fig["assumptions"])
+        assert any(a.startswith(f"profile {name}: busy_w") for a in fig["assumptions"])
+        # twice the demand: about twice the cards (ceil) and never fewer
+        fig60 = r60["profiles"][name]
+        assert 2 * fig["gpus"] - 1 <= fig60["gpus"] <= 2 * fig["gpus"]
+    assert r30["profiles"]["h200-llama70b-fp8-trtllm"]["gpus"] == 108_003
+
+
+def test_mix_sweep_and_campus(tmp_path: Path) -> None:
+    mix = _fleet(tmp_path, "chatbot-to-agent-mix")
+    for fig in mix["profiles"].values():
+        rows = fig["sweep"]["rows"]
+        assert [r["value"] for r in rows] == [1, 10, 100, 300, 1000]
+        gpus = [r["gpus"] for r in rows]
+        assert gpus == sorted(gpus) and gpus[-1] > 50 * gpus[0]
+        assert fig["cpu_cores_needed"] > 0 and fig["cpu_cores_sufficient"] is True
+    campus = _fleet(tmp_path, "campus-1gw")
+    for fig in campus["profiles"].values():
+        inv = fig["inverse"]
+        assert inv["sessions_per_day"] > 0 and inv["binding"] in ("gpu", "cpu")
+        assert fig["facility_power_peak_mw"] <= 1000.0
+
+
+def test_markdown_and_calibration_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    md, cal = tmp_path / "out" / "fleet.md", tmp_path / "out" / "cal.json"
+    _fleet(tmp_path, "china-30t", "--md", str(md), "--calibrate", "--calibrate-out", str(cal))
+    text = md.read_text()
+    assert text.startswith("# Fleet study: china-30t") and "## Assumptions" in text
+    doc = json.loads(cal.read_text())
+    assert doc["kind"] == "harness-fleet-calibration"
+    h200 = doc["profiles"]["h200-llama70b-fp8-trtllm"]
+    assert h200["implied_mfu"] == pytest.approx(0.4306, abs=1e-4)
+    assert "Forecast-model parameters" in capsys.readouterr().out
+
+
+def test_calibrate_alone_on_a_measured_sweep(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    capacity = {
+        "kind": "harness-capacity", "schema_version": 1, "name": "gpu-sweep",
+        "workload": "w", "load_kind": "rate", "slo": {"ttft_ms": 450.0, "tpot_ms": 40.0},
+        "slo_target_attainment": 0.9, "points": [], "saturated": True, "stopped_early": False,
+        "capacity": {
+            "load": 8.0, "run_dir": "r8", "devices": 1, "device_kind": "gpu",
+            "accelerator": "H100-SXM", "capacity_tok_s": 5000.0, "capacity_output_tok_s": 1000.0,
+            "capacity_requests_s": 2.0, "capacity_sessions_s": None, "busy_w": 600.0,
+            "busy_w_source": "nvml-counter", "idle_w": 80.0, "tool_cpu_s_per_session": None,
+        },
+        "model": {"name": "m", "n_params": 8e9, "n_layers": 32, "d_model": 4096,
+                  "d_attn": 4096, "mean_context_tok": 1000.0},
+        "host": {},
+    }  # fmt: skip
+    (sweep / "capacity.json").write_text(json.dumps(capacity))
+    cal = tmp_path / "cal.json"
+    args = ["fleet", "--profile", str(sweep), "--calibrate", "--calibrate-out", str(cal)]
+    assert main([*args, "--precision", "bf16"]) == 0
+    params = json.loads(cal.read_text())["profiles"]["gpu-sweep"]
+    # 600 W / 5,000 tok/s = 0.12 J/token; MFU = 5,000 × (16e9 + 2·32·1000·4096) / 989e12
+    assert params["origin"] == "measured"
+    assert params["j_per_token_at_capacity"] == pytest.approx(0.12)
+    assert params["implied_mfu"] == pytest.approx(5000 * (16e9 + 262_144_000) / 989e12)
+    assert main(args) == 0  # without --precision: MFU null with the reason
+    params = json.loads(cal.read_text())["profiles"]["gpu-sweep"]
+    assert params["implied_mfu"] is None and "precision" in params["reasons"]["implied_mfu"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["fleet", "--profile", PROFILES[0]], "give a scenario YAML"),
+        (["fleet", "SCEN", "--profile", PROFILES[0], PROFILES[0]], "key 'name'"),
+        (["fleet", "SCEN", "--profile", "BADACC"], "key 'accelerator'"),
+        (["fleet", "BADSCEN", "--profile", PROFILES[0]], "key 'headroom'"),
+    ],
+)
+def test_errors_exit_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], needle: str
+) -> None:
+    bad_acc = tmp_path / "p.yaml"
+    bad_acc.write_text(
+        "name: p\nsource: s\naccelerator: Z9\ncapacity_tok_s: 1\nbusy_w: 1\nidle_w: 0\n"
+    )
+    bad_scenario = tmp_path / "s.yaml"
+    text = (SCENARIOS / "china-30t.yaml").read_text().replace("headroom: 0.8", "headroom: 1.5")
+    bad_scenario.write_text(text)
+    replace = {
+        "SCEN": str(SCENARIOS / "china-30t.yaml"),
+        "BADACC": str(bad_acc),
+        "BADSCEN": str(bad_scenario),
+    }
+    assert main([replace.get(a, a) for a in argv]) == 2
+    assert needle in capsys.readouterr().err

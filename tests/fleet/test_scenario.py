@@ -1,0 +1,148 @@
+"""Scenario files: demand forms, the mix, sweeps, and errors naming the file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fleet_builders import SCENARIOS_DIR
+
+from harness.errors import ConfigError
+from harness.fleet.scenario import load_scenario, sweep_points, with_value
+
+FACILITY = (
+    "peak_to_average: 1.5\nheadroom: 0.8\npue: 1.2\ngpus_per_server: 8\nserver_other_w: 4600\n"
+)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+def _error(tmp_path: Path, text: str) -> str:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert str(path) in message
+    return message
+
+
+@pytest.mark.parametrize("name", ["china-30t", "china-60t", "chatbot-to-agent-mix", "campus-1gw"])
+def test_shipped_scenarios_load_and_list_assumptions(name: str) -> None:
+    sc = load_scenario(SCENARIOS_DIR / f"{name}.yaml")
+    assert sc.name == name and sc.assumptions
+    for key in ("peak_to_average", "headroom", "pue", "server_other_w"):
+        assert any(a.startswith(key) for a in sc.assumptions), key
+
+
+def test_china_demands() -> None:
+    assert load_scenario(SCENARIOS_DIR / "china-30t.yaml").demand_tokens_per_day() == 30e12
+    assert load_scenario(SCENARIOS_DIR / "china-60t.yaml").demand_tokens_per_day() == 60e12
+
+
+@pytest.mark.parametrize(
+    ("demand", "tokens", "sessions"),
+    [
+        ("tokens_per_day: 1000\n", 1000, None),
+        ("tokens_per_day: 1000\ntokens_per_session: 10\n", 1000, 100),
+        ("requests_per_day: 5\ntokens_per_request: 20\n", 100, None),
+        ("sessions_per_day: 5\ntokens_per_session: 20\n", 100, 5),
+        (
+            "mix: {users_per_day: 10, chatbot_tokens_per_user_day: 100, agent_share: 0.2, "
+            "agent_token_multiplier: 100, agent_sessions_per_user_day: 3}\n",
+            # 10 × 100 × (0.8 + 0.2 × 100) = 20,800 tokens; 10 × 0.2 × 3 = 6 sessions
+            20_800,
+            6,
+        ),
+        ("facility_power_mw: 10\ntokens_per_session: 20\n", None, None),
+    ],
+)
+def test_demand_forms(
+    tmp_path: Path, demand: str, tokens: float | None, sessions: float | None
+) -> None:
+    sc = load_scenario(_write(tmp_path, "name: s\n" + demand + FACILITY))
+    assert sc.demand_tokens_per_day() == pytest.approx(tokens)
+    assert sc.demand_sessions_per_day() == pytest.approx(sessions)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("tokens_per_day: -1\n" + FACILITY, "key 'tokens_per_day'"),
+        ("sessions_per_day: -3\ntokens_per_session: 9\n" + FACILITY, "key 'sessions_per_day'"),
+        ("tokens_per_day: 1\n" + FACILITY.replace("0.8", "0"), "key 'headroom'"),
+        ("tokens_per_day: 1\n" + FACILITY.replace("0.8", "1.5"), "key 'headroom'"),
+        ("tokens_per_day: 1\n" + FACILITY.replace("pue: 1.2", "pue: 0.9"), "key 'pue'"),
+        ("tokens_per_day: 1\n" + FACILITY.replace("1.5", "0.5"), "key 'peak_to_average'"),
+        ("tokens_per_day: 1\n" + FACILITY.replace("8\n", "0\n"), "key 'gpus_per_server'"),
+        ("tokens_per_day: 1\n" + FACILITY.replace("4600", "-1"), "key 'server_other_w'"),
+        ("tokens_per_day: 1\n" + FACILITY.replace("pue: 1.2\n", ""), "key 'pue': Field required"),
+        ("tokens_per_day: 1\ncpu_target_utilization: 0\n" + FACILITY, "'cpu_target_utilization'"),
+        ("tokens_per_day: 1\ncolour: red\n" + FACILITY, "unknown key 'colour'"),
+        ("tokens_per_day: lots\n" + FACILITY, "key 'tokens_per_day'"),
+        ("tokens_per_day: 1\nrequests_per_day: 1\n" + FACILITY, "give one demand"),
+        (FACILITY, "give a demand"),
+        ("requests_per_day: 4\n" + FACILITY, "'requests_per_day' needs 'tokens_per_request'"),
+        (
+            "mix: {users_per_day: 1, chatbot_tokens_per_user_day: 1, agent_share: 1.2, "
+            "agent_token_multiplier: 1}\n" + FACILITY,
+            "key 'mix.agent_share'",
+        ),
+        (
+            "tokens_per_day: 1\nmodel: {n_params: 1, n_layers: 1, d_attn: 1, n_ctx: 1, x: 2}\n"
+            + FACILITY,
+            "unknown key 'model.x'",
+        ),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
+    assert needle in _error(tmp_path, "name: s\n" + text)
+
+
+def test_negative_demand_message(tmp_path: Path) -> None:
+    message = _error(tmp_path, "name: s\ntokens_per_day: -5\n" + FACILITY)
+    assert message.endswith("key 'tokens_per_day': Input should be greater than or equal to 0")
+
+
+def test_sweep_values_are_validated_and_named(tmp_path: Path) -> None:
+    text = (
+        "name: s\nmix: {users_per_day: 1, chatbot_tokens_per_user_day: 1, agent_share: 0.5, "
+        "agent_token_multiplier: 1}\nsweep: {parameter: mix.agent_share, values: [0.1, 1.5]}\n"
+    )
+    message = _error(tmp_path, text + FACILITY)
+    assert "key 'sweep.values.1'" in message and "mix.agent_share" in message
+
+
+@pytest.mark.parametrize(
+    ("parameter", "needle"),
+    [
+        ("nothing", "'nothing' is not a scenario key"),
+        ("mix.x", "no section 'mix'"),
+        ("name", "'name' is not a number"),
+    ],
+)
+def test_sweep_parameter_must_be_a_number_of_the_scenario(
+    tmp_path: Path, parameter: str, needle: str
+) -> None:
+    text = f"name: s\ntokens_per_day: 5\nsweep: {{parameter: {parameter}, values: [1]}}\n"
+    message = _error(tmp_path, text + FACILITY)
+    assert "key 'sweep.parameter'" in message and needle in message
+
+
+def test_sweep_points_and_with_value() -> None:
+    sc = load_scenario(SCENARIOS_DIR / "chatbot-to-agent-mix.yaml")
+    points = sweep_points(sc)
+    assert [v for v, _ in points] == [1, 10, 100, 300, 1000]
+    tokens = [p.demand_tokens_per_day() or 0 for _, p in points]
+    assert tokens == sorted(tokens)
+    assert all(p.sweep is None for _, p in points)
+    assert with_value(sc, "pue", 1.1).pue == 1.1
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    assert "invalid YAML" in _error(tmp_path, "name: [s\n")
+    with pytest.raises(ConfigError, match="no such scenario file"):
+        load_scenario(tmp_path / "none.yaml")

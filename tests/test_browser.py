@@ -1,0 +1,132 @@
+"""Render generated HTML reports in real headless Chromium (Debian's `chromium`): the page's
+script marks data-rendered="ok" only when every embedded figure decoded.
+
+Skipped only where Chromium is absent and $CI is unset; in CI a missing Chromium fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.browser import BrowserError, check_rendered, count_images, dump_dom, find_chromium
+from harness.cli import main
+from harness.html_report import render_html
+from harness.report import Section
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        find_chromium() is None and not os.environ.get("CI"),
+        reason="Chromium not installed (apt-get install chromium); required when CI is set",
+    ),
+]
+
+_SUMMARY = {
+    "requests_completed": 3,
+    "requests_failed": 0,
+    "duration_s": 2.0,
+    "output_throughput_tok_s": 123.45,
+    "ttft_ms": {"count": 3, "mean": 20.0, "p50": 20.0, "p90": 28.0, "p99": 29.8, "std": 8.2},
+    "latency_split": {
+        "llm_s": 2.0,
+        "tool_s": 6.0,
+        "tool_cpu_s": 5.5,
+        "orchestration_s": 0.5,
+        "total_s": 8.5,
+        "cpu_share": 6.5 / 8.5,
+        "gpu_share": 2.0 / 8.5,
+        "sessions": 2,
+        "per_tool_kind": {"retrieval": {"calls": 4, "tool_s": 6.0, "share": 0.7}},
+    },
+}
+
+
+def _run_dir(tmp_path: Path) -> Path:
+    run = tmp_path / "agent-run <&>"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"run_name": "agent-run <&>", "model": "m"}))
+    (run / "summary.json").write_text(json.dumps(_SUMMARY))
+    return run
+
+
+def _visible_text(dom: str) -> str:
+    """The dumped DOM's text, tags stripped and whitespace collapsed (entities kept)."""
+    return " ".join(re.sub(r"<[^>]+>", " ", dom).split())
+
+
+def test_run_report_renders_with_its_figure(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path)
+    assert main(["report", str(run), "--html"]) == 0
+    page = run / "report.html"
+    result = check_rendered(page)
+    assert result.rendered == "ok", result.describe()
+    assert result.images_expected == 1 and result.images_loaded == 1
+    assert result.ok
+    text = _visible_text(result.dom)
+    assert "Benchmark report: agent-run &lt;&amp;&gt;" in text
+    assert "Output throughput (tok/s) 123.45" in text
+    assert "GPU share (LLM)" in text and "23.5 %" in text
+    # The Markdown report shows the same sections.
+    md = (run / "report.md").read_text()
+    assert "| Output throughput (tok/s) | 123.45 |" in md
+
+
+def test_broken_image_is_detected(tmp_path: Path) -> None:
+    page = tmp_path / "broken.html"
+    page.write_text(render_html("Broken", [Section("S", ("a",), [("x",)])], [("bad", b"nope")]))
+    result = check_rendered(page)
+    assert result.rendered == "broken-images"
+    assert result.images_loaded == 0 and result.images_expected == 1
+    assert not result.ok
+
+
+def test_comparison_page_renders(tmp_path: Path) -> None:
+    a = _run_dir(tmp_path)
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "manifest.json").write_text("{}")
+    (b / "summary.json").write_text(json.dumps({**_SUMMARY, "output_throughput_tok_s": 246.9}))
+    out = tmp_path / "cmp"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    page = out / "compare.html"
+    result = check_rendered(page)
+    assert result.ok, result.describe()
+    assert result.images_expected == count_images(page.read_text()) == 1
+    assert "246.90 2.00×" in _visible_text(result.dom)
+
+
+def test_missing_page_is_a_browser_error(tmp_path: Path) -> None:
+    with pytest.raises(BrowserError, match="no such HTML file"):
+        dump_dom(tmp_path / "absent.html")
+
+
+def test_missing_chromium_is_a_browser_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = tmp_path / "p.html"
+    page.write_text(render_html("P", []))
+    monkeypatch.setenv("HARNESS_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    with pytest.raises(BrowserError, match="Chromium not found"):
+        dump_dom(page)
+
+
+def test_check_html_script_exit_codes(tmp_path: Path, repo_root: Path) -> None:
+    good = tmp_path / "good.html"
+    good.write_text(render_html("Good", [Section("S", ("a", "b"), [("x", "1")])]))
+    bad = tmp_path / "bad.html"
+    bad.write_text(render_html("Bad", [], [("bad", b"nope")]))
+    script = [sys.executable, str(repo_root / "scripts" / "check_html.py")]
+    ok = subprocess.run([*script, str(good)], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.strip() == f"{good}: ok, images 0/0"
+    both = subprocess.run(
+        [*script, str(good), str(bad)], capture_output=True, text=True, check=False
+    )
+    assert both.returncode == 1
+    assert f"{bad}: NOT RENDERED (broken-images), images 0/1" in both.stdout
