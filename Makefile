@@ -5,7 +5,7 @@ VLLM_VENV := .vllm/venv
 MODEL_DIR := .vllm/model
 HARNESS := $(VENV)/bin/harness
 
-.PHONY: demo test lint unit integration setup setup-server clean
+.PHONY: demo test lint unit integration setup setup-server setup-browser clean
 
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ $(MODEL_DIR)/config.json: scripts/build_tiny_model.py $(VLLM_VENV)/.harness-read
 
 setup-server: $(VLLM_VENV)/.harness-ready-0.32.0 $(MODEL_DIR)/config.json
 
+# Headless Chromium (Debian's package) renders the HTML reports in the browser tests.
+setup-browser:
+	@command -v chromium >/dev/null || command -v "$$HARNESS_CHROMIUM" >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
 lint: setup
 	$(VENV)/bin/ruff check harness tests scripts
 	$(VENV)/bin/ruff format --check harness tests scripts
@@ -34,7 +39,7 @@ unit: setup
 integration: setup setup-server
 	$(VENV)/bin/pytest -m integration
 
-test: setup setup-server lint
+test: setup setup-server setup-browser lint
 	$(VENV)/bin/pytest
 
 demo: setup setup-server

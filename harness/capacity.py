@@ -5,6 +5,7 @@ Pure functions of run summaries; `harness sweep` runs the points and writes the 
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -89,8 +90,8 @@ def capacity_block(
     """The capacity at the highest load that met the SLO, per device; null figures (never 0)
     when no point met it or a figure was not measured."""
     best = max((p for p in points if p["meets_slo"]), key=lambda p: p["load"], default=None)
-    idles = sorted(p["idle_gpu_power_w"] for p in points if p["idle_gpu_power_w"] is not None)
-    idle = idles[len(idles) // 2] if idles else None  # median over the points' baselines
+    idles = [p["idle_gpu_power_w"] for p in points if p["idle_gpu_power_w"] is not None]
+    idle = statistics.median(idles) if idles else None  # over the points' idle baselines
     block: dict[str, Any] = {
         "load": None,
         "run_dir": None,

@@ -165,3 +165,127 @@ def timeline_chart(timeline: Timeline, title: str) -> bytes:
     fig.suptitle(title)
     fig.tight_layout()
     return _png(fig)
+
+
+def _log_if_wide(values: Sequence[float], span: float = 20.0) -> bool:
+    """Whether an axis over `values` reads better on a log scale: all positive, wide range."""
+    return bool(values) and min(values) > 0 and max(values) / min(values) >= span
+
+
+def _number(value: Any) -> float | None:
+    """A figure as a float, None where absent (or not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+_RIGHT_OF: dict[str, Any] = {"xytext": (3, 0), "textcoords": "offset points", "va": "center"}
+"""Placement of a bar's label: just right of the point it names."""
+
+FLEET_MW_BARS: tuple[tuple[str, str], ...] = (
+    ("facility_power_avg_mw", "facility, average"),
+    ("facility_power_peak_mw", "facility, peak"),
+)
+"""Bars of the fleet chart's power panel: (figure key, legend label)."""
+
+
+def fleet_profiles_chart(profiles: Sequence[tuple[str, Mapping[str, Any]]], title: str) -> bytes:
+    """GPUs and facility MW (average and peak) per profile of a fleet study, as PNG bytes: two
+    panels of horizontal bars, one bar group per (name, fleet figures). A missing figure
+    draws no bar and is labelled n/a, never shown as 0."""
+    names = [name for name, _ in profiles]
+    fig, (ax_gpus, ax_mw) = plt.subplots(
+        1, 2, figsize=(12.0, max(3.0, 0.55 * len(names) + 1.8)), sharey=True
+    )
+    rows = list(range(len(names)))
+    gpus = [_number(fig_.get("gpus")) for _, fig_ in profiles]
+    for y, value in zip(rows, gpus, strict=True):
+        if value is None:
+            ax_gpus.annotate("n/a", (0, y), fontsize=8, **_RIGHT_OF)
+            continue
+        ax_gpus.barh(y, value, color="tab:blue")
+        ax_gpus.annotate(f"{value:,.0f}", (value, y), fontsize=8, **_RIGHT_OF)
+    ax_gpus.set_xlabel("GPUs")
+    ax_gpus.xaxis.set_major_formatter("{x:,.0f}")
+    ax_gpus.locator_params(axis="x", nbins=5)
+    ax_gpus.tick_params(axis="x", labelsize=8)
+    ax_gpus.set_yticks(rows)
+    ax_gpus.set_yticklabels(names, fontsize=8)
+    ax_gpus.set_ylim(len(names) - 0.5, -0.5)  # first profile on top, rows without bars kept
+    height = 0.8 / len(FLEET_MW_BARS)
+    cmap = plt.get_cmap("tab10")
+    for j, (key, label) in enumerate(FLEET_MW_BARS):
+        labelled = False
+        for y, (_, figures) in zip(rows, profiles, strict=True):
+            offset = (j - (len(FLEET_MW_BARS) - 1) / 2) * height
+            value = _number(figures.get(key))
+            if value is None:
+                ax_mw.annotate("n/a", (0, y + offset), fontsize=7, **_RIGHT_OF)
+                continue
+            ax_mw.barh(
+                y + offset,
+                value,
+                height=height,
+                color=cmap(j + 1),
+                label=None if labelled else label,
+            )
+            labelled = True
+    ax_mw.set_xlabel("facility power (MW)")
+    if ax_mw.get_legend_handles_labels()[0]:
+        ax_mw.legend(fontsize=8, loc="lower right")
+    for ax, drawn in ((ax_gpus, any(g is not None for g in gpus)), (ax_mw, bool(ax_mw.patches))):
+        if not drawn:
+            ax.text(0.5, 0.5, "not available", transform=ax.transAxes, ha="center", va="center")
+    for ax in (ax_gpus, ax_mw):
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.margins(x=0.15)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)
+
+
+FLEET_SWEEP_PANELS: tuple[tuple[str, str], ...] = (
+    ("gpus", "GPUs"),
+    ("facility_power_avg_mw", "facility power, average (MW)"),
+)
+"""Panels of the fleet sweep chart: (row key, axis label)."""
+
+
+def fleet_sweep_chart(
+    curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], x_label: str, title: str
+) -> bytes:
+    """Cards and facility MW against a scenario's swept parameter, as PNG bytes: one panel per
+    FLEET_SWEEP_PANELS entry, one line per (profile name, sweep rows with `value`). Rows
+    missing a figure are left out, never drawn at 0; wide ranges get log axes."""
+    fig, axes = plt.subplots(
+        1, len(FLEET_SWEEP_PANELS), figsize=(5.5 * len(FLEET_SWEEP_PANELS), 4.5)
+    )
+    cmap = plt.get_cmap("tab10")
+    xs_all = [v for _, rows in curves for r in rows if (v := _number(r.get("value"))) is not None]
+    for ax, (key, y_label) in zip(axes, FLEET_SWEEP_PANELS, strict=True):
+        ys_all: list[float] = []
+        for i, (name, rows) in enumerate(curves):
+            xy = []
+            for row in rows:
+                x, y = _number(row.get("value")), _number(row.get(key))
+                if x is not None and y is not None:
+                    xy.append((x, y))
+            xy.sort()
+            ys_all.extend(y for _, y in xy)
+            if xy:
+                xs, ys = [x for x, _ in xy], [y for _, y in xy]
+                ax.plot(xs, ys, marker="o", color=cmap(i % 10), label=name)
+        if not ys_all:
+            ax.text(0.5, 0.5, "not available", transform=ax.transAxes, ha="center", va="center")
+        if _log_if_wide(xs_all):
+            ax.set_xscale("log")
+        if _log_if_wide(ys_all):
+            ax.set_yscale("log")
+        ax.set_ylabel(y_label)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.supxlabel(textwrap.fill(x_label, 100), fontsize=10)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _png(fig)

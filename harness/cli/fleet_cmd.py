@@ -1,6 +1,7 @@
 """`harness fleet SCENARIO.yaml --profile P ...`: cards, servers, MW and CPU cores of a demand
-scenario per hardware profile (default model, FLOPs cross-check, inverse, sweep), and with
-`--calibrate` the forecast-model parameters each profile implies."""
+scenario per hardware profile (default model, FLOPs cross-check, inverse, sweep), as tables,
+JSON, Markdown or one self-contained HTML page with its charts, and with `--calibrate` the
+forecast-model parameters each profile implies."""
 
 from __future__ import annotations
 
@@ -16,8 +17,15 @@ from harness.fleet.calibrate import calibration_document
 from harness.fleet.catalog import PRECISIONS, Accelerator, load_catalog
 from harness.fleet.model import fleet_study
 from harness.fleet.profile import HardwareProfile, load_profile
-from harness.fleet.report import calibration_sections, fleet_sections, fleet_title
+from harness.fleet.report import (
+    calibration_sections,
+    fleet_sections,
+    fleet_title,
+    profile_chart_series,
+    sweep_chart_series,
+)
 from harness.fleet.scenario import load_scenario
+from harness.html_report import render_html
 from harness.report import print_sections, sections_markdown
 
 DEFAULT_CALIBRATION_OUT = Path("results") / "fleet-calibration.json"
@@ -43,6 +51,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--catalog", type=Path, default=None, help="extra accelerator catalog YAML")
     p.add_argument("--json", dest="json_out", type=Path, default=None, help="write JSON here")
     p.add_argument("--md", dest="md_out", type=Path, default=None, help="write Markdown here")
+    p.add_argument(
+        "--html",
+        dest="html_out",
+        type=Path,
+        default=None,
+        help="write one self-contained HTML page (tables and charts embedded) here",
+    )
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -104,10 +119,45 @@ def _write_json(path: Path, document: Any) -> None:
     path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
+def fleet_charts(result: dict[str, Any]) -> list[tuple[str, bytes]]:
+    """(caption, PNG) of a study's charts: GPUs and facility MW per profile, and for a scenario
+    with a `sweep:` cards and MW against the swept parameter (matplotlib loaded only here)."""
+    from harness.plots import fleet_profiles_chart, fleet_sweep_chart
+
+    title = fleet_title(result)
+    charts = [
+        (
+            "GPUs and facility power (average and peak, MW) per profile",
+            fleet_profiles_chart(profile_chart_series(result), title),
+        )
+    ]
+    sweep = sweep_chart_series(result)
+    if sweep is not None:
+        axis, curves = sweep
+        charts.append(
+            (
+                f"GPUs and average facility power (MW) against {axis}, one line per profile",
+                fleet_sweep_chart(curves, axis, title),
+            )
+        )
+    return charts
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
 def fleet(args: argparse.Namespace) -> int:
     """Handler of `harness fleet`."""
-    if args.scenario is None and not args.calibrate:
-        raise ConfigError("harness fleet: give a scenario YAML (or --calibrate)")
+    if args.scenario is None:
+        if not args.calibrate:
+            raise ConfigError("harness fleet: give a scenario YAML (or --calibrate)")
+        outputs = (("--json", args.json_out), ("--md", args.md_out), ("--html", args.html_out))
+        given = [flag for flag, out in outputs if out is not None]
+        if given:
+            flags = ", ".join(given)
+            raise ConfigError(f"harness fleet: {flags}: no study to write without a scenario YAML")
     console = Console()
     catalog = load_catalog(args.catalog)
     profiles = load_profiles(list(args.profiles), catalog, args.precision)
@@ -119,9 +169,11 @@ def fleet(args: argparse.Namespace) -> int:
             _write_json(args.json_out, result)
             console.print(f"fleet JSON: {args.json_out}")
         if args.md_out is not None:
-            args.md_out.parent.mkdir(parents=True, exist_ok=True)
-            args.md_out.write_text(sections_markdown(title, sections))
+            _write_text(args.md_out, sections_markdown(title, sections))
             console.print(f"fleet Markdown: {args.md_out}")
+        if args.html_out is not None:
+            _write_text(args.html_out, render_html(title, sections, fleet_charts(result)))
+            console.print(f"fleet HTML: {args.html_out}")
     if args.calibrate:
         document = calibration_document(profiles, catalog)
         print_sections(calibration_sections(document), console)

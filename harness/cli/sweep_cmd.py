@@ -7,6 +7,7 @@ import argparse
 import copy
 import itertools
 import json
+import math
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,8 @@ def _loads(text: str, kind: type[float] | type[int], flag: str) -> list[float]:
         values = [float(kind(v)) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"{flag}: expected comma-separated numbers, got {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise ConfigError(f"{flag}: every load must be positive, got {text!r}")
+    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
+        raise ConfigError(f"{flag}: every load must be positive and finite, got {text!r}")
     if any(b <= a for a, b in itertools.pairwise(values)):
         raise ConfigError(f"{flag}: loads must rise, got {text!r}")
     return values
@@ -163,17 +164,16 @@ def sweep(args: argparse.Namespace) -> int:
     console = Console()
     if not 0 < args.slo_attainment <= 1:
         raise ConfigError(f"--slo-attainment must be in (0, 1], got {args.slo_attainment}")
-    load_kind = "rate" if args.rates else "concurrency"
+    load_kind = "rate" if args.rates is not None else "concurrency"
     loads = (
         _loads(args.rates, float, "--rates")
-        if args.rates
+        if args.rates is not None
         else _loads(args.concurrencies, int, "--concurrencies")
     )
     base = _with_slo(resolve_workload(args.workload, args.format), args)
     out: Path = args.out or Path("results") / f"sweep-{base.name}"
     if (out / CAPACITY_FILE).exists() and not args.overwrite:
         raise ConfigError(f"{out}: a sweep is already there; pass --overwrite or another --out")
-    out.mkdir(parents=True, exist_ok=True)
     specs = []
     for load in loads:
         point_args = copy.copy(args)
@@ -182,6 +182,7 @@ def sweep(args: argparse.Namespace) -> int:
         specs.append((load, apply_overrides(base, point_args), point_args))
     gpus = gpu_inventory()
     devices, device_kind, accelerator = _devices(args, gpus)
+    out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
     host = {**host_inventory(), "gpu": gpus}
     points: list[dict[str, Any]] = []
     slo = base.slo.model_dump() if base.slo is not None else {}

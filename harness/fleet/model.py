@@ -201,6 +201,20 @@ def _figures(
     return result
 
 
+def _model_mismatch(scenario: Scenario, profile: HardwareProfile) -> str | None:
+    """A warning when the scenario's tokens are served at a capacity measured with another
+    model: the card count then rests on that substitution."""
+    wanted = scenario.model.name if scenario.model is not None else None
+    measured = profile.model.name if profile.model is not None else None
+    if not wanted or not measured or wanted.casefold() == measured.casefold():
+        return None
+    return (
+        f"profile {profile.name}'s capacity was measured with model {measured}, the scenario "
+        f"states {wanted}: its GPU and power figures assume {wanted}'s tokens are served at "
+        f"{measured}'s speed"
+    )
+
+
 def fleet_figures(
     scenario: Scenario,
     profile: HardwareProfile,
@@ -237,6 +251,9 @@ def fleet_figures(
         result["sweep"] = {"parameter": sweep.parameter, "label": sweep.label, "rows": rows}
     assumptions = [f"scenario: {a}" for a in scenario.assumptions]
     assumptions += [f"profile {profile.name}: {a}" for a in profile.assumptions]
+    mismatch = _model_mismatch(scenario, profile)
+    if mismatch is not None:
+        assumptions.append(mismatch)
     assumptions += list(MODEL_ASSUMPTIONS)
     if scenario.facility_power_mw is not None:
         assumptions += list(INVERSE_ASSUMPTIONS)

@@ -255,3 +255,29 @@ def calibration_sections(document: Mapping[str, Any]) -> list[Section]:
     if reasons.rows:
         sections.append(reasons)
     return sections
+
+
+CHART_KEYS: tuple[str, ...] = ("gpus", "facility_power_avg_mw", "facility_power_peak_mw")
+"""Figures of the per-profile fleet chart."""
+
+
+def profile_chart_series(result: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(profile, {gpus, facility MW avg and peak}) per profile of a study, for the fleet chart;
+    absent figures stay None."""
+    profiles: Mapping[str, Mapping[str, Any]] = result.get("profiles") or {}
+    return [(name, {k: fig.get(k) for k in CHART_KEYS}) for name, fig in profiles.items()]
+
+
+def sweep_chart_series(
+    result: Mapping[str, Any],
+) -> tuple[str, list[tuple[str, list[Mapping[str, Any]]]]] | None:
+    """(axis label of the swept parameter, [(profile, sweep rows)]) of a study whose scenario
+    has a `sweep:`, else None."""
+    profiles: Mapping[str, Mapping[str, Any]] = result.get("profiles") or {}
+    sweeps = {n: f["sweep"] for n, f in profiles.items() if f.get("sweep")}
+    if not sweeps:
+        return None
+    first = next(iter(sweeps.values()))
+    parameter, label = first.get("parameter"), first.get("label")
+    axis = f"{label} ({parameter})" if label else str(parameter)
+    return axis, [(name, list(s.get("rows") or [])) for name, s in sweeps.items()]

@@ -1,13 +1,17 @@
-"""`harness fleet` end to end on the shipped scenarios and profiles, writing JSON."""
+"""`harness fleet` end to end on the shipped scenarios and profiles, writing JSON, Markdown
+and the self-contained HTML page (rendered in headless Chromium where it is installed)."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.browser import check_rendered, count_images, find_chromium
 from harness.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,3 +141,51 @@ def test_errors_exit_2_naming_the_key(
     }
     assert main([replace.get(a, a) for a in argv]) == 2
     assert needle in capsys.readouterr().err
+
+
+def _html(tmp_path: Path, scenario: str) -> tuple[Path, str]:
+    page = tmp_path / "html" / f"{scenario}.html"
+    _fleet(tmp_path, scenario, "--html", str(page))
+    return page, page.read_text(encoding="utf-8")
+
+
+def test_html_page_of_a_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page, text = _html(tmp_path, "china-30t")
+    assert f"fleet HTML: {page}" in " ".join(capsys.readouterr().out.split())
+    assert count_images(text) == 1  # GPUs and MW per profile; no sweep, no sweep chart
+    assert len(re.findall(r'<img src="data:image/png;base64,', text)) == 1
+    assert "<title>Fleet study: china-30t</title>" in text
+    for name in (Path(p).stem for p in PROFILES):
+        assert name in text
+    for title in ("Fleet per profile (default model)", "FLOPs cross-check", "Assumptions"):
+        assert title in text
+    assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing loads from outside
+
+
+def test_html_page_of_a_sweep_has_the_sweep_chart(tmp_path: Path) -> None:
+    _, text = _html(tmp_path, "chatbot-to-agent-mix")
+    assert count_images(text) == 2
+    assert "against agent tokens per user" in text and "one line per profile" in text
+    assert "Sweep: agent tokens per user" in text
+
+
+def test_outputs_need_a_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "f.html"
+    argv = ["fleet", "--profile", PROFILES[0], "--calibrate", "--html", str(page)]
+    assert main([*argv, "--calibrate-out", str(tmp_path / "cal.json")]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "--html: no study to write without a scenario YAML" in err
+    assert not page.exists() and not (tmp_path / "cal.json").exists()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    find_chromium() is None and not os.environ.get("CI"),
+    reason="Chromium not installed (apt-get install chromium); required when CI is set",
+)
+def test_china_30t_html_renders_in_chromium(tmp_path: Path) -> None:
+    page, _ = _html(tmp_path, "china-30t")
+    result = check_rendered(page)
+    assert result.rendered == "ok", result.describe()
+    assert result.images_expected == result.images_loaded == 1
+    assert result.ok

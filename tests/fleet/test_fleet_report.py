@@ -1,4 +1,5 @@
-"""Fleet tables: sections present, nulls shown as n/a with reasons, every assumption listed."""
+"""Fleet tables: sections present, nulls shown as n/a with reasons, every assumption listed;
+the series behind the fleet charts, and the charts drawn with absent figures."""
 
 from __future__ import annotations
 
@@ -7,8 +8,18 @@ from fleet_builders import make_profile, make_scenario
 from harness.fleet.calibrate import calibration_document
 from harness.fleet.catalog import Accelerator
 from harness.fleet.model import fleet_study
-from harness.fleet.report import calibration_sections, fleet_sections, fleet_title
+from harness.fleet.report import (
+    calibration_sections,
+    fleet_sections,
+    fleet_title,
+    profile_chart_series,
+    sweep_chart_series,
+)
+from harness.fleet.scenario import Scenario
+from harness.plots import fleet_profiles_chart, fleet_sweep_chart
 from harness.report import sections_markdown
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _titles(result: dict[str, object]) -> list[str]:
@@ -59,7 +70,7 @@ def test_inverse_and_sweep_sections(catalog: dict[str, Accelerator]) -> None:
 
 
 def test_scenario_given_as_a_name(catalog: dict[str, Accelerator]) -> None:
-    """harness compare passes the scenario's file name instead of its summary."""
+    """A bare scenario name (not its summary) still gives a Scenario section."""
     study = fleet_study(make_scenario(), [make_profile()], catalog)
     sections = fleet_sections({"scenario": "s.yaml", "profiles": study["profiles"]})
     assert sections[0].rows == [("scenario", "s.yaml")]
@@ -69,3 +80,57 @@ def test_calibration_sections(catalog: dict[str, Accelerator]) -> None:
     sections = calibration_sections(calibration_document([make_profile()], catalog))
     rows = {r[0]: r[1] for r in sections[0].rows}
     assert rows["J per token at capacity (GPU)"] == "0.5000"
+
+
+def _mix_sweep_scenario() -> Scenario:
+    return make_scenario(
+        tokens_per_day=None,
+        mix={
+            "users_per_day": 1e6,
+            "chatbot_tokens_per_user_day": 864.0,
+            "agent_share": 0.5,
+            "agent_token_multiplier": 1.0,
+        },
+        sweep={"parameter": "mix.agent_token_multiplier", "values": [10, 1], "label": "x"},
+    )
+
+
+def test_profile_chart_series_keep_absent_figures_null(catalog: dict[str, Accelerator]) -> None:
+    profiles = [make_profile(), make_profile(name="no-power", busy_w=None)]
+    series = profile_chart_series(fleet_study(make_scenario(), profiles, catalog))
+    assert [name for name, _ in series] == ["hand-gpu", "no-power"]
+    full, bare = series[0][1], series[1][1]
+    assert set(full) == {"gpus", "facility_power_avg_mw", "facility_power_peak_mw"}
+    assert full["gpus"] == 40 and full["facility_power_avg_mw"] > 0
+    assert bare["gpus"] == 40
+    assert bare["facility_power_avg_mw"] is None and bare["facility_power_peak_mw"] is None
+    assert sweep_chart_series(fleet_study(make_scenario(), profiles, catalog)) is None
+
+
+def test_sweep_chart_series(catalog: dict[str, Accelerator]) -> None:
+    study = fleet_study(_mix_sweep_scenario(), [make_profile(), make_profile(name="b")], catalog)
+    found = sweep_chart_series(study)
+    assert found is not None
+    axis, curves = found
+    assert axis == "x (mix.agent_token_multiplier)"
+    assert [name for name, _ in curves] == ["hand-gpu", "b"]
+    assert [row["value"] for row in curves[0][1]] == [10, 1]
+    assert curves[0][1][0]["gpus"] > curves[0][1][1]["gpus"]
+
+
+def test_charts_draw_absent_figures_as_na(catalog: dict[str, Accelerator]) -> None:
+    """A profile without power, or without capacity, still gives a chart (no bar, n/a)."""
+    profiles = [
+        make_profile(),
+        make_profile(name="no-power", busy_w=None),
+        make_profile(name="no-capacity", capacity_tok_s=None),
+    ]
+    study = fleet_study(_mix_sweep_scenario(), profiles, catalog)
+    series = profile_chart_series(study)
+    assert series[2][1] == {k: None for k in series[2][1]}
+    assert fleet_profiles_chart(series, "t").startswith(_PNG_MAGIC)
+    assert fleet_profiles_chart([("none", {"gpus": None})], "t").startswith(_PNG_MAGIC)
+    found = sweep_chart_series(study)
+    assert found is not None
+    assert fleet_sweep_chart(found[1], found[0], "t").startswith(_PNG_MAGIC)
+    assert fleet_sweep_chart([("empty", [])], "x", "t").startswith(_PNG_MAGIC)

@@ -218,3 +218,13 @@ def test_fleet_study_keys_profiles_by_name(catalog: dict[str, Accelerator]) -> N
     study = fleet_study(make_scenario(), [make_profile(), make_profile(name="b")], catalog)
     assert list(study["profiles"]) == ["hand-gpu", "b"]
     assert study["scenario"]["demand_tokens_per_day"] == 864e6
+
+
+def test_a_profile_measured_with_another_model_is_flagged(catalog: dict[str, Accelerator]) -> None:
+    shape = {"n_params": 1e9, "n_layers": 16, "d_attn": 2048, "n_ctx": 1000}
+    scenario = make_scenario(model={"name": "Llama-70B", **shape})
+    other = fleet_figures(scenario, make_profile(model={"name": "tiny-llama", **shape}), catalog)
+    same = fleet_figures(scenario, make_profile(model={"name": "llama-70b", **shape}), catalog)
+    flagged = [a for a in other["assumptions"] if "measured with model tiny-llama" in a]
+    assert len(flagged) == 1 and "Llama-70B" in flagged[0]
+    assert not any("measured with model" in a for a in same["assumptions"])

@@ -1,0 +1,208 @@
+"""`harness sweep` rejects bad input with exit code 2 and a message naming the flag or file,
+before any server is started (make_server is replaced by one that fails the test)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main, sweep_cmd
+from harness.server import Server, ServerInfo
+
+REPO = Path(__file__).resolve().parents[2]
+
+_WORKLOAD = """\
+name: synth
+source:
+  synthetic: chatbot
+arrival:
+  pattern: poisson
+  rate_per_s: 1
+"""
+_SLO = """\
+slo:
+  ttft_ms: 1000
+"""
+
+
+@pytest.fixture(autouse=True)
+def _no_server(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """Every bad-input case here must fail before a server is made (the integration test
+    at the end uses the real one)."""
+    if request.node.get_closest_marker("integration") is not None:
+        return
+
+    def refuse(args: argparse.Namespace) -> Server:
+        raise AssertionError("make_server was called: bad input must fail before a server")
+
+    monkeypatch.setattr(sweep_cmd, "make_server", refuse)
+
+
+def _workload(tmp_path: Path, slo: bool = True) -> Path:
+    path = tmp_path / ("with-slo.yaml" if slo else "no-slo.yaml")
+    path.write_text(_WORKLOAD + (_SLO if slo else ""))
+    return path
+
+
+def _err(capsys: pytest.CaptureFixture[str]) -> str:
+    """stderr with rich's line wrapping undone."""
+    return " ".join(capsys.readouterr().err.split())
+
+
+def _sweep(tmp_path: Path, *extra: str, slo: bool = True) -> int:
+    out = tmp_path / "sweep"
+    argv = ["sweep", str(_workload(tmp_path, slo)), "--out", str(out), *extra]
+    return main(argv)
+
+
+def test_no_slo_anywhere_names_the_file_and_the_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _sweep(tmp_path, "--rates", "1,2", slo=False) == 2
+    err = _err(capsys)
+    assert "no-slo.yaml" in err and "needs an SLO" in err
+    for flag in ("--slo-ttft-ms", "--slo-tpot-ms", "--slo-e2el-ms"):
+        assert flag in err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_slo_flag_stands_in_for_the_workloads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --slo-ttft-ms the SLO-less workload gets past the SLO check (to the next error)."""
+    code = _sweep(
+        tmp_path, "--rates", "1", "--slo-ttft-ms", "500", "--accelerator", "Z9", slo=False
+    )
+    assert code == 2
+    err = _err(capsys)
+    assert "needs an SLO" not in err and "--accelerator 'Z9'" in err
+
+
+def test_invalid_slo_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _sweep(tmp_path, "--rates", "1", "--slo-tpot-ms", "-5") == 2
+    assert "invalid SLO options" in _err(capsys)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--rates", "1,4,2", "--rates: loads must rise"),
+        ("--rates", "1,1", "--rates: loads must rise"),
+        ("--rates", "1,x", "--rates: expected comma-separated numbers"),
+        ("--rates", "0,1", "--rates: every load must be positive"),
+        ("--rates", "-1", "--rates: every load must be positive"),
+        ("--rates", "nan", "--rates: every load must be positive"),
+        ("--rates", "1,inf", "--rates: every load must be positive"),
+        ("--rates", "", "--rates: every load must be positive"),
+        ("--concurrencies", "4,2", "--concurrencies: loads must rise"),
+        ("--concurrencies", "1.5", "--concurrencies: expected comma-separated numbers"),
+        ("--concurrencies", "0", "--concurrencies: every load must be positive"),
+    ],
+)
+def test_bad_loads_name_the_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, value: str, needle: str
+) -> None:
+    assert _sweep(tmp_path, flag, value) == 2
+    assert needle in _err(capsys)
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5", "1.01", "nan"])
+def test_slo_attainment_outside_0_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    assert _sweep(tmp_path, "--rates", "1", "--slo-attainment", value) == 2
+    assert "--slo-attainment must be in (0, 1]" in _err(capsys)
+
+
+def test_slo_attainment_of_one_is_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1.0 passes the attainment check (the run then stops at the next bad input)."""
+    assert _sweep(tmp_path, "--rates", "1", "--slo-attainment", "1", "--devices", "0") == 2
+    err = _err(capsys)
+    assert "--slo-attainment" not in err and "--devices must be at least 1" in err
+
+
+def test_accelerator_not_in_the_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _sweep(tmp_path, "--rates", "1,2", "--accelerator", "Z9000") == 2
+    err = _err(capsys)
+    assert "--accelerator 'Z9000' is not in the catalog" in err
+    assert "H100-SXM" in err  # the known names are listed
+    assert not (tmp_path / "sweep" / "capacity.json").exists()
+
+
+def test_existing_sweep_needs_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "capacity.json").write_text("{}")
+    assert _sweep(tmp_path, "--rates", "1,2") == 2
+    err = _err(capsys)
+    assert "a sweep is already there" in err and "--overwrite" in err
+    assert (out / "capacity.json").read_text() == "{}"
+
+
+def test_overwrite_gets_past_the_existing_sweep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "capacity.json").write_text("{}")
+    assert _sweep(tmp_path, "--rates", "1,2", "--overwrite", "--accelerator", "Z9") == 2
+    err = _err(capsys)
+    assert "already there" not in err and "not in the catalog" in err
+
+
+def test_rates_and_concurrencies_exclude_each_other(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _sweep(tmp_path, "--rates", "1", "--concurrencies", "2")
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_sweep_against_the_real_server_writes_points_and_capacity(
+    vllm_server: ServerInfo, tmp_path: Path
+) -> None:
+    out = tmp_path / "sweep"
+    code = main(
+        [
+            "sweep",
+            str(REPO / "workloads" / "sweep-chatbot.yaml"),
+            "--server",
+            vllm_server.base_url,
+            "--rates",
+            "2,4",
+            "--duration",
+            "3",
+            "--slo-ttft-ms",
+            "60000",
+            "--slo-tpot-ms",
+            "10000",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    doc = json.loads((out / "capacity.json").read_text())
+    assert doc["kind"] == "harness-capacity" and doc["status"] == "finished"
+    assert [p["load"] for p in doc["points"]] == [2.0, 4.0]
+    for point in doc["points"]:
+        summary = json.loads((out / point["run_dir"] / "summary.json").read_text())
+        assert point["total_throughput_tok_s"] == summary["total_throughput_tok_s"]
+        assert point["requests_completed"] == summary["requests_completed"] > 0
+    cap = doc["capacity"]
+    met = [p for p in doc["points"] if p["meets_slo"]]
+    assert met, "a 60 s TTFT SLO is met on this server at 2-4 requests/s"
+    best = max(met, key=lambda p: p["load"])
+    assert cap["load"] == best["load"] and cap["devices"] == 1 and cap["device_kind"] == "cpu"
+    assert cap["capacity_tok_s"] == best["total_throughput_tok_s"]
+    # No GPU here: power is unavailable, never 0.
+    assert cap["busy_w"] is None and cap["busy_w_source"] == "unavailable"
+    assert doc["model"]["n_params"] and doc["model"]["n_layers"]
+    assert doc["model"]["mean_context_tok"] > 0

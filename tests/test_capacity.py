@@ -1,0 +1,286 @@
+"""harness.capacity on hand-written run summaries: which load points meet the SLO, when a
+sweep is saturated, and the capacity block and document of capacity.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.capacity import (
+    CAPACITY_KIND,
+    SCHEMA_VERSION,
+    capacity_block,
+    capacity_document,
+    point_figures,
+    saturated,
+)
+
+TARGET = 0.9
+
+
+def _summary(
+    *,
+    completed: int = 10,
+    attainment: float | None = 1.0,
+    total_tok_s: float = 1000.0,
+    output_tok_s: float = 100.0,
+    goodput_rps: float | None = 2.0,
+    avg_power_w: float | None = 600.0,
+    idle_power_w: float | None = 80.0,
+    gpu_source: str | None = "nvml-counter",
+) -> dict[str, Any]:
+    """A run's summary.json with the keys point_figures reads."""
+    energy: dict[str, Any] = {"j_per_output_token": 0.5}
+    if avg_power_w is not None:
+        energy["avg_power_w"] = avg_power_w
+    if idle_power_w is not None:
+        energy["idle_power_w"] = idle_power_w
+    if gpu_source is not None:
+        energy["gpu_source"] = gpu_source
+    return {
+        "requests_completed": completed,
+        "requests_failed": 0,
+        "request_throughput_rps": 2.5,
+        "output_throughput_tok_s": output_tok_s,
+        "total_throughput_tok_s": total_tok_s,
+        "goodput_rps": goodput_rps,
+        "slo_attainment": attainment,
+        "ttft_ms": {"p50": 20.0, "p99": 40.0},
+        "tpot_ms": {"p50": 5.0, "p99": 8.0},
+        "energy": energy,
+    }
+
+
+def _point(load: float, **kwargs: Any) -> dict[str, Any]:
+    return point_figures(load, f"points/rate-{load:g}", _summary(**kwargs), TARGET)
+
+
+# --- meets_slo -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attainment", "meets"),
+    [(0.95, True), (TARGET, True), (0.8999, False), (None, False)],
+)
+def test_meets_slo_against_the_target_attainment(attainment: float | None, meets: bool) -> None:
+    assert _point(1.0, attainment=attainment)["meets_slo"] is meets
+
+
+def test_zero_completed_requests_never_meets() -> None:
+    point = _point(1.0, completed=0, attainment=1.0)
+    assert point["requests_completed"] == 0
+    assert point["meets_slo"] is False
+
+
+def test_point_figures_keep_missing_figures_null() -> None:
+    summary = _summary(avg_power_w=None, idle_power_w=None, gpu_source=None, goodput_rps=None)
+    del summary["tpot_ms"]
+    point = point_figures(2, "points/rate-2", summary, TARGET)
+    assert point["load"] == 2.0 and isinstance(point["load"], float)
+    assert point["avg_gpu_power_w"] is None and point["idle_gpu_power_w"] is None
+    assert point["gpu_source"] == "unavailable"
+    assert point["goodput_rps"] is None
+    assert point["tpot_ms_p50"] is None and point["tpot_ms_p99"] is None
+    assert point["ttft_ms_p99"] == 40.0
+    assert point["sessions_per_s"] is None and point["tool_cpu_s_per_session"] is None
+
+
+def test_point_figures_of_an_agent_run() -> None:
+    summary = _summary()
+    summary["session_figures"] = {"sessions_per_hour": 7200.0}
+    summary["latency_split"] = {"sessions": 4, "tool_cpu_s": 10.0}
+    point = point_figures(1, "p", summary, TARGET)
+    assert point["sessions_per_s"] == pytest.approx(2.0)
+    assert point["tool_cpu_s_per_session"] == pytest.approx(2.5)
+
+
+# --- saturated -----------------------------------------------------------------------------
+
+
+def test_not_saturated_when_the_last_point_meets() -> None:
+    points = [_point(1, attainment=0.5), _point(2, attainment=1.0)]
+    assert saturated(points) is False
+    assert saturated([]) is False
+
+
+def test_two_consecutive_misses_are_saturated() -> None:
+    points = [
+        _point(1, total_tok_s=1000.0),
+        _point(2, attainment=0.5, total_tok_s=2000.0),
+        _point(4, attainment=0.5, total_tok_s=4000.0),  # big gain, but the second miss
+    ]
+    assert saturated(points) is True
+
+
+def test_a_miss_with_little_throughput_gain_is_saturated() -> None:
+    points = [
+        _point(1, total_tok_s=1000.0),
+        _point(2, total_tok_s=2000.0),
+        _point(4, attainment=0.5, total_tok_s=2090.0),  # +4.5 % over the best earlier
+    ]
+    assert saturated(points) is True
+
+
+def test_a_miss_with_a_big_gain_is_not_saturated() -> None:
+    points = [
+        _point(1, total_tok_s=1000.0),
+        _point(2, total_tok_s=2000.0),
+        _point(4, attainment=0.5, total_tok_s=3000.0),
+    ]
+    assert saturated(points) is False
+    assert saturated([_point(1, attainment=0.5)]) is False  # nothing earlier to compare with
+
+
+# --- capacity_block ------------------------------------------------------------------------
+
+
+def test_capacity_at_the_highest_load_that_met_the_slo_per_device() -> None:
+    points = [
+        _point(1, total_tok_s=1000.0, idle_power_w=70.0),
+        # more throughput than the capacity point, but a lower load
+        _point(2, total_tok_s=3000.0, output_tok_s=300.0, idle_power_w=90.0),
+        _point(
+            4,
+            total_tok_s=2400.0,
+            output_tok_s=240.0,
+            goodput_rps=6.0,
+            avg_power_w=1300.0,
+            idle_power_w=80.0,
+            gpu_source="nvml-power",
+        ),
+        _point(8, attainment=0.2, total_tok_s=2500.0, idle_power_w=None),
+    ]
+    block = capacity_block(points, devices=2, device_kind="gpu", accelerator="H100-SXM")
+    assert block["load"] == 4.0 and block["run_dir"] == "points/rate-4"
+    assert block["devices"] == 2 and block["device_kind"] == "gpu"
+    assert block["accelerator"] == "H100-SXM"
+    assert block["capacity_tok_s"] == pytest.approx(1200.0)
+    assert block["capacity_output_tok_s"] == pytest.approx(120.0)
+    assert block["capacity_requests_s"] == pytest.approx(3.0)
+    assert block["capacity_sessions_s"] is None
+    assert block["busy_w"] == pytest.approx(650.0)
+    assert block["busy_w_source"] == "nvml-power"
+    # median of the points' idle baselines (70, 80, 90; the point without one left out) / 2
+    assert block["idle_w"] == pytest.approx(40.0)
+
+
+def test_busy_power_unavailable_is_null_never_zero() -> None:
+    points = [_point(1, avg_power_w=None, idle_power_w=None, gpu_source=None)]
+    block = capacity_block(points, devices=1, device_kind="cpu", accelerator=None)
+    assert block["capacity_tok_s"] == pytest.approx(1000.0)
+    assert block["busy_w"] is None
+    assert block["busy_w_source"] == "unavailable"
+    assert block["idle_w"] is None
+
+
+def test_busy_power_missing_at_the_capacity_point_even_with_a_source() -> None:
+    """A source named but no power figure still reads unavailable."""
+    points = [_point(1, avg_power_w=None, gpu_source="nvml-counter")]
+    block = capacity_block(points, devices=1, device_kind="gpu", accelerator=None)
+    assert block["busy_w"] is None and block["busy_w_source"] == "unavailable"
+    assert block["idle_w"] == pytest.approx(80.0)
+
+
+def test_no_point_met_the_slo_gives_null_capacity() -> None:
+    points = [_point(1, attainment=0.5), _point(2, attainment=0.1)]
+    block = capacity_block(points, devices=1, device_kind="gpu", accelerator=None)
+    for key in (
+        "load",
+        "run_dir",
+        "capacity_tok_s",
+        "capacity_output_tok_s",
+        "capacity_requests_s",
+        "capacity_sessions_s",
+        "busy_w",
+        "tool_cpu_s_per_session",
+    ):
+        assert block[key] is None, key
+    assert block["busy_w_source"] == "unavailable"
+    assert block["idle_w"] == pytest.approx(80.0)  # the idle baseline was still measured
+    assert capacity_block([], 1, "cpu", None)["capacity_tok_s"] is None
+
+
+# --- capacity_document ---------------------------------------------------------------------
+
+_CONTRACT_KEYS = {
+    "kind",
+    "schema_version",
+    "name",
+    "workload",
+    "load_kind",
+    "slo",
+    "slo_target_attainment",
+    "points",
+    "saturated",
+    "stopped_early",
+    "capacity",
+    "model",
+    "host",
+}
+_POINT_KEYS = {
+    "load",
+    "run_dir",
+    "requests_completed",
+    "requests_failed",
+    "request_throughput_rps",
+    "output_throughput_tok_s",
+    "total_throughput_tok_s",
+    "goodput_rps",
+    "slo_attainment",
+    "sessions_per_s",
+    "ttft_ms_p50",
+    "ttft_ms_p99",
+    "tpot_ms_p50",
+    "tpot_ms_p99",
+    "e2el_ms_p50",
+    "e2el_ms_p99",
+    "avg_gpu_power_w",
+    "j_per_output_token",
+    "meets_slo",
+}
+_CAPACITY_KEYS = {
+    "load",
+    "run_dir",
+    "devices",
+    "device_kind",
+    "accelerator",
+    "capacity_tok_s",
+    "capacity_output_tok_s",
+    "capacity_requests_s",
+    "capacity_sessions_s",
+    "busy_w",
+    "busy_w_source",
+    "idle_w",
+    "tool_cpu_s_per_session",
+}
+
+
+def test_capacity_document_keys_match_the_contract() -> None:
+    points = [_point(1), _point(2, attainment=0.5, total_tok_s=1010.0)]
+    doc = capacity_document(
+        name="sweep-x",
+        workload="chat",
+        load_kind="rate",
+        slo={"ttft_ms": 500.0, "extra": 1},
+        target_attainment=TARGET,
+        points=points,
+        status="finished",
+        stopped_early=True,
+        devices=1,
+        device_kind="gpu",
+        accelerator=None,
+        model={"name": "m", "n_params": None},
+        host={"cpu": "x"},
+    )
+    # the contract's keys, plus `status` (whether the sweep finished)
+    assert set(doc) == _CONTRACT_KEYS | {"status"}
+    assert doc["kind"] == CAPACITY_KIND == "harness-capacity"
+    assert doc["schema_version"] == SCHEMA_VERSION == 1
+    assert doc["slo"] == {"ttft_ms": 500.0, "tpot_ms": None, "e2el_ms": None}
+    assert doc["slo_target_attainment"] == TARGET
+    assert doc["saturated"] is True and doc["stopped_early"] is True
+    assert set(doc["capacity"]) == _CAPACITY_KEYS
+    assert doc["capacity"]["load"] == 1.0
+    for point in doc["points"]:
+        assert set(point) >= _POINT_KEYS
