@@ -5,7 +5,7 @@ VLLM_VENV := .vllm/venv
 MODEL_DIR := .vllm/model
 HARNESS := $(VENV)/bin/harness
 
-.PHONY: demo test lint unit integration setup setup-server setup-browser clean
+.PHONY: demo test lint unit integration setup setup-server setup-browser generations clean
 
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test: setup setup-server setup-browser lint
 
 demo: setup setup-server
 	bash scripts/demo.sh
+
+# Two server configurations standing in for two hardware generations: sweeps, compare, fleet.
+generations: setup setup-server setup-browser
+	bash scripts/generations.sh
 
 clean:
 	rm -rf $(VENV) results/demo
