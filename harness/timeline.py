@@ -78,6 +78,19 @@ def _column(rows: pd.DataFrame, column: str) -> pd.DataFrame:
     return rows[rows[column].notna()].sort_values("t_ns")
 
 
+def _series(label: str, rows: pd.DataFrame, column: str, t0_ns: int) -> Series | None:
+    """`column` of the rows where it was measured, as a series; None if it never was."""
+    measured = _column(rows, column)
+    if measured.empty:
+        return None
+    return Series(label, _seconds(measured["t_ns"], t0_ns), measured[column].astype(float).tolist())
+
+
+def _add(panel: list[Series], series: Series | None) -> None:
+    if series is not None:
+        panel.append(series)
+
+
 def _rapl_power(rapl: pd.DataFrame, t0_ns: int) -> list[Series]:
     """CPU package power per RAPL zone from successive energy readings (W)."""
     out: list[Series] = []
@@ -121,24 +134,9 @@ def build_timeline(
     gpu = by_source.get("gpu")
     if gpu is not None:
         for device, rows in gpu.groupby("device"):
-            power = _column(rows, "power_w")
-            if not power.empty:
-                timeline.power_w.append(
-                    Series(
-                        f"GPU {_device(device)}",
-                        _seconds(power["t_ns"], t0_ns),
-                        power["power_w"].astype(float).tolist(),
-                    )
-                )
-            util = _column(rows, "gpu_util_pct")
-            if not util.empty:
-                timeline.utilization_pct.append(
-                    Series(
-                        f"GPU {_device(device)}",
-                        _seconds(util["t_ns"], t0_ns),
-                        util["gpu_util_pct"].astype(float).tolist(),
-                    )
-                )
+            label = f"GPU {_device(device)}"
+            _add(timeline.power_w, _series(label, rows, "power_w", t0_ns))
+            _add(timeline.utilization_pct, _series(label, rows, "gpu_util_pct", t0_ns))
     if not timeline.power_w and not any(u.startswith("GPU") for u in timeline.unavailable):
         timeline.unavailable.append("GPU power: not measured")
     rapl = by_source.get("rapl")
@@ -146,15 +144,8 @@ def build_timeline(
         timeline.power_w.extend(_rapl_power(rapl, t0_ns))
     cpu = by_source.get("cpu")
     if cpu is not None:
-        host = _column(cpu, "system_cpu_pct")
-        if not host.empty:
-            timeline.utilization_pct.append(
-                Series(
-                    "host CPU (all cores)",
-                    _seconds(host["t_ns"], t0_ns),
-                    host["system_cpu_pct"].astype(float).tolist(),
-                )
-            )
+        host = _series("host CPU (all cores)", cpu, "system_cpu_pct", t0_ns)
+        _add(timeline.utilization_pct, host)
 
     t_s, counts = in_flight(_intervals(requests, "sent_ns", "done_ns"), t0_ns)
     if t_s:
@@ -168,10 +159,7 @@ def build_timeline(
             ("requests_running", "server: running"),
             ("requests_waiting", "server: waiting"),
         ):
-            rows = _column(server, column)
-            if not rows.empty:
-                values = rows[column].astype(float).tolist()
-                timeline.activity.append(Series(label, _seconds(rows["t_ns"], t0_ns), values))
+            _add(timeline.activity, _series(label, server, column, t0_ns))
     return timeline
 
 

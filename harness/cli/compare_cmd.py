@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 
+from harness.capacity import CAPACITY_FILE, CAPACITY_KIND
 from harness.compare import (
     CompareEntry,
     comparison_json,
@@ -26,8 +27,6 @@ from harness.plots import ratio_bars_chart, throughput_latency_chart
 from harness.report import Section, print_sections, sections_markdown
 from harness.results import RunReader, write_run_file
 
-CAPACITY_FILE = "capacity.json"
-CAPACITY_KIND = "harness-capacity"
 CURVES_FIGURE = "throughput_latency.png"
 RATIOS_FIGURE = "ratios.png"
 _X_AXES = {
