@@ -1,5 +1,8 @@
-"""Headless Chromium as a render check for the HTML reports: load the page from disk with the
-network off, dump the DOM after load, and read the marks html_report's inline script sets.
+"""Headless Chromium as a render check for the HTML reports: load the page from disk, dump the
+DOM after load, and read the marks html_report's inline script sets. The network is not switched
+off: the page's own Content-Security-Policy blocks every load from outside it (images must be
+data: URLs), and the --disable-background-networking, --disable-component-update and
+--disable-sync flags stop Chromium's own connections.
 
 Chromium is Debian's `chromium` package (/usr/bin/chromium), or $HARNESS_CHROMIUM.
 """
@@ -54,7 +57,7 @@ def find_chromium() -> Path | None:
 
 def dump_dom(page: Path, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
     """The DOM of a local HTML file after it loaded in headless Chromium (fresh profile,
-    no network services)."""
+    Chromium's background connections off; the page's CSP blocks outside loads)."""
     chromium = find_chromium()
     if chromium is None:
         where = os.environ.get(CHROMIUM_ENV) or f"{DEFAULT_CHROMIUM} or PATH"

@@ -6,7 +6,7 @@ Pure functions of run summaries; `harness sweep` runs the points and writes the 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 CAPACITY_FILE = "capacity.json"
@@ -28,20 +28,31 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _tool_cpu_per_session(split: Mapping[str, Any]) -> float | None:
+    """Tool CPU-seconds per session; None (not 0) where no tool ran or CPU was not measured."""
+    sessions = split.get("sessions")
+    tool_cpu = split.get("tool_cpu_s")
+    calls = sum(int(k.get("calls") or 0) for k in (split.get("per_tool_kind") or {}).values())
+    if tool_cpu is None or not sessions or not calls:
+        return None
+    return float(tool_cpu) / float(sessions)
+
+
 def point_figures(
     load: float, run_dir: str, summary: Mapping[str, Any], target_attainment: float
 ) -> dict[str, Any]:
     """One load point's entry of capacity.json, from its run's summary.json."""
     per_hour = _get(summary, "session_figures", "sessions_per_hour")
-    split = summary.get("latency_split") or {}
-    sessions = split.get("sessions")
-    tool_cpu = split.get("tool_cpu_s")
     attainment = _float(summary.get("slo_attainment"))
     point: dict[str, Any] = {
         "load": float(load),
         "run_dir": run_dir,
-        "requests_completed": int(summary.get("requests_completed") or 0),
-        "requests_failed": int(summary.get("requests_failed") or 0),
+        "requests_completed": _int(summary.get("requests_completed")),
+        "requests_failed": _int(summary.get("requests_failed")),
         "request_throughput_rps": _float(summary.get("request_throughput_rps")),
         "output_throughput_tok_s": _float(summary.get("output_throughput_tok_s")),
         "total_throughput_tok_s": _float(summary.get("total_throughput_tok_s")),
@@ -52,29 +63,81 @@ def point_figures(
         "idle_gpu_power_w": _float(_get(summary, "energy", "idle_power_w")),
         "gpu_source": _get(summary, "energy", "gpu_source") or "unavailable",
         "j_per_output_token": _float(_get(summary, "energy", "j_per_output_token")),
-        "tool_cpu_s_per_session": (
-            float(tool_cpu) / float(sessions) if tool_cpu is not None and sessions else None
-        ),
+        "tool_cpu_s_per_session": _tool_cpu_per_session(summary.get("latency_split") or {}),
+        "error": None,
     }
     for metric in ("ttft_ms", "tpot_ms", "e2el_ms"):
         for stat in ("p50", "p99"):
             point[f"{metric}_{stat}"] = _float(_get(summary, metric, stat))
-    completed = point["requests_completed"] > 0
+    completed = bool(point["requests_completed"])
     point["meets_slo"] = completed and attainment is not None and attainment >= target_attainment
     return point
 
 
+POINT_FIGURES: tuple[str, ...] = (
+    "requests_completed",
+    "requests_failed",
+    "request_throughput_rps",
+    "output_throughput_tok_s",
+    "total_throughput_tok_s",
+    "goodput_rps",
+    "slo_attainment",
+    "sessions_per_s",
+    "avg_gpu_power_w",
+    "idle_gpu_power_w",
+    "j_per_output_token",
+    "tool_cpu_s_per_session",
+    *(f"{m}_{s}" for m in ("ttft_ms", "tpot_ms", "e2el_ms") for s in ("p50", "p99")),
+)
+
+
+def failed_point(load: float, run_dir: str, error: str) -> dict[str, Any]:
+    """A load point whose run left no summary: kept, with why, so the file shows it was tried."""
+    point: dict[str, Any] = {"load": float(load), "run_dir": run_dir}
+    point.update(dict.fromkeys(POINT_FIGURES))
+    point.update({"gpu_source": "unavailable", "error": error, "meets_slo": False})
+    return point
+
+
 def saturated(points: Sequence[Mapping[str, Any]], min_gain: float = 0.05) -> bool:
-    """Whether the server is clearly saturated: the last point missed the SLO and either its
-    throughput gained less than `min_gain` over the best earlier point (more offered load, no
-    more served), or the point before it missed the SLO too."""
+    """Whether the server has levelled off: the last point missed the SLO and its throughput
+    rose less than `min_gain` over the best earlier point (more offered, no more served)."""
     if not points or points[-1]["meets_slo"]:
         return False
-    if len(points) >= 2 and not points[-2]["meets_slo"]:
-        return True
     earlier = [p["total_throughput_tok_s"] for p in points[:-1] if p["total_throughput_tok_s"]]
     last = points[-1]["total_throughput_tok_s"]
     return bool(earlier) and last is not None and last < max(earlier) * (1.0 + min_gain)
+
+
+def stop_reason(points: Sequence[Mapping[str, Any]], min_gain: float = 0.05) -> str | None:
+    """Why a rising-load sweep can stop now: `saturated` (throughput levelled off) or
+    `slo_missed_twice` (two loads in a row missed the SLO); None to go on."""
+    if saturated(points, min_gain):
+        return "saturated"
+    if len(points) >= 2 and not points[-1]["meets_slo"] and not points[-2]["meets_slo"]:
+        return "slo_missed_twice"
+    return None
+
+
+def refine_load(
+    points: Sequence[Mapping[str, Any]], integer: bool, min_step: float = 0.0
+) -> float | None:
+    """The next load to try between the capacity load and the lowest load above it that
+    missed the SLO (bisection), or None when there is no such gap left to narrow."""
+    met = [float(p["load"]) for p in points if p["meets_slo"]]
+    if not met:
+        return None
+    low = max(met)
+    above = [float(p["load"]) for p in points if not p["meets_slo"] and p["load"] > low]
+    if not above:
+        return None
+    high = min(above)
+    mid = (low + high) / 2
+    if integer:
+        mid = float(int(mid))
+    if mid <= low or mid >= high or high - low <= min_step:
+        return None
+    return mid
 
 
 def _per_device(value: float | None, devices: int) -> float | None:
@@ -86,12 +149,17 @@ def capacity_block(
     devices: int,
     device_kind: str,
     accelerator: str | None,
+    power_note: str | None = None,
 ) -> dict[str, Any]:
     """The capacity at the highest load that met the SLO, per device; null figures (never 0)
-    when no point met it or a figure was not measured."""
+    when no point met it or a figure was not measured. The true capacity lies between that
+    load and `next_load_missed` (the lowest higher load that missed), so it is a lower bound.
+    `power_note` says why GPU power can't be attributed to the server's devices (then the
+    power figures are null)."""
     best = max((p for p in points if p["meets_slo"]), key=lambda p: p["load"], default=None)
     idles = [p["idle_gpu_power_w"] for p in points if p["idle_gpu_power_w"] is not None]
-    idle = statistics.median(idles) if idles else None  # over the points' idle baselines
+    idle = statistics.median(idles) if idles and power_note is None else None
+    missed = [p["load"] for p in points if not p["meets_slo"]]
     block: dict[str, Any] = {
         "load": None,
         "run_dir": None,
@@ -105,18 +173,23 @@ def capacity_block(
         "busy_w": None,
         "busy_w_source": "unavailable",
         "idle_w": _per_device(idle, devices),
+        "power_note": power_note,
         "tool_cpu_s_per_session": None,
+        "next_load_missed": None,
+        "lower_loads_missed": sorted(missed),
     }
     if best is None:
         return block
-    busy = best["avg_gpu_power_w"]
+    block["next_load_missed"] = min((x for x in missed if x > best["load"]), default=None)
+    block["lower_loads_missed"] = sorted(x for x in missed if x < best["load"])
+    busy = best["avg_gpu_power_w"] if power_note is None else None
     block.update(
         {
             "load": best["load"],
             "run_dir": best["run_dir"],
             "capacity_tok_s": _per_device(best["total_throughput_tok_s"], devices),
             "capacity_output_tok_s": _per_device(best["output_throughput_tok_s"], devices),
-            "capacity_requests_s": _per_device(best["goodput_rps"], devices),
+            "capacity_requests_s": _per_device(best["request_throughput_rps"], devices),
             "capacity_sessions_s": _per_device(best["sessions_per_s"], devices),
             "busy_w": _per_device(busy, devices),
             "busy_w_source": best["gpu_source"] if busy is not None else "unavailable",
@@ -135,15 +208,19 @@ def capacity_document(
     target_attainment: float,
     points: Sequence[Mapping[str, Any]],
     status: str,
-    stopped_early: bool,
+    stopped: str | None,
     devices: int,
     device_kind: str,
     accelerator: str | None,
     model: Mapping[str, Any],
     host: Mapping[str, Any],
+    power_note: str | None = None,
 ) -> dict[str, Any]:
     """The whole capacity.json (written after every point, so a stopped sweep keeps its
-    points; `status` says whether it finished)."""
+    points; `status` says whether it finished). Points are sorted by load; `run_index` keeps
+    the order they ran in (refinement points run last). `stop_reason` says why the ladder
+    stopped before its last load, if it did."""
+    ordered = sorted(({**p, "run_index": i} for i, p in enumerate(points)), key=lambda p: p["load"])
     return {
         "kind": CAPACITY_KIND,
         "schema_version": SCHEMA_VERSION,
@@ -153,10 +230,23 @@ def capacity_document(
         "load_kind": load_kind,
         "slo": {key: slo.get(key) for key in ("ttft_ms", "tpot_ms", "e2el_ms")},
         "slo_target_attainment": target_attainment,
-        "points": list(points),
-        "saturated": saturated(points),
-        "stopped_early": stopped_early,
-        "capacity": capacity_block(points, devices, device_kind, accelerator),
+        "points": ordered,
+        "saturated": stopped == "saturated",
+        "stopped_early": stopped is not None,
+        "stop_reason": stopped,
+        "capacity": capacity_block(points, devices, device_kind, accelerator, power_note),
         "model": dict(model),
         "host": dict(host),
     }
+
+
+def mean_context_tok(lengths: Iterable[tuple[float, float]]) -> float | None:
+    """Mean context a token attends to over ALL tokens of the given (prompt, output) lengths,
+    as the FLOPs-per-token rule multiplies by input + output tokens: a prompt of P tokens
+    attends to P/2 on average, its O outputs to P + O/2, so per request (P²/2 + O·(P + O/2))
+    over P + O tokens; None for no tokens."""
+    weighted = tokens = 0.0
+    for p, o in lengths:
+        weighted += p * p / 2 + o * (p + o / 2)
+        tokens += p + o
+    return weighted / tokens if tokens else None

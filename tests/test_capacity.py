@@ -12,8 +12,12 @@ from harness.capacity import (
     SCHEMA_VERSION,
     capacity_block,
     capacity_document,
+    failed_point,
+    mean_context_tok,
     point_figures,
+    refine_load,
     saturated,
+    stop_reason,
 )
 
 TARGET = 0.9
@@ -89,10 +93,29 @@ def test_point_figures_keep_missing_figures_null() -> None:
 def test_point_figures_of_an_agent_run() -> None:
     summary = _summary()
     summary["session_figures"] = {"sessions_per_hour": 7200.0}
-    summary["latency_split"] = {"sessions": 4, "tool_cpu_s": 10.0}
+    summary["latency_split"] = {
+        "sessions": 4,
+        "tool_cpu_s": 10.0,
+        "per_tool_kind": {"retrieval": {"calls": 3}},
+    }
     point = point_figures(1, "p", summary, TARGET)
     assert point["sessions_per_s"] == pytest.approx(2.0)
     assert point["tool_cpu_s_per_session"] == pytest.approx(2.5)
+
+
+def test_sessions_without_tool_calls_have_no_tool_cpu_figure() -> None:
+    """A chatbot's sessions ran no tool: its tool CPU per session is not applicable (null),
+    not a measured 0 that an agent scenario would turn into zero CPU cores."""
+    summary = _summary()
+    summary["latency_split"] = {"sessions": 4, "tool_cpu_s": 0.0, "per_tool_kind": {}}
+    assert point_figures(1, "p", summary, TARGET)["tool_cpu_s_per_session"] is None
+
+
+def test_a_point_without_a_summary_is_kept_with_its_error() -> None:
+    point = failed_point(8, "points/rate-8", "no summary (exit 2)")
+    assert point["meets_slo"] is False and point["error"] == "no summary (exit 2)"
+    assert point["total_throughput_tok_s"] is None and point["requests_completed"] is None
+    assert set(point) == set(_point(1))
 
 
 # --- saturated -----------------------------------------------------------------------------
@@ -104,13 +127,31 @@ def test_not_saturated_when_the_last_point_meets() -> None:
     assert saturated([]) is False
 
 
-def test_two_consecutive_misses_are_saturated() -> None:
+def test_two_consecutive_misses_stop_the_sweep_but_are_not_saturation() -> None:
     points = [
         _point(1, total_tok_s=1000.0),
         _point(2, attainment=0.5, total_tok_s=2000.0),
-        _point(4, attainment=0.5, total_tok_s=4000.0),  # big gain, but the second miss
+        _point(4, attainment=0.5, total_tok_s=4000.0),  # throughput still rising
     ]
-    assert saturated(points) is True
+    assert saturated(points) is False
+    assert stop_reason(points) == "slo_missed_twice"
+    assert stop_reason(points[:2]) is None
+
+
+def test_levelled_throughput_is_saturation() -> None:
+    points = [_point(1, total_tok_s=1000.0), _point(2, attainment=0.5, total_tok_s=1020.0)]
+    assert stop_reason(points) == "saturated"
+
+
+def test_refinement_bisects_between_the_capacity_and_the_next_miss() -> None:
+    points = [_point(4), _point(8, attainment=0.5), _point(12, attainment=0.5)]
+    assert refine_load(points, integer=False) == 6.0
+    assert refine_load([*points, _point(6)], integer=False) == 7.0
+    assert refine_load([*points, _point(6, attainment=0.5)], integer=False) == 5.0
+    # concurrency: whole numbers, and nothing left between 4 and 5
+    assert refine_load([_point(4), _point(5, attainment=0.5)], integer=True) is None
+    assert refine_load([_point(4)], integer=False) is None  # no miss above: nothing to narrow
+    assert refine_load([_point(4, attainment=0.1)], integer=False) is None  # nothing met
 
 
 def test_a_miss_with_little_throughput_gain_is_saturated() -> None:
@@ -144,7 +185,7 @@ def test_capacity_at_the_highest_load_that_met_the_slo_per_device() -> None:
             4,
             total_tok_s=2400.0,
             output_tok_s=240.0,
-            goodput_rps=6.0,
+            goodput_rps=5.0,
             avg_power_w=1300.0,
             idle_power_w=80.0,
             gpu_source="nvml-power",
@@ -157,8 +198,11 @@ def test_capacity_at_the_highest_load_that_met_the_slo_per_device() -> None:
     assert block["accelerator"] == "H100-SXM"
     assert block["capacity_tok_s"] == pytest.approx(1200.0)
     assert block["capacity_output_tok_s"] == pytest.approx(120.0)
-    assert block["capacity_requests_s"] == pytest.approx(3.0)
+    # requests/s on the same basis as tokens/s: every completed request (2.5 / 2 devices)
+    assert block["capacity_requests_s"] == pytest.approx(1.25)
     assert block["capacity_sessions_s"] is None
+    # the true capacity lies between load 4 and the next load that missed
+    assert block["next_load_missed"] == 8.0 and block["lower_loads_missed"] == []
     assert block["busy_w"] == pytest.approx(650.0)
     assert block["busy_w_source"] == "nvml-power"
     # median of the points' idle baselines (70, 80, 90; the point without one left out) / 2
@@ -172,6 +216,22 @@ def test_busy_power_unavailable_is_null_never_zero() -> None:
     assert block["busy_w"] is None
     assert block["busy_w_source"] == "unavailable"
     assert block["idle_w"] is None
+
+
+def test_power_that_cannot_be_attributed_is_null_with_the_reason() -> None:
+    points = [_point(1, avg_power_w=2000.0, idle_power_w=400.0)]
+    note = "NVML sees 8 GPUs but the server uses 2"
+    block = capacity_block(points, devices=2, device_kind="gpu", accelerator=None, power_note=note)
+    assert block["busy_w"] is None and block["idle_w"] is None
+    assert block["busy_w_source"] == "unavailable" and block["power_note"] == note
+    assert block["capacity_tok_s"] == pytest.approx(500.0)
+
+
+def test_a_miss_below_the_capacity_load_is_reported() -> None:
+    points = [_point(1), _point(2, attainment=0.5), _point(4)]
+    block = capacity_block(points, devices=1, device_kind="cpu", accelerator=None)
+    assert block["load"] == 4.0
+    assert block["lower_loads_missed"] == [2.0] and block["next_load_missed"] is None
 
 
 def test_busy_power_missing_at_the_capacity_point_even_with_a_source() -> None:
@@ -253,6 +313,9 @@ _CAPACITY_KEYS = {
     "busy_w_source",
     "idle_w",
     "tool_cpu_s_per_session",
+    "power_note",
+    "next_load_missed",
+    "lower_loads_missed",
 }
 
 
@@ -266,21 +329,51 @@ def test_capacity_document_keys_match_the_contract() -> None:
         target_attainment=TARGET,
         points=points,
         status="finished",
-        stopped_early=True,
+        stopped="saturated",
         devices=1,
         device_kind="gpu",
         accelerator=None,
         model={"name": "m", "n_params": None},
         host={"cpu": "x"},
     )
-    # the contract's keys, plus `status` (whether the sweep finished)
-    assert set(doc) == _CONTRACT_KEYS | {"status"}
+    # the contract's keys, plus `status` (whether the sweep finished) and `stop_reason`
+    assert set(doc) == _CONTRACT_KEYS | {"status", "stop_reason"}
     assert doc["kind"] == CAPACITY_KIND == "harness-capacity"
     assert doc["schema_version"] == SCHEMA_VERSION == 1
     assert doc["slo"] == {"ttft_ms": 500.0, "tpot_ms": None, "e2el_ms": None}
     assert doc["slo_target_attainment"] == TARGET
     assert doc["saturated"] is True and doc["stopped_early"] is True
+    assert doc["stop_reason"] == "saturated"
+    assert [p["run_index"] for p in doc["points"]] == [0, 1]
     assert set(doc["capacity"]) == _CAPACITY_KEYS
     assert doc["capacity"]["load"] == 1.0
     for point in doc["points"]:
         assert set(point) >= _POINT_KEYS
+
+
+def test_points_are_sorted_by_load_with_their_run_order() -> None:
+    doc = capacity_document(
+        name="s",
+        workload="w",
+        load_kind="rate",
+        slo={"ttft_ms": 1.0},
+        target_attainment=TARGET,
+        points=[_point(4), _point(8, attainment=0.1), _point(6)],  # 6 ran last (refinement)
+        status="finished",
+        stopped=None,
+        devices=1,
+        device_kind="cpu",
+        accelerator=None,
+        model={},
+        host={},
+    )
+    assert [(p["load"], p["run_index"]) for p in doc["points"]] == [(4, 0), (6, 2), (8, 1)]
+    assert doc["capacity"]["load"] == 6.0 and doc["capacity"]["next_load_missed"] == 8.0
+
+
+def test_mean_context_over_all_tokens_by_hand() -> None:
+    # 128/128: prompt tokens attend to 64 on average, outputs to 128 + 64 = 192: mean 128.
+    assert mean_context_tok([(128, 128)]) == pytest.approx(128.0)
+    # (1000, 0): 500; with (0, 100): outputs attend to 50 -> (500·1000 + 50·100) / 1100.
+    assert mean_context_tok([(1000, 0), (0, 100)]) == pytest.approx(505_000 / 1100)
+    assert mean_context_tok([]) is None

@@ -18,6 +18,8 @@ from harness.fleet.catalog import PRECISIONS, Accelerator, load_catalog
 from harness.fleet.model import fleet_study
 from harness.fleet.profile import HardwareProfile, load_profile
 from harness.fleet.report import (
+    CPU_HOSTS,
+    any_cpu,
     calibration_sections,
     fleet_sections,
     fleet_title,
@@ -125,9 +127,10 @@ def fleet_charts(result: dict[str, Any]) -> list[tuple[str, bytes]]:
     from harness.plots import fleet_profiles_chart, fleet_sweep_chart
 
     title = fleet_title(result)
+    hosts = f" ({CPU_HOSTS} for profiles measured on a CPU server)" if any_cpu(result) else ""
     charts = [
         (
-            "GPUs and facility power (average and peak, MW) per profile",
+            f"GPUs{hosts} and facility power (average and peak, MW) per profile",
             fleet_profiles_chart(profile_chart_series(result), title),
         )
     ]
@@ -136,7 +139,7 @@ def fleet_charts(result: dict[str, Any]) -> list[tuple[str, bytes]]:
         axis, curves = sweep
         charts.append(
             (
-                f"GPUs and average facility power (MW) against {axis}, one line per profile",
+                f"GPUs{hosts} and average facility power (MW) against {axis}, one line per profile",
                 fleet_sweep_chart(curves, axis, title),
             )
         )
@@ -148,8 +151,25 @@ def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def _write_study(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
+    """Write the study's --json, --md and --html files; returns a line naming each one."""
+    title, sections = fleet_title(result), fleet_sections(result)
+    written = []
+    if args.json_out is not None:
+        _write_json(args.json_out, result)
+        written.append(f"fleet JSON: {args.json_out}")
+    if args.md_out is not None:
+        _write_text(args.md_out, sections_markdown(title, sections))
+        written.append(f"fleet Markdown: {args.md_out}")
+    if args.html_out is not None:
+        _write_text(args.html_out, render_html(title, sections, fleet_charts(result)))
+        written.append(f"fleet HTML: {args.html_out}")
+    return written
+
+
 def fleet(args: argparse.Namespace) -> int:
-    """Handler of `harness fleet`."""
+    """Handler of `harness fleet`. Every file is written before anything is printed, so a
+    reader that goes away (`| head`) or a killed process does not lose them."""
     if args.scenario is None:
         if not args.calibrate:
             raise ConfigError("harness fleet: give a scenario YAML (or --calibrate)")
@@ -161,22 +181,20 @@ def fleet(args: argparse.Namespace) -> int:
     console = Console()
     catalog = load_catalog(args.catalog)
     profiles = load_profiles(list(args.profiles), catalog, args.precision)
+    result = None
+    written: list[str] = []
     if args.scenario is not None:
         result = fleet_study(load_scenario(args.scenario), profiles, catalog)
-        title, sections = fleet_title(result), fleet_sections(result)
-        print_sections(sections, console)
-        if args.json_out is not None:
-            _write_json(args.json_out, result)
-            console.print(f"fleet JSON: {args.json_out}")
-        if args.md_out is not None:
-            _write_text(args.md_out, sections_markdown(title, sections))
-            console.print(f"fleet Markdown: {args.md_out}")
-        if args.html_out is not None:
-            _write_text(args.html_out, render_html(title, sections, fleet_charts(result)))
-            console.print(f"fleet HTML: {args.html_out}")
+        written += _write_study(args, result)
+    document = None
     if args.calibrate:
         document = calibration_document(profiles, catalog)
-        print_sections(calibration_sections(document), console)
         _write_json(args.calibrate_out, document)
-        console.print(f"calibration: {args.calibrate_out}")
+        written.append(f"calibration: {args.calibrate_out}")
+    if result is not None:
+        print_sections(fleet_sections(result), console)
+    if document is not None:
+        print_sections(calibration_sections(document), console)
+    for line in written:
+        console.print(line)
     return 0

@@ -19,8 +19,11 @@ from harness.capacity import (
     CAPACITY_FILE,
     capacity_block,
     capacity_document,
+    failed_point,
+    mean_context_tok,
     point_figures,
-    saturated,
+    refine_load,
+    stop_reason,
 )
 from harness.cli.common import add_workload_args, resolve_workload
 from harness.cli.run_cmd import (
@@ -85,6 +88,13 @@ def add_parser(sub: Any) -> None:
         "--accelerator", default=None, help="catalog name of the GPU (default: matched by name)"
     )
     p.add_argument("--catalog", type=Path, default=None, help="extra accelerator catalog YAML")
+    p.add_argument(
+        "--refine",
+        type=int,
+        default=2,
+        help="extra loads bisecting between the capacity load and the next load that missed "
+        "the SLO (default 2; 0 = only the given loads)",
+    )
     p.add_argument(
         "--no-stop-early",
         action="store_true",
@@ -162,6 +172,8 @@ def _table(points: list[dict[str, Any]], load_kind: str) -> Table:
 def sweep(args: argparse.Namespace) -> int:
     """Handler of `harness sweep`."""
     console = Console()
+    if args.refine < 0:
+        raise ConfigError(f"--refine must be 0 or more, got {args.refine}")
     if not 0 < args.slo_attainment <= 1:
         raise ConfigError(f"--slo-attainment must be in (0, 1], got {args.slo_attainment}")
     load_kind = "rate" if args.rates is not None else "concurrency"
@@ -174,20 +186,23 @@ def sweep(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("results") / f"sweep-{base.name}"
     if (out / CAPACITY_FILE).exists() and not args.overwrite:
         raise ConfigError(f"{out}: a sweep is already there; pass --overwrite or another --out")
-    specs = []
-    for load in loads:
+
+    def point(load: float) -> tuple[float, WorkloadSpec, argparse.Namespace]:
         point_args = copy.copy(args)
         point_args.rate = load if load_kind == "rate" else None
         point_args.concurrency = int(load) if load_kind == "concurrency" else None
-        specs.append((load, apply_overrides(base, point_args), point_args))
+        return load, apply_overrides(base, point_args), point_args
+
+    specs = [point(load) for load in loads]
     gpus = gpu_inventory()
     devices, device_kind, accelerator = _devices(args, gpus)
+    power_note = _power_note(gpus, devices, device_kind)
     out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
     host = {**host_inventory(), "gpu": gpus}
     points: list[dict[str, Any]] = []
     slo = base.slo.model_dump() if base.slo is not None else {}
     status = "running"
-    stopped_early = False
+    stopped: str | None = None
     model: dict[str, Any] = model_shape(None)
 
     def write(status: str) -> Path:
@@ -199,41 +214,61 @@ def sweep(args: argparse.Namespace) -> int:
             target_attainment=args.slo_attainment,
             points=points,
             status=status,
-            stopped_early=stopped_early,
+            stopped=stopped,
             devices=devices,
             device_kind=device_kind,
             accelerator=accelerator,
             model=model,
             host=host,
+            power_note=power_note,
         )
         return write_run_file(out, CAPACITY_FILE, json.dumps(doc, indent=2) + "\n")
 
-    code = 0
-    with make_server(args) as info:
-        model = _model(info)
-        for i, (load, spec, point_args) in enumerate(specs):
-            name = _point_name(load_kind, load)
-            point_args.out = out / "points" / name
-            point_args.overwrite = args.overwrite
-            console.rule(f"[bold]{base.name}: {load_kind} {load:g} ({i + 1}/{len(specs)})")
-            code = execute(
-                spec, point_args, nullcontext(info), point_args.out, console, show_summary=False
-            )
-            summary = RunReader(point_args.out).summary
-            if summary is not None:
-                points.append(point_figures(load, f"points/{name}", summary, args.slo_attainment))
-            if code == EXIT_INTERRUPTED:
-                status = "interrupted"
-                break
-            write(status)
-            if not args.no_stop_early and saturated(points) and i + 1 < len(specs):
-                stopped_early = True
-                console.print(f"saturated at {load_kind} {load:g}: stopping early")
-                break
+    def run_point(info: ServerInfo, load: float, spec: WorkloadSpec, pargs: Any, title: str) -> int:
+        name = _point_name(load_kind, load)
+        pargs.out = out / "points" / name
+        pargs.overwrite = args.overwrite
+        console.rule(f"[bold]{base.name}: {load_kind} {load:g} ({title})")
+        code = execute(spec, pargs, nullcontext(info), pargs.out, console, show_summary=False)
+        summary = RunReader(pargs.out).summary
+        if summary is None:
+            points.append(failed_point(load, f"points/{name}", f"no summary (exit {code})"))
+        else:
+            points.append(point_figures(load, f"points/{name}", summary, args.slo_attainment))
+        return code
+
+    try:
+        with make_server(args) as info:
+            model = _model(info)
+            for i, (load, spec, point_args) in enumerate(specs):
+                code = run_point(info, load, spec, point_args, f"{i + 1}/{len(specs)}")
+                if code == EXIT_INTERRUPTED:
+                    status = "interrupted"
+                    break
+                write(status)
+                stopped = None if args.no_stop_early else stop_reason(points)
+                if stopped is not None and i + 1 < len(specs):
+                    console.print(f"stopping early at {load_kind} {load:g}: {stopped}")
+                    break
+                stopped = None
+            for r in range(args.refine if status == "running" else 0):
+                mid = refine_load(points, integer=load_kind == "concurrency")
+                if mid is None:
+                    break
+                load, spec, point_args = point(mid)
+                code = run_point(info, load, spec, point_args, f"refine {r + 1}/{args.refine}")
+                if code == EXIT_INTERRUPTED:
+                    status = "interrupted"
+                    break
+                write(status)
+    except BaseException:
+        status = "failed"  # a crash leaves what was measured, marked as such
+        write(status)
+        raise
     if status == "running":
         status = "finished"
     best = capacity_block(points, devices, device_kind, accelerator)["run_dir"]
-    model["mean_context_tok"] = _mean_context(out / best) if best else None
+    model.update(_mean_context(out / best) if best else _NO_CONTEXT)
     doc_path = write(status)
     console.print(_table(points, load_kind))
     doc = json.loads(doc_path.read_text())
@@ -246,6 +281,18 @@ def sweep(args: argparse.Namespace) -> int:
             f"{cap['capacity_tok_s']:,.1f} tok/s per {device_kind} device "
             f"({cap['capacity_output_tok_s']:,.1f} output tok/s)"
         )
+        nxt = cap["next_load_missed"]
+        console.print(
+            "a lower bound: no higher load was tried"
+            if nxt is None
+            else f"a lower bound: the capacity lies below {load_kind} {nxt:g}, the next load "
+            "tried, which missed the SLO"
+        )
+        if cap["lower_loads_missed"]:
+            lower = ", ".join(f"{x:g}" for x in cap["lower_loads_missed"])
+            console.print(f"[yellow]note:[/] lower loads missed the SLO ({lower}): a noisy server")
+        if cap["power_note"]:
+            console.print(f"[yellow]note:[/] {cap['power_note']}")
     console.print(f"capacity: {doc_path}")
     return EXIT_INTERRUPTED if status == "interrupted" else 0
 
@@ -256,10 +303,35 @@ def _model(info: ServerInfo) -> dict[str, Any]:
     return model_shape(root if root is not None and root.is_dir() else None, info.model)
 
 
-def _mean_context(run_dir: Path) -> float | None:
-    """Mean context a generated token attends to at the capacity point: prompt plus half the
-    output, averaged over completed requests (the n_ctx of the FLOPs-per-token formula)."""
+_NO_CONTEXT: dict[str, Any] = {"mean_context_tok": None, "mean_context_source": None}
+
+
+def _mean_context(run_dir: Path) -> dict[str, Any]:
+    """capacity.mean_context_tok at the capacity point, from the server's `usage` lengths;
+    where a request has none its trace length is used, and the source says so."""
     df = RunReader(run_dir).requests()
+    reported = df["prompt_tokens"].notna()
     prompt = df["prompt_tokens"].fillna(df["prompt_tokens_expected"])
-    both = (prompt + df["output_tokens"] / 2).dropna()
-    return float(both.mean()) if len(both) else None
+    keep = df["output_tokens"].notna() & prompt.notna()
+    lengths = zip(prompt[keep].astype(float), df["output_tokens"][keep].astype(float), strict=True)
+    mean = mean_context_tok(lengths)
+    if mean is None:
+        return dict(_NO_CONTEXT)
+    estimated = int((keep & ~reported).sum())
+    source = "server usage counts"
+    if estimated:
+        source += f"; {estimated} requests' prompt lengths from the trace (no usage)"
+    return {"mean_context_tok": mean, "mean_context_source": source}
+
+
+def _power_note(gpus: dict[str, Any], devices: int, device_kind: str) -> str | None:
+    """Why GPU power can't be attributed to the server's devices, or None when it can:
+    the sampler sums every GPU NVML sees, so a server on fewer of them would be charged for
+    the others' power."""
+    seen = len(gpus.get("gpus") or []) if gpus.get("available") else 0
+    if device_kind != "gpu" or seen in (0, devices):
+        return None
+    return (
+        f"NVML sees {seen} GPUs but the server uses {devices}: the sampled power covers every "
+        "GPU, so busy_w and idle_w per device are not reported"
+    )

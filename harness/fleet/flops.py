@@ -1,7 +1,11 @@
 """The seeds' forecast model as a cross-check: cards from FLOPs,
 `tokens_per_day × flops_per_token / (86400 × peak_flops × utilization)`, and the utilisation
 (MFU) a profile's capacity implies, `capacity_tok_s × flops_per_token / peak_flops`, so that
-forecast models can use a measured efficiency instead of an assumed one."""
+forecast models can use a measured efficiency instead of an assumed one.
+
+The FLOPs rule sizes cards for the daily average load; the default model sizes them for the
+peak at `headroom`. So that the ratio between them compares like with like, the FLOPs-rule
+cards are also given on the default model's basis, × peak_to_average / headroom."""
 
 from __future__ import annotations
 
@@ -12,6 +16,13 @@ from harness.fleet.figures import S_PER_DAY, Figures
 from harness.fleet.profile import HardwareProfile
 from harness.fleet.scenario import Scenario
 from harness.fleet.shape import flops_per_token
+
+FLOPS_ASSUMPTIONS: tuple[str, ...] = (
+    "flops: the seeds' FLOPs rule (flops.gpus) sizes cards for the daily average load; "
+    "flops.gpus_peak_basis scales them to the default model's basis, × peak_to_average / "
+    "headroom, and flops.gpus_ratio_to_default_model compares that with the default model's "
+    "gpus (both for the peak at headroom)",
+)
 
 
 def peak_flop_s(
@@ -58,8 +69,10 @@ def flops_cross_check(
     tokens_per_day: float | None,
     gpus: int | None,
 ) -> dict[str, Any]:
-    """Cards by the seeds' FLOPs rule for the scenario's demand on the profile's accelerator,
-    set against `gpus` from the default model, plus the profile's implied MFU."""
+    """Cards by the seeds' FLOPs rule for the scenario's demand on the profile's accelerator
+    (`gpus`, for the average load), the same on the default model's basis (`gpus_peak_basis`,
+    × peak_to_average / headroom) set against `gpus` from the default model, plus the
+    profile's implied MFU."""
     out = implied_mfu(profile, catalog)
     shape, shape_from = (
         (scenario.model, "scenario") if scenario.model is not None else (profile.model, "profile")
@@ -88,8 +101,15 @@ def flops_cross_check(
     else:
         out.put("gpus", flop_day / (S_PER_DAY * peak * util))
     flops_gpus = out.values["gpus"]
-    if flops_gpus is None or not gpus:
-        out.missing("gpus_ratio_to_default_model", "a card count is missing or zero")
+    if flops_gpus is None:
+        out.missing("gpus_peak_basis", out.reasons["gpus"])
     else:
-        out.put("gpus_ratio_to_default_model", flops_gpus / gpus)
+        out.put("gpus_peak_basis", flops_gpus * scenario.peak_to_average / scenario.headroom)
+    peak_basis = out.values["gpus_peak_basis"]
+    if peak_basis is None:
+        out.missing("gpus_ratio_to_default_model", out.reasons["gpus_peak_basis"])
+    elif not gpus:
+        out.missing("gpus_ratio_to_default_model", "the default model gives no card count")
+    else:
+        out.put("gpus_ratio_to_default_model", peak_basis / gpus)
     return out.as_dict()

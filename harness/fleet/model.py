@@ -17,7 +17,7 @@ from harness.fleet.figures import (
     Figures,
     ceil_count,
 )
-from harness.fleet.flops import flops_cross_check
+from harness.fleet.flops import FLOPS_ASSUMPTIONS, flops_cross_check
 from harness.fleet.inverse import INVERSE_ASSUMPTIONS, inverse_figures
 from harness.fleet.profile import HardwareProfile
 from harness.fleet.scenario import Scenario, sweep_points
@@ -32,6 +32,27 @@ MODEL_ASSUMPTIONS: tuple[str, ...] = (
     "model: each server draws server_other_w (CPUs, memory, network, fans) all day",
     "model: a year is 365 days of the same daily demand",
 )
+
+
+def cpu_assumption(scenario: Scenario) -> str:
+    """The CPU sizing basis: cores for tool work follow the daily AVERAGE session rate, while
+    GPUs are sized for the peak, so at the peak the cores run hotter than planned."""
+    text = (
+        "model: CPU cores for tool work are sized for the daily average session rate, "
+        "cpu_cores_needed = tool_cpu_s_per_session × sessions_per_day / 86400 / "
+        "cpu_target_utilization (the inverse bounds sessions the same way), while GPUs are "
+        "sized for the peak (× peak_to_average / headroom)"
+    )
+    util = scenario.cpu_target_utilization
+    if util is None:
+        return text
+    p2a = scenario.peak_to_average
+    return (
+        f"{text}: at the peak ({p2a:g}× the average) tool work would keep those cores "
+        f"{util * p2a:.0%} busy, not the planned {util:.0%}"
+    )
+
+
 SWEEP_ROW_KEYS: tuple[str, ...] = (
     "tokens_per_day",
     "gpus",
@@ -215,6 +236,36 @@ def _model_mismatch(scenario: Scenario, profile: HardwareProfile) -> str | None:
     )
 
 
+FLOPS_SWEEP_KEYS: tuple[tuple[str, str], ...] = (
+    ("flops_gpus", "gpus"),
+    ("flops_gpus_peak_basis", "gpus_peak_basis"),
+)
+"""Sweep-row keys taken from the FLOPs cross-check: (row key, key in `flops`)."""
+
+
+def _sweep_rows(
+    scenario: Scenario, profile: HardwareProfile, catalog: dict[str, Accelerator]
+) -> list[dict[str, Any]]:
+    """One row of figures per value of the scenario's `sweep:`, nulls with their reasons."""
+    rows = []
+    for value, point in sweep_points(scenario):
+        figures = _figures(point, profile, catalog)
+        row: dict[str, Any] = {"value": value}
+        row["tokens_per_day"] = figures["inputs"]["tokens_per_day"]
+        row.update({k: figures[k] for k in SWEEP_ROW_KEYS if k != "tokens_per_day"})
+        flops = figures["flops"]
+        row.update({key: flops[flops_key] for key, flops_key in FLOPS_SWEEP_KEYS})
+        inverse = figures["inverse"]
+        row["sessions_per_day_served"] = None if inverse is None else inverse["sessions_per_day"]
+        reasons = {k: v for k, v in figures["reasons"].items() if k in row}
+        for key, flops_key in FLOPS_SWEEP_KEYS:
+            if flops_key in flops["reasons"]:
+                reasons[key] = flops["reasons"][flops_key]
+        row["reasons"] = reasons
+        rows.append(row)
+    return rows
+
+
 def fleet_figures(
     scenario: Scenario,
     profile: HardwareProfile,
@@ -232,29 +283,25 @@ def fleet_figures(
     }
     result = {**head, **_figures(scenario, profile, catalog)}
     sweep = scenario.sweep
-    if sweep is None:
-        result["sweep"] = None
-    else:
-        rows = []
-        for value, point in sweep_points(scenario):
-            figures = _figures(point, profile, catalog)
-            row: dict[str, Any] = {"value": value}
-            row["tokens_per_day"] = figures["inputs"]["tokens_per_day"]
-            row.update({k: figures[k] for k in SWEEP_ROW_KEYS if k != "tokens_per_day"})
-            row["flops_gpus"] = figures["flops"]["gpus"]
-            inverse = figures["inverse"]
-            row["sessions_per_day_served"] = (
-                None if inverse is None else inverse["sessions_per_day"]
-            )
-            row["reasons"] = {k: v for k, v in figures["reasons"].items() if k in row}
-            rows.append(row)
-        result["sweep"] = {"parameter": sweep.parameter, "label": sweep.label, "rows": rows}
+    result["sweep"] = (
+        None
+        if sweep is None
+        else {
+            "parameter": sweep.parameter,
+            "label": sweep.label,
+            "rows": _sweep_rows(scenario, profile, catalog),
+        }
+    )
     assumptions = [f"scenario: {a}" for a in scenario.assumptions]
     assumptions += [f"profile {profile.name}: {a}" for a in profile.assumptions]
     mismatch = _model_mismatch(scenario, profile)
     if mismatch is not None:
         assumptions.append(mismatch)
     assumptions += list(MODEL_ASSUMPTIONS)
+    if result["inputs"]["sessions_per_day"] is not None:
+        assumptions.append(cpu_assumption(scenario))
+    if result["flops"]["gpus"] is not None:
+        assumptions += list(FLOPS_ASSUMPTIONS)
     if scenario.facility_power_mw is not None:
         assumptions += list(INVERSE_ASSUMPTIONS)
     result["assumptions"] = assumptions

@@ -82,6 +82,7 @@ class _Capacity(_Loose):
 class _Model(_Loose):
     name: str
     n_params: float | None = Field(default=None, gt=0)
+    n_params_non_embedding: float | None = Field(default=None, gt=0)
     n_layers: int | None = Field(default=None, gt=0)
     d_model: int | None = Field(default=None, gt=0)
     d_attn: int | None = Field(default=None, gt=0)
@@ -109,8 +110,28 @@ def _slo_text(slo: _Slo) -> str:
     return ", ".join(limits) or "no SLO set"
 
 
+def _n_params(model: _Model, assumptions: list[str]) -> float | None:
+    """N for the FLOPs rule: the weights without the input-embedding table (a lookup that costs
+    no FLOPs; the output head stays in, it is a matmul per token), else all weights, listed."""
+    if model.n_params_non_embedding is not None:
+        assumptions.append(
+            f"model N = {model.n_params_non_embedding:.4g} parameters without the input-embedding "
+            "table (a lookup costing no FLOPs; the output head is counted, a matmul per token)"
+            + ("" if model.n_params is None else f"; {model.n_params:.4g} with it")
+        )
+        return model.n_params_non_embedding
+    if model.n_params is not None:
+        assumptions.append(
+            f"model N = {model.n_params:.4g}, every weight including the input-embedding table: "
+            "capacity.json gives no n_params_non_embedding, so FLOPs per token and the implied "
+            "MFU are slightly high (the table is a lookup costing no FLOPs)"
+        )
+    return model.n_params
+
+
 def _shape(model: _Model, assumptions: list[str], unavailable: dict[str, str]) -> ModelShape | None:
     """The model shape for FLOPs from capacity.json's model block, or None with the reason."""
+    n_params = _n_params(model, assumptions)
     d_attn = model.d_attn
     if d_attn is None and model.d_model is not None:
         d_attn = model.d_model
@@ -119,7 +140,7 @@ def _shape(model: _Model, assumptions: list[str], unavailable: dict[str, str]) -
             "Kaplan et al.'s FLOPs rule uses d_attn = d_model for a standard transformer"
         )
     given = {
-        "n_params": model.n_params,
+        "n_params": n_params,
         "n_layers": model.n_layers,
         "d_attn": d_attn,
         "mean_context_tok": model.mean_context_tok,
@@ -128,11 +149,11 @@ def _shape(model: _Model, assumptions: list[str], unavailable: dict[str, str]) -
     if missing:
         unavailable["model"] = f"capacity.json's model block lacks {', '.join(missing)}"
         return None
-    assert model.n_params is not None and model.n_layers is not None and d_attn is not None
+    assert n_params is not None and model.n_layers is not None and d_attn is not None
     assert model.mean_context_tok is not None
     return ModelShape(
         name=model.name,
-        n_params=model.n_params,
+        n_params=n_params,
         n_layers=model.n_layers,
         d_attn=d_attn,
         n_ctx=model.mean_context_tok,

@@ -77,9 +77,10 @@ _FLOPS_ROWS: tuple[Row, ...] = (
     ("Precision", "precision", _text),
     ("Peak dense FLOP/s", "peak_flop_s", _big),
     ("Utilisation assumed (scenario)", "flops_utilization", _pct),
-    ("GPUs by the FLOPs rule", "gpus", _count),
-    ("GPUs by the default model", "default_gpus", _count),
-    ("FLOPs rule / default model", "gpus_ratio_to_default_model", _num(2)),
+    ("GPUs by the FLOPs rule (average load)", "gpus", _count),
+    ("GPUs by the FLOPs rule × peak_to_average / headroom", "gpus_peak_basis", _count),
+    ("GPUs by the default model (peak ÷ headroom)", "default_gpus", _count),
+    ("FLOPs rule × peak_to_average / headroom ÷ default", "gpus_ratio_to_default_model", _num(2)),
 )
 _MFU_ROWS: tuple[Row, ...] = (
     ("Capacity per GPU (tok/s)", "capacity_tok_s", _num(0)),
@@ -111,8 +112,31 @@ _SWEEP_COLUMNS: tuple[tuple[str, str, Callable[[Any], str]], ...] = (
     ("facility avg MW", "facility_power_avg_mw", _num(1)),
     ("facility GWh/yr", "facility_energy_gwh_per_year", _num(0)),
     ("CPU cores", "cpu_cores_needed", _count),
-    ("GPUs (FLOPs rule)", "flops_gpus", _count),
+    ("GPUs (FLOPs rule, peak ÷ headroom)", "flops_gpus_peak_basis", _count),
 )
+CPU_HOSTS = "CPU hosts"
+"""What a CPU-measured profile's "GPUs" are: the count stays under `gpus` in the JSON."""
+_HOST_SUFFIX: dict[str, str] = {
+    "gpus": f" ({CPU_HOSTS})",
+    "default_gpus": f" ({CPU_HOSTS})",
+    "gpus_peak_basis": f" ({CPU_HOSTS})",
+    "capacity_tok_s": " (per CPU host)",
+    "capacity_output_tok_s": " (per CPU host)",
+}
+"""Cells of a CPU-measured profile that name their unit, so a host is not read as a GPU."""
+
+
+def _is_cpu(figures: Mapping[str, Any]) -> bool:
+    """Whether a profile's figures were measured on a CPU server (device_kind "cpu")."""
+    return figures.get("device_kind") == "cpu"
+
+
+def _cell(key: str, value: Any, fmt: Callable[[Any], str], cpu: bool) -> str:
+    """A formatted cell; a CPU profile's device counts and capacity say they are per host."""
+    text = fmt(value)
+    if cpu and value is not None and key in _HOST_SUFFIX:
+        text += _HOST_SUFFIX[key]
+    return text
 
 
 def _matrix(title: str, rows: Sequence[Row], columns: Mapping[str, Mapping[str, Any]]) -> Section:
@@ -121,7 +145,8 @@ def _matrix(title: str, rows: Sequence[Row], columns: Mapping[str, Mapping[str, 
     for label, key, fmt in rows:
         if not any(key in col for col in columns.values()):
             continue
-        sec.rows.append((label, *(fmt(col.get(key)) for col in columns.values())))
+        cells = (_cell(key, col.get(key), fmt, _is_cpu(col)) for col in columns.values())
+        sec.rows.append((label, *cells))
     return sec
 
 
@@ -172,7 +197,8 @@ def _sweep(profiles: Mapping[str, Mapping[str, Any]]) -> Section | None:
     rows = [(row, name) for name, s in sweeps.items() for row in s.get("rows", [])]
     rows.sort(key=lambda r: float(r[0].get("value", 0.0)))
     for row, name in rows:
-        cells = tuple(fmt(row.get(key)) for _, key, fmt in _SWEEP_COLUMNS)
+        cpu = _is_cpu(profiles[name])
+        cells = tuple(_cell(key, row.get(key), fmt, cpu) for _, key, fmt in _SWEEP_COLUMNS)
         sec.rows.append((_plain(row.get("value")), name, *cells))
     return sec
 
@@ -206,6 +232,7 @@ def fleet_sections(result: Mapping[str, Any]) -> list[Section]:
     flops = {}
     for name, fig in profiles.items():
         part = dict(fig.get("flops") or {})
+        part["device_kind"] = fig.get("device_kind")
         model = part.get("model_name") or part.get("model_from")
         part["model_label"] = None if model is None else f"{model} ({part.get('model_from')})"
         part["default_gpus"] = fig.get("gpus")
@@ -217,16 +244,26 @@ def fleet_sections(result: Mapping[str, Any]) -> list[Section]:
         _matrix("FLOPs cross-check (the seeds' forecast model)", _FLOPS_ROWS, flops),
         _matrix("Utilisation (MFU) implied by each profile", _MFU_ROWS, flops),
     ]
-    inverse = {n: f["inverse"] for n, f in profiles.items() if f.get("inverse")}
+    inverse = {
+        n: {**f["inverse"], "device_kind": f.get("device_kind")}
+        for n, f in profiles.items()
+        if f.get("inverse")
+    }
     if inverse:
         sections.append(_matrix("What the facility power serves (inverse)", _INVERSE_ROWS, inverse))
     sweep = _sweep(profiles)
     if sweep is not None:
         sections.append(sweep)
-    sources = Section("Profiles", ("profile", "origin", "accelerator", "source"))
+    sources = Section("Profiles", ("profile", "origin", "device", "accelerator", "source"))
     for name, fig in profiles.items():
         sources.rows.append(
-            (name, _fmt(fig.get("origin")), _fmt(fig.get("accelerator")), _fmt(fig.get("source")))
+            (
+                name,
+                _fmt(fig.get("origin")),
+                _fmt(fig.get("device_kind")),
+                _fmt(fig.get("accelerator")),
+                _fmt(fig.get("source")),
+            )
         )
     sections.append(sources)
     reasons = _reasons(profiles)
@@ -240,6 +277,7 @@ def calibration_sections(document: Mapping[str, Any]) -> list[Section]:
     """The forecast-model parameters of each profile as one table (figures × profiles)."""
     rows: tuple[Row, ...] = (
         ("Origin", "origin", _text),
+        ("Device", "device_kind", _text),
         ("Accelerator", "accelerator", _text),
         ("Capacity per GPU (tok/s, input+output)", "capacity_tok_s", _num(1)),
         ("Capacity per GPU (output tok/s)", "capacity_output_tok_s", _num(1)),
@@ -261,11 +299,25 @@ CHART_KEYS: tuple[str, ...] = ("gpus", "facility_power_avg_mw", "facility_power_
 """Figures of the per-profile fleet chart."""
 
 
-def profile_chart_series(result: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(profile, {gpus, facility MW avg and peak}) per profile of a study, for the fleet chart;
-    absent figures stay None."""
+def chart_label(name: str, figures: Mapping[str, Any]) -> str:
+    """A profile's name on a chart; a CPU-measured one says its "GPUs" are CPU hosts."""
+    return f"{name} ({CPU_HOSTS})" if _is_cpu(figures) else name
+
+
+def any_cpu(result: Mapping[str, Any]) -> bool:
+    """Whether any profile of a study was measured on a CPU server."""
     profiles: Mapping[str, Mapping[str, Any]] = result.get("profiles") or {}
-    return [(name, {k: fig.get(k) for k in CHART_KEYS}) for name, fig in profiles.items()]
+    return any(_is_cpu(fig) for fig in profiles.values())
+
+
+def profile_chart_series(result: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(profile label, {gpus, facility MW avg and peak}) per profile of a study, for the fleet
+    chart; absent figures stay None, CPU-measured profiles are labelled as CPU hosts."""
+    profiles: Mapping[str, Mapping[str, Any]] = result.get("profiles") or {}
+    return [
+        (chart_label(name, fig), {k: fig.get(k) for k in CHART_KEYS})
+        for name, fig in profiles.items()
+    ]
 
 
 def sweep_chart_series(
@@ -280,4 +332,6 @@ def sweep_chart_series(
     first = next(iter(sweeps.values()))
     parameter, label = first.get("parameter"), first.get("label")
     axis = f"{label} ({parameter})" if label else str(parameter)
-    return axis, [(name, list(s.get("rows") or [])) for name, s in sweeps.items()]
+    return axis, [
+        (chart_label(name, profiles[name]), list(s.get("rows") or [])) for name, s in sweeps.items()
+    ]

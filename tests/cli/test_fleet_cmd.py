@@ -65,6 +65,13 @@ def test_mix_sweep_and_campus(tmp_path: Path) -> None:
         gpus = [r["gpus"] for r in rows]
         assert gpus == sorted(gpus) and gpus[-1] > 50 * gpus[0]
         assert fig["cpu_cores_needed"] > 0 and fig["cpu_cores_sufficient"] is True
+        # sessions and tool seconds per session are held fixed: the cores do not move,
+        # 100e6 users × 0.1 × 4 sessions × 11 s / 86,400 / 0.7 = 7,275.1 cores
+        assert {round(r["cpu_cores_needed"], 6) for r in rows} == {
+            round(40e6 * 11 / 86400 / 0.7, 6)
+        }
+        assert any("cpu_cores_needed is constant" in a for a in fig["assumptions"])
+        assert any(a.startswith("model: CPU cores") for a in fig["assumptions"])
     campus = _fleet(tmp_path, "campus-1gw")
     for fig in campus["profiles"].values():
         inv = fig["inverse"]
@@ -189,3 +196,57 @@ def test_china_30t_html_renders_in_chromium(tmp_path: Path) -> None:
     assert result.rendered == "ok", result.describe()
     assert result.images_expected == result.images_loaded == 1
     assert result.ok
+
+
+def test_files_are_written_before_the_tables_are_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that goes away (`| head`) or a killed process must not lose the files: the
+    printing fails here on the first table, and every file is already there."""
+
+    def gone(*_: object) -> None:
+        raise BrokenPipeError
+
+    monkeypatch.setattr("harness.cli.fleet_cmd.print_sections", gone)
+    out = {ext: tmp_path / f"f.{ext}" for ext in ("json", "md", "html")}
+    cal = tmp_path / "cal.json"
+    argv = ["fleet", str(SCENARIOS / "china-30t.yaml"), "--profile", *PROFILES,
+            "--json", str(out["json"]), "--md", str(out["md"]), "--html", str(out["html"]),
+            "--calibrate", "--calibrate-out", str(cal)]  # fmt: skip
+    with pytest.raises(BrokenPipeError):
+        main(argv)
+    for path in (*out.values(), cal):
+        assert path.is_file() and path.stat().st_size > 0, path
+    assert json.loads(out["json"].read_text())["scenario"]["name"] == "china-30t"
+
+
+def test_a_cpu_measured_profile_counts_cpu_hosts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = tmp_path / "cpu-sweep"
+    sweep.mkdir()
+    capacity = {
+        "kind": "harness-capacity", "schema_version": 1, "name": "cpu-seqs4",
+        "workload": "w", "load_kind": "concurrency", "slo": {"ttft_ms": 5000.0},
+        "slo_target_attainment": 0.9,
+        "capacity": {
+            "load": 4.0, "run_dir": "c4", "devices": 1, "device_kind": "cpu",
+            "accelerator": None, "capacity_tok_s": 100.0, "capacity_output_tok_s": 50.0,
+            "capacity_requests_s": 1.0, "capacity_sessions_s": None, "busy_w": None,
+            "busy_w_source": "unavailable", "idle_w": None, "tool_cpu_s_per_session": None,
+        },
+        "model": {"name": "tiny", "n_params": 2e6, "n_params_non_embedding": 1.5e6,
+                  "n_layers": 2, "d_attn": 128, "mean_context_tok": 100.0},
+    }  # fmt: skip
+    (sweep / "capacity.json").write_text(json.dumps(capacity))
+    out, page = tmp_path / "f.json", tmp_path / "f.html"
+    argv = ["fleet", str(SCENARIOS / "china-30t.yaml"), "--profile", str(sweep),
+            "--json", str(out), "--html", str(page)]  # fmt: skip
+    assert main(argv) == 0
+    fig = json.loads(out.read_text())["profiles"]["cpu-seqs4"]
+    # 30e12 / 86,400 × 1.5 / (100 × 0.8) = 6,510,416.7 → 6,510,417 hosts, under the key `gpus`
+    assert fig["gpus"] == 6_510_417 and fig["device_kind"] == "cpu"
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "6,510,417 (CPU hosts)" in printed
+    html = page.read_text(encoding="utf-8")
+    assert "6,510,417 (CPU hosts)" in html and "GPUs (CPU hosts for profiles measured" in html

@@ -134,3 +134,44 @@ def test_charts_draw_absent_figures_as_na(catalog: dict[str, Accelerator]) -> No
     assert found is not None
     assert fleet_sweep_chart(found[1], found[0], "t").startswith(_PNG_MAGIC)
     assert fleet_sweep_chart([("empty", [])], "x", "t").startswith(_PNG_MAGIC)
+
+
+def test_cpu_measured_profiles_are_labelled_as_cpu_hosts(catalog: dict[str, Accelerator]) -> None:
+    """A profile measured on a CPU server counts CPU hosts, not GPUs: its cells and chart
+    label say so, the JSON keeps `gpus` with `device_kind` beside it, nulls stay n/a."""
+    cpu = make_profile(name="cpu-host", accelerator=None, device_kind="cpu", busy_w=None)
+    gpu = make_profile(device_kind="gpu")
+    study = fleet_study(_mix_sweep_scenario(), [gpu, cpu], catalog)
+    fig = study["profiles"]["cpu-host"]
+    assert fig["gpus"] == 40 and fig["device_kind"] == "cpu"
+    sections = {s.title: s for s in fleet_sections(study)}
+    fleet = sections["Fleet per profile (default model)"]
+    rows = {r[0]: r[1:] for r in fleet.rows}
+    assert rows["GPUs"] == ("40", "40 (CPU hosts)")
+    assert rows["Capacity per GPU (tok/s, input+output)"] == ("1,000", "1,000 (per CPU host)")
+    assert rows["IT power, peak (MW)"][1] == "n/a"  # no suffix on an absent figure
+    flops = {r[0]: r[1:] for r in sections["FLOPs cross-check (the seeds' forecast model)"].rows}
+    assert flops["GPUs by the default model (peak ÷ headroom)"][1] == "40 (CPU hosts)"
+    assert flops["GPUs by the FLOPs rule (average load)"][1] == "n/a"
+    sweep = next(s for t, s in sections.items() if t.startswith("Sweep"))
+    gpus_col = sweep.headers.index("GPUs")
+    assert {r[gpus_col].endswith("(CPU hosts)") for r in sweep.rows if r[1] == "cpu-host"} == {True}
+    assert not any("CPU hosts" in r[gpus_col] for r in sweep.rows if r[1] == "hand-gpu")
+    profiles = {r[0]: r[2] for r in sections["Profiles"].rows}
+    assert profiles == {"hand-gpu": "gpu", "cpu-host": "cpu"}
+    assert [n for n, _ in profile_chart_series(study)] == ["hand-gpu", "cpu-host (CPU hosts)"]
+    found = sweep_chart_series(study)
+    assert found is not None and [n for n, _ in found[1]] == ["hand-gpu", "cpu-host (CPU hosts)"]
+
+
+def test_flops_rows_state_their_basis(catalog: dict[str, Accelerator]) -> None:
+    shape = {"n_params": 1e9, "n_layers": 1, "d_attn": 1, "n_ctx": 0}
+    sc = make_scenario(flops_utilization=1000.0 * 2e9 / 989e12)  # the profile's implied MFU
+    study = fleet_study(sc, [make_profile(model=shape)], catalog)
+    sections = {s.title: s for s in fleet_sections(study)}
+    rows = {r[0]: r[1] for r in sections["FLOPs cross-check (the seeds' forecast model)"].rows}
+    # 10 cards for the average load, × 2 / 0.5 = 40 at peak ÷ headroom, as the default model
+    assert rows["GPUs by the FLOPs rule (average load)"] == "10"
+    assert rows["GPUs by the FLOPs rule × peak_to_average / headroom"] == "40"
+    assert rows["GPUs by the default model (peak ÷ headroom)"] == "40"
+    assert rows["FLOPs rule × peak_to_average / headroom ÷ default"] == "1.00"

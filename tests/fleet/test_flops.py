@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fleet_builders import PROFILES_DIR, make_profile, make_scenario
 
@@ -10,7 +12,12 @@ from harness.fleet.model import fleet_figures
 from harness.fleet.profile import load_profile
 from harness.fleet.shape import ModelShape, flops_per_token
 
-LLAMA_70B = {"name": "Llama-70B", "n_params": 70.6e9, "n_layers": 80, "d_attn": 8192}
+LLAMA_70B: dict[str, Any] = {
+    "name": "Llama-70B",
+    "n_params": 70.6e9,
+    "n_layers": 80,
+    "d_attn": 8192,
+}
 
 
 def test_flops_per_token_is_kaplans_rule() -> None:
@@ -58,9 +65,38 @@ def test_cross_check_ratio_to_default_model(catalog: dict[str, Accelerator]) -> 
     shape = {"n_params": 1e9, "n_layers": 1, "d_attn": 1, "n_ctx": 0}
     sc = make_scenario(model=shape, flops_utilization=0.5)
     flops = fleet_figures(sc, make_profile(), catalog)["flops"]
-    # 864e6 × 2e9 / (86400 × 989e12 × 0.5) = 1.728e18 / 4.27248e19 = 0.040445
+    # 864e6 × 2e9 / (86400 × 989e12 × 0.5) = 1.728e18 / 4.27248e19 = 0.040445 (average load)
     assert flops["gpus"] == pytest.approx(0.040445, rel=1e-4)
-    assert flops["gpus_ratio_to_default_model"] == pytest.approx(0.040445 / 40, rel=1e-4)
+    # on the default model's basis: × peak_to_average 2 / headroom 0.5 = 0.16178
+    assert flops["gpus_peak_basis"] == pytest.approx(0.040445 * 4, rel=1e-4)
+    assert flops["gpus_ratio_to_default_model"] == pytest.approx(0.040445 * 4 / 40, rel=1e-4)
+
+
+def test_ratio_is_one_when_the_flops_rule_uses_the_profiles_own_mfu(
+    catalog: dict[str, Accelerator],
+) -> None:
+    """Like with like: at the MFU the profile implies, for the profile's own model, the FLOPs
+    rule on the peak ÷ headroom basis gives the default model's cards (40), ratio 1."""
+    shape = {"n_params": 1e9, "n_layers": 1, "d_attn": 1, "n_ctx": 0}
+    profile = make_profile(model=shape)
+    mfu = 1000.0 * 2e9 / 989e12  # capacity × FLOPs per token / peak = 0.0020222
+    flops = fleet_figures(make_scenario(flops_utilization=mfu), profile, catalog)["flops"]
+    assert flops["implied_mfu"] == pytest.approx(mfu)
+    # average load: 10,000 tok/s at 1,000 tok/s per card = 10 cards; × 2 / 0.5 = 40
+    assert flops["gpus"] == pytest.approx(10.0)
+    assert flops["gpus_peak_basis"] == pytest.approx(40.0)
+    assert flops["gpus_ratio_to_default_model"] == pytest.approx(1.0)
+
+
+def test_flops_basis_is_listed_as_an_assumption(catalog: dict[str, Accelerator]) -> None:
+    shape = {"n_params": 1e9, "n_layers": 1, "d_attn": 1, "n_ctx": 0}
+    sc = make_scenario(model=shape, flops_utilization=0.5)
+    with_rule = fleet_figures(sc, make_profile(), catalog)
+    assert any("daily average load" in a for a in with_rule["assumptions"])
+    without = fleet_figures(make_scenario(), make_profile(), catalog)
+    assert without["flops"]["gpus_peak_basis"] is None
+    assert without["flops"]["reasons"]["gpus_ratio_to_default_model"]
+    assert not any(a.startswith("flops:") for a in without["assumptions"])
 
 
 def test_missing_inputs_give_null_with_reason(catalog: dict[str, Accelerator]) -> None:

@@ -141,6 +141,11 @@ def test_cpu_cores_for_agent_sessions(catalog: dict[str, Accelerator]) -> None:
     assert fig["cpu_cores_available"] == 20
     assert fig["cpu_cores_sufficient"] is True
     assert fig["inputs"]["tool_cpu_s_per_session_from"] == "scenario"
+    # cores follow the daily average, GPUs the peak: listed, with what the peak does to them
+    cpu_line = next(a for a in fig["assumptions"] if a.startswith("model: CPU cores"))
+    assert "daily average session rate" in cpu_line and "sized for the peak" in cpu_line
+    assert cpu_line.endswith("at the peak (2× the average) tool work would keep those cores "
+                             "100% busy, not the planned 50%")  # fmt: skip
 
 
 def test_cpu_cores_take_the_profiles_tool_seconds(catalog: dict[str, Accelerator]) -> None:
@@ -164,6 +169,7 @@ def test_cpu_cores_are_null_with_a_reason_without_sessions(
     fig = fleet_figures(make_scenario(), make_profile(), catalog)
     assert fig["cpu_cores_needed"] is None
     assert "no agent sessions" in fig["reasons"]["cpu_cores_needed"]
+    assert not any(a.startswith("model: CPU cores") for a in fig["assumptions"])
 
 
 def test_missing_idle_power_leaves_peak_but_nulls_energy(catalog: dict[str, Accelerator]) -> None:
@@ -212,6 +218,24 @@ def test_sweep_rows_follow_the_parameter(catalog: dict[str, Accelerator]) -> Non
     # gpus = ceil(tokens / 86400 × 2 / 500): 40, 80, 2,020
     assert [r["gpus"] for r in rows] == [40, 80, 2020]
     assert fig["gpus"] == 40  # the base scenario (multiplier 1)
+    # no model shape: the FLOPs-rule columns are null, each with its reason
+    for row in rows:
+        assert row["flops_gpus"] is None and row["flops_gpus_peak_basis"] is None
+        assert row["reasons"]["flops_gpus"] and row["reasons"]["flops_gpus_peak_basis"]
+
+
+def test_sweep_rows_carry_the_flops_rule_on_both_bases(catalog: dict[str, Accelerator]) -> None:
+    shape = {"n_params": 1e9, "n_layers": 1, "d_attn": 1, "n_ctx": 0}
+    sc = make_scenario(
+        model=shape,
+        flops_utilization=1000.0 * 2e9 / 989e12,  # the profile's implied MFU
+        sweep={"parameter": "tokens_per_day", "values": [864e6, 1728e6]},
+    )
+    rows = fleet_figures(sc, make_profile(model=shape), catalog)["sweep"]["rows"]
+    # average load: 10 and 20 cards; × peak_to_average 2 / headroom 0.5: 40 and 80 = gpus
+    assert [r["flops_gpus"] for r in rows] == pytest.approx([10.0, 20.0])
+    assert [r["flops_gpus_peak_basis"] for r in rows] == pytest.approx([40.0, 80.0])
+    assert [r["gpus"] for r in rows] == [40, 80]
 
 
 def test_fleet_study_keys_profiles_by_name(catalog: dict[str, Accelerator]) -> None:

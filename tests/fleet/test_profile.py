@@ -72,11 +72,14 @@ def test_shipped_profiles_are_published_with_sources_and_assumptions(
     assert profile.accelerator in catalog
     assert "TensorRT-LLM" in profile.source
     assert profile.model is not None and profile.model.n_params == 70.6e9
+    assert profile.device_kind == "gpu"
     text = " ".join(profile.assumptions)
     for figure in ("busy_w", "idle_w", "not at an SLO", "token basis"):
         assert figure in text, figure
+    # N is the total parameter count, embeddings included, and the profile says so
+    assert "total parameter count, embeddings included" in text
     if "derived" in path.stem:
-        assert "capacity_tok_s" in text and "bandwidth" in text
+        assert "capacity_tok_s" in text and "roofline" in text
 
 
 def test_anchor_profile_is_the_published_figure() -> None:
@@ -87,13 +90,62 @@ def test_anchor_profile_is_the_published_figure() -> None:
     assert profile.precision == "fp8"
 
 
-def test_derived_profiles_scale_by_bandwidth(catalog: dict[str, Accelerator]) -> None:
-    for path in SHIPPED:
-        profile = load_profile(path)
-        acc = catalog[str(profile.accelerator)]
-        factor = acc.hbm_bandwidth_tb_s / 4.8 * (0.5 if profile.precision == "bf16" else 1.0)
-        assert profile.capacity_tok_s == pytest.approx(6028 * factor, abs=0.5), path.stem
-        assert profile.busy_w == acc.board_power_w
+ANCHOR = "h200-llama70b-fp8-trtllm"
+BYTES_PER_WEIGHT = {"fp8": 1.0, "bf16": 2.0}
+# hand-computed: 6,028 × min(bandwidth ratio per weight byte, dense FLOP/s ratio to H200 FP8)
+ROOFLINE = {
+    # 6,028 × min(2.04 / 4.8 × 0.5 = 0.2125, 312 / 1,979 = 0.15766) = 950.35: compute-bound
+    "a100-llama70b-bf16-derived": (950.3, "compute-bound"),
+    # 6,028 × min(3.35 / 4.8 = 0.6979, 1,979 / 1,979 = 1) = 4,207.04
+    "h100-llama70b-fp8-derived": (4207.0, "bandwidth-bound"),
+    # 6,028 × min(8 / 4.8 = 1.6667, 4,500 / 1,979 = 2.2739) = 10,046.67
+    "b200-llama70b-fp8-derived": (10047.0, "bandwidth-bound"),
+    # 6,028 × min(8 / 4.8 = 1.6667, 5,000 / 1,979 = 2.5265) = 10,046.67
+    "gb200-llama70b-fp8-derived": (10047.0, "bandwidth-bound"),
+    # 6,028 × min(5.3 / 4.8 = 1.1042, 2,615 / 1,979 = 1.3214) = 6,655.92
+    "mi300x-llama70b-fp8-derived": (6656.0, "bandwidth-bound"),
+    ANCHOR: (6028.0, None),
+}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_derived_profiles_scale_by_the_roofline_bound(
+    path: Path, catalog: dict[str, Accelerator]
+) -> None:
+    """capacity = anchor × min(HBM bandwidth ratio per weight byte, dense FLOP/s ratio), from
+    the catalog; the bound that applies is the one the assumptions name."""
+    profile = load_profile(path)
+    expected, bound = ROOFLINE[path.stem]
+    assert profile.capacity_tok_s == expected
+    acc, h200 = catalog[str(profile.accelerator)], catalog["H200-SXM"]
+    assert profile.precision is not None
+    bandwidth = acc.hbm_bandwidth_tb_s / h200.hbm_bandwidth_tb_s
+    bandwidth /= BYTES_PER_WEIGHT[profile.precision]
+    compute = (acc.peak_flops(profile.precision) or 0.0) / (h200.peak_flops("fp8") or 1.0)
+    # published figures are rounded to whole tok/s (A100's to 0.1)
+    assert profile.capacity_tok_s == pytest.approx(6028 * min(bandwidth, compute), abs=0.5)
+    assert profile.capacity_output_tok_s == pytest.approx(3014 * min(bandwidth, compute), abs=0.5)
+    if bound is not None:
+        assert (bound == "compute-bound") == (compute < bandwidth)
+        assert any(a.startswith("capacity_tok_s") and bound in a for a in profile.assumptions)
+    assert profile.busy_w == acc.board_power_w
+
+
+def test_no_derived_profile_implies_more_mfu_than_the_anchor(
+    catalog: dict[str, Accelerator],
+) -> None:
+    """The roofline rule never credits a GPU with a higher MFU than the anchor's ≈43 %; the
+    A100, compute-bound, sits at the anchor's MFU (bandwidth alone gave it 58 %)."""
+    mfu = {
+        p.stem: fleet_figures(make_scenario(), load_profile(p), catalog)["flops"]["implied_mfu"]
+        for p in SHIPPED
+    }
+    anchor = mfu[ANCHOR]
+    assert anchor == pytest.approx(0.4306, abs=1e-4)
+    for name, value in mfu.items():
+        assert value <= anchor + 1e-4, name
+    assert mfu["a100-llama70b-bf16-derived"] == pytest.approx(anchor, abs=1e-4)
+    assert mfu["h100-llama70b-fp8-derived"] == pytest.approx(0.3005, abs=1e-4)
 
 
 def _yaml(tmp_path: Path, text: str) -> Path:
@@ -205,3 +257,23 @@ def test_directory_without_capacity_json(tmp_path: Path) -> None:
         load_profile(tmp_path)
     with pytest.raises(ConfigError, match="no such profile"):
         load_profile(tmp_path / "none.yaml")
+
+
+def test_measured_n_excludes_the_input_embeddings(tmp_path: Path) -> None:
+    """N for the FLOPs rule is n_params_non_embedding (the input-embedding table is a lookup,
+    no FLOPs); the total n_params is kept in the assumption that says so."""
+    data = copy.deepcopy(CAPACITY)
+    data["model"].update(n_params=2.0e6, n_params_non_embedding=1.5e6)
+    profile = load_profile(_sweep_dir(tmp_path, data))
+    assert profile.model is not None and profile.model.n_params == 1.5e6
+    n_line = next(a for a in profile.assumptions if a.startswith("model N = "))
+    assert "without the input-embedding table" in n_line and "2e+06 with it" in n_line
+
+
+def test_measured_n_falls_back_to_all_weights_listed(tmp_path: Path) -> None:
+    """An older capacity.json without n_params_non_embedding: N is every weight, and the
+    assumptions say the FLOPs are slightly high for it."""
+    profile = load_profile(_sweep_dir(tmp_path, CAPACITY))
+    assert profile.model is not None and profile.model.n_params == 2.0e6
+    n_line = next(a for a in profile.assumptions if a.startswith("model N = "))
+    assert "no n_params_non_embedding" in n_line and "including the input-embedding" in n_line
