@@ -1,31 +1,23 @@
-"""Starting or attaching to a vLLM server, waiting until it is healthy, and taking its inventory.
+"""Using a vLLM server: what the harness knows about it, and attaching to one that runs.
 
-Three context managers share one interface (`Server`): `EmbeddedServer` runs the project's
-vLLM CPU server (scripts/serve_vllm_cpu.sh), `LaunchedServer` runs `vllm serve MODEL` from
-PATH (GPU nodes), and `AttachedServer` uses a server that is already running. Each yields a
-`ServerInfo`. The harness never imports vllm; it only talks HTTP to it (aiohttp).
+`Server` is the interface every server shares: a context manager whose `with` yields a
+`ServerInfo`. `AttachedServer` uses a server that is already running; the servers the harness
+starts itself (`EmbeddedServer`, `LaunchedServer`) live in `harness.server_process`. This module
+also holds the health and inventory probes both kinds use. The harness never imports vllm; it
+only talks HTTP to it (aiohttp).
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
-import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -34,20 +26,8 @@ from harness.errors import ServerError
 
 T = TypeVar("T")
 
-DEFAULT_STARTUP_TIMEOUT_S = 300.0
-DEFAULT_STOP_TIMEOUT_S = 30.0
 DEFAULT_API_KEY_ENV = "HARNESS_API_KEY"
-EMBEDDED_SERVED_NAME = "tiny-llama"
-EMBEDDED_MAX_MODEL_LEN = 8192
-_POLL_INTERVAL_S = 0.5
-_PROBE_TIMEOUT_S = 5.0
-_LOG_TAIL_LINES = 40
-_SECRET_FLAGS = ("--api-key",)
-_REDACTED = "<redacted>"
-_SETUP_HINT = (
-    "run `make setup-server` (or scripts/setup_vllm_cpu.sh, then "
-    "`.vllm/venv/bin/python scripts/build_tiny_model.py`)"
-)
+PROBE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -80,40 +60,6 @@ class ServerInfo:
         }
 
 
-def redact_args(args: Sequence[str]) -> list[str]:
-    """Copy a command line with the values of secret flags (`--api-key`) replaced."""
-    out: list[str] = []
-    hide_next = False
-    for arg in args:
-        if hide_next:
-            out.append(_REDACTED)
-            hide_next = False
-            continue
-        flag, eq, _ = arg.partition("=")
-        if flag in _SECRET_FLAGS:
-            if eq:
-                out.append(f"{flag}={_REDACTED}")
-            else:
-                out.append(arg)
-                hide_next = True
-        else:
-            out.append(arg)
-    return out
-
-
-def api_key_from_args(args: Sequence[str]) -> str | None:
-    """The `--api-key` value given on a `vllm serve` command line, if any (last one wins)."""
-    key: str | None = None
-    for i, arg in enumerate(args):
-        flag, eq, value = arg.partition("=")
-        if flag in _SECRET_FLAGS:
-            if eq:
-                key = value
-            elif i + 1 < len(args):
-                key = args[i + 1]
-    return key
-
-
 def normalize_base_url(url: str) -> str:
     """Turn `host:port`, `http://h:p/` or `http://h:p/v1` into `http://h:p` (no trailing /v1)."""
     url = url.strip()
@@ -128,41 +74,7 @@ def normalize_base_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """Ask the OS for a TCP port that is free right now on `host`."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _port_free(host: str, port: int) -> bool:
-    """True if nothing listens on host:port (so a new server can bind it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def log_tail(path: Path | None, lines: int = _LOG_TAIL_LINES) -> str:
-    """The last lines of a server log, for error messages; empty if there is none."""
-    if path is None:
-        return ""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            text = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _run_sync(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def run_sync(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine to completion from sync code, even when an event loop is running."""
     try:
         asyncio.get_running_loop()
@@ -185,7 +97,7 @@ async def _get_json(
             return resp.status, text
 
 
-async def _inventory(
+async def take_inventory(
     base_url: str, headers: Mapping[str, str], timeout_s: float, key_hint: str
 ) -> tuple[str, int | None, str | None, str | None]:
     """Read the served model id, its root (path or hub id) and max_model_len (`/v1/models`) and
@@ -227,15 +139,15 @@ async def _probe(base_url: str, headers: Mapping[str, str], timeout_s: float) ->
     return None
 
 
-async def _ready(session: aiohttp.ClientSession, base_url: str, headers: Mapping[str, str]) -> bool:
+async def is_ready(
+    session: aiohttp.ClientSession, base_url: str, headers: Mapping[str, str]
+) -> bool:
     """True once `/health` is 200 and `/v1/models` lists a model."""
     try:
-        status, _ = await _get_json(session, f"{base_url}/health", headers, _PROBE_TIMEOUT_S)
+        status, _ = await _get_json(session, f"{base_url}/health", headers, PROBE_TIMEOUT_S)
         if status != 200:
             return False
-        status, models = await _get_json(
-            session, f"{base_url}/v1/models", headers, _PROBE_TIMEOUT_S
-        )
+        status, models = await _get_json(session, f"{base_url}/v1/models", headers, PROBE_TIMEOUT_S)
     except (aiohttp.ClientError, TimeoutError, OSError):
         return False
     if status in (401, 403):
@@ -281,291 +193,13 @@ class Server(ABC):
         self.stop()
 
 
-class _ProcessServer(Server):
-    """Shared machinery for servers the harness runs as a child process group."""
-
-    kind = "process"
-
-    def __init__(
-        self,
-        extra_args: Sequence[str],
-        log_path: Path | None,
-        port: int | None,
-        startup_timeout_s: float,
-        stop_timeout_s: float,
-    ) -> None:
-        """Keep the settings; nothing runs until start()."""
-        self.extra_args = list(extra_args)
-        self.port = port
-        self.log_path = log_path
-        self.startup_timeout_s = startup_timeout_s
-        self.stop_timeout_s = stop_timeout_s
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log_fh: IO[bytes] | None = None
-
-    @abstractmethod
-    def _command(self, host: str, port: int) -> tuple[list[str], dict[str, str], dict[str, Any]]:
-        """The argv, the extra environment, and launch facts to record (no secrets)."""
-
-    def _api_key(self) -> str | None:
-        """The key the child server will demand: `--api-key`, else VLLM_API_KEY."""
-        return api_key_from_args(self.extra_args) or os.environ.get("VLLM_API_KEY") or None
-
-    def _default_log_path(self, port: int) -> Path:
-        """Where the server's output goes when no log_path was given."""
-        fd, name = tempfile.mkstemp(prefix=f"vllm-serve-{port}-", suffix=".log")
-        os.close(fd)
-        return Path(name)
-
-    @property
-    def pid(self) -> int | None:
-        """The child's process id (also its process-group id), while it runs."""
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self) -> ServerInfo:
-        """Launch the server in its own process group and wait until it serves."""
-        if self._info is not None:
-            return self._info
-        host = "127.0.0.1"
-        port = self.port or free_port(host)
-        if not _port_free(host, port):
-            # Otherwise the health check could find whatever else listens there.
-            raise ServerError(f"port {port} on {host} is in use; pick another or leave it unset")
-        argv, env_extra, launch = self._command(host, port)
-        if self.log_path is None:
-            self.log_path = self._default_log_path(port)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log_fh = self.log_path.open("wb")
-        base_url = f"http://{host}:{port}"
-        api_key = self._api_key()
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        t0 = time.monotonic()
-        try:
-            self._proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_fh,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **env_extra},
-                start_new_session=True,
-            )
-        except OSError as exc:
-            self._close_log()
-            raise ServerError(f"could not run {argv[0]}: {exc}") from exc
-        atexit.register(self.stop)
-        try:
-            _run_sync(lambda: self._wait_ready(base_url, headers, t0))
-            model, max_len, version, root = _run_sync(
-                lambda: _inventory(base_url, headers, _PROBE_TIMEOUT_S, "check --api-key")
-            )
-        except BaseException:
-            self.stop()
-            raise
-        startup_s = time.monotonic() - t0
-        launch = {
-            "kind": self.kind,
-            "command": redact_args(argv),
-            "env": env_extra,
-            "host": host,
-            "port": port,
-            "pid": self._proc.pid,
-            "log_path": str(self.log_path),
-            "startup_s": round(startup_s, 3),
-            **launch,
-        }
-        self._info = ServerInfo(base_url, model, max_len, version, launch, api_key, root)
-        return self._info
-
-    async def _wait_ready(self, base_url: str, headers: Mapping[str, str], t0: float) -> None:
-        """Poll until the server serves; fail fast if the process dies, or at the timeout."""
-        assert self._proc is not None
-        async with aiohttp.ClientSession() as session:
-            while True:
-                code = self._proc.poll()
-                if code is not None:
-                    raise ServerError(
-                        f"{self.kind} vLLM server exited with code {code} before it was ready; "
-                        f"log {self.log_path}:\n{log_tail(self.log_path)}"
-                    )
-                if await _ready(session, base_url, headers):
-                    return
-                if time.monotonic() - t0 > self.startup_timeout_s:
-                    raise ServerError(
-                        f"{self.kind} vLLM server at {base_url} not ready after "
-                        f"{self.startup_timeout_s:.0f} s; log {self.log_path}:\n"
-                        f"{log_tail(self.log_path)}"
-                    )
-                await asyncio.sleep(_POLL_INTERVAL_S)
-
-    def stop(self) -> None:
-        """SIGINT the process group, then SIGTERM, then SIGKILL, until none of it is left."""
-        proc, self._proc = self._proc, None
-        self._info = None
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
-        if proc is not None:
-            pgid = proc.pid  # start_new_session makes the child a group leader
-            grace = max(self.stop_timeout_s, 0.0)
-            for sig, wait_s in (
-                (signal.SIGINT, grace * 2 / 3),
-                (signal.SIGTERM, grace / 3),
-                (signal.SIGKILL, 10.0),
-            ):
-                if not _group_alive(pgid):
-                    break
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pgid, sig)
-                _wait_group(proc, pgid, wait_s)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=1.0)
-        self._close_log()
-
-    def _close_log(self) -> None:
-        """Close our handle on the log file (the file stays for reading)."""
-        if self._log_fh is not None:
-            self._log_fh.close()
-            self._log_fh = None
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while any process of the group exists (zombies of our own child excluded)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _wait_group(proc: subprocess.Popen[bytes], pgid: int, timeout_s: float) -> None:
-    """Wait up to timeout_s for the leader to exit (reaping it) and the group to empty."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        proc.poll()  # reap the leader so its zombie does not keep the group "alive"
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.1)
-
-
-class EmbeddedServer(_ProcessServer):
-    """The project's own vLLM CPU server with the tiny model (scripts/serve_vllm_cpu.sh)."""
-
-    kind = "embedded"
-
-    def __init__(
-        self,
-        root: Path,
-        port: int | None = None,
-        extra_args: Sequence[str] = (),
-        log_path: Path | None = None,
-        *,
-        model_dir: Path | None = None,
-        venv: Path | None = None,
-        kv_cache_gib: float = 2.0,
-        max_model_len: int = EMBEDDED_MAX_MODEL_LEN,
-        served_model_name: str = EMBEDDED_SERVED_NAME,
-        startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
-        stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
-    ) -> None:
-        """Point at the project root (with .vllm/venv and .vllm/model); nothing runs yet."""
-        super().__init__(extra_args, log_path, port, startup_timeout_s, stop_timeout_s)
-        self.root = Path(root).resolve()
-        self.model_dir = (model_dir or self.root / ".vllm" / "model").resolve()
-        env_venv = os.environ.get("HARNESS_VLLM_VENV")  # as in scripts/setup_vllm_cpu.sh
-        self.venv = (
-            venv or (Path(env_venv) if env_venv else self.root / ".vllm" / "venv")
-        ).resolve()
-        self.kv_cache_gib = kv_cache_gib
-        self.max_model_len = max_model_len
-        self.served_model_name = served_model_name
-
-    @property
-    def script(self) -> Path:
-        """The serve script this server runs."""
-        return self.root / "scripts" / "serve_vllm_cpu.sh"
-
-    def check_setup(self) -> None:
-        """Raise a ServerError that says how to fix it if the venv, model or script is missing."""
-        if not (self.venv / "bin" / "vllm").exists():
-            raise ServerError(
-                f"the vLLM CPU server is not set up: no {self.venv}/bin/vllm; {_SETUP_HINT}"
-            )
-        if not (self.model_dir / "config.json").exists():
-            raise ServerError(
-                f"the tiny model is not built: no {self.model_dir}/config.json; {_SETUP_HINT}"
-            )
-        if not self.script.exists():
-            raise ServerError(f"missing {self.script}; is {self.root} the project root?")
-
-    def _default_log_path(self, port: int) -> Path:
-        """Logs go to .vllm/logs/ in the project."""
-        return self.root / ".vllm" / "logs" / f"vllm-serve-{port}.log"
-
-    def start(self) -> ServerInfo:
-        """Check the setup, then launch and wait (see _ProcessServer.start)."""
-        self.check_setup()
-        return super().start()
-
-    def _command(self, host: str, port: int) -> tuple[list[str], dict[str, str], dict[str, Any]]:
-        """bash scripts/serve_vllm_cpu.sh EXTRA..., configured through its environment."""
-        env = {
-            "HOST": host,
-            "PORT": str(port),
-            "KV": f"{self.kv_cache_gib:g}",
-            "MODEL_DIR": str(self.model_dir),
-            "MAX_MODEL_LEN": str(self.max_model_len),
-            "SERVED_NAME": self.served_model_name,
-            "HARNESS_VLLM_VENV": str(self.venv),
-        }
-        launch = {"model_dir": str(self.model_dir), "venv": str(self.venv)}
-        return ["bash", str(self.script), *self.extra_args], env, launch
-
-
-class LaunchedServer(_ProcessServer):
-    """`vllm serve MODEL` from PATH (GPU nodes), started and stopped by the harness."""
-
-    kind = "launched"
-
-    def __init__(
-        self,
-        model: str,
-        vllm_command: str = "vllm",
-        extra_args: Sequence[str] = (),
-        log_path: Path | None = None,
-        *,
-        port: int | None = None,
-        startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
-        stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
-    ) -> None:
-        """Name the model (HF id or folder) and the vllm command; nothing runs yet."""
-        super().__init__(extra_args, log_path, port, startup_timeout_s, stop_timeout_s)
-        self.model = model
-        self.vllm_command = vllm_command
-
-    def start(self) -> ServerInfo:
-        """Check that the vllm command exists, then launch and wait."""
-        if shutil.which(self.vllm_command) is None:
-            raise ServerError(
-                f"`{self.vllm_command}` is not on PATH; install the server "
-                "(`pip install 'harness[vllm]'`) or attach to a running one with a URL"
-            )
-        return super().start()
-
-    def _command(self, host: str, port: int) -> tuple[list[str], dict[str, str], dict[str, Any]]:
-        """vllm serve MODEL --host H --port P EXTRA..."""
-        exe = shutil.which(self.vllm_command) or self.vllm_command
-        argv = [exe, "serve", self.model, "--host", host, "--port", str(port), *self.extra_args]
-        return argv, {}, {"model_arg": self.model}
-
-
 class AttachedServer(Server):
     """A server somebody else runs; the harness only checks it and takes its inventory."""
 
     kind = "attached"
 
     def __init__(
-        self, url: str, api_key_env: str = DEFAULT_API_KEY_ENV, timeout_s: float = _PROBE_TIMEOUT_S
+        self, url: str, api_key_env: str = DEFAULT_API_KEY_ENV, timeout_s: float = PROBE_TIMEOUT_S
     ) -> None:
         """Name the server's URL and the environment variable that holds its API key."""
         self.base_url = normalize_base_url(url)
@@ -578,11 +212,11 @@ class AttachedServer(Server):
             return self._info
         api_key = os.environ.get(self.api_key_env) or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        why = _run_sync(lambda: _probe(self.base_url, headers, self.timeout_s))
+        why = run_sync(lambda: _probe(self.base_url, headers, self.timeout_s))
         if why is not None:
             raise ServerError(f"cannot reach the server at {self.base_url}: {why}")
-        model, max_len, version, root = _run_sync(
-            lambda: _inventory(
+        model, max_len, version, root = run_sync(
+            lambda: take_inventory(
                 self.base_url, headers, self.timeout_s, f"set {self.api_key_env} to the right key"
             )
         )

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ServerError
-from harness.server import AttachedServer, EmbeddedServer, Server, ServerInfo
+from harness.server import AttachedServer, Server, ServerInfo
+from harness.server_process import EmbeddedServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_SERVER_URL_ENV = "HARNESS_TEST_SERVER_URL"

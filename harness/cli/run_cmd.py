@@ -21,8 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness import __version__
 from harness.analysis import Slo, summarize_requests
-from harness.cli.common import add_workload_args, resolve_workload
+from harness.cli.common import resolve_workload
 from harness.cli.measure import RunTelemetry
+from harness.cli.run_options import DEFAULT_CALIBRATION, add_run_args, apply_overrides
 from harness.client import Client, ClientOptions, chat_overhead_tokens
 from harness.errors import ConfigError
 from harness.latency_split import latency_split, session_figures, session_split, step_split
@@ -30,7 +31,8 @@ from harness.records import RequestRecord, RunClock, StepRecord, ToolRecord
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome, preflight
 from harness.report import render_console
 from harness.results import RunWriter, requests_frame, table_frame
-from harness.server import AttachedServer, EmbeddedServer, LaunchedServer, Server, ServerInfo
+from harness.server import AttachedServer, Server, ServerInfo
+from harness.server_process import EmbeddedServer, LaunchedServer
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
 from harness.telemetry.server_metrics import Samples, phase_deltas, scrape
@@ -47,146 +49,16 @@ EXIT_FAILED_REQUESTS = 1
 EXIT_INTERRUPTED = 130
 
 
-def add_server_args(parser: argparse.ArgumentParser) -> None:
-    """Where the server comes from: embedded (default), `--model` launch, `--server` attach."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--server", metavar="URL", help="attach to a running server")
-    group.add_argument("--model", help="launch `vllm serve MODEL` (needs vLLM installed)")
-    parser.add_argument(
-        "--api-key-env",
-        default="HARNESS_API_KEY",
-        help="environment variable holding the server's API key (never written to results)",
-    )
-    parser.add_argument(
-        "--vllm-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="extra argument for a launched or embedded server (repeatable)",
-    )
-
-
 def add_parser(sub: Any) -> None:
-    """Register `harness run`."""
+    """Register `harness run` (its options are in run_options)."""
     p: argparse.ArgumentParser = sub.add_parser("run", help="replay a workload against a server")
-    add_workload_args(p)
-    add_server_args(p)
-    p.add_argument(
-        "--out", type=Path, default=None, help="run directory (default results/NAME-TIME)"
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing finished run")
-    p.add_argument("--rate", type=float, help="sessions per second for poisson/constant")
-    p.add_argument("--concurrency", type=int, help="closed-loop concurrent sessions")
-    add_load_options(p)
+    add_run_args(p)
     p.set_defaults(handler=run)
-
-
-def add_load_options(p: argparse.ArgumentParser) -> None:
-    """How a workload is replayed and measured, beyond its load level (shared by run and sweep)."""
-    p.add_argument("--pattern", choices=("trace", "poisson", "constant", "closed"))
-    p.add_argument("--time-scale", type=float, help="multiply trace gaps by F; 0 = no waiting")
-    p.add_argument("--max-concurrency", type=int, help="cap on requests in flight")
-    p.add_argument("--max-requests", type=int, help="stop after this many requests")
-    p.add_argument("--duration", type=float, help="stop sending after this many seconds")
-    p.add_argument("--warmup", type=int, help="first N requests are excluded from metrics")
-    p.add_argument("--api", choices=("completions", "chat"))
-    p.add_argument("--overlength", choices=("error", "clip", "skip"))
-    p.add_argument(
-        "--tools",
-        choices=("replay", "execute"),
-        help="agent tool calls: wait their recorded duration, or run the real CPU kernels",
-    )
-    p.add_argument(
-        "--calibration",
-        type=Path,
-        help=f"tool calibration for --tools execute (default {DEFAULT_CALIBRATION})",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed for prompt tokens and arrivals")
-    p.add_argument(
-        "--server-pid",
-        type=int,
-        default=None,
-        help="pid of an attached server on this host, to sample its process tree's CPU and RSS",
-    )
-    p.add_argument(
-        "--sample-hz", type=float, default=10.0, help="telemetry sampling rate (default 10)"
-    )
-    p.add_argument(
-        "--idle-baseline",
-        type=float,
-        default=None,
-        help="seconds of idle power sampled before the load (default 3 where GPU or RAPL "
-        "power is readable, else 0)",
-    )
-    p.add_argument(
-        "--prompt-salt",
-        type=int,
-        default=None,
-        help="salt of the prompts' leading tokens (default: random per run, so runs on one "
-        "server never share prefix-cache entries; the manifest records it)",
-    )
-
-
-def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpec:
-    """Command-line options over the workload file's values."""
-    if args.rate is not None and args.concurrency is not None:
-        raise ConfigError("--rate (open loop) and --concurrency (closed loop) exclude each other")
-    arrival: dict[str, Any] = {}
-    if args.time_scale is not None:
-        arrival["time_scale"] = args.time_scale
-    pattern = args.pattern
-    if args.rate is not None:
-        arrival["rate_per_s"] = args.rate
-        if pattern is None and spec.arrival.pattern != "closed":
-            # A rate makes a trace replay open-loop Poisson; a rated pattern keeps its kind.
-            rated = spec.arrival.pattern in ("poisson", "constant")
-            pattern = spec.arrival.pattern if rated else "poisson"
-    if args.concurrency is not None:
-        arrival["concurrency"] = args.concurrency
-        pattern = pattern or "closed"
-    if pattern is not None:
-        arrival["pattern"] = pattern
-    effective = pattern or spec.arrival.pattern
-    if args.rate is not None and effective not in ("poisson", "constant"):
-        raise ConfigError(f"--rate needs a poisson or constant pattern, not {effective!r}")
-    if args.concurrency is not None and effective != "closed":
-        raise ConfigError(f"--concurrency needs the closed pattern, not {effective!r}")
-    limits: dict[str, Any] = {}
-    for key, value in (
-        ("max_requests", args.max_requests),
-        ("max_concurrency", args.max_concurrency),
-        ("duration_s", args.duration),
-        ("warmup_requests", args.warmup),
-    ):
-        if value is not None:
-            limits[key] = value
-    request: dict[str, Any] = {}
-    if args.api is not None:
-        request["api"] = args.api
-    if args.overlength is not None:
-        request["overlength"] = args.overlength
-    tools: dict[str, Any] = {}
-    if getattr(args, "tools", None) is not None:
-        tools["mode"] = args.tools
-    if getattr(args, "calibration", None) is not None:
-        tools["calibration"] = args.calibration
-    data = spec.model_dump()
-    data["tools"].update(tools)
-    data["arrival"].update(arrival)
-    data["limits"].update(limits)
-    data["request"].update(request)
-    try:
-        return WorkloadSpec.model_validate(data)
-    except ValueError as err:
-        raise ConfigError(f"invalid options: {err}") from None
 
 
 def _default_out(spec: WorkloadSpec) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return Path("results") / f"{spec.name}-{stamp}"
-
-
-DEFAULT_CALIBRATION = Path("results") / "tool-calibration.json"
 
 
 def make_tools(

@@ -11,7 +11,8 @@ from typing import Any
 from rich.console import Console
 
 from harness.cli.run_cmd import project_root
-from harness.server import EmbeddedServer, LaunchedServer, Server
+from harness.server import Server
+from harness.server_process import EmbeddedServer, LaunchedServer
 
 
 def add_parser(sub: Any) -> None:

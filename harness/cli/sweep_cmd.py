@@ -26,14 +26,8 @@ from harness.capacity import (
     stop_reason,
 )
 from harness.cli.common import add_workload_args, resolve_workload
-from harness.cli.run_cmd import (
-    EXIT_INTERRUPTED,
-    add_load_options,
-    add_server_args,
-    apply_overrides,
-    execute,
-    make_server,
-)
+from harness.cli.run_cmd import EXIT_INTERRUPTED, execute, make_server
+from harness.cli.run_options import add_load_options, add_server_args, apply_overrides
 from harness.errors import ConfigError
 from harness.fleet.catalog import load_catalog, match_accelerator
 from harness.model_shape import model_shape

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness.cli.run_cmd import DEFAULT_CALIBRATION
+from harness.cli.run_options import DEFAULT_CALIBRATION
 from harness.tools.calibrate import calibrate
 from harness.tools.runner import TOOL_KINDS
 

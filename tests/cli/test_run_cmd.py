@@ -226,7 +226,7 @@ def test_malformed_trace_names_file_line_field(
 def test_server_dying_mid_run_keeps_results(tmp_path: Path) -> None:
     """A second real server is stopped mid-run: failed requests are recorded with their
     errors, what was measured is kept, the run stops early and exits non-zero."""
-    from harness.server import EmbeddedServer
+    from harness.server_process import EmbeddedServer
 
     server = EmbeddedServer(REPO, log_path=tmp_path / "dying-server.log", kv_cache_gib=1)
     info = server.start()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import run_cmd
+from harness.cli import run_options
 from harness.cli.common import resolve_workload
 from harness.errors import ConfigError
 from harness.workload.spec import WorkloadSpec
@@ -35,8 +35,8 @@ slo:
 
 def _parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    run_cmd.add_parser(parser.add_subparsers())
-    return parser.parse_args(["run", "w.yaml", *argv])
+    run_options.add_run_args(parser)
+    return parser.parse_args(["w.yaml", *argv])
 
 
 def _spec(tmp_path: Path, text: str = BASE) -> WorkloadSpec:
@@ -46,7 +46,7 @@ def _spec(tmp_path: Path, text: str = BASE) -> WorkloadSpec:
 
 
 def _with(tmp_path: Path, *argv: str, text: str = BASE) -> WorkloadSpec:
-    return run_cmd.apply_overrides(_spec(tmp_path, text), _parse(*argv))
+    return run_options.apply_overrides(_spec(tmp_path, text), _parse(*argv))
 
 
 def test_no_options_keep_the_file(tmp_path: Path) -> None:
