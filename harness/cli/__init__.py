@@ -27,8 +27,9 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(
         prog="harness",
-        description="Replay chatbot and agent traces against a real inference server and "
-        "measure throughput, latency and where the time goes.",
+        description="Replay chatbot and agent traces against a real inference server, measure "
+        "throughput, latency, where the time goes and energy, and turn the measurements into "
+        "capacity and fleet figures.",
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
