@@ -41,7 +41,7 @@ class Section:
     rows: list[tuple[str, ...]] = field(default_factory=list)
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
+def format_value(value: Any, digits: int = 2) -> str:
     """A figure as text: ints plain, floats to `digits` decimals, None as n/a."""
     if value is None:
         return MISSING
@@ -112,13 +112,13 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
         ):
             value: float | None = split.get(key)
             share = value / total if total and value is not None else None
-            sec.rows.append((label, _fmt(value, 3), _share(share)))
+            sec.rows.append((label, format_value(value, 3), _share(share)))
         for label, key in (
             ("Tool CPU seconds (user + system)", "tool_cpu_s"),
             ("Tool calls waiting for a free worker (s, within tools)", "tool_queue_s"),
             ("Think time (user's, not in the split)", "think_s"),
         ):
-            sec.rows.append((label, _fmt(split.get(key), 3), ""))
+            sec.rows.append((label, format_value(split.get(key), 3), ""))
         sec.rows.append(("CPU share (tools + orchestration)", "", _share(split.get("cpu_share"))))
         sec.rows.append(("GPU share (LLM)", "", _share(split.get("gpu_share"))))
         out.append(sec)
@@ -131,11 +131,11 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
                 tk.rows.append(
                     (
                         name,
-                        _fmt(k.get("calls")),
-                        _fmt(k.get("failures")),
-                        _fmt(k.get("tool_s"), 3),
-                        _fmt(k.get("queue_s"), 3),
-                        _fmt(k.get("tool_cpu_s"), 3),
+                        format_value(k.get("calls")),
+                        format_value(k.get("failures")),
+                        format_value(k.get("tool_s"), 3),
+                        format_value(k.get("queue_s"), 3),
+                        format_value(k.get("tool_cpu_s"), 3),
                         _share(k.get("share")),
                     )
                 )
@@ -149,9 +149,17 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
             ("Tokens per session", "tokens_per_session"),
         ):
             st = figures.get(key) or {}
-            ss.rows.append((label, *(_fmt(st.get(p)) for p in ("mean", "p50", "p90", "p99"))))
+            ss.rows.append(
+                (label, *(format_value(st.get(p)) for p in ("mean", "p50", "p90", "p99")))
+            )
         ss.rows.append(
-            ("Completed sessions per hour", _fmt(figures.get("sessions_per_hour"), 1), "", "", "")
+            (
+                "Completed sessions per hour",
+                format_value(figures.get("sessions_per_hour"), 1),
+                "",
+                "",
+                "",
+            )
         )
         out.append(ss)
     energy = summary.get("energy")
@@ -170,13 +178,15 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
             ("CPU package energy (J)", "cpu_energy_j", 1),
             ("CPU energy source", "cpu_source", 0),
         ):
-            en.rows.append((label, _fmt(energy.get(key), digits)))
+            en.rows.append((label, format_value(energy.get(key), digits)))
         out.append(en)
     server = summary.get("server_metrics")
     if isinstance(server, Mapping) and server.get("available"):
         sp = Section("Server-side phases (/metrics, over the run)", ("phase", "requests", "mean s"))
         for phase, d in (server.get("phases") or {}).items():
-            sp.rows.append((phase, _fmt(d.get("requests")), _fmt(d.get("mean_s"), 4)))
+            sp.rows.append(
+                (phase, format_value(d.get("requests")), format_value(d.get("mean_s"), 4))
+            )
         out.append(sp)
     return out
 
@@ -184,21 +194,23 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
 def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[Section]:
     """The report's tables: run, throughput, latency, goodput (if an SLO was set), errors."""
     run = Section("Run", ("field", "value"))
-    run.rows.append(("Run", _fmt(_scalar(manifest, *_RUN_NAME_KEYS))))
-    run.rows.append(("Model", _fmt(_scalar(manifest, "model", "server.model", "workload.model"))))
-    run.rows.append(("Server", _fmt(_server_text(manifest))))
+    run.rows.append(("Run", format_value(_scalar(manifest, *_RUN_NAME_KEYS))))
+    run.rows.append(
+        ("Model", format_value(_scalar(manifest, "model", "server.model", "workload.model")))
+    )
+    run.rows.append(("Server", format_value(_server_text(manifest))))
     workload = _scalar(manifest, "workload.name", "workload")
     if workload is not None:
-        run.rows.append(("Workload", _fmt(workload)))
+        run.rows.append(("Workload", format_value(workload)))
     started = _scalar(manifest, "started_at", "start_time", "started", "anchor.iso")
     if started is not None:
-        run.rows.append(("Started", _fmt(started)))
+        run.rows.append(("Started", format_value(started)))
     status = _scalar(manifest, "status")
     if status is not None:
-        run.rows.append(("Status", _fmt(status)))
+        run.rows.append(("Status", format_value(status)))
     version = _scalar(manifest, "server.server_version")
     if version is not None:
-        run.rows.append(("Server version", _fmt(version)))
+        run.rows.append(("Server version", format_value(version)))
     host = manifest.get("host")
     if isinstance(host, Mapping):
         cores = host.get("cpu_logical_cores")
@@ -225,13 +237,13 @@ def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> l
         ("Max concurrency observed", "max_concurrency_observed", 0),
     ):
         if key in summary:
-            tput.rows.append((label, _fmt(summary[key], digits)))
+            tput.rows.append((label, format_value(summary[key], digits)))
 
     latency = Section("Latency (ms)", ("metric", *_LATENCY_STATS))
     for label, key in _LATENCY_ROWS:
         stats = summary.get(key)
         if isinstance(stats, Mapping):
-            latency.rows.append((label, *(_fmt(stats.get(s)) for s in _LATENCY_STATS)))
+            latency.rows.append((label, *(format_value(stats.get(s)) for s in _LATENCY_STATS)))
 
     sections = [run, tput, latency, *_split_sections(summary)]
     accounting = summary.get("run")
@@ -249,17 +261,19 @@ def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> l
             ("Stopped early because", "aborted_reason"),
         ):
             if key in accounting and accounting[key] is not None:
-                acc.rows.append((label, _fmt(accounting[key])))
+                acc.rows.append((label, format_value(accounting[key])))
         sections.append(acc)
     slo = summary.get("slo")
     if isinstance(slo, Mapping):
         good = Section("Goodput", ("metric", "value"))
         limits = ", ".join(
-            f"{k.removesuffix('_ms').upper()} <= {_fmt(v)} ms" for k, v in slo.items()
+            f"{k.removesuffix('_ms').upper()} <= {format_value(v)} ms" for k, v in slo.items()
         )
         good.rows.append(("SLO", limits or "none set"))
-        good.rows.append(("Requests meeting SLO", _fmt(summary.get("requests_meeting_slo"))))
-        good.rows.append(("Goodput (req/s)", _fmt(summary.get("goodput_rps"), 3)))
+        good.rows.append(
+            ("Requests meeting SLO", format_value(summary.get("requests_meeting_slo")))
+        )
+        good.rows.append(("Goodput (req/s)", format_value(summary.get("goodput_rps"), 3)))
         attainment = summary.get("slo_attainment")
         good.rows.append(
             ("SLO attainment", MISSING if attainment is None else f"{100 * attainment:.1f} %")
@@ -269,7 +283,7 @@ def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> l
     errors = summary.get("errors")
     if isinstance(errors, Mapping) and errors:
         err = Section("Errors", ("error", "count"))
-        err.rows.extend((str(k), _fmt(v)) for k, v in errors.items())
+        err.rows.extend((str(k), format_value(v)) for k, v in errors.items())
         sections.append(err)
     return sections
 
@@ -350,12 +364,12 @@ def breakdown_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]], figure: st
         )
         cells = [
             name,
-            _fmt(split.get("sessions")),
-            _fmt(float(split["llm_s"]) / n, 3),
-            _fmt(float(split["tool_s"]) / n, 3),
-            _fmt(None if cpu is None else float(cpu) / n, 3),
-            _fmt(float(split["orchestration_s"]) / n, 3),
-            _fmt(float(split["total_s"]) / n, 3),
+            format_value(split.get("sessions")),
+            format_value(float(split["llm_s"]) / n, 3),
+            format_value(float(split["tool_s"]) / n, 3),
+            format_value(None if cpu is None else float(cpu) / n, 3),
+            format_value(float(split["orchestration_s"]) / n, 3),
+            format_value(float(split["total_s"]) / n, 3),
             _share(split.get("cpu_share")),
             _share(split.get("gpu_share")),
             kinds or "none",

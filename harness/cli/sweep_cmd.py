@@ -31,6 +31,7 @@ from harness.cli.run_options import add_load_options, add_server_args, apply_ove
 from harness.errors import ConfigError
 from harness.fleet.catalog import load_catalog, match_accelerator
 from harness.model_shape import model_shape
+from harness.report import MISSING, format_value
 from harness.results import RunReader, write_run_file
 from harness.server import ServerInfo
 from harness.telemetry.cpu import host_inventory
@@ -148,17 +149,14 @@ def _table(points: list[dict[str, Any]], load_kind: str) -> Table:
     for col in (load_kind, "total tok/s", "output tok/s", "TTFT p99 ms", "TPOT p99 ms", "SLO met"):
         table.add_column(col, justify="right")
 
-    def fmt(v: Any) -> str:
-        return "n/a" if v is None else f"{v:,.1f}"
-
     for p in points:
         table.add_row(
             f"{p['load']:g}",
-            fmt(p["total_throughput_tok_s"]),
-            fmt(p["output_throughput_tok_s"]),
-            fmt(p["ttft_ms_p99"]),
-            fmt(p["tpot_ms_p99"]),
-            "n/a" if p["slo_attainment"] is None else f"{100 * p['slo_attainment']:.0f} %",
+            format_value(p["total_throughput_tok_s"], 1),
+            format_value(p["output_throughput_tok_s"], 1),
+            format_value(p["ttft_ms_p99"], 1),
+            format_value(p["tpot_ms_p99"], 1),
+            MISSING if p["slo_attainment"] is None else f"{100 * p['slo_attainment']:.0f} %",
         )
     return table
 

@@ -7,26 +7,26 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.report import MISSING, Section, _fmt
+from harness.report import MISSING, Section, format_value
 
 Row = tuple[str, str, Callable[[Any], str]]
 
 
 def _num(digits: int) -> Callable[[Any], str]:
-    return lambda v: _fmt(float(v) if isinstance(v, int | float) else v, digits)
+    return lambda v: format_value(float(v) if isinstance(v, int | float) else v, digits)
 
 
 def _count(value: Any) -> str:
     """A count: whole numbers with separators (floats rounded for display only)."""
     if isinstance(value, float):
         return f"{value:,.0f}"
-    return _fmt(value)
+    return format_value(value)
 
 
 def _big(value: Any) -> str:
     """Large quantities (tokens, FLOP) with a T/G/M suffix."""
     if not isinstance(value, int | float) or isinstance(value, bool):
-        return _fmt(value)
+        return format_value(value)
     if abs(value) >= 1e21:
         return f"{value:.3e}"
     for scale, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
@@ -41,7 +41,7 @@ def _plain(value: Any) -> str:
         return _big(value)
     if isinstance(value, float):
         return f"{value:,.6g}"
-    return _fmt(value)
+    return format_value(value)
 
 
 def _pct(value: Any) -> str:
@@ -49,7 +49,7 @@ def _pct(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    return _fmt(value)
+    return format_value(value)
 
 
 _FLEET_ROWS: tuple[Row, ...] = (
@@ -153,12 +153,12 @@ def _matrix(title: str, rows: Sequence[Row], columns: Mapping[str, Mapping[str, 
 def _scenario_section(scenario: Any) -> Section:
     sec = Section("Scenario", ("key", "value"))
     if not isinstance(scenario, Mapping):
-        sec.rows.append(("scenario", _fmt(scenario)))
+        sec.rows.append(("scenario", format_value(scenario)))
         return sec
-    sec.rows.append(("name", _fmt(scenario.get("name"))))
+    sec.rows.append(("name", format_value(scenario.get("name"))))
     if scenario.get("description"):
         sec.rows.append(("description", str(scenario["description"])))
-    sec.rows.append(("demand", _fmt(scenario.get("demand_basis"))))
+    sec.rows.append(("demand", format_value(scenario.get("demand_basis"))))
     sec.rows.append(("tokens per day", _big(scenario.get("demand_tokens_per_day"))))
     skip = {"name", "description", "demand_basis", "demand_tokens_per_day", "assumptions"}
     skip.add("tokens_per_day")
@@ -259,10 +259,10 @@ def fleet_sections(result: Mapping[str, Any]) -> list[Section]:
         sources.rows.append(
             (
                 name,
-                _fmt(fig.get("origin")),
-                _fmt(fig.get("device_kind")),
-                _fmt(fig.get("accelerator")),
-                _fmt(fig.get("source")),
+                format_value(fig.get("origin")),
+                format_value(fig.get("device_kind")),
+                format_value(fig.get("accelerator")),
+                format_value(fig.get("source")),
             )
         )
     sections.append(sources)
