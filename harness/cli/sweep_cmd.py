@@ -197,7 +197,8 @@ def sweep(args: argparse.Namespace) -> int:
     stopped: str | None = None
     model: dict[str, Any] = model_shape(None)
 
-    def write(status: str) -> Path:
+    def write(status: str) -> dict[str, Any]:
+        """Rewrite capacity.json with the points so far; returns the document."""
         doc = capacity_document(
             name=out.name,
             workload=base.name,
@@ -214,7 +215,8 @@ def sweep(args: argparse.Namespace) -> int:
             host=host,
             power_note=power_note,
         )
-        return write_run_file(out, CAPACITY_FILE, json.dumps(doc, indent=2) + "\n")
+        write_run_file(out, CAPACITY_FILE, json.dumps(doc, indent=2) + "\n")
+        return doc
 
     def run_point(info: ServerInfo, load: float, spec: WorkloadSpec, pargs: Any, title: str) -> int:
         name = _point_name(load_kind, load)
@@ -261,9 +263,8 @@ def sweep(args: argparse.Namespace) -> int:
         status = "finished"
     best = capacity_block(points, devices, device_kind, accelerator)["run_dir"]
     model.update(_mean_context(out / best) if best else _NO_CONTEXT)
-    doc_path = write(status)
+    doc = write(status)
     console.print(_table(points, load_kind))
-    doc = json.loads(doc_path.read_text())
     cap = doc["capacity"]
     if cap["capacity_tok_s"] is None:
         console.print("no load met the SLO: capacity unavailable")
@@ -285,7 +286,7 @@ def sweep(args: argparse.Namespace) -> int:
             console.print(f"[yellow]note:[/] lower loads missed the SLO ({lower}): a noisy server")
         if cap["power_note"]:
             console.print(f"[yellow]note:[/] {cap['power_note']}")
-    console.print(f"capacity: {doc_path}")
+    console.print(f"capacity: {out / CAPACITY_FILE}")
     return EXIT_INTERRUPTED if status == "interrupted" else 0
 
 

@@ -10,8 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.config_files import read_yaml, validate
 from harness.errors import ConfigError
-from harness.fleet.files import read_yaml, validate
 
 Precision = Literal["bf16", "fp8"]
 PRECISIONS: tuple[Precision, ...] = ("bf16", "fp8")

@@ -10,9 +10,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.capacity import CAPACITY_FILE
+from harness.config_files import read_json, read_yaml, validate
 from harness.errors import ConfigError
 from harness.fleet.catalog import Precision
-from harness.fleet.files import read_json, read_yaml, validate
 from harness.fleet.shape import ModelShape
 
 

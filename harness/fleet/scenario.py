@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from harness.config_files import error_lines, read_yaml, validate
 from harness.errors import ConfigError
-from harness.fleet.files import error_lines, read_yaml, validate
 from harness.fleet.shape import ModelShape
 
 

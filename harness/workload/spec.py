@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from harness.errors import ConfigError
+from harness.config_files import read_yaml, validate
 
 TraceFormat = Literal["mooncake", "azure", "burstgpt", "sharegpt", "sessions"]
 TRACE_FORMATS: tuple[str, ...] = ("mooncake", "azure", "burstgpt", "sharegpt", "sessions")
@@ -107,25 +106,9 @@ class WorkloadSpec(_Strict):
     slo: SloSpec | None = None
 
 
-def _format_validation_error(path: Path, err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key '{key}'")
-        else:
-            lines.append(f"{path}: key '{key}': {e['msg']}")
-    return "\n".join(lines)
-
-
 def parse_workload(data: Any, path: Path) -> WorkloadSpec:
     """Validate a mapping read from `path`; a trace path inside is resolved relative to it."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    try:
-        spec = WorkloadSpec.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_validation_error(path, err)) from None
+    spec = validate(WorkloadSpec, data, path)
     trace = spec.source.trace
     if trace is not None and not trace.is_absolute():
         source = spec.source.model_copy(update={"trace": (path.parent / trace).resolve()})
@@ -135,17 +118,7 @@ def parse_workload(data: Any, path: Path) -> WorkloadSpec:
 
 def load_workload(path: Path) -> WorkloadSpec:
     """Read and validate a workload YAML file."""
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read workload: {err.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {err}") from None
-    return parse_workload(data, path)
+    return parse_workload(read_yaml(path, "workload"), path)
 
 
 def is_workload_file(path: Path) -> bool:

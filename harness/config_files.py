@@ -1,5 +1,6 @@
-"""Reading the fleet's YAML and JSON inputs and turning validation errors into messages that
-name the file and the dotted key, so a user can find the bad line."""
+"""Reading YAML and JSON inputs (workloads, scenarios, profiles, catalogs) and turning
+validation errors into messages that name the file and the dotted key, so a user can find the
+bad line."""
 
 from __future__ import annotations
 
