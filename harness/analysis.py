@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.timeline import in_flight
 from harness.units import ns_to_ms, ns_to_s
 
 PERCENTILES: tuple[int, ...] = (50, 90, 99)
@@ -121,13 +122,11 @@ def _error_label(error: Any, http_status: int | None, done_ns: int | None) -> st
 
 
 def _max_concurrency(intervals: list[tuple[int, int]]) -> int:
-    """Largest number of overlapping [start, end) intervals."""
-    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    current = best = 0
-    for _, delta in events:  # at equal times -1 sorts before +1: back-to-back is not overlap
-        current += delta
-        best = max(best, current)
-    return best
+    """Largest number of overlapping [start, end) intervals (back-to-back is not overlap)."""
+    # The earliest stamp as the zero keeps in_flight's seconds exact to the nanosecond.
+    t0_ns = min(min(s, e) for s, e in intervals) if intervals else 0
+    _, counts = in_flight(intervals, t0_ns)
+    return int(max(counts, default=0.0))
 
 
 def _diff_ms(end: int | None, start: int | None) -> float | None:

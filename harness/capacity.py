@@ -9,19 +9,11 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from harness.report import lookup
+
 CAPACITY_FILE = "capacity.json"
 CAPACITY_KIND = "harness-capacity"
 SCHEMA_VERSION = 1
-
-
-def _get(mapping: Mapping[str, Any] | None, *path: str) -> Any:
-    """mapping[path[0]][path[1]]..., None where any level is missing."""
-    node: Any = mapping
-    for key in path:
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
 
 
 def _float(value: Any) -> float | None:
@@ -42,36 +34,23 @@ def _tool_cpu_per_session(split: Mapping[str, Any]) -> float | None:
     return float(tool_cpu) / float(sessions)
 
 
-def point_figures(
-    load: float, run_dir: str, summary: Mapping[str, Any], target_attainment: float
-) -> dict[str, Any]:
-    """One load point's entry of capacity.json, from its run's summary.json."""
-    per_hour = _get(summary, "session_figures", "sessions_per_hour")
-    attainment = _float(summary.get("slo_attainment"))
-    point: dict[str, Any] = {
-        "load": float(load),
-        "run_dir": run_dir,
-        "requests_completed": _int(summary.get("requests_completed")),
-        "requests_failed": _int(summary.get("requests_failed")),
-        "request_throughput_rps": _float(summary.get("request_throughput_rps")),
-        "output_throughput_tok_s": _float(summary.get("output_throughput_tok_s")),
-        "total_throughput_tok_s": _float(summary.get("total_throughput_tok_s")),
-        "goodput_rps": _float(summary.get("goodput_rps")),
-        "slo_attainment": attainment,
-        "sessions_per_s": None if per_hour is None else float(per_hour) / 3600.0,
-        "avg_gpu_power_w": _float(_get(summary, "energy", "avg_power_w")),
-        "idle_gpu_power_w": _float(_get(summary, "energy", "idle_power_w")),
-        "gpu_source": _get(summary, "energy", "gpu_source") or "unavailable",
-        "j_per_output_token": _float(_get(summary, "energy", "j_per_output_token")),
-        "tool_cpu_s_per_session": _tool_cpu_per_session(summary.get("latency_split") or {}),
-        "error": None,
-    }
-    for metric in ("ttft_ms", "tpot_ms", "e2el_ms"):
-        for stat in ("p50", "p99"):
-            point[f"{metric}_{stat}"] = _float(_get(summary, metric, stat))
-    completed = bool(point["requests_completed"])
-    point["meets_slo"] = completed and attainment is not None and attainment >= target_attainment
-    return point
+SUMMARY_FIGURES: dict[str, str] = {
+    "requests_completed": "requests_completed",
+    "requests_failed": "requests_failed",
+    "request_throughput_rps": "request_throughput_rps",
+    "output_throughput_tok_s": "output_throughput_tok_s",
+    "total_throughput_tok_s": "total_throughput_tok_s",
+    "goodput_rps": "goodput_rps",
+    "slo_attainment": "slo_attainment",
+    "avg_gpu_power_w": "energy.avg_power_w",
+    "idle_gpu_power_w": "energy.idle_power_w",
+    "j_per_output_token": "energy.j_per_output_token",
+    **{f"{m}_{s}": f"{m}.{s}" for m in ("ttft_ms", "tpot_ms", "e2el_ms") for s in ("p50", "p99")},
+}
+"""The figures a capacity.json point copies from its run's summary.json: point key (the
+flat name, e.g. `ttft_ms_p99`) -> dotted path in the summary (`ttft_ms.p99`)."""
+
+_COUNTS: frozenset[str] = frozenset({"requests_completed", "requests_failed"})
 
 
 POINT_FIGURES: tuple[str, ...] = (
@@ -89,6 +68,38 @@ POINT_FIGURES: tuple[str, ...] = (
     "tool_cpu_s_per_session",
     *(f"{m}_{s}" for m in ("ttft_ms", "tpot_ms", "e2el_ms") for s in ("p50", "p99")),
 )
+"""The figures of a load point, in file order: SUMMARY_FIGURES plus those derived from the
+summary (sessions per second, tool CPU seconds per session)."""
+
+
+def summary_figures(summary: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run summary's figures flattened under capacity.json's point keys (SUMMARY_FIGURES),
+    values as the summary holds them, None where absent."""
+    return {key: lookup(summary, path) for key, path in SUMMARY_FIGURES.items()}
+
+
+def point_figures(
+    load: float, run_dir: str, summary: Mapping[str, Any], target_attainment: float
+) -> dict[str, Any]:
+    """One load point's entry of capacity.json, from its run's summary.json."""
+    flat = summary_figures(summary)
+    per_hour = lookup(summary, "session_figures.sessions_per_hour")
+    derived = {
+        "sessions_per_s": None if per_hour is None else float(per_hour) / 3600.0,
+        "tool_cpu_s_per_session": _tool_cpu_per_session(summary.get("latency_split") or {}),
+    }
+    point: dict[str, Any] = {"load": float(load), "run_dir": run_dir}
+    for key in POINT_FIGURES:
+        if key in derived:
+            point[key] = derived[key]
+        else:
+            point[key] = (_int if key in _COUNTS else _float)(flat[key])
+    point["gpu_source"] = lookup(summary, "energy.gpu_source") or "unavailable"
+    point["error"] = None
+    attainment = point["slo_attainment"]
+    completed = bool(point["requests_completed"])
+    point["meets_slo"] = completed and attainment is not None and attainment >= target_attainment
+    return point
 
 
 def failed_point(load: float, run_dir: str, error: str) -> dict[str, Any]:

@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.report import MISSING, Section
+from harness.capacity import SUMMARY_FIGURES, summary_figures
+from harness.report import MISSING, Section, format_share, lookup, slo_text
+from harness.report import format_value as format_figure
 
 EntryKind = Literal["run", "sweep"]
 COMPARISON_KIND = "harness-comparison"
@@ -102,49 +104,64 @@ class CompareEntry:
     points: list[dict[str, Any]] = field(default_factory=list)
     """A sweep's load points (capacity.json `points`); empty for a plain run."""
     notes: list[str] = field(default_factory=list)
+    capacity: dict[str, Any] | None = None
+    """A sweep's parsed capacity.json; None for a plain run."""
 
 
-def _number(value: Any) -> float | None:
+def number(value: Any) -> float | None:
     """A finite float, or None for anything absent, non-numeric or not finite."""
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _get(mapping: Any, *keys: str) -> Any:
-    """mapping[k1][k2]... or None where any level is missing."""
-    node = mapping
-    for key in keys:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node
+    as_float = float(value)
+    return as_float if math.isfinite(as_float) else None
 
 
 def _slo(raw: Any) -> dict[str, float | None]:
     """An SLO mapping (ttft_ms, tpot_ms, e2el_ms) with numeric limits or None."""
     if not isinstance(raw, Mapping):
         return {}
-    return {str(k): _number(v) for k, v in raw.items()}
+    return {str(k): number(v) for k, v in raw.items()}
+
+
+def _point_key(key: str) -> str:
+    """The capacity.json point key of a compared figure: the same, but for GPU power."""
+    return "avg_gpu_power_w" if key == "avg_power_w" else key
+
+
+_POINT_METRICS: tuple[str, ...] = tuple(
+    m.key for m in METRICS if _point_key(m.key) in SUMMARY_FIGURES
+)
+"""Compared figures that capacity.json's points hold too (harness.capacity's flattening)."""
+
+_EXTRA_PATHS: dict[str, str] = {
+    **{
+        f"{key}_ms_{p}": f"{key}_ms.{p}"
+        for key, _ in _LATENCIES
+        for p in _PERCENTILES
+        if f"{key}_ms_{p}" not in _POINT_METRICS
+    },
+    "cpu_share": "latency_split.cpu_share",
+    "gpu_share": "latency_split.gpu_share",
+}
+"""Compared figures that capacity's flattening lacks: figure key -> dotted path in a summary."""
+
+
+def _from_point(point: Mapping[str, Any]) -> dict[str, float | None]:
+    """The compared figures of a capacity.json point, or of a summary flattened like one."""
+    return {key: number(point.get(_point_key(key))) for key in _POINT_METRICS}
 
 
 def figures_from_summary(summary: Mapping[str, Any]) -> dict[str, float | None]:
     """The compared figures of one run from its summary.json; capacity figures are None."""
+    flat = _from_point(summary_figures(summary))
     figures: dict[str, float | None] = {}
-    for key in ("request_throughput_rps", "output_throughput_tok_s", "total_throughput_tok_s"):
-        figures[key] = _number(summary.get(key))
-    for key, _ in _LATENCIES:
-        for p in _PERCENTILES:
-            figures[f"{key}_ms_{p}"] = _number(_get(summary, f"{key}_ms", p))
-    figures["goodput_rps"] = _number(summary.get("goodput_rps"))
-    figures["slo_attainment"] = _number(summary.get("slo_attainment"))
-    figures["j_per_output_token"] = _number(_get(summary, "energy", "j_per_output_token"))
-    figures["avg_power_w"] = _number(_get(summary, "energy", "avg_power_w"))
-    figures["cpu_share"] = _number(_get(summary, "latency_split", "cpu_share"))
-    figures["gpu_share"] = _number(_get(summary, "latency_split", "gpu_share"))
-    for key in _CAPACITY_KEYS:
-        figures[key] = None
+    for metric in METRICS:
+        if metric.key in flat:
+            figures[metric.key] = flat[metric.key]
+        elif metric.key in _EXTRA_PATHS:
+            figures[metric.key] = number(lookup(summary, _EXTRA_PATHS[metric.key]))
+        else:
+            figures[metric.key] = None
     return figures
 
 
@@ -159,27 +176,9 @@ def capacity_point(capacity: Mapping[str, Any]) -> dict[str, Any] | None:
         if run_dir is not None and point.get("run_dir") == run_dir:
             return dict(point)
     for point in points:
-        if _number(point.get("load")) == _number(cap.get("load")):
+        if number(point.get("load")) == number(cap.get("load")):
             return dict(point)
     return None
-
-
-_POINT_FALLBACKS: tuple[tuple[str, str], ...] = (
-    ("request_throughput_rps", "request_throughput_rps"),
-    ("output_throughput_tok_s", "output_throughput_tok_s"),
-    ("total_throughput_tok_s", "total_throughput_tok_s"),
-    ("goodput_rps", "goodput_rps"),
-    ("slo_attainment", "slo_attainment"),
-    ("ttft_ms_p50", "ttft_ms_p50"),
-    ("ttft_ms_p99", "ttft_ms_p99"),
-    ("tpot_ms_p50", "tpot_ms_p50"),
-    ("tpot_ms_p99", "tpot_ms_p99"),
-    ("e2el_ms_p50", "e2el_ms_p50"),
-    ("e2el_ms_p99", "e2el_ms_p99"),
-    ("avg_power_w", "avg_gpu_power_w"),
-    ("j_per_output_token", "j_per_output_token"),
-)
-"""(figure key, capacity.json point key): where a sweep point fills a gap in its summary."""
 
 
 def figures_from_capacity(
@@ -188,13 +187,13 @@ def figures_from_capacity(
     """The compared figures of a sweep: its capacity point's run summary where given, gaps
     filled from the point in capacity.json, plus the per-device capacity figures."""
     figures = figures_from_summary(point_summary or {})
-    point = capacity_point(capacity) or {}
-    for key, point_key in _POINT_FALLBACKS:
-        if figures.get(key) is None:
-            figures[key] = _number(point.get(point_key))
+    from_point = _from_point(capacity_point(capacity) or {})
+    for key, value in from_point.items():
+        if figures[key] is None:
+            figures[key] = value
     cap = capacity.get("capacity")
     for key in _CAPACITY_KEYS:
-        figures[key] = _number(cap.get(key)) if isinstance(cap, Mapping) else None
+        figures[key] = number(cap.get(key)) if isinstance(cap, Mapping) else None
     return figures
 
 
@@ -202,10 +201,10 @@ def run_entry(
     name: str, path: str, summary: Mapping[str, Any], manifest: Mapping[str, Any]
 ) -> CompareEntry:
     """A plain run as a comparison entry."""
-    workload = _get(manifest, "workload", "name")
+    workload = lookup(manifest, "workload.name")
     if workload is None and isinstance(manifest.get("workload"), str):
         workload = manifest["workload"]
-    model = _get(manifest, "server", "model") or manifest.get("model")
+    model = lookup(manifest, "server.model") or manifest.get("model")
     return CompareEntry(
         name=name,
         kind="run",
@@ -231,10 +230,11 @@ def sweep_entry(
         path=path,
         figures=figures_from_capacity(capacity, point_summary),
         workload=None if capacity.get("workload") is None else str(capacity["workload"]),
-        model=None if _get(capacity, "model", "name") is None else str(capacity["model"]["name"]),
-        load=_number(_get(capacity, "capacity", "load")),
+        model=None if lookup(capacity, "model.name") is None else str(capacity["model"]["name"]),
+        load=number(lookup(capacity, "capacity.load")),
         slo=_slo(capacity.get("slo")),
         points=[dict(p) for p in capacity.get("points") or [] if isinstance(p, Mapping)],
+        capacity=dict(capacity),
     )
     if entry.load is None:
         entry.notes.append(f"{name}: no load point met the SLO, so its figures are n/a.")
@@ -259,14 +259,11 @@ def ratios_to_first(
 
 
 def format_value(value: float | None, metric: Metric) -> str:
-    """A figure for a table cell: n/a where absent, a percentage for shares."""
-    if value is None:
-        return MISSING
+    """A figure for a table cell: n/a where absent, a percentage for shares, else
+    harness.report.format_value to the metric's digits."""
     if metric.share:
-        return f"{100 * value:.1f} %"
-    if metric.digits == 0:
-        return f"{value:,.0f}"
-    return f"{value:,.{metric.digits}f}"
+        return format_share(value)
+    return format_figure(None if value is None else float(value), metric.digits)
 
 
 def format_ratio(value: float | None) -> str:
@@ -302,14 +299,6 @@ def metric_section(
     return section
 
 
-def _slo_text(slo: Mapping[str, float | None]) -> str:
-    """An SLO as "TTFT <= 500 ms, TPOT <= 50 ms", or "none"."""
-    limits = [
-        f"{k.removesuffix('_ms').upper()} <= {v:g} ms" for k, v in slo.items() if v is not None
-    ]
-    return ", ".join(limits) or "none"
-
-
 def comparison_sections(entries: Sequence[CompareEntry]) -> list[Section]:
     """The comparison's tables: what was compared, then each metric group side by side.
     The capacity table appears only when a sweep is compared."""
@@ -323,7 +312,7 @@ def comparison_sections(entries: Sequence[CompareEntry]) -> list[Section]:
                 e.workload or MISSING,
                 e.model or MISSING,
                 load if e.kind == "sweep" else "",
-                _slo_text(e.slo),
+                slo_text(e.slo, number="{:g}".format, none="none"),
             )
         )
     names = [e.name for e in entries]
@@ -346,7 +335,7 @@ def fleet_comparison_section(
 ) -> Section:
     """The fleet figures of one scenario per profile side by side, ratios to the first."""
     names = list(profiles)
-    values = [{m.key: _number(profiles[n].get(m.key)) for m in FLEET_METRICS} for n in names]
+    values = [{m.key: number(profiles[n].get(m.key)) for m in FLEET_METRICS} for n in names]
     return metric_section(f"Fleet for scenario {scenario_name}", names, FLEET_METRICS, values)
 
 

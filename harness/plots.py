@@ -9,6 +9,7 @@ from typing import Any
 
 import matplotlib
 
+from harness.compare import number
 from harness.timeline import Series, Timeline
 
 matplotlib.use("Agg")
@@ -53,10 +54,7 @@ def latency_breakdown_chart(runs: Sequence[tuple[str, Mapping[str, float]]], tit
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 def _png(fig: Any) -> bytes:
@@ -172,13 +170,6 @@ def _log_if_wide(values: Sequence[float], span: float = 20.0) -> bool:
     return bool(values) and min(values) > 0 and max(values) / min(values) >= span
 
 
-def _number(value: Any) -> float | None:
-    """A figure as a float, None where absent (or not a number)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
 _RIGHT_OF: dict[str, Any] = {"xytext": (3, 0), "textcoords": "offset points", "va": "center"}
 """Placement of a bar's label: just right of the point it names."""
 
@@ -198,7 +189,7 @@ def fleet_profiles_chart(profiles: Sequence[tuple[str, Mapping[str, Any]]], titl
         1, 2, figsize=(12.0, max(3.0, 0.55 * len(names) + 1.8)), sharey=True
     )
     rows = list(range(len(names)))
-    gpus = [_number(fig_.get("gpus")) for _, fig_ in profiles]
+    gpus = [number(fig_.get("gpus")) for _, fig_ in profiles]
     for y, value in zip(rows, gpus, strict=True):
         if value is None:
             ax_gpus.annotate("n/a", (0, y), fontsize=8, **_RIGHT_OF)
@@ -218,7 +209,7 @@ def fleet_profiles_chart(profiles: Sequence[tuple[str, Mapping[str, Any]]], titl
         labelled = False
         for y, (_, figures) in zip(rows, profiles, strict=True):
             offset = (j - (len(FLEET_MW_BARS) - 1) / 2) * height
-            value = _number(figures.get(key))
+            value = number(figures.get(key))
             if value is None:
                 ax_mw.annotate("n/a", (0, y + offset), fontsize=7, **_RIGHT_OF)
                 continue
@@ -261,13 +252,13 @@ def fleet_sweep_chart(
         1, len(FLEET_SWEEP_PANELS), figsize=(5.5 * len(FLEET_SWEEP_PANELS), 4.5)
     )
     cmap = plt.get_cmap("tab10")
-    xs_all = [v for _, rows in curves for r in rows if (v := _number(r.get("value"))) is not None]
+    xs_all = [v for _, rows in curves for r in rows if (v := number(r.get("value"))) is not None]
     for ax, (key, y_label) in zip(axes, FLEET_SWEEP_PANELS, strict=True):
         ys_all: list[float] = []
         for i, (name, rows) in enumerate(curves):
             xy = []
             for row in rows:
-                x, y = _number(row.get("value")), _number(row.get(key))
+                x, y = number(row.get("value")), number(row.get(key))
                 if x is not None and y is not None:
                     xy.append((x, y))
             xy.sort()

@@ -5,7 +5,7 @@ Both views are rendered from the same list of sections, so they always show the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,8 +54,9 @@ def format_value(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _lookup(mapping: Mapping[str, Any], *paths: str) -> Any:
-    """The first present value among dotted `paths` (e.g. "server.model"), else None."""
+def lookup(mapping: Mapping[str, Any] | None, *paths: str) -> Any:
+    """The first present value among dotted `paths` (e.g. "server.model"), else None (also
+    where `mapping`, or any level on the way, is not a mapping)."""
     for path in paths:
         node: Any = mapping
         for key in path.split("."):
@@ -69,9 +70,9 @@ def _lookup(mapping: Mapping[str, Any], *paths: str) -> Any:
 
 
 def _scalar(mapping: Mapping[str, Any], *paths: str) -> Any:
-    """Like `_lookup`, but skips values that are mappings or lists (not printable in a cell)."""
+    """Like `lookup`, but skips values that are mappings or lists (not printable in a cell)."""
     for path in paths:
-        value = _lookup(mapping, path)
+        value = lookup(mapping, path)
         if value is not None and not isinstance(value, Mapping | list | tuple):
             return value
     return None
@@ -84,9 +85,9 @@ def _server_text(manifest: Mapping[str, Any]) -> str | None:
         parts = [
             str(v)
             for v in (
-                _lookup(server, "base_url", "url", "endpoint"),
-                _lookup(server, "kind", "engine", "name"),
-                _lookup(server, "version", "vllm_version"),
+                lookup(server, "base_url", "url", "endpoint"),
+                lookup(server, "kind", "engine", "name"),
+                lookup(server, "version", "vllm_version"),
             )
             if v is not None
         ]
@@ -94,8 +95,26 @@ def _server_text(manifest: Mapping[str, Any]) -> str | None:
     return None if server is None else str(server)
 
 
-def _share(value: Any) -> str:
-    return MISSING if value is None else f"{100 * value:.1f} %"
+def format_share(value: Any) -> str:
+    """A fraction as a percentage ("42.0 %"), None as n/a."""
+    return MISSING if value is None else f"{100 * float(value):.1f} %"
+
+
+def slo_text(
+    slo: Mapping[str, Any],
+    *,
+    number: Callable[[Any], str] = format_value,
+    at_most: str = "<=",
+    none: str = "none set",
+) -> str:
+    """SLO limits (ttft_ms, tpot_ms, e2el_ms) as "TTFT <= 25.00 ms, TPOT <= 6.00 ms": each
+    limit written with `number`, limits that are not set left out, `none` where none is."""
+    limits = [
+        f"{key.removesuffix('_ms').upper()} {at_most} {number(value)} ms"
+        for key, value in slo.items()
+        if value is not None
+    ]
+    return ", ".join(limits) or none
 
 
 def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
@@ -112,15 +131,17 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
         ):
             value: float | None = split.get(key)
             share = value / total if total and value is not None else None
-            sec.rows.append((label, format_value(value, 3), _share(share)))
+            sec.rows.append((label, format_value(value, 3), format_share(share)))
         for label, key in (
             ("Tool CPU seconds (user + system)", "tool_cpu_s"),
             ("Tool calls waiting for a free worker (s, within tools)", "tool_queue_s"),
             ("Think time (user's, not in the split)", "think_s"),
         ):
             sec.rows.append((label, format_value(split.get(key), 3), ""))
-        sec.rows.append(("CPU share (tools + orchestration)", "", _share(split.get("cpu_share"))))
-        sec.rows.append(("GPU share (LLM)", "", _share(split.get("gpu_share"))))
+        sec.rows.append(
+            ("CPU share (tools + orchestration)", "", format_share(split.get("cpu_share")))
+        )
+        sec.rows.append(("GPU share (LLM)", "", format_share(split.get("gpu_share"))))
         out.append(sec)
         kinds = split.get("per_tool_kind") or {}
         if kinds:
@@ -136,7 +157,7 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
                         format_value(k.get("tool_s"), 3),
                         format_value(k.get("queue_s"), 3),
                         format_value(k.get("tool_cpu_s"), 3),
-                        _share(k.get("share")),
+                        format_share(k.get("share")),
                     )
                 )
             out.append(tk)
@@ -266,18 +287,13 @@ def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> l
     slo = summary.get("slo")
     if isinstance(slo, Mapping):
         good = Section("Goodput", ("metric", "value"))
-        limits = ", ".join(
-            f"{k.removesuffix('_ms').upper()} <= {format_value(v)} ms" for k, v in slo.items()
-        )
-        good.rows.append(("SLO", limits or "none set"))
+        good.rows.append(("SLO", slo_text(slo)))
         good.rows.append(
             ("Requests meeting SLO", format_value(summary.get("requests_meeting_slo")))
         )
         good.rows.append(("Goodput (req/s)", format_value(summary.get("goodput_rps"), 3)))
         attainment = summary.get("slo_attainment")
-        good.rows.append(
-            ("SLO attainment", MISSING if attainment is None else f"{100 * attainment:.1f} %")
-        )
+        good.rows.append(("SLO attainment", format_share(attainment)))
         sections.append(good)
 
     errors = summary.get("errors")
@@ -311,16 +327,30 @@ def _md_cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
+def _md_alt(text: str) -> str:
+    """A caption as a Markdown image's alt text (square brackets would end it)."""
+    return text.replace("[", "(").replace("]", ")")
+
+
 def report_title(manifest: Mapping[str, Any]) -> str:
     """The heading of a run's report: "Benchmark report: NAME" (or without a name)."""
     name = _scalar(manifest, *_RUN_NAME_KEYS)
     return f"Benchmark report: {name}" if name is not None else "Benchmark report"
 
 
-def sections_markdown(title: str, sections: Sequence[Section], notes: Sequence[str] = ()) -> str:
-    """Sections as a Markdown document (GitHub tables) under `title`; `notes` become a bullet
-    list on top. The HTML page (harness.html_report) renders the same sections."""
+def sections_markdown(
+    title: str,
+    sections: Sequence[Section],
+    notes: Sequence[str] = (),
+    figures: Sequence[tuple[str, str]] = (),
+) -> str:
+    """Sections as a Markdown document (GitHub tables) under `title`; `figures` (image file,
+    caption) are linked right after the title, `notes` become a bullet list above the
+    tables. The HTML page (harness.html_report) renders the same sections."""
     lines = [f"# {title}", ""]
+    if figures:
+        lines.extend(f"![{_md_alt(caption)}]({name})" for name, caption in figures)
+        lines.append("")
     if notes:
         lines.extend(f"- {note}" for note in notes)
         lines.append("")
@@ -370,8 +400,8 @@ def breakdown_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]], figure: st
             format_value(None if cpu is None else float(cpu) / n, 3),
             format_value(float(split["orchestration_s"]) / n, 3),
             format_value(float(split["total_s"]) / n, 3),
-            _share(split.get("cpu_share")),
-            _share(split.get("gpu_share")),
+            format_share(split.get("cpu_share")),
+            format_share(split.get("gpu_share")),
             kinds or "none",
         ]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
@@ -387,10 +417,10 @@ class RunReportContent:
     notes: list[str]
 
 
-def run_report_content(run_dir: Path) -> RunReportContent:
+def run_report_content(run_dir: Path, reader: RunReader | None = None) -> RunReportContent:
     """Title, sections and notes of a run's report; an unfinished run is summarized from its
-    saved requests (and says so)."""
-    reader = RunReader(run_dir)
+    saved requests (and says so). `reader` is the run dir's RunReader where one is open."""
+    reader = RunReader(run_dir) if reader is None else reader
     manifest: dict[str, Any] = {"run_name": Path(run_dir).name, **reader.manifest}
     notes: list[str] = []
     summary = reader.summary
@@ -402,13 +432,14 @@ def run_report_content(run_dir: Path) -> RunReportContent:
     return RunReportContent(report_title(manifest), build_sections(summary, manifest), notes)
 
 
-def write_report(run_dir: Path, figures: Sequence[str] = ()) -> Path:
+def write_report(
+    run_dir: Path, figures: Sequence[str] = (), content: RunReportContent | None = None
+) -> Path:
     """Write report.md into a run dir and return its path; an unfinished run is summarized.
-    `figures` are image files already in the run dir, linked at the top."""
-    content = run_report_content(run_dir)
-    text = sections_markdown(content.title, content.sections, content.notes)
-    if figures:
-        head, _, rest = text.partition("\n\n")
-        images = "\n".join(f"![{f}]({f})" for f in figures)
-        text = f"{head}\n\n{images}\n\n{rest}"
+    `figures` are image files already in the run dir, linked at the top; `content` is the
+    report's, where already built (else it is built from the run dir)."""
+    content = run_report_content(run_dir) if content is None else content
+    text = sections_markdown(
+        content.title, content.sections, content.notes, [(f, f) for f in figures]
+    )
     return write_run_file(Path(run_dir), REPORT_FILE, text)

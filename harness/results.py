@@ -31,6 +31,14 @@ REQUESTS_FILE = "requests.parquet"
 SUMMARY_FILE = "summary.json"
 
 
+def read_json_file(path: Path) -> Any:
+    """Parse one JSON file, mapping failures to ResultsError."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: unreadable JSON: {exc}") from exc
+
+
 def journal_file(table: str) -> str:
     """File name of a table's append-only journal while the run is in flight."""
     return f"{table}.partial.jsonl"
@@ -341,7 +349,7 @@ class RunReader:
         manifest_path = self.run_dir / MANIFEST_FILE
         if not manifest_path.is_file():
             raise ResultsError(f"{self.run_dir}: missing {MANIFEST_FILE}")
-        manifest = self._load_json(manifest_path)
+        manifest = read_json_file(manifest_path)
         if not isinstance(manifest, dict):
             raise ResultsError(f"{manifest_path}: not a JSON object")
         self._manifest: dict[str, Any] = manifest
@@ -357,7 +365,7 @@ class RunReader:
         path = self.run_dir / SUMMARY_FILE
         if not path.is_file():
             return None
-        summary = self._load_json(path)
+        summary = read_json_file(path)
         if not isinstance(summary, dict):
             raise ResultsError(f"{path}: not a JSON object")
         return summary
@@ -414,12 +422,4 @@ class RunReader:
         path = self.run_dir / name
         if not path.is_file():
             raise ResultsError(f"{self.run_dir}: missing {name}")
-        return self._load_json(path)
-
-    @staticmethod
-    def _load_json(path: Path) -> Any:
-        """Parse one JSON file, mapping failures to ResultsError."""
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ResultsError(f"{path}: unreadable JSON: {exc}") from exc
+        return read_json_file(path)

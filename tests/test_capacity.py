@@ -377,3 +377,25 @@ def test_mean_context_over_all_tokens_by_hand() -> None:
     # (1000, 0): 500; with (0, 100): outputs attend to 50 -> (500·1000 + 50·100) / 1100.
     assert mean_context_tok([(1000, 0), (0, 100)]) == pytest.approx(505_000 / 1100)
     assert mean_context_tok([]) is None
+
+
+def test_point_keys_are_the_capacity_json_contract() -> None:
+    """capacity.json's point keys are read by `harness fleet` and `harness compare`."""
+    figures = {
+        "requests_completed",
+        "requests_failed",
+        "request_throughput_rps",
+        "output_throughput_tok_s",
+        "total_throughput_tok_s",
+        "goodput_rps",
+        "slo_attainment",
+        "sessions_per_s",
+        "avg_gpu_power_w",
+        "idle_gpu_power_w",
+        "j_per_output_token",
+        "tool_cpu_s_per_session",
+        *(f"{m}_{s}" for m in ("ttft_ms", "tpot_ms", "e2el_ms") for s in ("p50", "p99")),
+    }
+    keys = {"load", "run_dir", "gpu_source", "error", "meets_slo", *figures}
+    assert set(_point(1)) == keys
+    assert _point(1)["avg_gpu_power_w"] == 600.0 and _point(1)["ttft_ms_p99"] == 40.0

@@ -203,3 +203,41 @@ def test_run_accounting_and_host_are_reported() -> None:
     assert "Test CPU, 2 cores" in text
     assert "unavailable (NVML did not initialise)" in text
     assert "| Server version | 0.32.0 |" in text
+
+
+def test_lookup_takes_the_first_present_dotted_path() -> None:
+    from harness.report import lookup
+
+    data = {"server": {"model": "m", "url": None}, "list": [1]}
+    assert lookup(data, "server.model") == "m"
+    assert lookup(data, "server.url", "server.model") == "m"  # None is skipped
+    assert lookup(data, "list.0", "missing", "server.model.deeper") is None
+    assert lookup(None, "server") is None
+
+
+def test_share_and_slo_text() -> None:
+    from harness.report import format_share, slo_text
+
+    assert format_share(0.4567) == "45.7 %"
+    assert format_share(None) == MISSING
+    slo = {"ttft_ms": 25.0, "tpot_ms": None, "e2el_ms": 900}
+    assert slo_text(slo) == "TTFT <= 25.00 ms, E2EL <= 900 ms"
+    assert slo_text(slo, number="{:g}".format, at_most="≤") == "TTFT ≤ 25 ms, E2EL ≤ 900 ms"
+    assert slo_text({}) == "none set"
+    assert slo_text({"ttft_ms": None}, none="none") == "none"
+
+
+def test_figures_are_linked_right_after_the_title() -> None:
+    from harness.report import Section, sections_markdown
+
+    sections = [Section("T", ("a",), [("1",)])]
+    text = sections_markdown("Title", sections, ["a note"], [("x.png", "X [1]"), ("y.png", "Y")])
+    assert text.splitlines()[:6] == [
+        "# Title",
+        "",
+        "![X (1)](x.png)",
+        "![Y](y.png)",
+        "",
+        "- a note",
+    ]
+    assert sections_markdown("Title", sections) == sections_markdown("Title", sections, (), ())

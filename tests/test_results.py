@@ -285,3 +285,17 @@ def test_requests_frame_matches_what_the_reader_returns(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(in_memory, finished)
     pd.testing.assert_frame_equal(recovered, finished)
     pd.testing.assert_frame_equal(requests_frame(records), finished)
+
+
+def test_read_json_file_maps_failures_to_results_error(tmp_path: Path) -> None:
+    from harness.results import read_json_file
+
+    good = tmp_path / "good.json"
+    good.write_text('{"a": [1, null]}', encoding="utf-8")
+    assert read_json_file(good) == {"a": [1, None]}
+    bad = tmp_path / "bad.json"
+    bad.write_text("{", encoding="utf-8")
+    with pytest.raises(ResultsError, match="unreadable JSON"):
+        read_json_file(bad)
+    with pytest.raises(ResultsError, match="unreadable JSON"):
+        read_json_file(tmp_path / "missing.json")

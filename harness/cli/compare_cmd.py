@@ -25,7 +25,7 @@ from harness.errors import ConfigError, ResultsError
 from harness.html_report import render_html
 from harness.plots import ratio_bars_chart, throughput_latency_chart
 from harness.report import Section, print_sections, sections_markdown
-from harness.results import RunReader, write_run_file
+from harness.results import RunReader, read_json_file, write_run_file
 
 CURVES_FIGURE = "throughput_latency.png"
 RATIOS_FIGURE = "ratios.png"
@@ -68,15 +68,13 @@ def add_parser(sub: Any) -> None:
         default=[],
         help="with --scenario: an extra hardware profile (YAML or sweep directory); repeatable",
     )
+    p.add_argument(
+        "--catalog",
+        type=Path,
+        default=None,
+        help="with --scenario: extra accelerator catalog YAML (as for harness fleet)",
+    )
     p.set_defaults(handler=compare)
-
-
-def _read_json_file(path: Path) -> Any:
-    """Parse a JSON file, mapping failures to ResultsError."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ResultsError(f"{path}: unreadable JSON: {exc}") from exc
 
 
 def _point_summary(sweep_dir: Path, capacity: dict[str, Any]) -> dict[str, Any] | None:
@@ -96,7 +94,7 @@ def load_entry(path: Path, name: str) -> CompareEntry:
         raise ResultsError(f"{path}: run directory not found")
     capacity_path = path / CAPACITY_FILE
     if capacity_path.is_file():
-        capacity = _read_json_file(capacity_path)
+        capacity = read_json_file(capacity_path)
         if not isinstance(capacity, dict) or capacity.get("kind") != CAPACITY_KIND:
             raise ResultsError(f"{capacity_path}: not a {CAPACITY_KIND} file")
         return sweep_entry(name, str(path), capacity, _point_summary(path, capacity))
@@ -122,9 +120,12 @@ def _fleet(
     args: argparse.Namespace, entries: list[CompareEntry]
 ) -> tuple[dict[str, Any], list[Section], list[str]]:
     """Fleet figures of the scenario per profile (the compared sweeps', then --profile ones),
-    the sections showing them, and notes on runs that give no profile."""
-    from harness.fleet.model import fleet_figures, scenario_summary
-    from harness.fleet.profile import load_profile
+    as `harness fleet` computes them (profile names must be unique), the sections showing
+    them, and notes on runs that give no profile."""
+    from harness.cli.fleet_cmd import load_profiles
+    from harness.fleet.catalog import load_catalog
+    from harness.fleet.model import fleet_study
+    from harness.fleet.profile import HardwareProfile, profile_from_capacity
     from harness.fleet.report import fleet_sections
     from harness.fleet.scenario import load_scenario
 
@@ -132,24 +133,24 @@ def _fleet(
         raise ConfigError("--scenario needs profiles: pass --profile-from-runs and/or --profile")
     scenario = load_scenario(args.scenario)
     notes: list[str] = []
-    sources: list[tuple[str, Path]] = []
+    measured: list[tuple[Path, HardwareProfile]] = []
     if args.profile_from_runs:
         for entry in entries:
-            if entry.kind == "sweep":
-                sources.append((entry.name, Path(entry.path)))
-            else:
+            if entry.capacity is None:
                 notes.append(f"{entry.name} is a single run, not a sweep: no fleet profile.")
-    for extra in args.profile:
-        profile_path = Path(extra)
-        sources.append((profile_path.stem if profile_path.is_file() else profile_path.name, extra))
-    profiles: dict[str, dict[str, Any]] = {}
-    for label, source in sources:
-        key = label if label not in profiles else f"{label}#{len(profiles) + 1}"
-        profiles[key] = fleet_figures(scenario, load_profile(source))
+                continue
+            sweep_dir = Path(entry.path)
+            profile = profile_from_capacity(entry.capacity, sweep_dir, sweep_dir / CAPACITY_FILE)
+            measured.append((sweep_dir, profile))
+    catalog = load_catalog(args.catalog)
+    profiles = load_profiles(list(args.profile), catalog, loaded=measured)
     if not profiles:
         raise ConfigError("--scenario: none of the compared runs is a sweep; add --profile")
-    result: dict[str, Any] = {"scenario": scenario_summary(scenario), "profiles": profiles}
-    sections = [fleet_comparison_section(scenario.name, profiles), *fleet_sections(result)]
+    result = fleet_study(scenario, profiles, catalog)
+    sections = [
+        fleet_comparison_section(scenario.name, result["profiles"]),
+        *fleet_sections(result),
+    ]
     return result, sections, notes
 
 
@@ -167,6 +168,8 @@ def compare(args: argparse.Namespace) -> int:
         notes.extend(fleet_notes)
     elif args.profile_from_runs or args.profile:
         raise ConfigError("--profile-from-runs and --profile need --scenario")
+    elif args.catalog is not None:
+        raise ConfigError("--catalog needs --scenario")
 
     figures: list[tuple[str, str, bytes]] = []
     curves = [(e.name, e.points, e.slo) for e in entries if e.points]
@@ -184,13 +187,7 @@ def compare(args: argparse.Namespace) -> int:
     for file_name, _, png in figures:
         write_run_file(out, file_name, png)
     title = "Comparison: " + " vs ".join(e.name for e in entries)
-    markdown = sections_markdown(title, sections, notes)
-    if figures:
-        head, _, rest = markdown.partition("\n\n")
-        images = "\n".join(
-            f"![{caption.replace('[', '(').replace(']', ')')}]({f})" for f, caption, _ in figures
-        )
-        markdown = f"{head}\n\n{images}\n\n{rest}"
+    markdown = sections_markdown(title, sections, notes, [(f, c) for f, c, _ in figures])
     html_page = render_html(title, sections, [(c, png) for _, c, png in figures], notes)
     document = comparison_json(entries, fleet)
     written = [

@@ -6,7 +6,9 @@ forecast-model parameters each profile implies."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +97,18 @@ def _with_precision(profile: HardwareProfile, precision: str | None) -> Hardware
 
 
 def load_profiles(
-    paths: list[Path], catalog: dict[str, Accelerator], precision: str | None = None
+    paths: list[Path],
+    catalog: dict[str, Accelerator],
+    precision: str | None = None,
+    loaded: Sequence[tuple[Path, HardwareProfile]] = (),
 ) -> list[HardwareProfile]:
-    """Profiles from files and sweep directories; names must be unique and accelerators known."""
+    """Profiles from files and sweep directories, after the `loaded` ones (each with the path
+    it came from); names must be unique and accelerators known, across all of them."""
     profiles: list[HardwareProfile] = []
     seen: dict[str, Path] = {}
-    for path in paths:
-        profile = _with_precision(load_profile(path), precision)
+    read = ((path, load_profile(path)) for path in paths)  # lazily: errors in path order
+    for path, given in itertools.chain(loaded, read):
+        profile = _with_precision(given, precision)
         if profile.name in seen:
             other = seen[profile.name]
             raise ConfigError(f"{path}: key 'name': profile '{profile.name}' is also in {other}")

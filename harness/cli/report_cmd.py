@@ -15,6 +15,7 @@ from harness.errors import ResultsError
 from harness.html_report import render_html
 from harness.plots import latency_breakdown_chart, split_components, timeline_chart
 from harness.report import (
+    RunReportContent,
     breakdown_markdown,
     render_console,
     run_report_content,
@@ -77,9 +78,10 @@ def report(args: argparse.Namespace) -> int:
             )
             write_run_file(run_dir, TIMELINE_FIGURE, timeline_chart(timeline, name))
             figures.append(TIMELINE_FIGURE)
-        console.print(f"report: {write_report(run_dir, figures)}")
+        content = run_report_content(run_dir, reader)
+        console.print(f"report: {write_report(run_dir, figures, content)}")
         if args.html:
-            console.print(f"report: {write_html_report(run_dir, figures)}")
+            console.print(f"report: {write_html_report(run_dir, figures, content)}")
     if len(splits) > 1:
         out: Path = args.out or Path(args.run_dir[0]).resolve().parent / "breakdown"
         out.mkdir(parents=True, exist_ok=True)
@@ -92,10 +94,9 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_html_report(run_dir: Path, figures: list[str]) -> Path:
-    """Write report.html into the run dir: the same sections as report.md, `figures` (PNG
-    files in the run dir) embedded."""
-    content = run_report_content(run_dir)
+def write_html_report(run_dir: Path, figures: list[str], content: RunReportContent) -> Path:
+    """Write report.html into the run dir: the report's `content` (the sections report.md
+    shows), `figures` (PNG files in the run dir) embedded."""
     embedded = [(name, (Path(run_dir) / name).read_bytes()) for name in figures]
     page = render_html(content.title, content.sections, embedded, content.notes)
     return write_run_file(Path(run_dir), HTML_REPORT_FILE, page)

@@ -14,6 +14,7 @@ from harness.config_files import read_json, read_yaml, validate
 from harness.errors import ConfigError
 from harness.fleet.catalog import Precision
 from harness.fleet.shape import ModelShape
+from harness.report import slo_text
 
 
 class HardwareProfile(BaseModel):
@@ -101,15 +102,6 @@ class _CapacityFile(_Loose):
     model: _Model
 
 
-def _slo_text(slo: _Slo) -> str:
-    limits = [
-        f"{label} ≤ {value:g} ms"
-        for label, value in (("TTFT", slo.ttft_ms), ("TPOT", slo.tpot_ms), ("E2EL", slo.e2el_ms))
-        if value is not None
-    ]
-    return ", ".join(limits) or "no SLO set"
-
-
 def _n_params(model: _Model, assumptions: list[str]) -> float | None:
     """N for the FLOPs rule: the weights without the input-embedding table (a lookup that costs
     no FLOPs; the output head stays in, it is a matmul per token), else all weights, listed."""
@@ -167,9 +159,10 @@ def profile_from_capacity(data: Any, sweep_dir: Path, path: Path) -> HardwarePro
     assumptions: list[str] = []
     unavailable: dict[str, str] = {}
     where = f"{cap_file.load_kind} {cap.load:g}" if cap.load is not None else "no load"
+    slo = slo_text(cap_file.slo.model_dump(), number="{:g}".format, at_most="≤", none="no SLO set")
     source = (
         f"measured: harness sweep {sweep_dir} (workload {cap_file.workload}, capacity at "
-        f"{where}, SLO {_slo_text(cap_file.slo)}, attainment ≥ {cap_file.slo_target_attainment:g})"
+        f"{where}, SLO {slo}, attainment ≥ {cap_file.slo_target_attainment:g})"
     )
     if cap.capacity_tok_s is None:
         unavailable["capacity_tok_s"] = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.report import MISSING, Section, format_value
+from harness.report import Section, format_share, format_value
 
 Row = tuple[str, str, Callable[[Any], str]]
 
@@ -44,10 +44,6 @@ def _plain(value: Any) -> str:
     return format_value(value)
 
 
-def _pct(value: Any) -> str:
-    return MISSING if value is None else f"{100 * float(value):.1f} %"
-
-
 def _text(value: Any) -> str:
     return format_value(value)
 
@@ -57,7 +53,7 @@ _FLEET_ROWS: tuple[Row, ...] = (
     ("Capacity per GPU (tok/s, input+output)", "capacity_tok_s", _num(0)),
     ("GPUs", "gpus", _count),
     ("Servers", "servers", _count),
-    ("Average load of the GPUs", "avg_load_fraction", _pct),
+    ("Average load of the GPUs", "avg_load_fraction", format_share),
     ("IT power, average (MW)", "it_power_avg_mw", _num(2)),
     ("IT power, peak (MW)", "it_power_peak_mw", _num(2)),
     ("Facility power, average (MW)", "facility_power_avg_mw", _num(2)),
@@ -76,7 +72,7 @@ _FLOPS_ROWS: tuple[Row, ...] = (
     ("FLOP per day", "flop_per_day", _big),
     ("Precision", "precision", _text),
     ("Peak dense FLOP/s", "peak_flop_s", _big),
-    ("Utilisation assumed (scenario)", "flops_utilization", _pct),
+    ("Utilisation assumed (scenario)", "flops_utilization", format_share),
     ("GPUs by the FLOPs rule (average load)", "gpus", _count),
     ("GPUs by the FLOPs rule × peak_to_average / headroom", "gpus_peak_basis", _count),
     ("GPUs by the default model (peak ÷ headroom)", "default_gpus", _count),
@@ -87,7 +83,7 @@ _MFU_ROWS: tuple[Row, ...] = (
     ("Profile's FLOPs per token", "profile_flops_per_token", _big),
     ("Precision", "precision", _text),
     ("Peak dense FLOP/s", "peak_flop_s", _big),
-    ("Implied MFU", "implied_mfu", _pct),
+    ("Implied MFU", "implied_mfu", format_share),
 )
 _INVERSE_ROWS: tuple[Row, ...] = (
     ("Facility power budget (MW)", "facility_power_mw", _num(1)),

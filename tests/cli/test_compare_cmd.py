@@ -256,3 +256,55 @@ def test_scenario_needs_profiles(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main([*cmd, "--profile", str(gen)]) == 0
     doc = json.loads((out / "compare.json").read_text())
     assert list(doc["fleet"]["profiles"]) == ["gen"]
+
+
+def test_a_profile_name_twice_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two sweeps whose capacity.json share a name give one profile name twice: an error, as
+    in `harness fleet`, not a renamed copy."""
+    gen1 = _write_sweep(tmp_path / "gen1" / "sweep")
+    gen2 = _write_sweep(tmp_path / "gen2" / "sweep", capacity_tok_s=4000.0)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(_SCENARIO)
+    fleet = ["--out", str(tmp_path / "o"), "--scenario", str(scenario)]
+    assert main(["compare", str(gen1), str(gen2), *fleet, "--profile-from-runs"]) == 2
+    assert "key 'name': profile 'sweep' is also in" in _err(capsys)
+    # The same sweep compared and passed with --profile: its profile twice.
+    assert main(["compare", str(gen1), *fleet, "--profile-from-runs", "--profile", str(gen1)]) == 2
+    assert "is also in" in _err(capsys)
+    assert main(["compare", str(gen1), *fleet, "--profile", str(gen1)]) == 0
+
+
+_CATALOG = """\
+accelerators:
+  X1:
+    board_power_w: 500
+    hbm_gb: 96
+    hbm_bandwidth_tb_s: 3.0
+    bf16_dense_tflops: 500
+    fp8_dense_tflops: null
+    source: test
+"""
+
+
+def test_a_profile_accelerator_must_be_in_the_catalog(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As in `harness fleet`: a sweep matched against an extra catalog needs that --catalog."""
+    gen = _write_sweep(tmp_path / "gen", busy_w=300.0)
+    capacity = json.loads((gen / "capacity.json").read_text())
+    capacity["capacity"]["accelerator"] = "X1"
+    (gen / "capacity.json").write_text(json.dumps(capacity))
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(_SCENARIO)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(_CATALOG)
+    cmd = ["compare", str(gen), "--out", str(tmp_path / "o"), "--scenario", str(scenario)]
+    assert main([*cmd, "--profile-from-runs"]) == 2
+    assert "key 'accelerator': 'X1' is not in the catalog" in _err(capsys)
+    assert main([*cmd, "--profile-from-runs", "--catalog", str(catalog)]) == 0
+    doc = json.loads((tmp_path / "o" / "compare.json").read_text())
+    assert doc["fleet"]["profiles"]["gen"]["accelerator"] == "X1"
+    assert main(["compare", str(gen), "--catalog", str(catalog)]) == 2
+    assert "--catalog needs --scenario" in _err(capsys)
