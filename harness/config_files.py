@@ -54,12 +54,17 @@ def validate(model: type[M], data: Any, path: Path | str, prefix: str = "") -> M
         raise ConfigError(validation_message(path, err, prefix)) from None
 
 
-def read_yaml(path: Path, what: str) -> Any:
-    """The parsed content of a YAML file; unreadable files and bad YAML name the file."""
+def _read_text(path: Path, what: str) -> str:
+    """A file's text; an unreadable file is an error naming it and what it should hold."""
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as err:
         raise ConfigError(f"{path}: cannot read {what}: {err.strerror}") from None
+
+
+def read_yaml(path: Path, what: str) -> Any:
+    """The parsed content of a YAML file; unreadable files and bad YAML name the file."""
+    text = _read_text(path, what)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -70,10 +75,7 @@ def read_yaml(path: Path, what: str) -> Any:
 
 def read_json(path: Path, what: str) -> Any:
     """The parsed content of a JSON file; unreadable files and bad JSON name the file."""
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read {what}: {err.strerror}") from None
+    text = _read_text(path, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
