@@ -1,11 +1,15 @@
 """The CPU/GPU latency split of agent sessions: pure functions from the steps and tools tables.
 
-Per step: `llm_s` is request sent → done (the inference server's part), `tool_s` the wall
-time of the step's tool phase on the host CPU (with `tool_cpu_s`, the CPU seconds the tools
-used), and `orchestration_s` the rest of the step's wall time (prompt building, waiting in
-the harness). A user's think time before a step is neither the system's CPU nor its GPU:
-it is reported as `think_s` and left out of the split. Steps of a session are contiguous, so
-llm + tool + orchestration sum to the session's wall time less its think time.
+Per step: `llm_s` is request sent → done (the inference server's part); `tool_s` the time the
+step's tools were doing work on the host CPU (the union of their calls' work intervals, with
+`tool_cpu_s`, the CPU seconds they used); `tool_queue_s` the rest of the tool phase, when the
+step's calls waited for a free tool worker; `slot_queue_s` the time its request waited for a
+`max_concurrency` slot; and `orchestration_s` the rest of the step's wall time (prompt
+building, parsing, the event loop). The two queues are the harness's own, so they are rows
+of their own: neither tool work nor in the CPU share. A user's think time (or a recorded gap
+until the step's timestamp) is neither the system's CPU nor its GPU: it is `think_s`, left
+out of the split. Steps of a session are contiguous, so the five parts sum to the session's
+wall time less its think time, and their shares of that total add up to 1.
 `cpu_share` = (tool + orchestration) / total; `gpu_share` = llm / total.
 """
 
@@ -24,15 +28,77 @@ def _s(ns: pd.Series) -> pd.Series:
     return ns.astype("Float64").astype(float) / NS_PER_S
 
 
+QUEUE_DOMINATES_SHARE = 0.25
+"""Queue share of session time from which the summary says the harness's queues, not the
+system under test, set the run's figures."""
+
+PARTS: tuple[str, ...] = ("llm_s", "tool_s", "tool_queue_s", "slot_queue_s", "orchestration_s")
+"""The rows of the split, which sum to the session time less think time."""
+
+
+def _union_ns(intervals: list[tuple[int, int]]) -> int:
+    """Total length of the union of [start, end) intervals."""
+    total = 0
+    cur_start = cur_end = None
+    for start, end in sorted(intervals):
+        if cur_end is None or start > cur_end:
+            if cur_end is not None and cur_start is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None and cur_start is not None:
+        total += cur_end - cur_start
+    return total
+
+
+def _work_start(tools: pd.DataFrame) -> pd.Series:
+    """When each call's work began: `work_start_ns` where measured, else its start."""
+    start = tools["start_ns"].astype("Int64")
+    if "work_start_ns" not in tools.columns:
+        return start
+    return tools["work_start_ns"].astype("Int64").fillna(start)
+
+
+def _tool_work_per_step(tools: pd.DataFrame) -> pd.Series:
+    """Per (session, step): seconds any of the step's calls was working (union of intervals)."""
+    if tools.empty:
+        return pd.Series(dtype=float)
+    starts = _work_start(tools).astype(int).tolist()
+    ends = tools["end_ns"].astype(int).tolist()
+    keys = zip(tools["session_id"].astype(str), tools["step_index"].astype(int), strict=True)
+    per: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for key, start, end in zip(keys, starts, ends, strict=True):
+        per.setdefault(key, []).append((start, max(start, end)))
+    return pd.Series({k: _union_ns(v) / NS_PER_S for k, v in per.items()}, dtype=float)
+
+
 def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per step: wall_s, llm_s, tool_s, think_s and orchestration_s (seconds), and with the
-    tools table, tool_cpu_s (NaN where the step's tools measured no CPU)."""
+    """Per step: wall_s, llm_s, tool_s, tool_queue_s, slot_queue_s, think_s and
+    orchestration_s (seconds), and with the tools table, tool_cpu_s (NaN where the step's
+    tools measured no CPU). Without the tools table the whole tool phase counts as work."""
     out = steps[["session_id", "step_index"]].copy()
     out["wall_s"] = _s(steps["end_ns"] - steps["ready_ns"])
     out["llm_s"] = _s(steps["done_ns"] - steps["sent_ns"]).fillna(0.0)
-    out["tool_s"] = _s(steps["tools_end_ns"] - steps["tools_start_ns"]).fillna(0.0)
+    phase_s = _s(steps["tools_end_ns"] - steps["tools_start_ns"]).fillna(0.0)
     out["think_s"] = _s(steps["think_ns"]).fillna(0.0)
-    out["orchestration_s"] = out["wall_s"] - out["llm_s"] - out["tool_s"] - out["think_s"]
+    slot = steps["slot_wait_ns"] if "slot_wait_ns" in steps.columns else None
+    out["slot_queue_s"] = _s(slot).fillna(0.0) if slot is not None else 0.0
+    keys = pd.MultiIndex.from_arrays([out["session_id"].astype(str), out["step_index"].astype(int)])
+    if tools is not None and not tools.empty:
+        work = _tool_work_per_step(tools).reindex(keys).fillna(0.0).to_numpy()
+        out["tool_s"] = [min(w, p) for w, p in zip(work, phase_s, strict=True)]
+    else:
+        out["tool_s"] = phase_s
+    out["tool_queue_s"] = phase_s - out["tool_s"]
+    out["orchestration_s"] = (
+        out["wall_s"]
+        - out["llm_s"]
+        - out["tool_s"]
+        - out["tool_queue_s"]
+        - out["slot_queue_s"]
+        - out["think_s"]
+    )
     if tools is not None:
         cpu = tools["cpu_user_s"].astype("Float64") + tools["cpu_system_s"].astype("Float64")
         per_step = (
@@ -40,9 +106,6 @@ def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.Dat
             .groupby([tools["session_id"].astype(str), tools["step_index"].astype(int)])
             .sum(min_count=1)
             .rename("tool_cpu_s")
-        )
-        keys = pd.MultiIndex.from_arrays(
-            [out["session_id"].astype(str), out["step_index"].astype(int)]
         )
         out["tool_cpu_s"] = per_step.reindex(keys).to_numpy()
     return out
@@ -52,7 +115,7 @@ def session_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.
     """Per session: the step sums, the session's wall time (first ready → last end) and steps."""
     per_step = step_split(steps, tools)
     grouped = per_step.groupby("session_id", sort=True)
-    columns = ["llm_s", "tool_s", "think_s", "orchestration_s"]
+    columns = [*PARTS, "think_s"]
     out = grouped[columns].sum()
     if tools is not None:
         out["tool_cpu_s"] = grouped["tool_cpu_s"].sum(min_count=1)
@@ -73,55 +136,82 @@ def _tool_cpu_s(tools: pd.DataFrame) -> float | None:
     return float(measured.sum())
 
 
-def _tool_queue_s(tools: pd.DataFrame) -> float | None:
-    """Seconds tool calls waited for a free worker (execute mode); None where not measured."""
-    queued = _s(tools["work_start_ns"] - tools["start_ns"]).dropna()
-    return float(queued.sum()) if not queued.empty else None
-
-
-def _shares(llm_s: float, tool_s: float, orch_s: float) -> dict[str, float | None]:
-    total = llm_s + tool_s + orch_s
+def _shares(parts: dict[str, float]) -> dict[str, Any]:
+    """Each part's share of the total (they add up to 1), CPU and GPU shares."""
+    total = sum(parts.values())
     if total <= 0:
-        return {"total_s": total, "cpu_share": None, "gpu_share": None}
-    return {"total_s": total, "cpu_share": (tool_s + orch_s) / total, "gpu_share": llm_s / total}
+        return {
+            "total_s": total,
+            "cpu_share": None,
+            "gpu_share": None,
+            "queue_share": None,
+            "shares": {k: None for k in parts},
+        }
+    shares = {k.removesuffix("_s"): v / total for k, v in parts.items()}
+    return {
+        "total_s": total,
+        "cpu_share": (parts["tool_s"] + parts["orchestration_s"]) / total,
+        "gpu_share": parts["llm_s"] / total,
+        "queue_share": (parts["tool_queue_s"] + parts["slot_queue_s"]) / total,
+        "shares": shares,
+    }
 
 
-def per_tool_kind(tools: pd.DataFrame, total_s: float) -> dict[str, dict[str, Any]]:
-    """Per tool kind: calls, failures, summed call wall time, CPU seconds and share of total."""
+def per_tool_kind(tools: pd.DataFrame, tool_s: float, total_s: float) -> dict[str, dict[str, Any]]:
+    """Per tool kind: calls, failures, the calls' summed wall, queue and work time, CPU seconds,
+    and its share of the total: the tool row (`tool_s`) split in proportion to the kinds'
+    work time, so the kinds' shares add up to the tool row's share."""
     result: dict[str, dict[str, Any]] = {}
     if tools.empty:
         return result
     wall = _s(tools["end_ns"] - tools["start_ns"])
+    start = _work_start(tools)
+    work = _s(tools["end_ns"].astype("Int64") - start).clip(lower=0.0)
+    queue = _s(start - tools["start_ns"].astype("Int64")).clip(lower=0.0)
+    all_work = float(work.sum())
     for kind, idx in tools.groupby("kind", sort=True).groups.items():
         part = tools.loc[idx]
-        kind_wall = float(wall.loc[idx].sum())
+        kind_work = float(work.loc[idx].sum())
+        attributed = tool_s * kind_work / all_work if all_work > 0 else 0.0
         result[str(kind)] = {
             "calls": len(part),
-            "queue_s": _tool_queue_s(part),
             "failures": int((part["status"] != "ok").sum()),
-            "tool_s": kind_wall,
+            "calls_wall_s": float(wall.loc[idx].sum()),
+            "queue_s": float(queue.loc[idx].sum()),
+            "work_s": kind_work,
+            "tool_s": attributed,
             "tool_cpu_s": _tool_cpu_s(part),
-            "share": kind_wall / total_s if total_s > 0 else None,
+            "share": attributed / total_s if total_s > 0 else None,
             "call_s": percentile_stats(wall.loc[idx].tolist()),
         }
     return result
 
 
+def _queue_note(totals: dict[str, Any]) -> str | None:
+    """A sentence for the summary when the harness's queues dominate the session time."""
+    share = totals.get("queue_share")
+    if share is None or share < QUEUE_DOMINATES_SHARE:
+        return None
+    tool_q, slot_q = totals["tool_queue_s"], totals["slot_queue_s"]
+    which = "tool workers" if tool_q >= slot_q else "max_concurrency slots"
+    fix = "raise tools.workers" if tool_q >= slot_q else "raise limits.max_concurrency"
+    return (
+        f"queueing dominates: {100 * share:.0f} % of session time was spent waiting for the "
+        f"harness's {which}, not in the system under test; {fix} to measure the workload"
+    )
+
+
 def latency_split(steps: pd.DataFrame, tools: pd.DataFrame, workload: str) -> dict[str, Any]:
     """The run's `latency_split` block for summary.json."""
-    sessions = session_split(steps)
-    llm_s = float(sessions["llm_s"].sum())
-    tool_s = float(sessions["tool_s"].sum())
-    orch_s = float(sessions["orchestration_s"].sum())
+    sessions = session_split(steps, tools)
+    parts = {k: float(sessions[k].sum()) for k in PARTS}
     totals: dict[str, Any] = {
-        "llm_s": llm_s,
-        "tool_s": tool_s,
+        **parts,
         "tool_cpu_s": _tool_cpu_s(tools),
-        "tool_queue_s": _tool_queue_s(tools),
-        "orchestration_s": orch_s,
         "think_s": float(sessions["think_s"].sum()),
-        **_shares(llm_s, tool_s, orch_s),
+        **_shares(parts),
     }
+    totals["queue_note"] = _queue_note(totals)
     wall_total = float(sessions["wall_s"].sum() - sessions["think_s"].sum())
     totals["sum_check"] = {
         "session_wall_less_think_s": wall_total,
@@ -131,18 +221,17 @@ def latency_split(steps: pd.DataFrame, tools: pd.DataFrame, workload: str) -> di
         **totals,
         "sessions": len(sessions),
         "steps": len(steps),
-        "per_tool_kind": per_tool_kind(tools, totals["total_s"]),
+        "per_tool_kind": per_tool_kind(tools, parts["tool_s"], totals["total_s"]),
         "per_workload": {
             workload: {
                 k: totals[k]
                 for k in (
-                    "llm_s",
-                    "tool_s",
+                    *PARTS,
                     "tool_cpu_s",
-                    "orchestration_s",
                     "total_s",
                     "cpu_share",
                     "gpu_share",
+                    "queue_share",
                 )
             }
         },

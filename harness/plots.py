@@ -19,18 +19,24 @@ LLM = "LLM (inference server)"
 ORCHESTRATION = "orchestration"
 
 
+QUEUED = "queued in the harness"
+
+
 def split_components(split: Mapping[str, Any]) -> dict[str, float]:
     """Seconds per session of each part of a run's latency split: LLM, each tool kind (its
-    share of the tool phase), orchestration."""
+    part of the tool row), time queued in the harness, orchestration."""
     sessions = float(split.get("sessions") or 0) or 1.0
     parts: dict[str, float] = {LLM: float(split["llm_s"]) / sessions}
     kinds: Mapping[str, Any] = split.get("per_tool_kind") or {}
     kind_total = sum(float(k["tool_s"]) for k in kinds.values())
     tool_s = float(split["tool_s"])
     for name, k in sorted(kinds.items()):
-        # Parallel calls overlap: scale each kind's call time to the tool phase's wall time.
+        # Parallel calls overlap: scale each kind's call time to the tool row's time.
         weight = float(k["tool_s"]) / kind_total if kind_total > 0 else 0.0
         parts[f"tool: {name}"] = tool_s * weight / sessions
+    queued = float(split.get("tool_queue_s") or 0.0) + float(split.get("slot_queue_s") or 0.0)
+    if queued > 0:
+        parts[QUEUED] = queued / sessions
     parts[ORCHESTRATION] = float(split["orchestration_s"]) / sessions
     return parts
 

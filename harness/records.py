@@ -46,6 +46,8 @@ class RequestRecord:
     http_status: int | None = None
     error: str | None = None
     warmup: bool = False
+    slot_wait_ns: int | None = None
+    """Time spent waiting in the harness for a `max_concurrency` slot (None: no cap)."""
 
     @property
     def ok(self) -> bool:
@@ -75,6 +77,7 @@ REQUEST_COLUMN_KINDS: dict[str, ColumnKind] = {
     "http_status": "int",
     "error": "str",
     "warmup": "bool",
+    "slot_wait_ns": "int",
     "ok": "bool",
 }
 """The columns of `requests.parquet`, in order, with the kind of value each holds."""
@@ -147,6 +150,8 @@ class StepRecord:
     tool_failures: int = 0
     think_ns: int = 0
     request_ok: bool = False
+    slot_wait_ns: int | None = None
+    """Time the step's request waited for a `max_concurrency` slot (harness queue)."""
 
 
 STEP_COLUMN_KINDS: dict[str, ColumnKind] = {
@@ -163,6 +168,7 @@ STEP_COLUMN_KINDS: dict[str, ColumnKind] = {
     "tool_failures": "int",
     "think_ns": "int",
     "request_ok": "bool",
+    "slot_wait_ns": "int",
 }
 """The columns of `steps.parquet`."""
 

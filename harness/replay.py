@@ -10,7 +10,7 @@ import contextlib
 import itertools
 import math
 from collections.abc import Callable, Container, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import numpy as np
@@ -20,7 +20,7 @@ from harness.errors import ConfigError
 from harness.records import RequestRecord, StepRecord, ToolContext, ToolRecord
 from harness.units import NS_PER_S, ms_to_ns
 from harness.workload.model import Session, Step, ToolCall
-from harness.workload.prompts import PromptBuilder, SessionPrompts
+from harness.workload.prompts import PromptBuilder, SessionPrompts, prompt_problem
 
 Pattern = Literal["trace", "poisson", "constant", "closed"]
 OverlengthPolicy = Literal["error", "clip", "skip"]
@@ -28,6 +28,13 @@ OverlengthPolicy = Literal["error", "clip", "skip"]
 # Errors that mean the server itself is gone, not that one request failed.
 _UNREACHABLE = ("ClientConnectorError", "ServerDisconnectedError", "ClientOSError")
 _UNREACHABLE_IN_A_ROW = 8
+MAX_SESSION_ERRORS = 20
+"""How many session-ending errors a run keeps verbatim (all are counted)."""
+
+
+def error_text(err: BaseException) -> str:
+    """One line naming an error: its class and message."""
+    return f"{type(err).__name__}: {err}".strip()
 
 
 class RequestSender(Protocol):
@@ -65,6 +72,8 @@ class ReplayOutcome:
     """How the replay ended."""
 
     requests_sent: int = 0
+    requests_not_sent: int = 0
+    """Requests the harness failed to build or send (recorded with their error)."""
     requests_skipped_overlength: int = 0
     requests_clipped: int = 0
     interrupted: bool = False
@@ -72,6 +81,15 @@ class ReplayOutcome:
     first_send_ns: int | None = None
     last_done_ns: int | None = None
     sessions_started: int = 0
+    sessions_failed: int = 0
+    session_errors: list[str] = field(default_factory=list)
+    """The first MAX_SESSION_ERRORS errors that ended a session (the harness's own failures)."""
+
+    def note_session_error(self, session_id: str, err: BaseException) -> None:
+        """Count a session ended by an error of the harness, keeping the first few messages."""
+        self.sessions_failed += 1
+        if len(self.session_errors) < MAX_SESSION_ERRORS:
+            self.session_errors.append(f"session {session_id!r}: {error_text(err)}")
 
 
 def fits(prompt_tokens: int, output_tokens: int, max_model_len: int | None) -> bool:
@@ -104,7 +122,8 @@ def preflight(
     sessions: Iterable[Session], opts: ReplayOptions, tool_kinds: Container[str] | None = None
 ) -> dict[str, int]:
     """Count what a run will send before it starts: sessions, requests (after
-    `max_requests`), requests that exceed the context window, and tool calls; with
+    `max_requests`), requests that exceed the context window, and tool calls. Every step's
+    prompt is checked to be buildable (ConfigError naming session and step); with
     `tool_kinds`, every tool call is checked (kind known, duration and size possible)."""
     n_sessions = n_requests = over = n_tools = 0
     for session in sessions:
@@ -117,6 +136,9 @@ def preflight(
             if opts.max_requests is not None and n_requests >= opts.max_requests:
                 break
             n_requests += 1
+            problem = prompt_problem(step)
+            if problem is not None:
+                raise ConfigError(f"session {session.session_id!r} step {index}: {problem}")
             if not fits(prompt, step.output_tokens, opts.max_model_len):
                 over += 1
             for t, call in enumerate(step.tools):
@@ -258,7 +280,9 @@ class Replayer:
             self._unreachable_in_a_row = 0
 
     def _count_sent(self, record: RequestRecord) -> None:
-        assert record.sent_ns is not None
+        if record.sent_ns is None:
+            self.outcome.requests_not_sent += 1
+            return
         self.outcome.requests_sent += 1
         first = self.outcome.first_send_ns
         self.outcome.first_send_ns = record.sent_ns if first is None else min(first, record.sent_ns)
@@ -301,14 +325,21 @@ class Replayer:
             warmup=ticket < self._opts.warmup_requests,
         )
         completion = Completion(None)
+        harness_error: Exception | None = None
         try:
             if self._sem is not None:
+                queued_ns = self._now_ns()
                 await self._sem.acquire()
+                record.slot_wait_ns = self._now_ns() - queued_ns
             try:
                 if self._stopped():
                     return None  # stopped while queued for a concurrency slot: never sent
                 prompt_ids = prompts.next_prompt(step, clip_to)
-                assert len(prompt_ids) == record.prompt_tokens_expected
+                if len(prompt_ids) != record.prompt_tokens_expected:
+                    raise RuntimeError(
+                        f"prompt of {len(prompt_ids)} tokens built where "
+                        f"{record.prompt_tokens_expected} were expected"
+                    )
                 prompt: list[int] | str = prompt_ids
                 if self._to_text is not None:
                     prompt = self._to_text(prompt_ids)
@@ -316,12 +347,18 @@ class Replayer:
             finally:
                 if self._sem is not None:
                     self._sem.release()
+        except Exception as err:
+            # The harness failed to build or send this request: a failed row, never a loss.
+            harness_error = err
+            record.error = f"harness: {error_text(err)}"
         finally:
-            # Only requests that were sent are records; one still queued when the run stopped
-            # or was cancelled never reached the server.
-            if record.sent_ns is not None:
+            # Only requests that were sent (or that the harness failed) are records; one still
+            # queued when the run stopped or was cancelled never reached the server.
+            if record.sent_ns is not None or harness_error is not None:
                 self._count_sent(record)
                 self._on_record(record)
+        if harness_error is not None:
+            raise harness_error
         self._note_result(record)
         # Text prompts can't carry generated ids exactly: their context grows by fresh words.
         ids = completion.output_ids if self._to_text is None else None
@@ -329,7 +366,15 @@ class Replayer:
         return record
 
     async def run_session(self, session: Session, start_ns: int) -> None:
-        """Run one session's steps in order from `start_ns`, recording each step."""
+        """Run one session's steps in order from `start_ns`, recording each step; an error of
+        the harness ends the session as failed (counted and kept in the outcome), never the
+        run, and never silently."""
+        try:
+            await self._session_steps(session, start_ns)
+        except Exception as err:
+            self.outcome.note_session_error(session.session_id, err)
+
+    async def _session_steps(self, session: Session, start_ns: int) -> None:
         prompts = self._prompts.session(next(self._ordinals))
         ready_ns = start_ns
         for index, step in enumerate(session.steps):
@@ -343,6 +388,8 @@ class Replayer:
             record = await self._step(session, prompts, index, step, due_ns)
             if record is None:
                 return
+            # Waiting for the step's recorded timestamp is the recording's time, not the system's.
+            ready_ns = max(ready_ns, min(due_ns, record.sent_ns or due_ns))
             srec = StepRecord(
                 session_id=session.session_id,
                 step_index=index,
@@ -353,6 +400,7 @@ class Replayer:
                 done_ns=record.done_ns,
                 think_ns=ready_ns - step_ready_ns,
                 request_ok=record.ok,
+                slot_wait_ns=record.slot_wait_ns,
             )
             try:
                 if step.tools:

@@ -12,9 +12,10 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from harness.analysis import summarize_requests
 from harness.results import RunReader, write_run_file
+from harness.run_summary import read_summary
 
 REPORT_FILE = "report.md"
 MISSING = "n/a"
@@ -117,6 +118,16 @@ def slo_text(
     return ", ".join(limits) or none
 
 
+SPLIT_ROWS: tuple[tuple[str, str], ...] = (
+    ("LLM: request sent → done (inference server)", "llm_s"),
+    ("Tools working (host CPU, wall)", "tool_s"),
+    ("Waiting for a free tool worker (harness queue)", "tool_queue_s"),
+    ("Waiting for a max_concurrency slot (harness queue)", "slot_queue_s"),
+    ("Orchestration (prompt building, parsing, event loop)", "orchestration_s"),
+)
+"""The rows of the latency split, which add up to the total (shares to 100 %)."""
+
+
 def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
     """Latency split, tool kinds, sessions and server-side phases, where the run has them."""
     out: list[Section] = []
@@ -124,29 +135,28 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
     if isinstance(split, Mapping):
         sec = Section("Latency split (CPU vs GPU)", ("part", "seconds", "share"))
         total = split.get("total_s") or 0.0
-        for label, key in (
-            ("LLM: request sent → done (inference server)", "llm_s"),
-            ("Tools (host CPU, wall)", "tool_s"),
-            ("Orchestration (harness, prompt building, waiting)", "orchestration_s"),
-        ):
+        for label, key in SPLIT_ROWS:
             value: float | None = split.get(key)
             share = value / total if total and value is not None else None
             sec.rows.append((label, format_value(value, 3), format_share(share)))
         for label, key in (
             ("Tool CPU seconds (user + system)", "tool_cpu_s"),
-            ("Tool calls waiting for a free worker (s, within tools)", "tool_queue_s"),
-            ("Think time (user's, not in the split)", "think_s"),
+            ("Think time (user's or the recording's, not in the split)", "think_s"),
         ):
             sec.rows.append((label, format_value(split.get(key), 3), ""))
         sec.rows.append(
             ("CPU share (tools + orchestration)", "", format_share(split.get("cpu_share")))
         )
         sec.rows.append(("GPU share (LLM)", "", format_share(split.get("gpu_share"))))
+        sec.rows.append(
+            ("Queue share (the harness's own queues)", "", format_share(split.get("queue_share")))
+        )
         out.append(sec)
         kinds = split.get("per_tool_kind") or {}
         if kinds:
             tk = Section(
-                "Tool kinds", ("kind", "calls", "failed", "wall s", "queued s", "CPU s", "share")
+                "Tool kinds",
+                ("kind", "calls", "failed", "work s", "queued s", "CPU s", "share of total"),
             )
             for name, k in sorted(kinds.items()):
                 tk.rows.append(
@@ -154,7 +164,7 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
                         name,
                         format_value(k.get("calls")),
                         format_value(k.get("failures")),
-                        format_value(k.get("tool_s"), 3),
+                        format_value(k.get("work_s", k.get("tool_s")), 3),
                         format_value(k.get("queue_s"), 3),
                         format_value(k.get("tool_cpu_s"), 3),
                         format_share(k.get("share")),
@@ -312,13 +322,14 @@ def render_console(
 
 
 def print_sections(sections: Sequence[Section], console: Console) -> None:
-    """Print sections as rich tables (first column left, figures right-aligned)."""
+    """Print sections as rich tables (first column left, figures right-aligned); every title,
+    header and cell is literal text, never rich markup (names and paths are user data)."""
     for section in sections:
-        table = Table(title=section.title, title_justify="left")
+        table = Table(title=Text(section.title), title_justify="left")
         for i, header in enumerate(section.headers):
-            table.add_column(header, justify="left" if i == 0 else "right")
+            table.add_column(Text(header), justify="left" if i == 0 else "right")
         for row in section.rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))
         console.print(table)
 
 
@@ -371,6 +382,12 @@ def render_markdown(
     return sections_markdown(report_title(manifest), build_sections(summary, manifest), notes)
 
 
+def _queued_s(split: Mapping[str, Any]) -> float:
+    """Seconds the split spent in the harness's queues (0 for runs written before they were
+    counted apart)."""
+    return float(split.get("tool_queue_s") or 0.0) + float(split.get("slot_queue_s") or 0.0)
+
+
 def breakdown_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]], figure: str) -> str:
     """The latency breakdown of several runs (workloads) side by side, per session."""
     lines = [
@@ -379,11 +396,12 @@ def breakdown_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]], figure: st
         f"![seconds per session by component]({figure})",
         "",
         "Seconds per session; CPU share = (tools + orchestration) / total, "
-        "GPU share = LLM / total.",
+        "GPU share = LLM / total; queued = waiting for the harness's tool workers and "
+        "concurrency slots, in neither share.",
         "",
-        "| workload | sessions | LLM s | tool s | tool CPU s | orchestration s | total s "
-        "| CPU share | GPU share | tool kinds (s per session) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| workload | sessions | LLM s | tool s | queued s | tool CPU s | orchestration s "
+        "| total s | CPU share | GPU share | tool kinds (s per session) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, split in runs:
         n = float(split.get("sessions") or 0) or 1.0
@@ -397,6 +415,7 @@ def breakdown_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]], figure: st
             format_value(split.get("sessions")),
             format_value(float(split["llm_s"]) / n, 3),
             format_value(float(split["tool_s"]) / n, 3),
+            format_value(_queued_s(split) / n, 3),
             format_value(None if cpu is None else float(cpu) / n, 3),
             format_value(float(split["orchestration_s"]) / n, 3),
             format_value(float(split["total_s"]) / n, 3),
@@ -417,18 +436,33 @@ class RunReportContent:
     notes: list[str]
 
 
+def run_notes(summary: Mapping[str, Any]) -> list[str]:
+    """What a reader must know before trusting the figures: a recovered run, sessions the
+    harness failed, the harness's queues dominating the session time."""
+    notes: list[str] = []
+    recovered = summary.get("recovered")
+    if isinstance(recovered, Mapping) and recovered.get("note"):
+        notes.append(str(recovered["note"]))
+    accounting = summary.get("run")
+    if isinstance(accounting, Mapping) and accounting.get("sessions_failed"):
+        errors = accounting.get("session_errors") or []
+        first = f"; first: {errors[0]}" if errors else ""
+        notes.append(
+            f"{accounting['sessions_failed']} sessions ended on an error of the harness{first}"
+        )
+    split = summary.get("latency_split")
+    if isinstance(split, Mapping) and split.get("queue_note"):
+        notes.append(str(split["queue_note"]))
+    return notes
+
+
 def run_report_content(run_dir: Path, reader: RunReader | None = None) -> RunReportContent:
     """Title, sections and notes of a run's report; an unfinished run is summarized from its
-    saved requests (and says so). `reader` is the run dir's RunReader where one is open."""
+    journals (and says so). `reader` is the run dir's RunReader where one is open."""
     reader = RunReader(run_dir) if reader is None else reader
     manifest: dict[str, Any] = {"run_name": Path(run_dir).name, **reader.manifest}
-    notes: list[str] = []
-    summary = reader.summary
-    if summary is None:
-        summary = summarize_requests(reader.requests())
-        notes.append("The run did not finalize: figures are computed from the saved requests.")
-    if reader.recovered:
-        notes.append("Requests were recovered from the journal (requests.partial.jsonl).")
+    summary = read_summary(reader)
+    notes = run_notes(summary)
     return RunReportContent(report_title(manifest), build_sections(summary, manifest), notes)
 
 

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +30,9 @@ MANIFEST_FILE = "manifest.json"
 JOURNAL_FILE = "requests.partial.jsonl"
 REQUESTS_FILE = "requests.parquet"
 SUMMARY_FILE = "summary.json"
+SAMPLES_TABLE = "telemetry"
+"""The telemetry samples: journalled while the run goes on, with columns that depend on the
+host's sources (so no fixed schema), then written as telemetry.parquet."""
 
 
 def read_json_file(path: Path) -> Any:
@@ -52,6 +56,8 @@ def table_file(table: str) -> str:
 _RUN_FILES = (
     MANIFEST_FILE,
     SUMMARY_FILE,
+    journal_file(SAMPLES_TABLE),
+    table_file(SAMPLES_TABLE),
     *(journal_file(t) for t in TABLE_COLUMN_KINDS),
     *(table_file(t) for t in TABLE_COLUMN_KINDS),
 )
@@ -171,6 +177,15 @@ def _table_to_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
+def samples_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Telemetry sample rows as one frame sorted by time, every row holding every column."""
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    ordered = sorted(rows, key=lambda r: int(r.get("t_ns") or 0))
+    return pd.DataFrame([{c: row.get(c) for c in columns} for row in ordered])
+
+
 def write_run_file(run_dir: Path, name: str, text: str | bytes) -> Path:
     """Atomically add a file (report.md, a PNG figure) to an existing run dir; core files
     refused."""
@@ -227,7 +242,11 @@ class RunWriter:
         # Created at once so a run killed before its first append is still recoverable.
         self._journal: IO[str] | None = self._journal_path.open("a", encoding="utf-8")
         self._other_journals: dict[str, IO[str]] = {}
+        self._samples: IO[str] | None = None
+        self._samples_lock = threading.Lock()
+        self._samples_closed = False
         self._finalized = False
+        self._sealed = False
 
     @property
     def journal_path(self) -> Path:
@@ -288,11 +307,26 @@ class RunWriter:
             journal.flush()
         return len(lines)
 
-    def finalize(self, summary: Mapping[str, Any]) -> Path:
-        """Write each table's Parquet file from its journal, then summary.json, then drop the
-        journals. Returns the path of requests.parquet."""
-        if self._finalized:
-            raise ResultsError(f"{self.run_dir}: run already finalized")
+    def append_samples(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Append telemetry samples to their journal and flush; safe from any thread. Samples
+        that arrive after the tables were sealed are dropped (the run is over)."""
+        lines = [json.dumps(_to_jsonable(row), allow_nan=False) + "\n" for row in rows]
+        with self._samples_lock:
+            if self._samples_closed or not lines:
+                return 0
+            if self._samples is None:
+                self._samples = (self.run_dir / journal_file(SAMPLES_TABLE)).open(
+                    "a", encoding="utf-8"
+                )
+            self._samples.write("".join(lines))
+            self._samples.flush()
+        return len(lines)
+
+    def seal_tables(self) -> None:
+        """Close the journals and write each table's Parquet file from its journal (the
+        journals stay until `finalize`, so a crash in between loses nothing)."""
+        if self._sealed:
+            return
         self._close_journal()
         for table in TABLE_COLUMN_KINDS:
             journal = self.run_dir / journal_file(table)
@@ -302,8 +336,24 @@ class RunWriter:
                     _rows_to_table(rows, journal, table_schema(table)),
                     self.run_dir / table_file(table),
                 )
+        samples = self.run_dir / journal_file(SAMPLES_TABLE)
+        if samples.exists():
+            frame = samples_frame(_read_journal(samples))
+            if not frame.empty:
+                _write_parquet(
+                    pa.Table.from_pandas(frame, preserve_index=False),
+                    self.run_dir / table_file(SAMPLES_TABLE),
+                )
+        self._sealed = True
+
+    def finalize(self, summary: Mapping[str, Any]) -> Path:
+        """Seal the tables (Parquet from the journals), write summary.json, then drop the
+        journals. Returns the path of requests.parquet."""
+        if self._finalized:
+            raise ResultsError(f"{self.run_dir}: run already finalized")
+        self.seal_tables()
         _atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
-        for table in TABLE_COLUMN_KINDS:
+        for table in (*TABLE_COLUMN_KINDS, SAMPLES_TABLE):
             (self.run_dir / journal_file(table)).unlink(missing_ok=True)
         self._finalized = True
         return self.run_dir / REQUESTS_FILE
@@ -314,6 +364,13 @@ class RunWriter:
 
     def _close_journal(self) -> None:
         """Flush, fsync and close the journal files if open."""
+        with self._samples_lock:
+            self._samples_closed = True
+            if self._samples is not None:
+                self._samples.flush()
+                os.fsync(self._samples.fileno())
+                self._samples.close()
+                self._samples = None
         for journal in self._other_journals.values():
             journal.flush()
             os.fsync(journal.fileno())
@@ -405,10 +462,14 @@ class RunReader:
         raise ResultsError(f"{self.run_dir}: missing {table_file(table)} and {journal_file(table)}")
 
     def frame(self, name: str) -> pd.DataFrame | None:
-        """A derived table written with `RunWriter.write_frame` (e.g. telemetry), None if the
-        run has none."""
+        """A derived table written with `RunWriter.write_frame` or the telemetry samples (from
+        their journal where the run did not finish), None if the run has none."""
         _check_name(name)
         path = self.run_dir / table_file(name)
+        journal = self.run_dir / journal_file(name)
+        if not path.is_file() and name == SAMPLES_TABLE and journal.is_file():
+            frame = samples_frame(_read_journal(journal))
+            return None if frame.empty else frame
         if not path.is_file():
             return None
         try:

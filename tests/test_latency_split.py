@@ -160,3 +160,63 @@ def test_per_step_and_per_session_tables_carry_tool_cpu() -> None:
     assert per_session.loc["b", "tool_cpu_s"] == pytest.approx(1.0)
     total = per_session[["llm_s", "tool_s", "orchestration_s", "think_s"]].sum(axis=1)
     assert (total - per_session["wall_s"]).abs().max() < 1e-9
+
+
+def _queued_run() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One session, one step: ready 0, waited 1 s for a concurrency slot, sent 1 s, done 2 s;
+    tools 2–10 s: two parallel calls queued for the one worker: call 0 works 2–5 s, call 1
+    waits 2–5 s and works 5–8 s; a third call (next batch) waits 8–9 s, works 9–10 s; end 10 s."""
+    steps = [StepRecord("q", 0, "r0", 0, 10 * S, 1 * S, 2 * S, 2 * S, 10 * S, 3, 0, 0, True, 1 * S)]
+
+    def call(i: int, start: float, work: float, end: float, kind: str) -> ToolRecord:
+        return ToolRecord(
+            "q",
+            0,
+            i,
+            kind,
+            "execute",
+            1.0,
+            0.0,
+            int(start * S),
+            int(end * S),
+            cpu_user_s=end - work,
+            cpu_system_s=0.0,
+            work_start_ns=int(work * S),
+        )
+
+    tools = [
+        call(0, 2, 2, 5, "code_exec"),
+        call(1, 2, 5, 8, "code_exec"),
+        call(2, 8, 9, 10, "parse"),
+    ]
+    return table_frame("steps", steps), table_frame("tools", tools)
+
+
+def test_queues_are_rows_of_their_own_and_shares_add_up_to_one() -> None:
+    steps, tools = _queued_run()
+    row = step_split(steps, tools).iloc[0]
+    assert row.llm_s == pytest.approx(1.0)
+    assert row.slot_queue_s == pytest.approx(1.0)
+    assert row.tool_s == pytest.approx(7.0)  # union of work: 2–8 s and 9–10 s
+    assert row.tool_queue_s == pytest.approx(1.0)  # 8–9 s: nothing of the step worked
+    assert row.orchestration_s == pytest.approx(0.0, abs=1e-9)
+    split = latency_split(steps, tools, "q")
+    shares = split["shares"]
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert split["cpu_share"] == pytest.approx(0.7)  # tools only: queues are not CPU work
+    assert split["queue_share"] == pytest.approx(0.2)
+    kinds = split["per_tool_kind"]
+    assert sum(k["share"] for k in kinds.values()) == pytest.approx(shares["tool"])
+    assert kinds["code_exec"]["queue_s"] == pytest.approx(3.0)  # call 1 waited 3 s
+    assert kinds["code_exec"]["calls_wall_s"] == pytest.approx(9.0)  # overlapping calls
+    assert split["queue_note"] is None  # 20 % is below the threshold
+
+
+def test_a_run_dominated_by_queueing_says_so() -> None:
+    steps, tools = _queued_run()
+    tools = tools.copy()
+    tools.loc[2, "work_start_ns"] = int(9.9 * S)  # the last call now queues 1.9 s
+    split = latency_split(steps, tools, "q")
+    assert split["queue_share"] >= 0.25
+    assert "queueing dominates" in split["queue_note"]
+    assert "tools.workers" in split["queue_note"]

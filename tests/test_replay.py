@@ -595,3 +595,61 @@ def test_preflight_rejects_bad_tool_calls_naming_session_and_step(
     sessions = [Session("agent-7", 0.0, (Step(10, 2), Step(5, 2, tools=(call,))))]
     with pytest.raises(ConfigError, match=f"session 'agent-7' step 1 tool 0: {message}"):
         preflight(sessions, ReplayOptions(), ("retrieval", "summarize"))
+
+
+# --- no silent loss ------------------------------------------------------------------
+
+
+def _bad_block_session(i: int) -> Session:
+    """A session whose second step names a block id no prompt can be built from."""
+    return Session(
+        session_id=f"s{i}",
+        start_ms=0.0,
+        steps=(Step(20, 4), Step(600, 4, hash_ids=(5, -1))),
+    )
+
+
+def test_preflight_rejects_an_unbuildable_prompt_naming_session_and_step() -> None:
+    with pytest.raises(ConfigError, match=r"session 's1' step 1: hash id -1"):
+        preflight([_session(0), _bad_block_session(1)], ReplayOptions())
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        ReplayOptions(pattern="trace", time_scale=0.0),
+        ReplayOptions(pattern="poisson", rate_per_s=200.0),
+        ReplayOptions(pattern="closed", concurrency=2),
+    ],
+    ids=["trace", "poisson", "closed"],
+)
+async def test_a_session_that_raises_is_a_recorded_failure_not_a_loss(
+    opts: ReplayOptions,
+) -> None:
+    r = Run(opts)
+    outcome = await r.run([_session(0), _bad_block_session(1), _session(2)])
+    assert outcome.sessions_failed == 1
+    assert "session 's1'" in outcome.session_errors[0]
+    assert "ValueError" in outcome.session_errors[0]
+    failed = [rec for rec in r.records if rec.session_id == "s1" and rec.step_index == 1]
+    assert len(failed) == 1 and not failed[0].ok
+    assert failed[0].error is not None and failed[0].error.startswith("harness: ValueError")
+    assert failed[0].sent_ns is None  # never reached the server
+    assert outcome.requests_not_sent == 1
+    # The other sessions ran to the end.
+    assert {rec.session_id for rec in r.records if rec.ok} == {"s0", "s1", "s2"}
+
+
+async def test_slot_wait_is_recorded_for_a_capped_run() -> None:
+    r = Run(ReplayOptions(pattern="trace", time_scale=0.0, max_concurrency=1), delay_s=0.05)
+    await r.run([_session(i) for i in range(3)])
+    waits = sorted(rec.slot_wait_ns or 0 for rec in r.records)
+    assert all(rec.slot_wait_ns is not None for rec in r.records)
+    assert waits[0] < 20 * MS  # the first request found a free slot
+    assert waits[-1] >= 2 * 50 * MS - EARLY_NS  # the third waited for two requests
+
+
+async def test_no_slot_wait_without_a_cap() -> None:
+    r = Run(ReplayOptions(pattern="trace", time_scale=0.0))
+    await r.run([_session(0)])
+    assert r.records[0].slot_wait_ns is None

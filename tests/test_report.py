@@ -160,7 +160,7 @@ def test_write_report_for_a_finished_run(tmp_path: Path) -> None:
     assert lines[0] == "# Benchmark report: finished"  # run name falls back to the dir name
     assert "| TTFT | 10.00 | 10.00 | 10.00 | 10.00 | 0.00 | 3 |" in lines
     assert "| Requests meeting SLO | 0 |" in lines
-    assert not any("did not finalize" in line for line in lines)
+    assert not any("did not finish" in line for line in lines)
 
 
 def test_write_report_for_a_killed_run(tmp_path: Path) -> None:
@@ -171,8 +171,8 @@ def test_write_report_for_a_killed_run(tmp_path: Path) -> None:
     path = write_report(run_dir)  # no summary.json: computed from the journal
     text = path.read_text()
     assert "# Benchmark report: killed-run" in text
-    assert "did not finalize" in text
-    assert "recovered from the journal" in text
+    assert "the run did not finish" in text
+    assert "recovered from its journals" in text
     assert "| Requests completed | 2 |" in text
     assert "| E2EL | 30.00 | 30.00 | 30.00 | 30.00 | 0.00 | 2 |" in text
     writer.close()

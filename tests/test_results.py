@@ -299,3 +299,33 @@ def test_read_json_file_maps_failures_to_results_error(tmp_path: Path) -> None:
         read_json_file(bad)
     with pytest.raises(ResultsError, match="unreadable JSON"):
         read_json_file(tmp_path / "missing.json")
+
+
+def test_samples_stream_to_a_journal_readable_before_and_after_the_end(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    writer = RunWriter(run_dir)
+    writer.write_manifest({"run_name": "x"})
+    writer.append_samples([{"t_ns": 20, "source": "cpu", "cpu_pct": 5.0}])
+    writer.append_samples([{"t_ns": 10, "source": "gpu", "device": 0, "power_w": float("nan")}])
+    # A killed run: the samples are read back from their journal, sorted, all columns.
+    live = RunReader(run_dir).frame("telemetry")
+    assert live is not None
+    assert list(live["t_ns"]) == [10, 20]
+    assert set(live.columns) == {"t_ns", "source", "cpu_pct", "device", "power_w"}
+    assert pd.isna(live.loc[0, "power_w"])  # NaN written as null, not as a number
+    writer.finalize({"ok": True})
+    assert not (run_dir / "telemetry.partial.jsonl").exists()
+    done = RunReader(run_dir).frame("telemetry")
+    assert done is not None and list(done["t_ns"]) == [10, 20]
+    assert writer.append_samples([{"t_ns": 30}]) == 0  # after the end: dropped
+
+
+def test_seal_keeps_the_journals_until_the_summary_is_written(tmp_path: Path) -> None:
+    writer = RunWriter(tmp_path / "run")
+    writer.write_manifest({"run_name": "x"})
+    writer.append([_record(1)])
+    writer.seal_tables()
+    assert (tmp_path / "run" / "requests.parquet").is_file()
+    assert (tmp_path / "run" / "requests.partial.jsonl").is_file()
+    writer.finalize({"ok": True})
+    assert not (tmp_path / "run" / "requests.partial.jsonl").exists()

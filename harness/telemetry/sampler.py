@@ -46,7 +46,10 @@ class Sampler:
         server_pid: int | None = None,
         metrics_scrape: Callable[[], Mapping[str, float]] | None = None,
         metrics_every_s: float = 1.0,
+        sink: Callable[[list[Row]], object] | None = None,
     ) -> None:
+        """`sink`, where given, receives each tick's rows (e.g. a run's journal) and the
+        sampler keeps none in memory, so a long run's memory stays flat."""
         if rate_hz <= 0 or metrics_every_s <= 0:
             raise ValueError("rate_hz and metrics_every_s must be positive")
         self.gpu, self.cpu, self.rapl = gpu, cpu, rapl
@@ -57,6 +60,7 @@ class Sampler:
         self.metrics_every_s = metrics_every_s
         self.problems: list[str] = []
         self._rows: list[Row] = []
+        self._sink = sink
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -124,9 +128,20 @@ class Sampler:
                     self._report("rapl", problem)
             except Exception as err:
                 self._fail("rapl", err)
+        self._emit(rows)
         with self._lock:
-            self._rows.extend(rows)
             self._samples += 1
+
+    def _emit(self, rows: list[Row]) -> None:
+        """Hand rows to the sink, or keep them for `rows()`; a failing sink is reported once."""
+        if self._sink is None:
+            with self._lock:
+                self._rows.extend(rows)
+            return
+        try:
+            self._sink(rows)
+        except Exception as err:
+            self._fail("sink", err)
 
     def _sample_server(self) -> None:
         """One /metrics scrape as a 'server' row."""
@@ -140,8 +155,7 @@ class Sampler:
         row: Row = {"t_ns": t, "source": "server", "device": None}
         for column, names in SERVER_FIELDS.items():
             row[column] = next((float(metrics[n]) for n in names if n in metrics), None)
-        with self._lock:
-            self._rows.append(row)
+        self._emit([row])
 
     def _loop(self, name: str, tick: Callable[[], None], period_s: float) -> None:
         """Call `tick` every period (on a fixed schedule, skipping missed ticks) until stopped."""
@@ -185,7 +199,8 @@ class Sampler:
             self._wall1 = time.perf_counter()
 
     def rows(self) -> list[Row]:
-        """All rows so far, sorted by time, every row holding every column (None where absent)."""
+        """All rows kept so far (none where a sink takes them), sorted by time, every row
+        holding every column (None where absent)."""
         with self._lock:
             rows = list(self._rows)
         columns: dict[str, None] = {}

@@ -25,6 +25,21 @@ _TAG_TOKENS = 3
 _SALT_TOKENS = 2
 
 
+MAX_HASH_ID = 2**63 - 1
+"""Largest prefix-block id a prompt can be built from (block seeds are 64-bit)."""
+
+
+def prompt_problem(step: Step) -> str | None:
+    """Why `step`'s prompt cannot be built (a block id that is no non-negative integer in
+    range, a negative length), or None when it can."""
+    if step.new_input_tokens < 0 or step.output_tokens < 0:
+        return "token counts must be ≥ 0"
+    for h in step.hash_ids or ():
+        if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= MAX_HASH_ID:
+            return f"hash id {h!r} is not an integer from 0 to {MAX_HASH_ID}"
+    return None
+
+
 class PromptBuilder:
     """Draws reproducible prompt tokens for a run from one token space and one seed."""
 

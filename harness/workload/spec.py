@@ -4,7 +4,7 @@ request options and SLOs. Validated with pydantic; unknown keys are errors namin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -67,13 +67,18 @@ class RequestSpec(_Strict):
     timeout_s: float = Field(default=600.0, gt=0)
 
 
+MAX_TOOL_WORKERS = 256
+"""Most tool worker processes a run may start, whatever a workload asks for."""
+
+
 class ToolsSpec(_Strict):
     """How agent tool calls run: replayed waits or the real CPU kernels sized by calibration."""
 
     mode: Literal["replay", "execute"] = "replay"
     on_failure: Literal["continue", "stop"] = "continue"
     calibration: Path | None = None
-    workers: int = Field(default=1, gt=0)
+    workers: Annotated[int, Field(ge=1, le=MAX_TOOL_WORKERS)] | Literal["auto"] = "auto"
+    """Tool worker processes for execute mode; `auto`: as many as the host's usable CPUs."""
 
 
 class LimitSpec(_Strict):

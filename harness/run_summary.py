@@ -1,0 +1,97 @@
+"""The figures of summary.json computed from a run's tables: one function for a run that
+finished and for one recovered from its journals after a crash, a kill or a lost terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from harness.analysis import Slo, summarize_requests
+from harness.errors import ResultsError
+from harness.latency_split import latency_split, session_figures
+from harness.results import RunReader, table_frame
+
+RECOVERED_NOTE = (
+    "the run did not finish (status {status!r}): figures are recovered from its journals; "
+    "energy and server-side figures need the run's end and are unavailable"
+)
+
+
+def table_figures(
+    requests: pd.DataFrame,
+    steps: pd.DataFrame | None,
+    tools: pd.DataFrame | None,
+    slo: Slo | None,
+    workload: str,
+) -> dict[str, Any]:
+    """Request metrics, and for agent runs the latency split and session figures."""
+    summary = summarize_requests(requests, slo)
+    if steps is not None and not steps.empty:
+        tools_df = tools if tools is not None else table_frame("tools", [])
+        summary["latency_split"] = latency_split(steps, tools_df, workload)
+        summary["session_figures"] = session_figures(steps, requests)
+    return summary
+
+
+def token_mismatches(requests: pd.DataFrame) -> tuple[int, int]:
+    """Requests whose prompt or output length (server's usage) differs from the planned one."""
+
+    def count(actual: str, expected: str) -> int:
+        got = requests[actual].astype("Int64")
+        want = requests[expected].astype("Int64")
+        return int(((got != want) & got.notna()).sum())
+
+    return (
+        count("prompt_tokens", "prompt_tokens_expected"),
+        count("output_tokens", "output_tokens_expected"),
+    )
+
+
+def _slo(manifest: Mapping[str, Any]) -> Slo | None:
+    """The SLO the workload in the manifest set, if any."""
+    workload = manifest.get("workload")
+    slo = workload.get("slo") if isinstance(workload, Mapping) else None
+    return Slo(**slo) if isinstance(slo, Mapping) else None
+
+
+def recover_summary(reader: RunReader) -> dict[str, Any]:
+    """A summary for a run directory that has tables (or their journals) but no summary.json;
+    it says it was recovered and why figures are missing."""
+    manifest = reader.manifest
+    if not reader.has_table("requests"):
+        raise ResultsError(
+            f"{reader.run_dir}: no summary.json and no request journal: the run stopped "
+            "before it recorded anything to recover"
+        )
+    requests = reader.requests()
+    steps = reader.table("steps") if reader.has_table("steps") else None
+    tools = reader.table("tools") if reader.has_table("tools") else None
+    workload = manifest.get("workload")
+    name = str(workload.get("name")) if isinstance(workload, Mapping) else reader.run_dir.name
+    summary = table_figures(requests, steps, tools, _slo(manifest), name)
+    status = str(manifest.get("status") or "unknown")
+    raw_plan = manifest.get("plan")
+    plan: Mapping[str, Any] = raw_plan if isinstance(raw_plan, Mapping) else {}
+    prompt_mismatch, output_mismatch = token_mismatches(requests)
+    summary["run"] = {
+        "requests_planned": plan.get("requests"),
+        "requests_sent": int(requests["sent_ns"].notna().sum()),
+        "prompt_token_mismatches": prompt_mismatch,
+        "output_token_mismatches": output_mismatch,
+        "interrupted": None,
+        "aborted_reason": None,
+    }
+    reason = RECOVERED_NOTE.format(status=status)
+    summary["server_metrics"] = {"available": False, "reason": reason}
+    summary["energy"] = None
+    summary["recovered"] = {"from": "journals", "status": status, "note": reason}
+    return summary
+
+
+def read_summary(reader: RunReader) -> dict[str, Any]:
+    """summary.json, or a summary recovered from the run's journals where the run never wrote
+    one (the result then has a `recovered` block)."""
+    summary = reader.summary
+    return summary if summary is not None else recover_summary(reader)

@@ -1,0 +1,86 @@
+"""A killed run's directory is read back: its summary recovered from the journals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ResultsError
+from harness.records import RequestRecord, StepRecord
+from harness.results import RunReader, RunWriter
+from harness.run_summary import read_summary
+
+MS = 1_000_000
+
+
+def _record(i: int, ok: bool = True) -> RequestRecord:
+    base = 10 * MS * i
+    return RequestRecord(
+        request_id=f"r{i}",
+        session_id=f"s{i}",
+        step_index=0,
+        api="completions",
+        prompt_tokens_expected=10,
+        output_tokens_expected=3,
+        scheduled_ns=base,
+        sent_ns=base,
+        first_token_ns=base + 2 * MS,
+        last_token_ns=base + 4 * MS,
+        done_ns=base + 4 * MS,
+        chunk_ns=[base + 2 * MS, base + 3 * MS, base + 4 * MS],
+        chunk_tokens=[1, 1, 1],
+        prompt_tokens=10,
+        output_tokens=3,
+        http_status=200 if ok else 500,
+        error=None if ok else "http 500",
+    )
+
+
+def _killed_run(tmp_path: Path) -> Path:
+    """A run directory as a SIGKILL leaves it: manifest `running`, journals, no summary."""
+    run_dir = tmp_path / "killed"
+    writer = RunWriter(run_dir)
+    writer.write_manifest(
+        {
+            "run_name": "killed",
+            "status": "running",
+            "plan": {"requests": 10},
+            "workload": {"name": "w", "slo": {"ttft_ms": 5.0}},
+        }
+    )
+    writer.append([_record(0), _record(1), _record(2, ok=False)])
+    step = StepRecord("s0", 0, "r0", 0, 5 * MS, 0, 4 * MS, None, None, 0, 0, 0, True)
+    writer.append_rows("steps", [step])
+    writer.close()  # the process died here
+    return run_dir
+
+
+def test_a_killed_run_is_recovered_and_says_so(tmp_path: Path) -> None:
+    summary = read_summary(RunReader(_killed_run(tmp_path)))
+    assert summary["recovered"]["status"] == "running"
+    assert "did not finish" in summary["recovered"]["note"]
+    assert summary["requests_completed"] == 2 and summary["requests_failed"] == 1
+    assert summary["run"]["requests_planned"] == 10
+    assert summary["run"]["requests_sent"] == 3
+    assert summary["requests_meeting_slo"] == 2  # the workload's SLO from the manifest
+    assert summary["latency_split"]["steps"] == 1
+    assert summary["energy"] is None
+    assert summary["server_metrics"]["available"] is False
+
+
+def test_a_finished_run_reads_its_own_summary(tmp_path: Path) -> None:
+    run_dir = tmp_path / "done"
+    writer = RunWriter(run_dir)
+    writer.write_manifest({"run_name": "done"})
+    writer.append([_record(0)])
+    writer.finalize({"requests_completed": 1})
+    assert read_summary(RunReader(run_dir)) == {"requests_completed": 1}
+
+
+def test_a_run_that_recorded_nothing_is_a_clear_error(tmp_path: Path) -> None:
+    run_dir = tmp_path / "empty"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text('{"run_name": "empty"}')
+    with pytest.raises(ResultsError, match=r"no summary\.json and no request journal"):
+        read_summary(RunReader(run_dir))
