@@ -1,19 +1,93 @@
 """Reading YAML and JSON inputs (workloads, scenarios, profiles, catalogs) and turning
 validation errors into messages that name the file and the dotted key, so a user can find the
-bad line."""
+bad line. The number types here (`FiniteFloat`, `Count`) are what every such file's numbers
+are validated as: real numbers (not strings or booleans), finite, of a sane magnitude."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
 
 from harness.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
+
+MAX_MAGNITUDE = 1e18
+"""The largest number a YAML or JSON input may hold (a million times 30T tokens a day)."""
+MIN_MAGNITUDE = 1e-9
+"""The smallest non-zero magnitude: anything smaller is a typo, and dividing by it overflows."""
+
+
+def _a_number(value: Any) -> Any:
+    """Refuse what pydantic would coerce to a number: booleans and strings (`yes`, `"5"`)."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError(f"expected a number, got {type(value).__name__} {value!r:.40}")
+    return value
+
+
+def _sane(value: float) -> float:
+    """A number is 0 or of a magnitude from MIN_MAGNITUDE to MAX_MAGNITUDE."""
+    if value != 0 and not MIN_MAGNITUDE <= abs(value) <= MAX_MAGNITUDE:
+        raise ValueError(
+            f"{value:g} is out of range: give 0 or a magnitude from {MIN_MAGNITUDE:g} "
+            f"to {MAX_MAGNITUDE:g}"
+        )
+    return value
+
+
+FiniteFloat = Annotated[
+    float, BeforeValidator(_a_number), Field(allow_inf_nan=False), AfterValidator(_sane)
+]
+"""A real number of a YAML or JSON input: finite (no `.inf`, `.nan`, `1e400`), 0 or of a
+magnitude within [MIN_MAGNITUDE, MAX_MAGNITUDE]; add per-key bounds with `Field(...)`."""
+
+Count = Annotated[int, BeforeValidator(_a_number), Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
+"""A whole number of a YAML or JSON input (4.0 is 4; 4.5, `"4"` and `true` are errors)."""
+
+
+def lone_surrogate(value: Any) -> str | None:
+    """The dotted path of the first string (key or value) in parsed YAML or JSON that holds a
+    lone surrogate (`\\ud800`: not Unicode text, it cannot be printed or written), "" for the
+    value itself, else None. Shared (aliased) and cyclic containers are visited once."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    seen: set[int] = set()
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, str):
+            if not _is_unicode(item):
+                return where
+            continue
+        if not isinstance(item, list | dict) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, list):
+            stack.extend(reversed([(_join(where, i), v) for i, v in enumerate(item)]))
+            continue
+        for key in item:
+            if isinstance(key, str) and not _is_unicode(key):
+                return _join(where, key)
+        stack.extend(reversed([(_join(where, k), v) for k, v in item.items()]))
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _join(where: str, key: object) -> str:
+    """A dotted path one level down."""
+    return f"{where}.{key}" if where else str(key)
 
 
 def dotted(loc: tuple[int | str, ...], prefix: str = "") -> str:
@@ -57,26 +131,66 @@ def validate(model: type[M], data: Any, path: Path | str, prefix: str = "") -> M
 def _read_text(path: Path, what: str) -> str:
     """A file's text; an unreadable file is an error naming it and what it should hold."""
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8-sig")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read {what}: {err.strerror}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"{path}: cannot read {what}: not UTF-8 text (byte {err.start})"
+        ) from None
+
+
+def _checked(path: Path, data: Any, kind: str) -> Any:
+    """Parsed content without a string that is not Unicode text."""
+    where = lone_surrogate(data)
+    if where is not None:
+        shown = where.encode("utf-8", "backslashreplace").decode()
+        key = f"key '{shown}'" if where else "the document"
+        raise ConfigError(
+            f"{path}: invalid {kind}: {key} holds a lone surrogate escape (\\ud800-\\udfff), "
+            "not Unicode text"
+        )
+    return data
 
 
 def read_yaml(path: Path, what: str) -> Any:
-    """The parsed content of a YAML file; unreadable files and bad YAML name the file."""
+    """The parsed content of a YAML file; unreadable files and bad YAML (including nesting too
+    deep to parse, integers of over 4,300 digits and impossible dates) name the file."""
     text = _read_text(path, what)
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {err}") from None
+        what_went_wrong = ", ".join(p for p in (err.context, err.problem) if p) or str(err)
+        raise ConfigError(f"{where}: invalid YAML: {' '.join(what_went_wrong.split())}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(err).split())}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    except (ValueError, OverflowError) as err:  # a scalar's constructor: int(), date()
+        raise ConfigError(f"{path}: invalid YAML: {_scalar_problem(err)}") from None
+    return _checked(path, data, "YAML")
 
 
 def read_json(path: Path, what: str) -> Any:
-    """The parsed content of a JSON file; unreadable files and bad JSON name the file."""
+    """The parsed content of a JSON file; unreadable files and bad JSON (including nesting too
+    deep to parse and integers of over 4,300 digits) name the file."""
     text = _read_text(path, what)
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as err:
+        raise ConfigError(f"{path}: invalid JSON: {_scalar_problem(err)}") from None
+    return _checked(path, data, "JSON")
+
+
+def _scalar_problem(err: Exception) -> str:
+    """A scalar's conversion error in words (Python's int limit message names a sys call)."""
+    text = str(err)
+    if "integer string conversion" in text:
+        return "an integer of more than 4,300 digits"
+    return " ".join(text.split()) or type(err).__name__

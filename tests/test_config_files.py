@@ -52,3 +52,56 @@ def test_validation_errors_name_the_dotted_key(tmp_path: Path) -> None:
 def test_a_list_where_a_mapping_belongs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="expected a mapping at the top level"):
         validate(_Outer, [1, 2], tmp_path / "s.yaml")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("deep.yaml", "[" * 100_000, "invalid YAML: nested too deeply"),
+        ("deep.json", "[" * 100_000, "invalid JSON: nested too deeply"),
+        ("long.yaml", "a: " + "9" * 5000, "an integer of more than 4,300 digits"),
+        ("long.json", '{"a": ' + "9" * 5000 + "}", "an integer of more than 4,300 digits"),
+        ("date.yaml", "a: 2001-02-30", "invalid YAML: day is out of range for month"),
+        ("float.yaml", "a: !!float abc", "invalid YAML: could not convert"),
+        ("sur.yaml", 'a:\n  b: "\\ud800"', "key 'a.b' holds a lone surrogate"),
+        ("sur.json", '{"\\udc00": 1}', "key '\\udc00' holds a lone surrogate"),
+    ],
+)
+def test_unparseable_inputs_are_config_errors_naming_the_file(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    read = read_json if name.endswith(".json") else read_yaml
+    with pytest.raises(ConfigError) as info:
+        read(path, "scenario")
+    assert str(info.value).startswith(f"{path}")
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_yaml_errors_are_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("a: 1\n? [1, 2]\n: 3\n")
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path, "scenario")
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith(f"{path}:2: invalid YAML: while constructing a mapping")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_bytes(b"a: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"x\.yaml: cannot read scenario: not UTF-8 text"):
+        read_yaml(path, "scenario")
+
+
+def test_aliases_and_cycles_are_walked_once(tmp_path: Path) -> None:
+    path = tmp_path / "x.yaml"
+    laughs = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, 30):  # 10 × 2**29 strings if expanded
+        laughs += f"a{i}: &a{i} [*a{i - 1 if i > 1 else ''}, *a{i - 1 if i > 1 else ''}]\n"
+    laughs = laughs.replace("*a0", "*a").replace("&a0", "&a")
+    path.write_text(laughs + "self: &s [*s]\n")
+    data = read_yaml(path, "scenario")
+    assert data["self"][0] is data["self"]

@@ -3,6 +3,7 @@ computed in one pass with compact arrays so that traces of tens of millions of r
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ class TokenPercentiles:
     p99: float | None
 
     def to_json_dict(self) -> dict[str, float | None]:
-        """Plain JSON: `p50`, `p90`, `p99`."""
-        return {"p50": self.p50, "p90": self.p90, "p99": self.p99}
+        """Plain JSON: `p50`, `p90`, `p99` (finite numbers or null)."""
+        return {"p50": _finite(self.p50), "p90": _finite(self.p90), "p99": _finite(self.p99)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +48,14 @@ class WorkloadStats:
     span_s: float
 
     def to_json_dict(self) -> dict[str, Any]:
-        """Plain JSON: the totals, `span_s` and a `percentiles` object per token kind."""
+        """Plain JSON: the totals, `span_s` and a `percentiles` object per token kind; a figure
+        that is not a finite number is null, never `Infinity` or `NaN` (not JSON)."""
         return {
             "sessions": self.sessions,
             "requests": self.requests,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
-            "span_s": self.span_s,
+            "span_s": _finite(self.span_s),
             "percentiles": {
                 "input_tokens": self.input_percentiles.to_json_dict(),
                 "output_tokens": self.output_percentiles.to_json_dict(),
@@ -61,9 +63,15 @@ class WorkloadStats:
         }
 
 
+def _finite(value: float | None) -> float | None:
+    """`value` where it is a finite number, else None."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 def workload_stats(sessions: Iterable[Session]) -> WorkloadStats:
     """Summarise Sessions in one streaming pass, keeping 4 bytes per request per token kind
-    (so a prompt of 2**32 tokens or more would overflow: far beyond any model's context)."""
+    (a prompt of 2**32 tokens or more would overflow; loaders and generators keep every
+    count within `limits.MAX_TOKENS`)."""
     inputs = array("I")
     outputs = array("I")
     count = 0

@@ -28,6 +28,14 @@ class TokenSpace:
         """Number of tokens `text` encodes to, without special tokens."""
         if self._tokenizer is None:
             raise ConfigError(f"token space {self.name!r} has no tokenizer to count text with")
+        if not text.isascii():
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:  # `tokenizers` raises TypeError on these
+                raise ConfigError(
+                    f"text holds a lone surrogate ({err.object[err.start]!a}), not Unicode; "
+                    "the tokenizer cannot count it"
+                ) from None
         return len(self._tokenizer.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
 
     def stable_words(self) -> TokenSpace:

@@ -12,6 +12,7 @@ from harness.workload.model import Step
 
 HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 ROW = "2023-11-16 18:15:46.6805900,374,44\n"
+LATER = "2023-11-16 18:15:50.0,1,2\n"
 
 
 def test_2023_form_is_exact_to_the_100ns(data_dir: Path) -> None:
@@ -55,7 +56,20 @@ def test_bad_count_names_line_and_field(tmp_path: Path) -> None:
     ("text", "line", "field", "message"),
     [
         (HEADER + ROW + "2023-11-16 18:15:4,1,2\n", 3, "TIMESTAMP", "not a timestamp"),
-        (HEADER + ROW + "2023-11-16 18:15:40.0,1,2\n", 3, "TIMESTAMP", "earlier than the first"),
+        (HEADER + ROW + "2023-11-16 18:15:40.0,1,2\n", 3, "TIMESTAMP", "earlier than line 2's"),
+        # backwards against the row before, not only the first row
+        (HEADER + ROW + LATER + "2023-11-16 18:15:48.0,1,2\n", 4, "TIMESTAMP", "line 3's"),
+        (HEADER + "2024-05-10 00:00:00+99:99,1,1\n", 2, "TIMESTAMP", "UTC offset +99:99"),
+        (HEADER + "2024-05-10 00:00:00-24:00,1,1\n", 2, "TIMESTAMP", "UTC offset -24:00"),
+        (HEADER + ROW + "2033-11-17 18:15:47.0,1,2\n", 3, "TIMESTAMP", "3,650 days after"),
+        (HEADER + ROW + "2023-11-16 18:15:47.0,1000000001,2\n", 3, "ContextTokens", "limit"),
+        (
+            HEADER + ROW + "2023-11-16 18:15:47.0,1," + "9" * 5000 + "\n",
+            3,
+            "GeneratedTokens",
+            "limit",
+        ),
+        (HEADER + ROW + "2023-11-16 18:15:47.0,1e3,2\n", 3, "ContextTokens", "got '1e3'"),
         (HEADER + ROW + "2023-11-16 18:15:47.0,-5,2\n", 3, "ContextTokens", "got '-5'"),
         (HEADER + ROW + "2023-11-16 18:15:47.0,5\n", 3, None, "expected 3 fields, got 2"),
         ("TIMESTAMP,ContextTokens\n" + ROW, 1, "GeneratedTokens", "missing column"),

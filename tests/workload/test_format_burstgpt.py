@@ -54,10 +54,19 @@ def test_idle_gap_closes_sessions_in_start_order(data_dir: Path) -> None:
 @pytest.mark.parametrize(
     ("row", "field", "message"),
     [
-        ("9,ChatGPT,x,1,1,API log", "Request tokens", "expected a non-negative integer, got 'x'"),
-        ("9,ChatGPT,1,1.5,1,API log", "Response tokens", "got '1.5'"),
+        ("999,ChatGPT,x,1,1,API log", "Request tokens", "expected a non-negative integer, got 'x'"),
+        ("999,ChatGPT,1,1.5,1,API log", "Response tokens", "got '1.5'"),
         ("soon,ChatGPT,1,1,1,API log", "Timestamp", "expected a non-negative number"),
-        ("1,ChatGPT,1,1,1,API log", "Timestamp", "earlier than the first row"),
+        ("1,ChatGPT,1,1,1,API log", "Timestamp", "earlier than line 4's timestamp"),
+        # backwards against the row before (113), though later than the first row (5)
+        ("100,ChatGPT,1,1,1,API log", "Timestamp", "earlier than line 4's timestamp"),
+        # 1e308 s made the span infinite: `inspect --json` printed Infinity
+        ("1e308,ChatGPT,1,1,1,API log", "Timestamp", "exceeds the limit of 315,360,000"),
+        ("inf,ChatGPT,1,1,1,API log", "Timestamp", "expected a non-negative number, got 'inf'"),
+        ("nan,ChatGPT,1,1,1,API log", "Timestamp", "expected a non-negative number, got 'nan'"),
+        ("-1,ChatGPT,1,1,1,API log", "Timestamp", "expected a non-negative number, got '-1'"),
+        ("1_000,ChatGPT,1,1,1,API log", "Timestamp", "expected a non-negative number"),
+        ("999,ChatGPT,2000000000,1,1,API log", "Request tokens", "exceeds the limit"),
     ],
 )
 def test_malformed(data_dir: Path, tmp_path: Path, row: str, field: str, message: str) -> None:

@@ -48,9 +48,76 @@ def test_reads_fixture(data_dir: Path) -> None:
         ),
         (
             '{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": ["a"]}',
-            "hash_ids",
-            "expected a list of integers",
+            "hash_ids.0",
+            "expected a non-negative integer, got 'a'",
         ),
+        (
+            '{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": 7}',
+            "hash_ids",
+            "expected a list of integers, got 7",
+        ),
+        # passed inspect and preflight, then PromptBuilder raised mid-run
+        (
+            '{"timestamp": 0, "input_length": 600, "output_length": 1, "hash_ids": [5, -1]}',
+            "hash_ids.1",
+            "expected a non-negative integer, got -1",
+        ),
+        (
+            '{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": [true]}',
+            "hash_ids.0",
+            "got True",
+        ),
+        (
+            '{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": ['
+            + str(2**63)
+            + "]}",
+            "hash_ids.0",
+            "exceeds the limit",
+        ),
+        (
+            '{"timestamp": "0", "input_length": 5, "output_length": 1, "hash_ids": [1]}',
+            "timestamp",
+            "expected a non-negative number, got '0'",
+        ),
+        (
+            '{"timestamp": NaN, "input_length": 5, "output_length": 1, "hash_ids": [1]}',
+            "timestamp",
+            "expected a finite number, got nan",
+        ),
+        (
+            '{"timestamp": 1e400, "input_length": 5, "output_length": 1, "hash_ids": [1]}',
+            "timestamp",
+            "expected a finite number, got inf",
+        ),
+        (
+            '{"timestamp": 1e308, "input_length": 5, "output_length": 1, "hash_ids": [1]}',
+            "timestamp",
+            "exceeds the limit",
+        ),
+        (
+            '{"timestamp": 0, "input_length": 5.0, "output_length": 1, "hash_ids": [1]}',
+            "input_length",
+            "expected a non-negative integer, got 5.0",
+        ),
+        (
+            '{"timestamp": 0, "input_length": false, "output_length": 1, "hash_ids": []}',
+            "input_length",
+            "got False",
+        ),
+        (
+            '{"timestamp": 0, "input_length": 1'
+            + "0" * 40
+            + ', "output_length": 1, "hash_ids": []}',
+            "input_length",
+            "an integer of 41 digits exceeds the limit of 1,000,000,000",
+        ),
+        (
+            '{"timestamp": 0, "input_length": ' + "9" * 5000 + ', "output_length": 1}',
+            None,
+            "an integer of more than 4,300 digits",
+        ),
+        ("[" * 100_000, None, "nested too deeply"),
+        ('{"timestamp": 0, "x": "\\ud800"}', "x", "lone surrogate"),
         ('{"timestamp": 0, "input_length": 5,', None, "invalid JSON"),
         ("[1, 2]", None, "expected a JSON object, got a list"),
     ],
@@ -69,6 +136,16 @@ def test_malformed_line_names_file_line_field(
     where = f"{path}:3: field '{field}':" if field else f"{path}:3:"
     assert str(err).startswith(where)
     assert message in str(err)
+
+
+def test_timestamps_must_not_go_backwards(tmp_path: Path) -> None:
+    path = tmp_path / "trace.jsonl"
+    later = GOOD.replace('"timestamp": 0', '"timestamp": 900')
+    path.write_text(f"{GOOD}\n{later}\n{GOOD}\n")
+    with pytest.raises(TraceFormatError) as info:
+        list(iter_mooncake(path))
+    assert (info.value.line, info.value.field) == (3, "timestamp")
+    assert "0 is earlier than line 2's 900" in str(info.value)
 
 
 def test_missing_file_is_config_error(tmp_path: Path) -> None:

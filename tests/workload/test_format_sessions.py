@@ -88,6 +88,38 @@ STEP = {"new_input_tokens": 1, "output_tokens": 1}
         (_line(steps=[{**STEP, "hash_ids": [1, 2]}]), "steps.0.hash_ids", "needs ceil(1/512) = 1"),
         (_line(session_id="a"), "session_id", "duplicate session id 'a' (first on line 1)"),
         ('"just a string"', None, "expected a JSON object"),
+        (_line(steps=[{**STEP, "hash_ids": [-1]}]), "steps.0.hash_ids.0", "greater than or equal"),
+        (_line(steps=[{**STEP, "hash_ids": [2**63]}]), "steps.0.hash_ids.0", "less than or equal"),
+        (_line(start_ms="5"), "start_ms", "valid number"),
+        (_line(start_ms=True), "start_ms", "valid number"),
+        (_line(start_ms=1e308), "start_ms", "less than or equal"),
+        (_line(steps=[{**STEP, "think_ms": 1e20}]), "steps.0.think_ms", "less than or equal"),
+        (
+            _line(steps=[{"new_input_tokens": 10**40, "output_tokens": 1}]),
+            "steps.0.new_input_tokens",
+            "less than or equal to 1000000000, got an integer of 41 digits",
+        ),
+        (
+            _line(steps=[{"new_input_tokens": 600_000_000, "output_tokens": 1}] * 2),
+            "steps.1.new_input_tokens",
+            "prompt of 1,200,000,001 tokens exceeds the limit",
+        ),
+        (
+            _line(steps=[{**STEP, "tools": [{"kind": "x", "duration_ms": 1, "size": 1e300}]}]),
+            "steps.0.tools.0.size",
+            "less than or equal",
+        ),
+        (
+            _line(
+                steps=[
+                    {**STEP, "tools": [{"kind": "x", "duration_ms": 1, "parallel_group": 2**40}]}
+                ]
+            ),
+            "steps.0.tools.0.parallel_group",
+            "less than or equal",
+        ),
+        (_line(session_id="\ud800"), "session_id", "lone surrogate"),
+        (_line(metadata={"\udfff": "a"}), "metadata.\udfff", "lone surrogate"),
     ],
 )
 def test_malformed(tmp_path: Path, line: str, field: str | None, message: str) -> None:
@@ -96,7 +128,7 @@ def test_malformed(tmp_path: Path, line: str, field: str | None, message: str) -
     with pytest.raises(TraceFormatError) as info:
         list(iter_sessions(path))
     assert (info.value.line, info.value.field) == (3, field)
-    where = f"{path}:3: field '{field}':" if field else f"{path}:3:"
+    where = f"{path}:3: field {field!r}:" if field else f"{path}:3:"
     assert str(info.value).startswith(where)
     assert message in str(info.value)
 

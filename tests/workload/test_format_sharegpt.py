@@ -70,6 +70,22 @@ def test_missing_id_and_empty_list(tmp_path: Path, word_counter: TokenCounter) -
         ('[{"id": 1, "conversations": []}\n{"id": 2}]', 2, None, "expected ',' or ']'"),
         ('[{"id": 1, "conversations": []}]\n[]', 2, None, "extra data after the list"),
         ("[1]", 1, None, "expected a conversation object"),
+        # a lone surrogate reached the tokenizer, which raised TypeError
+        (
+            '[{"id": 1, "conversations": [{"from": "human", "value": "\\ud800"}]}]',
+            1,
+            "conversations.0.value",
+            "lone surrogate",
+        ),
+        ("[\n" + "[" * 100_000, 2, None, "nested too deeply"),
+        ('[\n{"id": ' + "7" * 5000 + "}]", 2, None, "more than 4,300 digits"),
+        (
+            '[{"id": true, "conversations": [{"from": "human", "value": "a"},'
+            ' {"from": "gpt", "value": "b"}]}]',
+            1,
+            "id",
+            "expected a string or integer, got True",
+        ),
     ],
 )
 def test_malformed(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness.workload.model import Session, Step
@@ -55,3 +57,12 @@ def test_empty() -> None:
 def test_one_step_sessions_span() -> None:
     sessions = [Session(str(i), t, (Step(1, 1),)) for i, t in enumerate([300.0, 100.0, 2100.0])]
     assert workload_stats(sessions).span_s == pytest.approx(2.0)
+
+
+def test_json_is_finite_or_null() -> None:
+    # a BurstGPT row at 1e308 s made span_s inf: `inspect --json` printed Infinity (the
+    # loaders now bound times; the stats still never write a non-finite number)
+    sessions = [Session("a", -1e308, (Step(1, 1),)), Session("b", 1e308, (Step(1, 1),))]
+    data = workload_stats(sessions).to_json_dict()
+    assert data["span_s"] is None
+    json.dumps(data, allow_nan=False)  # raises on Infinity or NaN

@@ -9,11 +9,18 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from harness.config_files import lone_surrogate
 from harness.errors import ConfigError, TraceFormatError
+from harness.workload.limits import MAX_TOKENS
+from harness.workload.model import Session
 
 _INT_TEXT = re.compile(r"\d+(?:\.0*)?")
+_DECIMAL_TEXT = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,4})?")
+TOO_LONG = "an integer of more than 4,300 digits"
+"""Why `json` refuses a number: Python's limit on int conversion (`sys.get_int_max_str_digits`)."""
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 def check_readable(path: Path) -> None:
@@ -38,13 +45,27 @@ def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
             lineno += 1
             if not text.strip():
                 continue
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise TraceFormatError(
-                    path, lineno, None, f"invalid JSON: {err.msg} (column {err.colno})"
-                ) from None
+            value = decode_json(path, lineno, text)
+            if may_hold_surrogates(text):
+                where = lone_surrogate(value)
+                if where is not None:
+                    raise surrogate_error(path, lineno, where)
             yield lineno, value
+
+
+def decode_json(path: Path, line: int, text: str) -> Any:
+    """Decode one JSON document; bad JSON, nesting too deep for the decoder and integers too
+    long to convert (over 4,300 digits) are errors naming the line."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise TraceFormatError(
+            path, line, None, f"invalid JSON: {err.msg} (column {err.colno})"
+        ) from None
+    except RecursionError:
+        raise TraceFormatError(path, line, None, "invalid JSON: nested too deeply") from None
+    except ValueError:  # int() refuses integers of more than 4,300 digits
+        raise TraceFormatError(path, line, None, f"invalid JSON: {TOO_LONG}") from None
 
 
 def json_object(path: Path, line: int, value: Any) -> dict[str, Any]:
@@ -113,33 +134,94 @@ class CsvRows:
                 )
 
 
-def nonneg_int(path: Path, line: int, field: str, raw: Any) -> int:
-    """Parse a token count: a JSON integer or a CSV decimal string (``12`` or ``12.0``)."""
-    if isinstance(raw, str):
-        text = raw.strip()
-        if _INT_TEXT.fullmatch(text):
-            return int(text.split(".", 1)[0])
-    elif isinstance(raw, int) and not isinstance(raw, bool):
-        if raw >= 0:
-            return raw
-    elif isinstance(raw, float) and raw.is_integer() and raw >= 0:
-        return int(raw)
-    raise TraceFormatError(path, line, field, f"expected a non-negative integer, got {raw!r}")
+def json_count(path: Path, line: int, field: str, raw: Any, maximum: int = MAX_TOKENS) -> int:
+    """A token count in a JSON record: a JSON integer (not a string, float or boolean) from 0
+    to `maximum`."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return _at_most(path, line, field, raw, maximum)
+    raise TraceFormatError(path, line, field, f"expected a non-negative integer, got {brief(raw)}")
 
 
-def nonneg_float(path: Path, line: int, field: str, raw: Any) -> float:
-    """Parse a time or duration: a finite, non-negative JSON number or CSV decimal string."""
-    value: float | None = None
-    if isinstance(raw, str):
-        try:
-            value = float(raw.strip())
-        except ValueError:
-            value = None
-    elif isinstance(raw, int | float) and not isinstance(raw, bool):
-        value = float(raw)
-    if value is None or not math.isfinite(value) or value < 0:
-        raise TraceFormatError(path, line, field, f"expected a non-negative number, got {raw!r}")
+def json_number(path: Path, line: int, field: str, raw: Any, maximum: float) -> float:
+    """A time or duration in a JSON record: a finite JSON number (not a string or boolean) from
+    0 to `maximum`."""
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise TraceFormatError(path, line, field, f"expected a finite number, got {raw!r}")
+    if isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= 0:
+        return float(_at_most(path, line, field, raw, maximum))
+    raise TraceFormatError(path, line, field, f"expected a non-negative number, got {brief(raw)}")
+
+
+def csv_count(path: Path, line: int, field: str, text: str, maximum: int = MAX_TOKENS) -> int:
+    """A token count in a CSV cell: decimal digits (``12`` or ``12.0``) from 0 to `maximum`."""
+    stripped = text.strip()
+    if _INT_TEXT.fullmatch(stripped):
+        digits = stripped.split(".", 1)[0].lstrip("0") or "0"
+        if len(digits) > len(str(maximum)):
+            raise TraceFormatError(
+                path, line, field, f"{brief(text)} exceeds the limit of {maximum:,}"
+            )
+        return _at_most(path, line, field, int(digits), maximum)
+    raise TraceFormatError(path, line, field, f"expected a non-negative integer, got {brief(text)}")
+
+
+def csv_number(path: Path, line: int, field: str, text: str, maximum: float) -> float:
+    """A time in a CSV cell: a non-negative decimal (``5``, ``19440110.5``, ``1e3``) from 0 to
+    `maximum`; ``nan``, ``inf`` and signs are errors."""
+    stripped = text.strip()
+    if not _DECIMAL_TEXT.fullmatch(stripped):
+        raise TraceFormatError(
+            path, line, field, f"expected a non-negative number, got {brief(text)}"
+        )
+    value = float(stripped)
+    if not math.isfinite(value):
+        raise TraceFormatError(path, line, field, f"expected a finite number, got {brief(text)}")
+    return _at_most(path, line, field, value, maximum)
+
+
+N = TypeVar("N", int, float)
+
+
+def _at_most(path: Path, line: int, field: str, value: N, maximum: float) -> N:
+    """`value` itself, or an error when it is above `maximum` (compared exactly, so a huge
+    integer never goes through a float)."""
+    if value > maximum:
+        raise TraceFormatError(
+            path, line, field, f"{brief(value)} exceeds the limit of {maximum:,.0f}"
+        )
     return value
+
+
+def brief(value: Any) -> str:
+    """A value for an error message, cut short (a huge number or string stays readable)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**20:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_prompts(path: Path, line: int, session: Session, field: str | None = None) -> None:
+    """Each step's whole prompt (agent-loop rule) must stay within MAX_TOKENS; the error names
+    `field`, by default the step's `steps.I.new_input_tokens`."""
+    for i, prompt in enumerate(session.input_lengths()):
+        if prompt > MAX_TOKENS:
+            raise TraceFormatError(
+                path,
+                line,
+                field or f"steps.{i}.new_input_tokens",
+                f"step {i}'s prompt of {prompt:,} tokens exceeds the limit of {MAX_TOKENS:,}",
+            )
+
+
+def may_hold_surrogates(text: str) -> bool:
+    """True when JSON text has a `\\uD800`-`\\uDFFF` escape (the only way to a lone surrogate)."""
+    return _SURROGATE_ESCAPE.search(text) is not None
+
+
+def surrogate_error(path: Path, line: int, where: str) -> TraceFormatError:
+    """The error for a string holding a lone surrogate at dotted path `where`."""
+    message = "holds a lone surrogate escape (\\ud800-\\udfff), not Unicode text"
+    return TraceFormatError(path, line, where or None, message)
 
 
 def _kind(value: Any) -> str:

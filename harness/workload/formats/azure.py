@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import TraceFormatError
-from harness.workload.formats._common import CsvRows, check_readable, nonneg_int
+from harness.workload.formats._common import CsvRows, check_readable, csv_count
+from harness.workload.limits import MAX_TRACE_TIME_MS
 from harness.workload.model import Session, Step
 
 TIMESTAMP = "TIMESTAMP"
@@ -18,6 +19,7 @@ GENERATED = "GeneratedTokens"
 _NS_PER_S = 1_000_000_000
 _NS_PER_MS = 1_000_000
 _SECONDS_PER_DAY = 86_400
+_MS_PER_DAY = _SECONDS_PER_DAY * 1000
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _TIMESTAMP_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[ T](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
@@ -45,11 +47,15 @@ def parse_timestamp_ns(text: str) -> int:
 
 
 def _offset_s(text: str | None) -> int:
-    """Seconds east of UTC for `Z`, `+00:00` or `-0530`; none means UTC."""
+    """Seconds east of UTC for `Z`, `+00:00` or `-0530`; none means UTC. Hours above 23 or
+    minutes above 59 (`+99:99`) raise ValueError."""
     if text is None or text == "Z":
         return 0
     digits = text[1:].replace(":", "")
-    offset = int(digits[:2]) * 3600 + int(digits[2:]) * 60
+    hours, minutes = int(digits[:2]), int(digits[2:])
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"UTC offset {text} out of range")
+    offset = hours * 3600 + minutes * 60
     return offset if text[0] == "+" else -offset
 
 
@@ -58,7 +64,8 @@ def iter_azure(path: Path) -> Iterator[Session]:
 
     `start_ms` counts from the first row's timestamp, computed from integer nanoseconds so
     the 7-digit fractions of the 2023 traces carry no float drift. A row earlier than the
-    first row is an error (the published traces are sorted).
+    row before it is an error (the published traces are sorted), and so is one more than
+    MAX_TRACE_TIME_MS after the first.
     """
     check_readable(path)
     return _sessions(path)
@@ -68,6 +75,8 @@ def _sessions(path: Path) -> Iterator[Session]:
     """The generator behind `iter_azure`, run once the file is known to exist."""
     csv_rows = CsvRows(path, (TIMESTAMP, CONTEXT, GENERATED))
     first_ns: int | None = None
+    last_ns = 0
+    last_line = 0
     for line, row in csv_rows.rows():
         cols = csv_rows.columns
         raw_time = row[cols[TIMESTAMP]]
@@ -77,17 +86,31 @@ def _sessions(path: Path) -> Iterator[Session]:
             raise TraceFormatError(path, line, TIMESTAMP, f"{err}, got {raw_time!r}") from None
         if first_ns is None:
             first_ns = time_ns
-        elif time_ns < first_ns:
+        elif time_ns < last_ns:
             raise TraceFormatError(
-                path, line, TIMESTAMP, f"{raw_time!r} is earlier than the first row's timestamp"
+                path,
+                line,
+                TIMESTAMP,
+                f"{raw_time!r} is earlier than line {last_line}'s timestamp "
+                "(Azure traces are sorted by time)",
             )
+        start_ms = (time_ns - first_ns) / _NS_PER_MS
+        if start_ms > MAX_TRACE_TIME_MS:
+            raise TraceFormatError(
+                path,
+                line,
+                TIMESTAMP,
+                f"{raw_time!r} is more than {MAX_TRACE_TIME_MS / _MS_PER_DAY:,.0f} days after "
+                "the first row",
+            )
+        last_ns, last_line = time_ns, line
         step = Step(
-            new_input_tokens=nonneg_int(path, line, CONTEXT, row[cols[CONTEXT]]),
-            output_tokens=nonneg_int(path, line, GENERATED, row[cols[GENERATED]]),
+            new_input_tokens=csv_count(path, line, CONTEXT, row[cols[CONTEXT]]),
+            output_tokens=csv_count(path, line, GENERATED, row[cols[GENERATED]]),
         )
         yield Session(
             session_id=f"az-{line}",
-            start_ms=(time_ns - first_ns) / _NS_PER_MS,
+            start_ms=start_ms,
             steps=(step,),
             source_line=line,
         )

@@ -2,8 +2,9 @@
 
 Rules, chosen so that every row's prompt length is reproduced exactly:
 
-- `start_ms` counts from the first row's `Timestamp` (seconds; the third release's
-  timestamps do not start at zero). A row earlier than the first row is an error.
+- `start_ms` counts from the first row's `Timestamp` (seconds from the trace's start, at
+  most ten years; the third release's timestamps do not start at zero). A row earlier than
+  the row before it is an error (the published traces are sorted by time).
 - Without a `Session ID` column, or where it is blank (the API-log rows of the third
   release), each row is a one-step Session `bg-<line>`.
 - Rows sharing a `Session ID` form one multi-step Session (id = the Session ID) in file
@@ -32,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import TraceFormatError
-from harness.workload.formats._common import CsvRows, check_readable, nonneg_float, nonneg_int
+from harness.workload.formats._common import CsvRows, check_readable, csv_count, csv_number
+from harness.workload.limits import MAX_TRACE_TIME_MS
 from harness.workload.model import Session, Step
 
 TIMESTAMP = "Timestamp"
@@ -88,20 +90,25 @@ def _sessions(path: Path, gap_s: float | None) -> Iterator[Session]:
     parts: dict[str, int] = {}
     first_s: float | None = None
     now_s = 0.0
+    last_line = 0
     for line, row in csv_rows.rows():
         cols = csv_rows.columns
         raw_time = row[cols[TIMESTAMP]]
-        time_s = nonneg_float(path, line, TIMESTAMP, raw_time)
+        time_s = csv_number(path, line, TIMESTAMP, raw_time, MAX_TRACE_TIME_MS / _MS_PER_S)
         if first_s is None:
             first_s = time_s
-        elif time_s < first_s:
-            raise TraceFormatError(
-                path, line, TIMESTAMP, f"{raw_time!r} is earlier than the first row's timestamp"
-            )
         time_s -= first_s
-        now_s = max(now_s, time_s)
-        request = nonneg_int(path, line, REQUEST, row[cols[REQUEST]])
-        response = nonneg_int(path, line, RESPONSE, row[cols[RESPONSE]])
+        if time_s < now_s:
+            raise TraceFormatError(
+                path,
+                line,
+                TIMESTAMP,
+                f"{raw_time!r} is earlier than line {last_line}'s timestamp "
+                "(BurstGPT traces are sorted by time)",
+            )
+        now_s, last_line = time_s, line
+        request = csv_count(path, line, REQUEST, row[cols[REQUEST]])
+        response = csv_count(path, line, RESPONSE, row[cols[RESPONSE]])
         sid = row[cols[SESSION_ID]].strip() if csv_rows.has(SESSION_ID) else ""
         metadata = {
             key: row[cols[column]].strip()

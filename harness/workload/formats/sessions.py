@@ -7,21 +7,30 @@ Example line::
 
 Optional keys: step `think_ms`, `offset_ms`, `hash_ids` (512-token blocks of the step's
 whole prompt, so ceil(prompt / 512) of them); tool `size`, `parallel_group`, `timeout_ms`; session
-`metadata` (string to string). Unknown keys, wrong types, negative numbers and repeated
-session ids are errors naming the line and the dotted field (e.g. `steps.1.output_tokens`).
+`metadata` (string to string). Unknown keys, wrong types (a string or boolean where a
+number belongs), negative or non-finite numbers, numbers beyond the bounds of
+`harness.workload.limits` and repeated session ids are errors naming the line and the dotted
+field (e.g. `steps.1.output_tokens`). Sessions may come in any order of `start_ms`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.errors import TraceFormatError
-from harness.workload.formats._common import check_readable, json_lines
+from harness.workload.formats._common import brief, check_prompts, check_readable, json_lines
 from harness.workload.formats.mooncake import BLOCK_TOKENS, blocks_for
+from harness.workload.limits import (
+    MAX_HASH_ID,
+    MAX_PARALLEL_GROUP,
+    MAX_TOKENS,
+    MAX_TOOL_SIZE,
+    MAX_TRACE_TIME_MS,
+)
 from harness.workload.model import Session, Step, ToolCall
 
 
@@ -31,32 +40,36 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+TimeMs = Annotated[float, Field(ge=0, le=MAX_TRACE_TIME_MS, allow_inf_nan=False)]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
+
+
 class ToolRecord(_Strict):
     """A tool call as written in the file."""
 
     kind: str = Field(min_length=1)
-    duration_ms: float = Field(ge=0, allow_inf_nan=False)
-    size: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    parallel_group: int | None = Field(default=None, ge=0)
-    timeout_ms: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    duration_ms: TimeMs
+    size: float | None = Field(default=None, ge=0, le=MAX_TOOL_SIZE, allow_inf_nan=False)
+    parallel_group: int | None = Field(default=None, ge=0, le=MAX_PARALLEL_GROUP)
+    timeout_ms: float | None = Field(default=None, gt=0, le=MAX_TRACE_TIME_MS, allow_inf_nan=False)
 
 
 class StepRecord(_Strict):
     """A step as written in the file."""
 
-    new_input_tokens: int = Field(ge=0)
-    output_tokens: int = Field(ge=0)
+    new_input_tokens: Tokens
+    output_tokens: Tokens
     tools: list[ToolRecord] = Field(default_factory=list)
-    think_ms: float = Field(default=0.0, ge=0, allow_inf_nan=False)
-    offset_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    hash_ids: list[int] | None = None
+    think_ms: TimeMs = 0.0
+    offset_ms: TimeMs | None = None
+    hash_ids: list[Annotated[int, Field(ge=0, le=MAX_HASH_ID)]] | None = None
 
 
 class SessionRecord(_Strict):
     """A session line as written in the file."""
 
     session_id: str = Field(min_length=1)
-    start_ms: float = Field(ge=0, allow_inf_nan=False)
+    start_ms: TimeMs
     steps: list[StepRecord] = Field(min_length=1)
     metadata: dict[str, str] = Field(default_factory=dict)
 
@@ -84,6 +97,7 @@ def _sessions(path: Path) -> Iterator[Session]:
                 f"duplicate session id {record.session_id!r} (first on line {earlier})",
             )
         session = _to_session(record, line)
+        check_prompts(path, line, session)
         _check_hash_ids(path, line, session)
         yield session
 
@@ -99,7 +113,7 @@ def _format_error(path: Path, line: int, err: ValidationError) -> TraceFormatErr
     elif first["type"] == "model_type":
         message = "expected a JSON object"
     else:
-        message = f"{first['msg']}, got {first['input']!r:.60}"
+        message = f"{first['msg']}, got {brief(first['input'])}"
     return TraceFormatError(path, line, field, message)
 
 

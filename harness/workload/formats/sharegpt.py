@@ -23,8 +23,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.config_files import lone_surrogate
 from harness.errors import ConfigError, TraceFormatError
-from harness.workload.formats._common import check_readable
+from harness.workload.formats._common import (
+    TOO_LONG,
+    brief,
+    check_prompts,
+    check_readable,
+    may_hold_surrogates,
+    surrogate_error,
+)
 from harness.workload.model import Session, Step
 
 USER_ROLES = frozenset({"human", "user"})
@@ -60,7 +68,12 @@ def _sessions(path: Path, counter: TokenCounter) -> Iterator[Session]:
     except UnicodeDecodeError as err:
         raise TraceFormatError(path, 1, None, f"not UTF-8 text: {err}") from None
     seen: dict[str, int] = {}
+    surrogates = may_hold_surrogates(text)
     for index, (line, record) in enumerate(_records(path, text)):
+        if surrogates:
+            where = lone_surrogate(record)
+            if where is not None:
+                raise surrogate_error(path, line, where)
         session = _session(path, line, index, record, counter)
         if session is None:
             continue
@@ -100,6 +113,12 @@ def _records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
                 record, end = decoder.raw_decode(text, pos)
             except json.JSONDecodeError as err:
                 raise TraceFormatError(path, err.lineno, None, f"invalid JSON: {err.msg}") from None
+            except RecursionError:
+                raise TraceFormatError(
+                    path, line, None, "invalid JSON: nested too deeply"
+                ) from None
+            except ValueError:  # int() refuses integers of more than 4,300 digits
+                raise TraceFormatError(path, line, None, f"invalid JSON: {TOO_LONG}") from None
             yield line, record
             pos = _skip(text, end)
             if pos < len(text) and text[pos] == ",":
@@ -144,8 +163,14 @@ def _session(
     if not steps:
         return None
     raw_id = record.get("id")
+    if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, str | int)):
+        raise TraceFormatError(
+            path, line, "id", f"expected a string or integer, got {brief(raw_id)}"
+        )
     session_id = str(raw_id) if raw_id is not None and raw_id != "" else f"sg-{index}"
-    return Session(session_id=session_id, start_ms=0.0, steps=tuple(steps), source_line=line)
+    session = Session(session_id=session_id, start_ms=0.0, steps=tuple(steps), source_line=line)
+    check_prompts(path, line, session, "conversations")
+    return session
 
 
 def _message(path: Path, line: int, i: int, message: Any) -> tuple[str, str]:
@@ -161,6 +186,6 @@ def _message(path: Path, line: int, i: int, message: Any) -> tuple[str, str]:
     value = message.get("value")
     if not isinstance(value, str):
         raise TraceFormatError(
-            path, line, f"conversations.{i}.value", f"expected a string, got {value!r:.60}"
+            path, line, f"conversations.{i}.value", f"expected a string, got {brief(value)}"
         )
     return role, value
