@@ -6,6 +6,8 @@ are validated as: real numbers (not strings or booleans), finite, of a sane magn
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -23,9 +25,12 @@ MIN_MAGNITUDE = 1e-9
 
 
 def _a_number(value: Any) -> Any:
-    """Refuse what pydantic would coerce to a number: booleans and strings (`yes`, `"5"`)."""
+    """Refuse what pydantic would coerce to a number (booleans and strings: `yes`, `"5"`)
+    and, before any bound is checked, what is not finite (`.inf`, `.nan`, `1e400`)."""
     if isinstance(value, bool | str | bytes):
         raise ValueError(f"expected a number, got {type(value).__name__} {value!r:.40}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value}")
     return value
 
 
@@ -153,12 +158,24 @@ def _checked(path: Path, data: Any, kind: str) -> Any:
     return data
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, with YAML 1.2's floats: `1e9` and `3e-3` (YAML 1.1 needs a dot
+    and a signed exponent, so it reads those as strings)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def read_yaml(path: Path, what: str) -> Any:
     """The parsed content of a YAML file; unreadable files and bad YAML (including nesting too
     deep to parse, integers of over 4,300 digits and impossible dates) name the file."""
     text = _read_text(path, what)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

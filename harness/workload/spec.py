@@ -8,7 +8,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from harness.config_files import read_yaml, validate
+from harness.config_files import Count, FiniteFloat, read_yaml, validate
+from harness.errors import ConfigError
+from harness.workload.limits import (
+    MAX_CONCURRENCY,
+    MAX_DURATION_S,
+    MAX_RATE_PER_S,
+    MAX_REQUESTS,
+    MAX_SEED,
+    MAX_TIME_SCALE,
+)
+from harness.workload.synthetic import validate_params
 
 TraceFormat = Literal["mooncake", "azure", "burstgpt", "sharegpt", "sessions"]
 TRACE_FORMATS: tuple[str, ...] = ("mooncake", "azure", "burstgpt", "sharegpt", "sessions")
@@ -27,8 +37,8 @@ class SourceSpec(_Strict):
     format: TraceFormat | None = None
     synthetic: Literal["chatbot", "agent", "random"] | None = None
     params: dict[str, Any] = Field(default_factory=dict)
-    seed: int = 0
-    limit_requests: int | None = Field(default=None, gt=0)
+    seed: Count = Field(default=0, ge=0, le=MAX_SEED)
+    limit_requests: Count | None = Field(default=None, gt=0, le=MAX_REQUESTS)
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
@@ -40,13 +50,14 @@ class SourceSpec(_Strict):
 
 
 class ArrivalSpec(_Strict):
-    """When sessions start: trace timestamps (scaled), Poisson or constant rate, or closed loop."""
+    """When sessions start: trace timestamps (scaled; 0 sends at once), Poisson or constant
+    rate, or closed loop."""
 
     pattern: Literal["trace", "poisson", "constant", "closed"] = "trace"
-    time_scale: float = Field(default=1.0, ge=0)
-    rate_per_s: float | None = Field(default=None, gt=0)
-    concurrency: int | None = Field(default=None, gt=0)
-    seed: int = 0
+    time_scale: FiniteFloat = Field(default=1.0, ge=0, le=MAX_TIME_SCALE)
+    rate_per_s: FiniteFloat | None = Field(default=None, gt=0, le=MAX_RATE_PER_S)
+    concurrency: Count | None = Field(default=None, gt=0, le=MAX_CONCURRENCY)
+    seed: Count = Field(default=0, ge=0, le=MAX_SEED)
 
     @model_validator(mode="after")
     def _needs(self) -> ArrivalSpec:
@@ -62,9 +73,9 @@ class RequestSpec(_Strict):
 
     api: Literal["completions", "chat"] = "completions"
     ignore_eos: bool = True
-    temperature: float = Field(default=0.0, ge=0)
+    temperature: FiniteFloat = Field(default=0.0, ge=0, le=100)
     overlength: Literal["error", "clip", "skip"] = "error"
-    timeout_s: float = Field(default=600.0, gt=0)
+    timeout_s: FiniteFloat = Field(default=600.0, gt=0, le=MAX_DURATION_S)
 
 
 MAX_TOOL_WORKERS = 256
@@ -84,18 +95,18 @@ class ToolsSpec(_Strict):
 class LimitSpec(_Strict):
     """Bounds on a run."""
 
-    max_requests: int | None = Field(default=None, gt=0)
-    max_concurrency: int | None = Field(default=None, gt=0)
-    duration_s: float | None = Field(default=None, gt=0)
-    warmup_requests: int = Field(default=0, ge=0)
+    max_requests: Count | None = Field(default=None, gt=0, le=MAX_REQUESTS)
+    max_concurrency: Count | None = Field(default=None, gt=0, le=MAX_CONCURRENCY)
+    duration_s: FiniteFloat | None = Field(default=None, gt=0, le=MAX_DURATION_S)
+    warmup_requests: Count = Field(default=0, ge=0, le=MAX_REQUESTS)
 
 
 class SloSpec(_Strict):
     """Service-level objectives; goodput counts requests that meet every one given."""
 
-    ttft_ms: float | None = Field(default=None, gt=0)
-    tpot_ms: float | None = Field(default=None, gt=0)
-    e2el_ms: float | None = Field(default=None, gt=0)
+    ttft_ms: FiniteFloat | None = Field(default=None, gt=0, le=MAX_DURATION_S * 1000)
+    tpot_ms: FiniteFloat | None = Field(default=None, gt=0, le=MAX_DURATION_S * 1000)
+    e2el_ms: FiniteFloat | None = Field(default=None, gt=0, le=MAX_DURATION_S * 1000)
 
 
 class WorkloadSpec(_Strict):
@@ -112,8 +123,14 @@ class WorkloadSpec(_Strict):
 
 
 def parse_workload(data: Any, path: Path) -> WorkloadSpec:
-    """Validate a mapping read from `path`; a trace path inside is resolved relative to it."""
+    """Validate a mapping read from `path` (a synthetic source's parameters included); a trace
+    path inside is resolved relative to it."""
     spec = validate(WorkloadSpec, data, path)
+    if spec.source.synthetic is not None:
+        try:
+            validate_params(spec.source.synthetic, dict(spec.source.params), "source.params.")
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
     trace = spec.source.trace
     if trace is not None and not trace.is_absolute():
         source = spec.source.model_copy(update={"trace": (path.parent / trace).resolve()})

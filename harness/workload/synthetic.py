@@ -15,8 +15,18 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.config_files import Count, FiniteFloat
 from harness.errors import ConfigError
 from harness.units import MS_PER_S
+from harness.workload.limits import (
+    MAX_RATE_PER_S,
+    MAX_SCALE,
+    MAX_SYNTHETIC_SESSIONS,
+    MAX_SYNTHETIC_STEPS,
+    MAX_TOKENS,
+    MAX_TOOLS_PER_STEP,
+    MAX_TRACE_TIME_MS,
+)
 from harness.workload.model import Session, Step, ToolCall
 
 SYNTHETIC_KINDS: tuple[str, ...] = ("chatbot", "agent", "random")
@@ -59,23 +69,23 @@ class ChatbotParams(_Params):
     (geometric), so the average prompt, which carries the history, is ≈1,800 tokens.
     """
 
-    sessions: int = Field(default=100, gt=0)
-    scale: float = Field(default=1.0, gt=0)
-    session_rate_per_s: float = Field(default=1.0, gt=0)
-    turns_mean: float = Field(default=4.0, ge=1)
-    turns_max: int = Field(default=16, ge=1)
-    input_tokens_mean: float = Field(default=305.0, gt=0)
-    output_tokens_mean: float = Field(default=211.0, gt=0)
+    sessions: Count = Field(default=100, gt=0, le=MAX_SYNTHETIC_SESSIONS)
+    scale: FiniteFloat = Field(default=1.0, gt=0, le=MAX_SCALE)
+    session_rate_per_s: FiniteFloat = Field(default=1.0, gt=0, le=MAX_RATE_PER_S)
+    turns_mean: FiniteFloat = Field(default=4.0, ge=1, le=MAX_SYNTHETIC_STEPS)
+    turns_max: Count = Field(default=16, ge=1, le=MAX_SYNTHETIC_STEPS)
+    input_tokens_mean: FiniteFloat = Field(default=305.0, gt=0, le=MAX_TOKENS)
+    output_tokens_mean: FiniteFloat = Field(default=211.0, gt=0, le=MAX_TOKENS)
     # A user's pause between answer and next question (assumed; no reference figure).
-    think_ms_mean: float = Field(default=10_000.0, ge=0)
-    max_context_tokens: int | None = Field(default=None, ge=2)
+    think_ms_mean: FiniteFloat = Field(default=10_000.0, ge=0, le=MAX_TRACE_TIME_MS)
+    max_context_tokens: Count | None = Field(default=None, ge=2, le=MAX_TOKENS)
 
 
 class ToolShare(_Params):
     """One tool kind of an agent's mix: its share of calls and mean duration."""
 
-    share: float = Field(gt=0)
-    duration_ms: float = Field(ge=0)
+    share: FiniteFloat = Field(gt=0)
+    duration_ms: FiniteFloat = Field(ge=0, le=MAX_TRACE_TIME_MS)
 
 
 class AgentParams(_Params):
@@ -87,17 +97,17 @@ class AgentParams(_Params):
     call on average (a 12k first prompt plus ~13k tokens of tool results per step).
     """
 
-    sessions: int = Field(default=20, gt=0)
-    steps_min: int = Field(default=3, ge=1)
-    steps_max: int = Field(default=13, ge=1)
-    scale: float = Field(default=1.0, gt=0)
-    session_rate_per_s: float = Field(default=0.5, gt=0)
-    initial_tokens_mean: float = Field(default=12_000.0, gt=0)
-    tool_result_tokens_mean: float = Field(default=13_000.0, gt=0)
-    output_tokens_mean: float = Field(default=527.0, gt=0)
-    tools_per_step_max: int = Field(default=2, ge=1)
-    tool_duration_scale: float = Field(default=1.0, ge=0)
-    max_context_tokens: int | None = Field(default=None, ge=2)
+    sessions: Count = Field(default=20, gt=0, le=MAX_SYNTHETIC_SESSIONS)
+    steps_min: Count = Field(default=3, ge=1, le=MAX_SYNTHETIC_STEPS)
+    steps_max: Count = Field(default=13, ge=1, le=MAX_SYNTHETIC_STEPS)
+    scale: FiniteFloat = Field(default=1.0, gt=0, le=MAX_SCALE)
+    session_rate_per_s: FiniteFloat = Field(default=0.5, gt=0, le=MAX_RATE_PER_S)
+    initial_tokens_mean: FiniteFloat = Field(default=12_000.0, gt=0, le=MAX_TOKENS)
+    tool_result_tokens_mean: FiniteFloat = Field(default=13_000.0, gt=0, le=MAX_TOKENS)
+    output_tokens_mean: FiniteFloat = Field(default=527.0, gt=0, le=MAX_TOKENS)
+    tools_per_step_max: Count = Field(default=2, ge=1, le=MAX_TOOLS_PER_STEP)
+    tool_duration_scale: FiniteFloat = Field(default=1.0, ge=0, le=MAX_SCALE)
+    max_context_tokens: Count | None = Field(default=None, ge=2, le=MAX_TOKENS)
     tool_mix: dict[str, ToolShare] | None = None
     """Tool kinds with their share of calls and mean duration; default: TOOL_KINDS."""
 
@@ -105,40 +115,52 @@ class AgentParams(_Params):
 class RandomParams(_Params):
     """`vllm bench serve --dataset-name random`: lengths uniform in L·(1 ± range_ratio)."""
 
-    requests: int = Field(default=1000, gt=0)
-    input_tokens: int = Field(default=1024, gt=0)
-    output_tokens: int = Field(default=128, gt=0)
-    range_ratio: float = Field(default=0.0, ge=0, lt=1)
+    requests: Count = Field(default=1000, gt=0, le=MAX_SYNTHETIC_SESSIONS)
+    input_tokens: Count = Field(default=1024, gt=0, le=MAX_TOKENS)
+    output_tokens: Count = Field(default=128, gt=0, le=MAX_TOKENS)
+    range_ratio: FiniteFloat = Field(default=0.0, ge=0, lt=1)
 
 
 def generate(kind: str, params: dict[str, Any], seed: int) -> Iterator[Session]:
     """Validate `params` for generator `kind` now, and return its Sessions as an iterator."""
+    valid = validate_params(kind, params)
+    if isinstance(valid, ChatbotParams):
+        return _chatbot(valid, seed)
+    if isinstance(valid, AgentParams):
+        return _agent(valid, seed)
+    assert isinstance(valid, RandomParams)
+    return _random(valid, seed)
+
+
+def validate_params(kind: str, params: dict[str, Any], key_prefix: str = "") -> _Params:
+    """Generator `kind`'s parameters, validated; the ConfigError names the key (after
+    `key_prefix`, e.g. `source.params.` for a workload file)."""
     if kind == "chatbot":
-        chat = _validate(kind, ChatbotParams, params)
-        return _chatbot(chat, seed)
+        return _validate(kind, ChatbotParams, params, key_prefix)
     if kind == "agent":
-        agent = _validate(kind, AgentParams, params)
+        agent = _validate(kind, AgentParams, params, key_prefix)
         if agent.steps_min > agent.steps_max:
             raise ConfigError(
-                f"synthetic 'agent': key 'steps_min': {agent.steps_min} exceeds "
+                f"synthetic 'agent': key '{key_prefix}steps_min': {agent.steps_min} exceeds "
                 f"steps_max {agent.steps_max}"
             )
-        return _agent(agent, seed)
+        return agent
     if kind == "random":
-        return _random(_validate(kind, RandomParams, params), seed)
+        return _validate(kind, RandomParams, params, key_prefix)
     raise ConfigError(f"unknown synthetic generator {kind!r}; known: {', '.join(SYNTHETIC_KINDS)}")
 
 
-def _validate(kind: str, model: type[P], params: dict[str, Any]) -> P:
+def _validate(kind: str, model: type[P], params: dict[str, Any], key_prefix: str) -> P:
     """Validate parameters, turning the first error into a ConfigError naming the key."""
     try:
         return model.model_validate(params)
     except ValidationError as err:
         first = err.errors()[0]
-        key = ".".join(str(part) for part in first["loc"]) or "(params)"
+        key = key_prefix + ".".join(str(part) for part in first["loc"]) or "(params)"
         if first["type"] == "extra_forbidden":
             raise ConfigError(f"synthetic '{kind}': unknown key '{key}'") from None
-        raise ConfigError(f"synthetic '{kind}': key '{key}': {first['msg']}") from None
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"synthetic '{kind}': key '{key}': {message}") from None
 
 
 def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
@@ -162,8 +184,8 @@ def _lognormal(rng: np.random.Generator, mean: float, sigma: float, size: int) -
 
 
 def _tokens(values: np.ndarray, scale: float) -> list[int]:
-    """Scale token lengths and round them to at least one token."""
-    return [max(1, round(float(v) * scale)) for v in values]
+    """Scale token lengths and round them to at least one token and at most MAX_TOKENS."""
+    return [min(MAX_TOKENS, max(1, round(float(v) * scale))) for v in values]
 
 
 def _chatbot(p: ChatbotParams, seed: int) -> Iterator[Session]:
@@ -183,7 +205,7 @@ def _chatbot(p: ChatbotParams, seed: int) -> Iterator[Session]:
             )
             for k, (new, out) in enumerate(zip(inputs, outputs, strict=True))
         ]
-        yield Session(f"chat-{i}", start, _capped(steps, p.max_context_tokens))
+        yield Session(f"chat-{i}", start, _capped(steps, p.max_context_tokens or MAX_TOKENS))
 
 
 def _agent(p: AgentParams, seed: int) -> Iterator[Session]:
@@ -219,7 +241,7 @@ def _agent(p: AgentParams, seed: int) -> Iterator[Session]:
                     for j in range(int(counts[k]))
                 )
             steps.append(Step(new_input_tokens=inputs[k], output_tokens=outputs[k], tools=tools))
-        yield Session(f"agent-{i}", start, _capped(steps, p.max_context_tokens))
+        yield Session(f"agent-{i}", start, _capped(steps, p.max_context_tokens or MAX_TOKENS))
 
 
 def _random(p: RandomParams, seed: int) -> Iterator[Session]:
@@ -227,9 +249,10 @@ def _random(p: RandomParams, seed: int) -> Iterator[Session]:
     rng = np.random.default_rng(seed)
 
     def lengths(mean: int) -> np.ndarray:
-        """Uniform integers in [mean·(1 − r), mean·(1 + r)], at least 1, as vLLM does."""
+        """Uniform integers in [mean·(1 − r), mean·(1 + r)], at least 1, as vLLM does (and
+        at most MAX_TOKENS)."""
         low = max(int(mean * (1 - p.range_ratio)), 1)
-        high = max(int(mean * (1 + p.range_ratio)), low)
+        high = min(max(int(mean * (1 + p.range_ratio)), low), MAX_TOKENS)
         return rng.integers(low, high + 1, p.requests)
 
     inputs, outputs = lengths(p.input_tokens), lengths(p.output_tokens)
@@ -238,12 +261,11 @@ def _random(p: RandomParams, seed: int) -> Iterator[Session]:
         yield Session(f"rand-{i}", 0.0, (step,))
 
 
-def _capped(steps: list[Step], cap: int | None) -> tuple[Step, ...]:
+def _capped(steps: list[Step], cap: int) -> tuple[Step, ...]:
     """Keep the steps whose prompt plus output fits in `cap` tokens, stopping at the first
     that does not; a first step too big on its own is shrunk to fit. The last kept step
-    loses its tool calls (a session ends with an answer, not a tool call)."""
-    if cap is None:
-        return tuple(steps)
+    loses its tool calls (a session ends with an answer, not a tool call). Without a
+    `max_context_tokens` the cap is MAX_TOKENS, which no default-sized session comes near."""
     first = steps[0]
     if first.new_input_tokens + first.output_tokens > cap:
         out = max(1, min(first.output_tokens, cap // 2))

@@ -125,6 +125,62 @@ def test_bad_values_name_their_key(tmp_path: Path, extra: str, key: str) -> None
         load_workload(_write(tmp_path, "name: demo\n" + TRACE + extra))
 
 
+@pytest.mark.parametrize(
+    ("extra", "key", "message"),
+    [
+        # accepted, then the run crashed mid-way on an infinite sleep
+        ("arrival:\n  time_scale: .inf\n", "arrival.time_scale", "expected a finite number"),
+        ("arrival:\n  time_scale: .nan\n", "arrival.time_scale", "expected a finite number"),
+        ("arrival:\n  time_scale: 1e9\n", "arrival.time_scale", "less than or equal to 1000"),
+        ("arrival:\n  time_scale: 1e-300\n", "arrival.time_scale", "out of range"),
+        ("arrival:\n  time_scale: yes\n", "arrival.time_scale", "expected a number, got bool"),
+        ("arrival:\n  time_scale: '2'\n", "arrival.time_scale", "expected a number, got str"),
+        ("arrival:\n  rate_per_s: 1e400\n", "arrival.rate_per_s", "expected a finite number"),
+        ("arrival:\n  concurrency: 10000000\n", "arrival.concurrency", "less than or equal"),
+        ("arrival:\n  seed: -1\n", "arrival.seed", "greater than or equal to 0"),
+        ("arrival:\n  concurrency: 2.5\n", "arrival.concurrency", "fractional part"),
+        ("limits:\n  max_requests: " + "9" * 30 + "\n", "limits.max_requests", "less than"),
+        ("limits:\n  duration_s: .inf\n", "limits.duration_s", "expected a finite number"),
+        ("request:\n  timeout_s: .nan\n", "request.timeout_s", "expected a finite number"),
+        ("request:\n  temperature: 1e308\n", "request.temperature", "less than or equal"),
+        ("slo:\n  ttft_ms: .inf\n", "slo.ttft_ms", "expected a finite number"),
+    ],
+)
+def test_numbers_are_finite_and_bounded(tmp_path: Path, extra: str, key: str, message: str) -> None:
+    path = _write(tmp_path, "name: demo\n" + TRACE + extra)
+    with pytest.raises(ConfigError) as info:
+        load_workload(path)
+    assert str(info.value).startswith(f"{path}: key '{key}': ")
+    assert message in str(info.value)
+
+
+def test_time_scale_zero_sends_at_once(tmp_path: Path) -> None:
+    spec = load_workload(_write(tmp_path, "name: demo\n" + TRACE + "arrival:\n  time_scale: 0\n"))
+    assert spec.arrival.time_scale == 0.0
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        # a 7 TiB allocation, an OverflowError and a NaN length, before this check
+        ("requests: 1000000000000", "key 'source.params.requests': Input should be less than"),
+        ("input_tokens: .inf", "key 'source.params.input_tokens': expected a finite"),
+        ("range_ratio: .nan", "key 'source.params.range_ratio': expected a finite"),
+        ("input_tokens: 1e308", "key 'source.params.input_tokens': "),
+        ("colour: red", "unknown key 'source.params.colour'"),
+    ],
+)
+def test_synthetic_params_are_checked_with_the_file(
+    tmp_path: Path, params: str, message: str
+) -> None:
+    text = f"name: demo\nsource:\n  synthetic: random\n  params:\n    {params}\n"
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_workload(path)
+    assert str(info.value).startswith(f"{path}: synthetic 'random': ")
+    assert message in str(info.value)
+
+
 def test_missing_name_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="key 'name'"):
         load_workload(_write(tmp_path, TRACE))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from harness.errors import ConfigError
+from harness.workload.limits import MAX_TOKENS
 from harness.workload.synthetic import TOOL_KINDS, generate
 
 
@@ -109,9 +110,40 @@ def test_random_like_vllm_bench() -> None:
         ("agent", {"steps_min": 5, "steps_max": 4}, "key 'steps_min': 5 exceeds steps_max 4"),
         ("random", {"range_ratio": 1.0}, "synthetic 'random': key 'range_ratio':"),
         ("poem", {}, "unknown synthetic generator 'poem'"),
+        ("chatbot", {"sessions": 10**12}, "key 'sessions': Input should be less than or equal"),
+        ("chatbot", {"scale": float("inf")}, "key 'scale': expected a finite number"),
+        (
+            "chatbot",
+            {"think_ms_mean": float("nan")},
+            "key 'think_ms_mean': expected a finite number",
+        ),
+        ("chatbot", {"turns_max": 10**9}, "key 'turns_max': Input should be less than or equal"),
+        ("agent", {"tools_per_step_max": 10**6}, "key 'tools_per_step_max': Input should be"),
+        ("agent", {"steps_max": 10**7}, "key 'steps_max': Input should be less than or equal"),
+        ("agent", {"initial_tokens_mean": 1e308}, "key 'initial_tokens_mean': Input should be"),
+        (
+            "agent",
+            {"tool_mix": {"parse": {"share": float("inf"), "duration_ms": 1}}},
+            "key 'tool_mix.parse.share': expected a finite number",
+        ),
+        ("agent", {"sessions": True}, "key 'sessions': expected a number, got bool"),
+        ("random", {"requests": 10**12}, "key 'requests': Input should be less than or equal"),
+        ("random", {"input_tokens": "9"}, "key 'input_tokens': expected a number, got str"),
     ],
 )
 def test_bad_params(kind: str, params: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as info:
         generate(kind, params, seed=0)
     assert message in str(info.value)
+
+
+def test_the_largest_parameters_stay_within_token_bounds() -> None:
+    # 10^9-token means at scale 1000 once overflowed the stats' 32-bit arrays
+    params = {"sessions": 2, "turns_max": 50, "turns_mean": 50, "scale": 1000.0}
+    params |= {"input_tokens_mean": 1e9, "output_tokens_mean": 1e9}
+    sessions = list(generate("chatbot", params, seed=0))
+    prompts = [n for s in sessions for n in s.input_lengths()]
+    outputs = [step.output_tokens for s in sessions for step in s.steps]
+    assert max(prompts) <= MAX_TOKENS and max(outputs) <= MAX_TOKENS
+    big = {"requests": 3, "input_tokens": MAX_TOKENS, "output_tokens": 5, "range_ratio": 0.9}
+    assert max(s.steps[0].new_input_tokens for s in generate("random", big, seed=0)) <= MAX_TOKENS
