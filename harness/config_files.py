@@ -38,7 +38,7 @@ def _sane(value: float) -> float:
     """A number is 0 or of a magnitude from MIN_MAGNITUDE to MAX_MAGNITUDE."""
     if value != 0 and not MIN_MAGNITUDE <= abs(value) <= MAX_MAGNITUDE:
         raise ValueError(
-            f"{value:g} is out of range: give 0 or a magnitude from {MIN_MAGNITUDE:g} "
+            f"{value!r} is out of range: give 0 or a magnitude from {MIN_MAGNITUDE:g} "
             f"to {MAX_MAGNITUDE:g}"
         )
     return value

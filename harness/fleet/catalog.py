@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from harness.config_files import read_yaml, validate
+from harness.config_files import FiniteFloat, read_yaml, validate
 from harness.errors import ConfigError
 
 Precision = Literal["bf16", "fp8"]
@@ -24,12 +24,12 @@ class Accelerator(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    board_power_w: float = Field(gt=0)
-    hbm_gb: float = Field(gt=0)
+    board_power_w: FiniteFloat = Field(gt=0)
+    hbm_gb: FiniteFloat = Field(gt=0)
     hbm_kind: str | None = None
-    hbm_bandwidth_tb_s: float = Field(gt=0)
-    bf16_dense_tflops: float | None = Field(gt=0)
-    fp8_dense_tflops: float | None = Field(gt=0)
+    hbm_bandwidth_tb_s: FiniteFloat = Field(gt=0)
+    bf16_dense_tflops: FiniteFloat | None = Field(gt=0)
+    fp8_dense_tflops: FiniteFloat | None = Field(gt=0)
     source: str = Field(min_length=1)
     secondary_source: bool = False
     note: str = ""

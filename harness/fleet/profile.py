@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.capacity import CAPACITY_FILE
-from harness.config_files import read_json, read_yaml, validate
+from harness.config_files import Count, FiniteFloat, read_json, read_yaml, validate
 from harness.errors import ConfigError
 from harness.fleet.catalog import Precision
 from harness.fleet.shape import ModelShape
@@ -26,18 +26,18 @@ class HardwareProfile(BaseModel):
     source: str = Field(min_length=1)
     accelerator: str | None
     precision: Precision | None = None
-    capacity_tok_s: float | None = Field(gt=0)
-    busy_w: float | None = Field(gt=0)
-    idle_w: float | None = Field(ge=0)
-    capacity_output_tok_s: float | None = Field(default=None, gt=0)
-    capacity_requests_s: float | None = Field(default=None, gt=0)
-    capacity_sessions_s: float | None = Field(default=None, gt=0)
-    tool_cpu_s_per_session: float | None = Field(default=None, ge=0)
+    capacity_tok_s: FiniteFloat | None = Field(gt=0)
+    busy_w: FiniteFloat | None = Field(gt=0)
+    idle_w: FiniteFloat | None = Field(ge=0)
+    capacity_output_tok_s: FiniteFloat | None = Field(default=None, gt=0)
+    capacity_requests_s: FiniteFloat | None = Field(default=None, gt=0)
+    capacity_sessions_s: FiniteFloat | None = Field(default=None, gt=0)
+    tool_cpu_s_per_session: FiniteFloat | None = Field(default=None, ge=0)
     model: ModelShape | None = None
     assumptions: list[str] = Field(default_factory=list)
     origin: Literal["published", "measured"] = "published"
     device_kind: Literal["gpu", "cpu"] | None = None
-    devices: int | None = Field(default=None, ge=1)
+    devices: Count | None = Field(default=None, ge=1)
     busy_w_source: str | None = None
     unavailable: dict[str, str] = Field(default_factory=dict)
 
@@ -59,35 +59,35 @@ class _Loose(BaseModel):
 
 
 class _Slo(_Loose):
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
-    e2el_ms: float | None = None
+    ttft_ms: FiniteFloat | None = None
+    tpot_ms: FiniteFloat | None = None
+    e2el_ms: FiniteFloat | None = None
 
 
 class _Capacity(_Loose):
-    load: float | None
+    load: FiniteFloat | None
     run_dir: str | None
-    devices: int = Field(ge=1)
+    devices: Count = Field(ge=1)
     device_kind: Literal["gpu", "cpu"]
     accelerator: str | None
-    capacity_tok_s: float | None = Field(gt=0)
-    capacity_output_tok_s: float | None = Field(gt=0)
-    capacity_requests_s: float | None = Field(gt=0)
-    capacity_sessions_s: float | None = Field(gt=0)
-    busy_w: float | None = Field(gt=0)
+    capacity_tok_s: FiniteFloat | None = Field(gt=0)
+    capacity_output_tok_s: FiniteFloat | None = Field(gt=0)
+    capacity_requests_s: FiniteFloat | None = Field(gt=0)
+    capacity_sessions_s: FiniteFloat | None = Field(gt=0)
+    busy_w: FiniteFloat | None = Field(gt=0)
     busy_w_source: Literal["nvml-counter", "nvml-power", "unavailable"]
-    idle_w: float | None = Field(ge=0)
-    tool_cpu_s_per_session: float | None = Field(ge=0)
+    idle_w: FiniteFloat | None = Field(ge=0)
+    tool_cpu_s_per_session: FiniteFloat | None = Field(ge=0)
 
 
 class _Model(_Loose):
     name: str
-    n_params: float | None = Field(default=None, gt=0)
-    n_params_non_embedding: float | None = Field(default=None, gt=0)
-    n_layers: int | None = Field(default=None, gt=0)
-    d_model: int | None = Field(default=None, gt=0)
-    d_attn: int | None = Field(default=None, gt=0)
-    mean_context_tok: float | None = Field(default=None, ge=0)
+    n_params: FiniteFloat | None = Field(default=None, gt=0)
+    n_params_non_embedding: FiniteFloat | None = Field(default=None, gt=0)
+    n_layers: Count | None = Field(default=None, gt=0)
+    d_model: Count | None = Field(default=None, gt=0)
+    d_attn: Count | None = Field(default=None, gt=0)
+    mean_context_tok: FiniteFloat | None = Field(default=None, ge=0)
 
 
 class _CapacityFile(_Loose):
@@ -97,7 +97,7 @@ class _CapacityFile(_Loose):
     workload: str
     load_kind: Literal["rate", "concurrency"]
     slo: _Slo
-    slo_target_attainment: float
+    slo_target_attainment: FiniteFloat = Field(ge=0, le=1)
     capacity: _Capacity
     model: _Model
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.config_files import error_lines, read_yaml, validate
+from harness.config_files import Count, FiniteFloat, error_lines, read_yaml, validate
 from harness.errors import ConfigError
 from harness.fleet.shape import ModelShape
 
@@ -25,11 +25,11 @@ class Mix(_Strict):
     """Daily users, a chatbot user's tokens per day, and a share of users who run agents that
     use `agent_token_multiplier` times a chatbot user's tokens."""
 
-    users_per_day: float = Field(gt=0)
-    chatbot_tokens_per_user_day: float = Field(gt=0)
-    agent_share: float = Field(ge=0, le=1)
-    agent_token_multiplier: float = Field(gt=0)
-    agent_sessions_per_user_day: float | None = Field(default=None, ge=0)
+    users_per_day: FiniteFloat = Field(gt=0)
+    chatbot_tokens_per_user_day: FiniteFloat = Field(gt=0)
+    agent_share: FiniteFloat = Field(ge=0, le=1)
+    agent_token_multiplier: FiniteFloat = Field(gt=0)
+    agent_sessions_per_user_day: FiniteFloat | None = Field(default=None, ge=0)
 
     def tokens_per_user_day(self) -> float:
         """Mean tokens per user per day over the mix."""
@@ -51,7 +51,7 @@ class Sweep(_Strict):
     """One scenario parameter (dotted key, e.g. `mix.agent_token_multiplier`) over values."""
 
     parameter: str = Field(min_length=1)
-    values: list[float] = Field(min_length=1)
+    values: list[FiniteFloat] = Field(min_length=1)
     label: str | None = None
 
 
@@ -63,24 +63,24 @@ class Scenario(_Strict):
 
     name: str = Field(min_length=1)
     description: str = ""
-    tokens_per_day: float | None = Field(default=None, ge=0)
-    requests_per_day: float | None = Field(default=None, ge=0)
-    tokens_per_request: float | None = Field(default=None, gt=0)
-    sessions_per_day: float | None = Field(default=None, ge=0)
-    tokens_per_session: float | None = Field(default=None, gt=0)
+    tokens_per_day: FiniteFloat | None = Field(default=None, ge=0)
+    requests_per_day: FiniteFloat | None = Field(default=None, ge=0)
+    tokens_per_request: FiniteFloat | None = Field(default=None, gt=0)
+    sessions_per_day: FiniteFloat | None = Field(default=None, ge=0)
+    tokens_per_session: FiniteFloat | None = Field(default=None, gt=0)
     mix: Mix | None = None
     workload_shape: str | None = None
-    peak_to_average: float = Field(ge=1)
-    headroom: float = Field(gt=0, le=1)
-    pue: float = Field(ge=1)
-    gpus_per_server: int = Field(ge=1)
-    server_other_w: float = Field(ge=0)
-    cpu_cores_per_server: int | None = Field(default=None, ge=1)
-    cpu_target_utilization: float | None = Field(default=None, gt=0, le=1)
-    tool_cpu_s_per_session: float | None = Field(default=None, ge=0)
+    peak_to_average: FiniteFloat = Field(ge=1)
+    headroom: FiniteFloat = Field(gt=0, le=1)
+    pue: FiniteFloat = Field(ge=1)
+    gpus_per_server: Count = Field(ge=1)
+    server_other_w: FiniteFloat = Field(ge=0)
+    cpu_cores_per_server: Count | None = Field(default=None, ge=1)
+    cpu_target_utilization: FiniteFloat | None = Field(default=None, gt=0, le=1)
+    tool_cpu_s_per_session: FiniteFloat | None = Field(default=None, ge=0)
     model: ModelShape | None = None
-    flops_utilization: float | None = Field(default=None, gt=0, le=1)
-    facility_power_mw: float | None = Field(default=None, gt=0)
+    flops_utilization: FiniteFloat | None = Field(default=None, gt=0, le=1)
+    facility_power_mw: FiniteFloat | None = Field(default=None, gt=0)
     sweep: Sweep | None = None
     assumptions: list[str] = Field(default_factory=list)
 

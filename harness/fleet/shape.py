@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.config_files import Count, FiniteFloat
+
 
 class ModelShape(BaseModel):
     """The figures the FLOPs rule needs; `n_ctx` is the mean context (tokens) a token attends to."""
@@ -12,10 +14,10 @@ class ModelShape(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = None
-    n_params: float = Field(gt=0)
-    n_layers: int = Field(gt=0)
-    d_attn: int = Field(gt=0)
-    n_ctx: float = Field(ge=0)
+    n_params: FiniteFloat = Field(gt=0)
+    n_layers: Count = Field(gt=0)
+    d_attn: Count = Field(gt=0)
+    n_ctx: FiniteFloat = Field(ge=0)
 
 
 def flops_per_token(shape: ModelShape) -> float:

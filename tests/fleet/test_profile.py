@@ -168,6 +168,20 @@ BASE = "name: p\nsource: s\naccelerator: null\ncapacity_tok_s: 10\nbusy_w: 500\n
         (BASE + "model: {n_params: 1, n_layers: 0, d_attn: 1, n_ctx: 1}\n", "'model.n_layers'"),
         (BASE.replace("source: s\n", ""), "key 'source': Field required"),
         (BASE + "origin: measured\n", "key 'origin'"),
+        # accepted before: an infinite or NaN capacity gave OverflowError or Infinity
+        (
+            BASE.replace("capacity_tok_s: 10", "capacity_tok_s: .inf"),
+            "'capacity_tok_s': expected a finite",
+        ),
+        (BASE.replace("busy_w: 500", "busy_w: .nan"), "key 'busy_w': expected a finite number"),
+        (BASE.replace("idle_w: 50", "idle_w: 1e308"), "key 'idle_w': 1e+308 is out of range"),
+        (
+            BASE.replace("capacity_tok_s: 10", "capacity_tok_s: 5e-324"),
+            "'capacity_tok_s': 5e-324 is out",
+        ),
+        (BASE + "devices: " + "9" * 30 + "\n", "key 'devices'"),
+        (BASE + "devices: yes\n", "key 'devices': expected a number, got bool"),
+        (BASE + "model: {n_params: 1, n_layers: 1, d_attn: 1, n_ctx: .inf}\n", "'model.n_ctx'"),
     ],
 )
 def test_profile_errors_name_file_and_key(tmp_path: Path, text: str, needle: str) -> None:
@@ -241,6 +255,14 @@ def test_sweep_where_no_load_met_the_slo(tmp_path: Path, catalog: dict[str, Acce
         ({"schema_version": 2}, "key 'schema_version'"),
         ({"capacity": {**CAPACITY["capacity"], "capacity_tok_s": 0}}, "'capacity.capacity_tok_s'"),
         ({"capacity": {**CAPACITY["capacity"], "busy_w_source": "guess"}}, "busy_w_source"),
+        # json.dumps writes Infinity and NaN, which Python's json reads back
+        (
+            {"capacity": {**CAPACITY["capacity"], "capacity_tok_s": float("inf")}},
+            "expected a finite",
+        ),
+        ({"capacity": {**CAPACITY["capacity"], "idle_w": float("nan")}}, "'capacity.idle_w'"),
+        ({"slo_target_attainment": 1.5}, "key 'slo_target_attainment'"),
+        ({"model": {**CAPACITY["model"], "n_layers": "80"}}, "'model.n_layers': expected a number"),
     ],
 )
 def test_bad_capacity_json_names_file_and_key(

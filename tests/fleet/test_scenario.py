@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from fleet_builders import SCENARIOS_DIR
+from fleet_builders import SCENARIOS_DIR, make_profile, make_scenario
 
+from harness.config_files import MAX_MAGNITUDE, MIN_MAGNITUDE
 from harness.errors import ConfigError
+from harness.fleet.catalog import Accelerator
+from harness.fleet.model import fleet_figures
 from harness.fleet.scenario import load_scenario, sweep_points, with_value
 
 FACILITY = (
@@ -146,3 +150,48 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     assert "invalid YAML" in _error(tmp_path, "name: [s\n")
     with pytest.raises(ConfigError, match="no such scenario file"):
         load_scenario(tmp_path / "none.yaml")
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        # accepted before, then OverflowError (ceil of inf) or Infinity in the JSON
+        ("tokens_per_day: .inf\n", "key 'tokens_per_day': expected a finite number, got inf"),
+        ("tokens_per_day: .nan\n", "key 'tokens_per_day': expected a finite number, got nan"),
+        ("tokens_per_day: 1e308\n", "key 'tokens_per_day': 1e+308 is out of range"),
+        ("tokens_per_day: 1e-300\n", "key 'tokens_per_day': 1e-300 is out of range"),
+        ("tokens_per_day: '5'\n", "key 'tokens_per_day': expected a number, got str"),
+        ("tokens_per_day: true\n", "key 'tokens_per_day': expected a number, got bool"),
+        ("tokens_per_day: 1\ngpus_per_server: " + "9" * 40 + "\n", "key 'gpus_per_server'"),
+        ("tokens_per_day: 1\nsweep: {parameter: pue, values: [1.5, .inf]}\n", "'sweep.values.1'"),
+        (
+            "tokens_per_day: 1\nmodel: {n_params: .inf, n_layers: 1, d_attn: 1, n_ctx: 1}\n",
+            "'model.n_params'",
+        ),
+    ],
+)
+def test_numbers_are_finite_and_of_sane_magnitude(tmp_path: Path, line: str, needle: str) -> None:
+    facility = (
+        FACILITY.replace("gpus_per_server: 8\n", "") if "gpus_per_server" in line else FACILITY
+    )
+    message = _error(tmp_path, "name: s\n" + line + facility)
+    assert needle in message and "\n" not in message
+
+
+def test_figures_stay_finite_at_the_bounds(catalog: dict[str, Accelerator]) -> None:
+    big, tiny = MAX_MAGNITUDE, MIN_MAGNITUDE
+    scenario = make_scenario(
+        tokens_per_day=big,
+        peak_to_average=big,
+        headroom=tiny,
+        pue=big,
+        server_other_w=big,
+        facility_power_mw=big,
+        tokens_per_session=tiny,
+        tool_cpu_s_per_session=tiny,
+        cpu_cores_per_server=10**18,
+        cpu_target_utilization=tiny,
+    )
+    profile = make_profile(capacity_tok_s=tiny, busy_w=big, idle_w=big, tool_cpu_s_per_session=tiny)
+    figures = fleet_figures(scenario, profile, catalog)
+    json.dumps(figures, allow_nan=False)  # raises on Infinity or NaN
