@@ -1,10 +1,15 @@
-"""Pieces shared by subcommands: resolving a workload argument and the server options."""
+"""Pieces shared by subcommands: resolving a workload argument, and naming the command-line
+option behind a validation error."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from harness.config_files import dotted
 from harness.errors import ConfigError
 from harness.workload.spec import (
     TRACE_FORMATS,
@@ -30,7 +35,11 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
 
 def resolve_workload(path: Path, fmt: str | None) -> WorkloadSpec:
     """A workload YAML as is, or a trace file wrapped in a default workload."""
-    if not path.exists():
+    try:
+        found = path.exists()
+    except OSError as err:  # a name too long, say
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    if not found:
         raise ConfigError(f"{path}: no such file")
     if is_workload_file(path):
         spec = load_workload(path)
@@ -45,3 +54,30 @@ def resolve_workload(path: Path, fmt: str | None) -> WorkloadSpec:
         return spec
     source = SourceSpec.model_validate({"trace": path.resolve(), "format": fmt})
     return WorkloadSpec(name=path.stem, source=source)
+
+
+def option_errors(
+    err: ValidationError, options: Mapping[tuple[str, ...], str], args: argparse.Namespace
+) -> str:
+    """A validation error of a spec built from command-line options, one phrase per problem,
+    each naming the option and the value given (`--max-requests -5: Input should be greater
+    than 0`). `options` maps a spec key (`("limits", "max_requests")`) to the argparse dest
+    that set it; a problem of a whole section names the options given in it."""
+    phrases = []
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        given = [
+            f"{_flag(dest)} {getattr(args, dest)}"
+            for key, dest in options.items()
+            if (key == loc or (len(loc) == 1 and key[:1] == loc))
+            and getattr(args, dest, None) is not None
+        ]
+        where = ", ".join(given) if given else f"workload key '{dotted(e['loc'])}'"
+        phrases.append(f"{where}: {msg}")
+    return "; ".join(phrases)
+
+
+def _flag(dest: str) -> str:
+    """The option of an argparse dest: `max_requests` → `--max-requests`."""
+    return "--" + dest.replace("_", "-")

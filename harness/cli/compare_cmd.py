@@ -9,9 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from harness.capacity import CAPACITY_FILE, CAPACITY_KIND
+from harness.cli.console import make_console
 from harness.compare import (
     CompareEntry,
     comparison_json,
@@ -156,7 +155,7 @@ def _fleet(
 
 def compare(args: argparse.Namespace) -> int:
     """Handler of `harness compare`."""
-    console = Console()
+    console = make_console()
     paths: list[Path] = list(args.run_dir)
     entries = [load_entry(p, n) for p, n in zip(paths, _names(paths), strict=True)]
     sections = comparison_sections(entries)

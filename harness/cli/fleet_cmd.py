@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from harness.cli.console import make_console
 from harness.errors import ConfigError
 from harness.fleet.calibrate import calibration_document
 from harness.fleet.catalog import PRECISIONS, Accelerator, load_catalog
@@ -185,7 +184,7 @@ def fleet(args: argparse.Namespace) -> int:
         if given:
             flags = ", ".join(given)
             raise ConfigError(f"harness fleet: {flags}: no study to write without a scenario YAML")
-    console = Console()
+    console = make_console()
     catalog = load_catalog(args.catalog)
     profiles = load_profiles(list(args.profiles), catalog, args.precision)
     result = None

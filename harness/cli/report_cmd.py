@@ -9,8 +9,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
+from harness.cli.console import make_console
 from harness.errors import ResultsError
 from harness.html_report import render_html
 from harness.plots import latency_breakdown_chart, split_components, timeline_chart
@@ -51,7 +50,7 @@ def add_parser(sub: Any) -> None:
 
 def report(args: argparse.Namespace) -> int:
     """Handler of `harness report`."""
-    console = Console()
+    console = make_console()
     splits: list[tuple[str, dict[str, Any]]] = []
     for run_dir in args.run_dir:
         reader = RunReader(run_dir)

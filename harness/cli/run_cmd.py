@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness import __version__
 from harness.analysis import Slo, summarize_requests
 from harness.cli.common import resolve_workload
+from harness.cli.console import make_console
 from harness.cli.measure import RunTelemetry
 from harness.cli.run_options import DEFAULT_CALIBRATION, add_run_args, apply_overrides
 from harness.client import Client, ClientOptions, chat_overhead_tokens
@@ -113,7 +114,9 @@ def _scrape_metrics(info: ServerInfo, console: Console) -> Samples | str:
         return asyncio.run(scrape(info.base_url, info.headers()))
     except (aiohttp.ClientError, TimeoutError, ValueError) as err:
         reason = f"{type(err).__name__}: {err}"
-        console.print(f"[yellow]server /metrics unavailable ({reason}); run goes on[/]")
+        console.print(
+            f"server /metrics unavailable ({reason}); run goes on", style="yellow", markup=False
+        )
         return reason
 
 
@@ -292,7 +295,7 @@ def execute(
             )
             to_text = _chat_renderer(space, client.opts) if spec.request.api == "chat" else None
             progress = Progress(
-                TextColumn("[bold]{task.description}"),
+                TextColumn("{task.description}", style="bold", markup=False),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
@@ -384,4 +387,4 @@ def run(args: argparse.Namespace) -> int:
     """Handler of `harness run`."""
     spec = apply_overrides(resolve_workload(args.workload, args.format), args)
     out = args.out or _default_out(spec)
-    return execute(spec, args, make_server(args), out, Console())
+    return execute(spec, args, make_server(args), out, make_console())

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import add_workload_args
+from pydantic import ValidationError
+
+from harness.cli.common import add_workload_args, option_errors
 from harness.errors import ConfigError
 from harness.workload.spec import WorkloadSpec
 
@@ -91,6 +93,23 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+_OPTION_DESTS: dict[tuple[str, ...], str] = {
+    ("arrival", "pattern"): "pattern",
+    ("arrival", "time_scale"): "time_scale",
+    ("arrival", "rate_per_s"): "rate",
+    ("arrival", "concurrency"): "concurrency",
+    ("limits", "max_requests"): "max_requests",
+    ("limits", "max_concurrency"): "max_concurrency",
+    ("limits", "duration_s"): "duration",
+    ("limits", "warmup_requests"): "warmup",
+    ("request", "api"): "api",
+    ("request", "overlength"): "overlength",
+    ("tools", "mode"): "tools",
+    ("tools", "calibration"): "calibration",
+}
+"""The workload keys apply_overrides sets, and the argparse dest of the option behind each."""
+
+
 def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpec:
     """Command-line options over the workload file's values."""
     if args.rate is not None and args.concurrency is not None:
@@ -141,5 +160,5 @@ def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpe
     data["request"].update(request)
     try:
         return WorkloadSpec.model_validate(data)
-    except ValueError as err:
-        raise ConfigError(f"invalid options: {err}") from None
+    except ValidationError as err:
+        raise ConfigError(option_errors(err, _OPTION_DESTS, args)) from None

@@ -8,8 +8,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.text import Text
 
+from harness.cli.console import make_console
 from harness.cli.run_cmd import project_root
 from harness.server import Server
 from harness.server_process import EmbeddedServer, LaunchedServer
@@ -33,7 +34,7 @@ def add_parser(sub: Any) -> None:
 
 def serve(args: argparse.Namespace) -> int:
     """Handler of `harness serve`: start, report the URL, wait for SIGINT/SIGTERM, stop."""
-    console = Console()
+    console = make_console()
     server: Server
     if args.model:
         server = LaunchedServer(args.model, extra_args=tuple(args.vllm_arg), port=args.port)
@@ -45,8 +46,12 @@ def serve(args: argparse.Namespace) -> int:
     console.print("starting the server (the embedded CPU server takes 40–100 s) …")
     with server as info:
         console.print(
-            f"serving [bold]{info.model}[/] at {info.base_url} "
-            f"(max_model_len {info.max_model_len}, vLLM {info.server_version}); Ctrl-C stops"
+            Text.assemble(
+                "serving ",
+                (info.model, "bold"),
+                f" at {info.base_url} (max_model_len {info.max_model_len}, "
+                f"vLLM {info.server_version}); Ctrl-C stops",
+            )
         )
         if args.ready_file is not None:
             args.ready_file.write_text(info.base_url + "\n")

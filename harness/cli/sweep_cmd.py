@@ -12,8 +12,10 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.capacity import (
     CAPACITY_FILE,
@@ -25,7 +27,8 @@ from harness.capacity import (
     refine_load,
     stop_reason,
 )
-from harness.cli.common import add_workload_args, resolve_workload
+from harness.cli.common import add_workload_args, option_errors, resolve_workload
+from harness.cli.console import make_console, rule
 from harness.cli.run_cmd import EXIT_INTERRUPTED, execute, make_server
 from harness.cli.run_options import add_load_options, add_server_args, apply_overrides
 from harness.errors import ConfigError
@@ -118,8 +121,16 @@ def _with_slo(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpec:
     data["slo"] = slo
     try:
         return WorkloadSpec.model_validate(data)
-    except ValueError as err:
-        raise ConfigError(f"invalid SLO options: {err}") from None
+    except ValidationError as err:
+        raise ConfigError(option_errors(err, _SLO_OPTIONS, args)) from None
+
+
+_SLO_OPTIONS: dict[tuple[str, ...], str] = {
+    ("slo", "ttft_ms"): "slo_ttft_ms",
+    ("slo", "tpot_ms"): "slo_tpot_ms",
+    ("slo", "e2el_ms"): "slo_e2el_ms",
+}
+"""The workload keys the SLO options set, and each option's argparse dest."""
 
 
 def _point_name(kind: str, load: float) -> str:
@@ -145,7 +156,7 @@ def _devices(args: argparse.Namespace, gpus: dict[str, Any]) -> tuple[int, str, 
 
 
 def _table(points: list[dict[str, Any]], load_kind: str) -> Table:
-    table = Table(title="sweep")
+    table = Table(title=Text("sweep"))
     for col in (load_kind, "total tok/s", "output tok/s", "TTFT p99 ms", "TPOT p99 ms", "SLO met"):
         table.add_column(col, justify="right")
 
@@ -163,7 +174,7 @@ def _table(points: list[dict[str, Any]], load_kind: str) -> Table:
 
 def sweep(args: argparse.Namespace) -> int:
     """Handler of `harness sweep`."""
-    console = Console()
+    console = make_console()
     if args.refine < 0:
         raise ConfigError(f"--refine must be 0 or more, got {args.refine}")
     if not 0 < args.slo_attainment <= 1:
@@ -222,7 +233,7 @@ def sweep(args: argparse.Namespace) -> int:
         name = _point_name(load_kind, load)
         pargs.out = out / "points" / name
         pargs.overwrite = args.overwrite
-        console.rule(f"[bold]{base.name}: {load_kind} {load:g} ({title})")
+        rule(console, f"{base.name}: {load_kind} {load:g} ({title})")
         code = execute(spec, pargs, nullcontext(info), pargs.out, console, show_summary=False)
         summary = RunReader(pargs.out).summary
         if summary is None:
@@ -283,11 +294,16 @@ def sweep(args: argparse.Namespace) -> int:
         )
         if cap["lower_loads_missed"]:
             lower = ", ".join(f"{x:g}" for x in cap["lower_loads_missed"])
-            console.print(f"[yellow]note:[/] lower loads missed the SLO ({lower}): a noisy server")
+            _note(console, f"lower loads missed the SLO ({lower}): a noisy server")
         if cap["power_note"]:
-            console.print(f"[yellow]note:[/] {cap['power_note']}")
+            _note(console, str(cap["power_note"]))
     console.print(f"capacity: {out / CAPACITY_FILE}")
     return EXIT_INTERRUPTED if status == "interrupted" else 0
+
+
+def _note(console: Console, text: str) -> None:
+    """`note: TEXT`, the label in yellow, the text literal."""
+    console.print(Text.assemble(("note:", "yellow"), " ", text))
 
 
 def _model(info: ServerInfo) -> dict[str, Any]:

@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from harness.cli.console import make_console
 from harness.cli.run_options import DEFAULT_CALIBRATION
 from harness.tools.calibrate import calibrate
 from harness.tools.runner import TOOL_KINDS
@@ -29,7 +29,7 @@ def add_parser(sub: Any) -> None:
 
 def calibrate_cmd(args: argparse.Namespace) -> int:
     """Handler of `harness tools calibrate`."""
-    console = Console()
+    console = make_console()
     console.print(f"calibrating {', '.join(args.kinds)} (about {args.budget:g} s) …")
     result = calibrate(tuple(args.kinds), budget_s=args.budget)
     table = Table(title="tool calibration")

@@ -6,10 +6,11 @@ import argparse
 import json
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.cli.common import add_workload_args, resolve_workload
+from harness.cli.console import make_console
 from harness.workload.source import open_source
 from harness.workload.stats import workload_stats
 from harness.workload.tokenizer import load_token_space
@@ -34,9 +35,9 @@ def inspect_cmd(args: argparse.Namespace) -> int:
     )
     data = stats.to_json_dict()
     if args.json:
-        print(json.dumps(data, indent=2))
+        print(json.dumps(data, indent=2, allow_nan=False))  # never Infinity: not JSON
         return 0
-    table = Table(title=f"workload {spec.name}")
+    table = Table(title=Text(f"workload {spec.name}"))
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key in ("sessions", "requests", "input_tokens", "output_tokens", "span_s"):
@@ -44,6 +45,6 @@ def inspect_cmd(args: argparse.Namespace) -> int:
         table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else f"{value:,}")
     for name, stats_row in data.get("percentiles", {}).items():
         cells = ", ".join(f"{k} {v:,.0f}" for k, v in stats_row.items() if v is not None)
-        table.add_row(name, cells)
-    Console().print(table)
+        table.add_row(Text(name), Text(cells))
+    make_console().print(table)
     return 0

@@ -6,9 +6,11 @@ import argparse
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from harness.cli.common import add_workload_args, resolve_workload
+from harness.cli.common import add_workload_args, option_errors, resolve_workload
 from harness.errors import ConfigError
+from harness.workload.spec import WorkloadSpec
 
 
 def _yaml(tmp_path: Path, text: str, name: str = "w.yaml") -> Path:
@@ -91,3 +93,33 @@ def test_workload_args() -> None:
     assert defaults.format is None and defaults.tokenizer is None
     with pytest.raises(SystemExit):
         parser.parse_args(["t.csv", "--format", "nope"])
+
+
+def _validation_error(data: dict[str, object]) -> ValidationError:
+    with pytest.raises(ValidationError) as info:
+        WorkloadSpec.model_validate(data)
+    return info.value
+
+
+def test_option_errors_name_the_option_the_section_or_the_key() -> None:
+    options = {("limits", "max_requests"): "max_requests", ("arrival", "pattern"): "pattern"}
+    source = {"synthetic": "agent"}
+    err = _validation_error(
+        {
+            "name": "w",
+            "source": source,
+            "limits": {"max_requests": 0},
+            "arrival": {"pattern": "poisson"},
+        }
+    )
+    args = argparse.Namespace(max_requests=0, pattern="poisson")
+    assert option_errors(err, options, args) == (
+        "--pattern poisson: pattern 'poisson' needs 'rate_per_s'; "
+        "--max-requests 0: Input should be greater than 0"
+    )
+    # nothing on the command line set it: the workload's own key is named
+    err = _validation_error({"name": "w", "source": source, "arrival": {"pattern": "closed"}})
+    none_given = argparse.Namespace(max_requests=None, pattern=None)
+    assert option_errors(err, options, none_given) == (
+        "workload key 'arrival': pattern 'closed' needs 'concurrency'"
+    )

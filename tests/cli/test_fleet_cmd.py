@@ -213,8 +213,7 @@ def test_files_are_written_before_the_tables_are_printed(
     argv = ["fleet", str(SCENARIOS / "china-30t.yaml"), "--profile", *PROFILES,
             "--json", str(out["json"]), "--md", str(out["md"]), "--html", str(out["html"]),
             "--calibrate", "--calibrate-out", str(cal)]  # fmt: skip
-    with pytest.raises(BrokenPipeError):
-        main(argv)
+    assert main(argv) == 1  # stdout is no closed pipe here: reported as an internal error
     for path in (*out.values(), cal):
         assert path.is_file() and path.stat().st_size > 0, path
     assert json.loads(out["json"].read_text())["scenario"]["name"] == "china-30t"
