@@ -87,14 +87,40 @@ def run_sync(make_coro: Callable[[], Coroutine[Any, Any, T]]) -> T:
 async def _get_json(
     session: aiohttp.ClientSession, url: str, headers: Mapping[str, str], timeout_s: float
 ) -> tuple[int, Any]:
-    """GET a URL; return the status and the JSON body (or the text if it is not JSON)."""
+    """GET a URL; return the status and the JSON body (or the text if it is not JSON, is nested
+    too deeply to parse, or is not valid UTF-8)."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with session.get(url, headers=dict(headers), timeout=timeout) as resp:
-        text = await resp.text()
+        text = await resp.text(errors="replace")
         try:
             return resp.status, json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             return resp.status, text
+
+
+def _shown(value: Any) -> str:
+    """`TYPE VALUE` of an unexpected JSON value, cut to 60 characters, for an error message."""
+    text = json.dumps(value, default=str)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def served_model(url: str, body: Any) -> dict[str, Any]:
+    """The first model of a `/v1/models` answer (`{"data": [{"id": "...", ...}, ...]}`),
+    checked: any other shape is a ServerError naming the URL and what was wrong."""
+    if not isinstance(body, dict):
+        raise ServerError(f"{url}: expected a JSON object with a 'data' list, got {_shown(body)}")
+    data = body.get("data")
+    if not isinstance(data, list) or not data:
+        got = "an empty list" if isinstance(data, list) else _shown(data)
+        raise ServerError(f"{url}: 'data' should be a list of models, got {got}")
+    entry = data[0]
+    if not isinstance(entry, dict):
+        raise ServerError(f"{url}: 'data[0]' should be a model object, got {_shown(entry)}")
+    model_id = entry.get("id")
+    if not isinstance(model_id, str) or not model_id.strip():
+        got = "none" if model_id is None else _shown(model_id)
+        raise ServerError(f"{url}: 'data[0].id' should name the served model, got {got}")
+    return entry
 
 
 async def take_inventory(
@@ -102,22 +128,27 @@ async def take_inventory(
 ) -> tuple[str, int | None, str | None, str | None]:
     """Read the served model id, its root (path or hub id) and max_model_len (`/v1/models`) and
     the version (`/version`)."""
+    url = f"{base_url}/v1/models"
     async with aiohttp.ClientSession() as session:
-        status, models = await _get_json(session, f"{base_url}/v1/models", headers, timeout_s)
+        try:
+            status, models = await _get_json(session, url, headers, timeout_s)
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise ServerError(f"{url}: no answer ({type(err).__name__}: {err})") from None
         if status in (401, 403):
             raise ServerError(
                 f"server at {base_url} refused the API key (HTTP {status}); {key_hint}"
             )
-        if status != 200 or not isinstance(models, dict) or not models.get("data"):
+        if status != 200:
             raise ServerError(
                 f"server at {base_url} gave no model list from /v1/models "
                 f"(HTTP {status}: {str(models)[:200]})"
             )
-        entry = models["data"][0]
-        model = str(entry.get("id", ""))
+        entry = served_model(url, models)
+        model: str = entry["id"]
         raw_len = entry.get("max_model_len")
-        ok_len = isinstance(raw_len, int) and not isinstance(raw_len, bool)
-        max_model_len = int(raw_len) if ok_len else None
+        max_model_len: int | None = None
+        if isinstance(raw_len, int) and not isinstance(raw_len, bool) and raw_len > 0:
+            max_model_len = raw_len
         version: str | None = None
         try:
             v_status, v_body = await _get_json(session, f"{base_url}/version", headers, timeout_s)
@@ -126,7 +157,7 @@ async def take_inventory(
         except (aiohttp.ClientError, TimeoutError):
             version = None
     root = entry.get("root")
-    return model, max_model_len, version, (str(root) if root else None)
+    return model, max_model_len, version, (root if isinstance(root, str) and root else None)
 
 
 async def _probe(base_url: str, headers: Mapping[str, str], timeout_s: float) -> str | None:

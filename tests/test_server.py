@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from harness.errors import ServerError
-from harness.server import AttachedServer, ServerInfo, normalize_base_url
+from harness.server import AttachedServer, ServerInfo, normalize_base_url, take_inventory
 
 
 async def _post(info: ServerInfo, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -140,3 +142,71 @@ def test_normalize_base_url_rejects_garbage() -> None:
     """A URL that is not http(s) is a ServerError."""
     with pytest.raises(ServerError):
         normalize_base_url("ftp://x")
+
+
+# --- unit: /v1/models answers of unexpected shapes (an HTTP fixture, not a vLLM server) ----
+
+
+@pytest.fixture
+async def models_fixture() -> AsyncIterator[Callable[[bytes], Awaitable[str]]]:
+    """Start an HTTP fixture on 127.0.0.1 whose `/v1/models` answers the given body (HTTP 200)
+    and `/version` answers 404; gives its base URL. Not an inference server."""
+    runners: list[web.AppRunner] = []
+
+    async def start(body: bytes) -> str:
+        async def models(_: web.Request) -> web.Response:
+            return web.Response(body=body, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/v1/models", models)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        runners.append(runner)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("body", "what"),
+    [
+        (b'{"data": "a string"}', "'data' should be a list of models, got str \"a string\""),
+        (b'{"data": {"id": "m"}}', "'data' should be a list of models, got dict"),
+        (b'{"data": []}', "'data' should be a list of models, got an empty list"),
+        (b'{"object": "list"}', "'data' should be a list of models, got NoneType null"),
+        (b'{"data": [1, 2]}', "'data[0]' should be a model object, got int 1"),
+        (b'{"data": [["m"]]}', "'data[0]' should be a model object, got list"),
+        (b'{"data": [{"object": "model"}]}', "'data[0].id' should name the served model, got none"),
+        (b'{"data": [{"id": 7}]}', "'data[0].id' should name the served model, got int 7"),
+        (b'{"data": [{"id": ""}]}', "'data[0].id' should name the served model, got str"),
+        (b'["m"]', "expected a JSON object with a 'data' list, got list"),
+        (b"not json", "expected a JSON object with a 'data' list, got str \"not json\""),
+        (b"[" * 100_000, "expected a JSON object with a 'data' list, got str"),  # too deep
+        (b'{"data": "\xff\xfe"}', "'data' should be a list of models, got str"),  # not UTF-8
+    ],
+)
+async def test_unexpected_models_answer_is_a_server_error_naming_the_url(
+    models_fixture: Callable[[bytes], Awaitable[str]], body: bytes, what: str
+) -> None:
+    base_url = await models_fixture(body)
+    with pytest.raises(ServerError) as err:
+        await take_inventory(base_url, {}, 5.0, "check the key")
+    assert str(err.value).startswith(f"{base_url}/v1/models: ")
+    assert what in str(err.value)
+
+
+async def test_models_answer_gives_the_inventory(
+    models_fixture: Callable[[bytes], Awaitable[str]],
+) -> None:
+    """A well-formed answer gives id, max_model_len and root; odd optional fields are None."""
+    good = b'{"data": [{"id": "m", "max_model_len": 8192, "root": "/models/m"}]}'
+    assert await take_inventory(await models_fixture(good), {}, 5.0, "") == (
+        "m", 8192, None, "/models/m",
+    )  # fmt: skip
+    odd = b'{"data": [{"id": "m", "max_model_len": true, "root": ["x"]}]}'
+    assert await take_inventory(await models_fixture(odd), {}, 5.0, "") == ("m", None, None, None)
