@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from harness.errors import ServerError
+from harness.redact import redact, split_credentials
 
 T = TypeVar("T")
 
@@ -41,11 +42,16 @@ class ServerInfo:
     launch: dict[str, Any] = field(default_factory=dict)
     api_key: str | None = field(default=None, repr=False, compare=False)
     model_root: str | None = None
+    basic_auth: str | None = field(default=None, repr=False, compare=False)
+    """The `Authorization` value for credentials that came in the server's URL."""
 
     def headers(self) -> dict[str, str]:
-        """HTTP headers every request to this server needs (the bearer token, if any)."""
+        """HTTP headers every request to this server needs (the bearer token, or the URL's
+        credentials as HTTP Basic, if any)."""
         if self.api_key:
             return {"Authorization": f"Bearer {self.api_key}"}
+        if self.basic_auth:
+            return {"Authorization": self.basic_auth}
         return {}
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,7 +73,7 @@ def normalize_base_url(url: str) -> str:
         url = f"http://{url}"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ServerError(f"not a server URL: {url!r} (expected http://HOST:PORT)")
+        raise ServerError(f"not a server URL: {redact(url)!r} (expected http://HOST:PORT)")
     path = parts.path.rstrip("/")
     if path.endswith("/v1"):
         path = path[: -len("/v1")]
@@ -232,8 +238,9 @@ class AttachedServer(Server):
     def __init__(
         self, url: str, api_key_env: str = DEFAULT_API_KEY_ENV, timeout_s: float = PROBE_TIMEOUT_S
     ) -> None:
-        """Name the server's URL and the environment variable that holds its API key."""
-        self.base_url = normalize_base_url(url)
+        """Name the server's URL and the environment variable that holds its API key; a
+        user:password in the URL becomes an HTTP Basic header and is kept out of the URL."""
+        self.base_url, self.basic_auth = split_credentials(normalize_base_url(url))
         self.api_key_env = api_key_env
         self.timeout_s = timeout_s
 
@@ -243,6 +250,8 @@ class AttachedServer(Server):
             return self._info
         api_key = os.environ.get(self.api_key_env) or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if not headers and self.basic_auth:
+            headers = {"Authorization": self.basic_auth}
         why = run_sync(lambda: _probe(self.base_url, headers, self.timeout_s))
         if why is not None:
             raise ServerError(f"cannot reach the server at {self.base_url}: {why}")
@@ -256,8 +265,11 @@ class AttachedServer(Server):
             "url": self.base_url,
             "api_key_env": self.api_key_env,
             "api_key_set": api_key is not None,
+            "url_credentials": self.basic_auth is not None,
         }
-        self._info = ServerInfo(self.base_url, model, max_len, version, launch, api_key, root)
+        self._info = ServerInfo(
+            self.base_url, model, max_len, version, launch, api_key, root, self.basic_auth
+        )
         return self._info
 
     def stop(self) -> None:

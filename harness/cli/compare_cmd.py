@@ -25,6 +25,7 @@ from harness.html_report import render_html
 from harness.plots import ratio_bars_chart, throughput_latency_chart
 from harness.report import Section, print_sections, sections_markdown
 from harness.results import RunReader, read_json_file, write_run_file
+from harness.run_summary import read_summary
 
 CURVES_FIGURE = "throughput_latency.png"
 RATIOS_FIGURE = "ratios.png"
@@ -84,7 +85,7 @@ def _point_summary(sweep_dir: Path, capacity: dict[str, Any]) -> dict[str, Any] 
     point_dir = sweep_dir / str(rel)
     if not (point_dir / "manifest.json").is_file():
         return None
-    return RunReader(point_dir).summary
+    return read_summary(RunReader(point_dir))
 
 
 def load_entry(path: Path, name: str) -> CompareEntry:
@@ -98,10 +99,7 @@ def load_entry(path: Path, name: str) -> CompareEntry:
             raise ResultsError(f"{capacity_path}: not a {CAPACITY_KIND} file")
         return sweep_entry(name, str(path), capacity, _point_summary(path, capacity))
     reader = RunReader(path)
-    summary = reader.summary
-    if summary is None:
-        raise ResultsError(f"{path}: no summary.json (the run did not finish)")
-    return run_entry(name, str(path), summary, reader.manifest)
+    return run_entry(name, str(path), read_summary(reader), reader.manifest)
 
 
 def _names(paths: list[Path]) -> list[str]:

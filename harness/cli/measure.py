@@ -4,12 +4,11 @@ and the energy block of summary.json from the samples."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
-from harness.records import RequestRecord, ToolRecord
 from harness.server import ServerInfo
 from harness.telemetry.cpu import CpuReader
 from harness.telemetry.energy import summarize_energy
@@ -29,7 +28,9 @@ class RunTelemetry:
         rate_hz: float,
         idle_s: float | None,
         server_pid: int | None = None,
+        sink: Callable[[list[dict[str, Any]]], object] | None = None,
     ) -> None:
+        """`sink` receives the samples as they are taken (the run's journal)."""
         self.gpu = GpuReader()
         self.rapl = RaplReader()
         self._scraper = metrics_scraper(info.base_url, info.headers(), names=SERVER_SAMPLE_NAMES)
@@ -43,6 +44,7 @@ class RunTelemetry:
             rate_hz=rate_hz,
             server_pid=self.server_pid,
             metrics_scrape=self._scraper,
+            sink=sink,
         )
         # An idle baseline only means something where power is measured (GPU or RAPL).
         measured_power = self.gpu.available or self.rapl.available
@@ -85,23 +87,38 @@ class RunTelemetry:
 
     def energy(
         self,
-        requests: Sequence[RequestRecord],
-        tools: Sequence[ToolRecord],
+        samples: pd.DataFrame | None,
+        requests: pd.DataFrame,
+        tools: pd.DataFrame | None,
         sessions: int | None,
     ) -> dict[str, Any] | None:
-        """The energy block over the measured window (first send → last completion)."""
-        measured = [r for r in requests if not r.warmup and r.sent_ns is not None]
-        done = [r.done_ns for r in measured if r.done_ns is not None]
-        if not measured or not done:
+        """The energy block over the measured window (first send → last completion), from the
+        run's tables as written."""
+        measured = requests[~requests["warmup"].fillna(False).astype(bool)]
+        measured = measured[measured["sent_ns"].notna()]
+        done = measured["done_ns"].dropna()
+        if measured.empty or done.empty:
             return None
-        window = (min(r.sent_ns for r in measured if r.sent_ns is not None), max(done))
-        output = sum(r.output_tokens or 0 for r in measured if r.ok)
+        window = (int(measured["sent_ns"].min()), int(done.max()))
+        ok = measured[measured["ok"].fillna(False).astype(bool)]
+        output = int(ok["output_tokens"].fillna(0).sum())
+        rows: list[dict[str, Any]] = []
+        if samples is not None and not samples.empty:
+            clean = samples.astype(object).where(samples.notna(), None)
+            rows = [{str(k): v for k, v in row.items()} for row in clean.to_dict("records")]
+        tool_windows: list[tuple[int, int]] = []
+        if tools is not None and not tools.empty:
+            tool_windows = [
+                (int(a), int(b))
+                for a, b in zip(tools["start_ns"], tools["end_ns"], strict=True)
+                if not (pd.isna(a) or pd.isna(b))
+            ]
         return summarize_energy(
-            self.sampler.rows(),
+            rows,
             window,
             idle_window=self.idle_window,
             output_tokens=output,
-            requests=sum(1 for r in measured if r.ok),
+            requests=len(ok),
             sessions=sessions,
-            tool_windows=[(t.start_ns, t.end_ns) for t in tools],
+            tool_windows=tool_windows,
         )

@@ -10,17 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli.console import make_console
-from harness.errors import ResultsError
 from harness.html_report import render_html
 from harness.plots import latency_breakdown_chart, split_components, timeline_chart
 from harness.report import (
     RunReportContent,
     breakdown_markdown,
     render_console,
+    run_notes,
     run_report_content,
     write_report,
 )
 from harness.results import RunReader, write_run_file
+from harness.run_summary import read_summary
 from harness.timeline import build_timeline, unavailable_sources
 
 SPLIT_FIGURE = "latency_split.png"
@@ -54,10 +55,10 @@ def report(args: argparse.Namespace) -> int:
     splits: list[tuple[str, dict[str, Any]]] = []
     for run_dir in args.run_dir:
         reader = RunReader(run_dir)
-        summary = reader.summary
-        if summary is None:
-            raise ResultsError(f"{run_dir}: no summary.json (the run did not finish)")
+        summary = read_summary(reader)
         render_console(summary, reader.manifest, console)
+        for note in run_notes(summary):
+            console.print(f"note: {note}", markup=False, highlight=False)
         figures: list[str] = []
         split = summary.get("latency_split")
         if split:

@@ -8,30 +8,34 @@ import datetime as dt
 import gc
 import os
 import secrets
-import signal
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness import __version__
-from harness.analysis import Slo, summarize_requests
+from harness.analysis import Slo
 from harness.cli.common import resolve_workload
 from harness.cli.console import make_console
 from harness.cli.measure import RunTelemetry
 from harness.cli.run_options import DEFAULT_CALIBRATION, add_run_args, apply_overrides
+from harness.cli.stop_signals import StopRequested, StopSignals, stop_signals
 from harness.client import Client, ClientOptions, chat_overhead_tokens
 from harness.errors import ConfigError
-from harness.latency_split import latency_split, session_figures, session_split, step_split
+from harness.latency_split import session_split, step_split
 from harness.records import RequestRecord, RunClock, StepRecord, ToolRecord
+from harness.redact import redact
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome, preflight
-from harness.report import render_console
-from harness.results import RunWriter, requests_frame, table_frame
+from harness.report import render_console, run_notes
+from harness.results import RunReader, RunWriter, table_frame
+from harness.run_summary import table_figures, token_mismatches
 from harness.server import AttachedServer, Server, ServerInfo
 from harness.server_process import EmbeddedServer, LaunchedServer
 from harness.telemetry.cpu import host_inventory
@@ -39,6 +43,7 @@ from harness.telemetry.gpu import gpu_inventory
 from harness.telemetry.server_metrics import Samples, phase_deltas, scrape
 from harness.tools.calibrate import Calibration
 from harness.tools.runner import KNOWN_TOOL_KINDS, ExecuteTools, ReplayTools
+from harness.tools.workers import tool_workers
 from harness.workload.model import Session, Step
 from harness.workload.prompts import PromptBuilder, chat_content
 from harness.workload.source import open_source
@@ -74,9 +79,16 @@ def make_tools(
             f"{path}: no tool calibration; run `harness tools calibrate --out {path}` on this "
             "host first (about 20 s), or pass --calibration"
         )
-    return ExecuteTools(
-        Calibration.load(path), spec.tools.workers, now_ns=now_ns, prepare_seed=seed
-    )
+    workers, _ = tool_workers(spec.tools.workers)
+    return ExecuteTools(Calibration.load(path), workers, now_ns=now_ns, prepare_seed=seed)
+
+
+def tool_workers_plan(spec: WorkloadSpec) -> dict[str, Any] | None:
+    """How many tool workers execute mode runs, and where that number came from."""
+    if spec.tools.mode != "execute":
+        return None
+    workers, source = tool_workers(spec.tools.workers)
+    return {"workers": workers, "source": source}
 
 
 def project_root() -> Path:
@@ -148,7 +160,7 @@ def _manifest(
     return {
         "run_name": spec.name,
         "harness_version": __version__,
-        "command": sys.argv,
+        "command": [redact(arg) for arg in sys.argv],
         "anchor": {
             "unix_ns": clock.anchor_unix_ns,
             "iso": anchor.isoformat(),
@@ -166,26 +178,20 @@ def _manifest(
 
 
 def _extra_summary(
-    outcome: ReplayOutcome, plan: dict[str, Any], records: list[RequestRecord]
+    outcome: ReplayOutcome, plan: dict[str, Any], requests: pd.DataFrame
 ) -> dict[str, Any]:
-    mismatched = sum(
-        1
-        for r in records
-        if r.prompt_tokens is not None and r.prompt_tokens != r.prompt_tokens_expected
-    )
-    short = sum(
-        1
-        for r in records
-        if r.output_tokens is not None and r.output_tokens != r.output_tokens_expected
-    )
+    prompt_mismatches, output_mismatches = token_mismatches(requests)
     return {
         "requests_planned": plan["requests"],
         "requests_sent": outcome.requests_sent,
+        "requests_not_sent": outcome.requests_not_sent,
         "requests_clipped": outcome.requests_clipped,
         "requests_skipped_overlength": outcome.requests_skipped_overlength,
-        "prompt_token_mismatches": mismatched,
-        "output_token_mismatches": short,
+        "prompt_token_mismatches": prompt_mismatches,
+        "output_token_mismatches": output_mismatches,
         "sessions_started": outcome.sessions_started,
+        "sessions_failed": outcome.sessions_failed,
+        "session_errors": list(outcome.session_errors),
         "interrupted": outcome.interrupted,
         "aborted_reason": outcome.aborted_reason,
     }
@@ -196,38 +202,78 @@ async def _replay(
     sessions: Iterator[Session],
     client: Client,
     tools: ReplayTools | ExecuteTools,
+    signals: StopSignals,
 ) -> ReplayOutcome:
-    loop = asyncio.get_running_loop()
     if isinstance(tools, ExecuteTools):
         await tools.start()  # workers up before the clock matters
     try:
-        return await _replay_with(replayer, sessions, client, loop)
+        async with client:
+            loop = asyncio.get_running_loop()
+            task = asyncio.ensure_future(replayer.run(sessions))
+
+            def stop() -> None:
+                replayer.stop("interrupted by a stop signal")
+                task.cancel()
+
+            def stop_soon() -> None:
+                loop.call_soon_threadsafe(stop)
+
+            with signals.replay(stop_soon):
+                return await task
     finally:
         if isinstance(tools, ExecuteTools):
             await tools.aclose()
 
 
-async def _replay_with(
-    replayer: Replayer,
-    sessions: Iterator[Session],
-    client: Client,
-    loop: asyncio.AbstractEventLoop,
-) -> ReplayOutcome:
-    async with client:
-        task = asyncio.ensure_future(replayer.run(sessions))
+def _status(outcome: ReplayOutcome) -> str:
+    if outcome.interrupted:
+        return "interrupted"
+    return "aborted" if outcome.aborted_reason else "finished"
 
-        def on_sigint() -> None:
-            loop.remove_signal_handler(signal.SIGINT)
-            replayer.stop("interrupted by the user")
-            task.cancel()
 
-        with suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signal.SIGINT, on_sigint)
-        try:
-            return await task
-        finally:
-            with suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(signal.SIGINT)
+def _plan(
+    spec: WorkloadSpec, args: argparse.Namespace, info: ServerInfo, space: TokenSpace
+) -> tuple[ReplayOptions, dict[str, Any]]:
+    """The replay options against this server and the counted plan (fails on over-length
+    requests under the `error` policy)."""
+    opts = ReplayOptions(
+        pattern=spec.arrival.pattern,
+        time_scale=spec.arrival.time_scale,
+        rate_per_s=spec.arrival.rate_per_s,
+        concurrency=spec.arrival.concurrency,
+        max_concurrency=spec.limits.max_concurrency,
+        max_requests=spec.limits.max_requests,
+        duration_s=spec.limits.duration_s,
+        warmup_requests=spec.limits.warmup_requests,
+        seed=args.seed,
+        max_model_len=info.max_model_len,
+        overlength=spec.request.overlength,
+        on_tool_failure=spec.tools.on_failure,
+    )
+    plan = preflight(_sessions(spec, args.format, space), opts, KNOWN_TOOL_KINDS)
+    if plan["overlength_requests"] and opts.overlength == "error":
+        raise ConfigError(
+            f"{plan['overlength_requests']} of {plan['requests']} requests exceed the "
+            f"server's context window of {info.max_model_len} tokens (prompt + output); "
+            "pass --overlength clip or --overlength skip, or serve a longer context"
+        )
+    return opts, plan
+
+
+class _CharCounter:
+    """Counts characters as tokens: enough to walk a text trace's structure before the
+    server's tokenizer is at hand (lengths are checked again against the server)."""
+
+    def count(self, text: str) -> int:
+        return len(text)
+
+
+def check_workload(spec: WorkloadSpec, args: argparse.Namespace) -> None:
+    """What can be checked before a server starts: every session's steps and tool calls are
+    well formed and every prompt can be built (hash ids), so bad input fails in seconds."""
+    opts = ReplayOptions(max_requests=spec.limits.max_requests, seed=args.seed)
+    sessions = open_source(spec.source, format_override=args.format, token_counter=_CharCounter())
+    preflight(sessions, opts, KNOWN_TOOL_KINDS)
 
 
 def execute(
@@ -239,47 +285,60 @@ def execute(
     show_summary: bool = True,
 ) -> int:
     """Run `spec` against `server` into `out`; returns the exit code. `show_summary=False`
-    prints only the progress and where the results are (a sweep prints its own table)."""
-    with server as info:
-        space = _token_space(args, info)
-        if spec.request.api == "chat":
-            space = space.stable_words()
-        opts = ReplayOptions(
-            pattern=spec.arrival.pattern,
-            time_scale=spec.arrival.time_scale,
-            rate_per_s=spec.arrival.rate_per_s,
-            concurrency=spec.arrival.concurrency,
-            max_concurrency=spec.limits.max_concurrency,
-            max_requests=spec.limits.max_requests,
-            duration_s=spec.limits.duration_s,
-            warmup_requests=spec.limits.warmup_requests,
-            seed=args.seed,
-            max_model_len=info.max_model_len,
-            overlength=spec.request.overlength,
-            on_tool_failure=spec.tools.on_failure,
+    prints only the progress and where the results are (a sweep prints its own table).
+
+    Records stream to the run directory's journals as they happen and the summary is
+    computed from the tables written there, so memory stays flat however long the run.
+    SIGINT and SIGTERM stop the run at any point and its results are still written."""
+    with stop_signals(lambda text: console.print(text, markup=False, highlight=False)) as signals:
+        try:
+            with server as info:
+                code = _execute_on(spec, args, info, out, console, show_summary, signals)
+        except StopRequested:
+            if not out.exists():
+                return signals.exit_code or EXIT_INTERRUPTED
+            raise
+    return code
+
+
+def _execute_on(
+    spec: WorkloadSpec,
+    args: argparse.Namespace,
+    info: ServerInfo,
+    out: Path,
+    console: Console,
+    show_summary: bool,
+    signals: StopSignals,
+) -> int:
+    space = _token_space(args, info)
+    if spec.request.api == "chat":
+        space = space.stable_words()
+    opts, plan = _plan(spec, args, info, space)
+    if plan["overlength_requests"]:
+        console.print(
+            f"{plan['overlength_requests']} requests exceed the context window "
+            f"({info.max_model_len}); policy: {opts.overlength}"
         )
-        plan = preflight(_sessions(spec, args.format, space), opts, KNOWN_TOOL_KINDS)
-        if plan["overlength_requests"] and opts.overlength == "error":
-            raise ConfigError(
-                f"{plan['overlength_requests']} of {plan['requests']} requests exceed the "
-                f"server's context window of {info.max_model_len} tokens (prompt + output); "
-                "pass --overlength clip or --overlength skip, or serve a longer context"
-            )
-        if plan["overlength_requests"]:
-            console.print(
-                f"{plan['overlength_requests']} requests exceed the context window "
-                f"({info.max_model_len}); policy: {opts.overlength}"
-            )
-        clock = RunClock()
-        salt = args.prompt_salt if args.prompt_salt is not None else secrets.randbelow(2**24)
-        plan["prompt_salt"] = salt
-        records: list[RequestRecord] = []
-        steps: list[StepRecord] = []
-        tools: list[ToolRecord] = []
-        with RunWriter(out, overwrite=args.overwrite) as writer:
-            # Taken once, before the load: inventories (NVML, psutil) are not re-read after it.
-            manifest = _manifest(spec, opts, info, space, clock, plan)
-            writer.write_manifest(manifest)
+    clock = RunClock()
+    salt = args.prompt_salt if args.prompt_salt is not None else secrets.randbelow(2**24)
+    plan["prompt_salt"] = salt
+    plan["tool_workers"] = tool_workers_plan(spec)
+    if plan["tool_workers"] is not None:
+        workers = plan["tool_workers"]
+        console.print(
+            f"tools: real kernels in {workers['workers']} worker processes ({workers['source']})",
+            markup=False,
+            highlight=False,
+        )
+    outcome = ReplayOutcome()
+    crash: Exception | None = None
+    with RunWriter(out, overwrite=args.overwrite) as writer:
+        # Taken once, before the load: inventories (NVML, psutil) are not re-read after it.
+        manifest = _manifest(spec, opts, info, space, clock, plan)
+        writer.write_manifest(manifest)
+        telemetry: RunTelemetry | None = None
+        metrics_before: Samples | str = "the run stopped before the load began"
+        try:
             client = Client(
                 ClientOptions(
                     base_url=info.base_url,
@@ -295,7 +354,7 @@ def execute(
             )
             to_text = _chat_renderer(space, client.opts) if spec.request.api == "chat" else None
             progress = Progress(
-                TextColumn("{task.description}", style="bold", markup=False),
+                TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
@@ -304,22 +363,19 @@ def execute(
                 transient=False,
             )
             with progress:
-                bar = progress.add_task(spec.name, total=plan["requests"], failed=0)
+                bar = progress.add_task(escape(spec.name), total=plan["requests"], failed=0)
                 failed = 0
 
                 def on_record(record: RequestRecord) -> None:
                     nonlocal failed
-                    records.append(record)
                     writer.append([record])
                     failed += 0 if record.ok else 1
                     progress.update(bar, advance=1, failed=failed)
 
                 def on_step(record: StepRecord) -> None:
-                    steps.append(record)
                     writer.append_rows("steps", [record])
 
                 def on_tool(record: ToolRecord) -> None:
-                    tools.append(record)
                     writer.append_rows("tools", [record])
 
                 tool_runner = make_tools(spec, clock.now_ns, args.seed)
@@ -336,7 +392,12 @@ def execute(
                     on_tool=on_tool,
                 )
                 telemetry = RunTelemetry(
-                    info, clock.now_ns, args.sample_hz, args.idle_baseline, args.server_pid
+                    info,
+                    clock.now_ns,
+                    args.sample_hz,
+                    args.idle_baseline,
+                    args.server_pid,
+                    sink=writer.append_samples,
                 )
                 try:
                     telemetry.start()
@@ -344,47 +405,85 @@ def execute(
                     gc.collect()
                     gc.freeze()  # as vllm bench does: no collector pauses over long-lived setup
                     outcome = asyncio.run(
-                        _replay(replayer, _sessions(spec, args.format, space), client, tool_runner)
+                        _replay(
+                            replayer,
+                            _sessions(spec, args.format, space),
+                            client,
+                            tool_runner,
+                            signals,
+                        )
                     )
                 finally:
                     telemetry.stop()
-            summary_metrics = _server_metrics_delta(info, metrics_before, console)
-            reader_df = requests_frame(records)
-            slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
-            summary = summarize_requests(reader_df, slo)
-            summary["run"] = _extra_summary(outcome, plan, records)
-            summary["server_metrics"] = summary_metrics
-            sessions_run = len({s.session_id for s in steps}) if steps else None
-            summary["energy"] = telemetry.energy(records, tools, sessions_run)
-            summary["telemetry"] = telemetry.status()
-            samples = telemetry.frame()
-            if not samples.empty:
-                writer.write_frame("telemetry", samples)
-            if steps:
-                steps_df, tools_df = table_frame("steps", steps), table_frame("tools", tools)
-                summary["latency_split"] = latency_split(steps_df, tools_df, spec.name)
-                summary["session_figures"] = session_figures(steps_df, reader_df)
-                writer.write_frame("step_split", step_split(steps_df, tools_df))
-                writer.write_frame("session_split", session_split(steps_df, tools_df))
-            manifest["status"] = (
-                "interrupted"
-                if outcome.interrupted
-                else ("aborted" if outcome.aborted_reason else "finished")
+                    gc.unfreeze()
+        except StopRequested:
+            outcome.interrupted = True
+            outcome.aborted_reason = outcome.aborted_reason or "interrupted by a stop signal"
+        except Exception as err:
+            # The harness itself failed mid-run: keep what was measured, say so, then report.
+            crash = err
+            outcome.aborted_reason = f"harness error: {type(err).__name__}: {err}"
+        with signals.writing():
+            summary = _finish(
+                spec, writer, out, info, outcome, plan, telemetry, metrics_before, console
             )
+            manifest["status"] = "failed" if crash is not None else _status(outcome)
             writer.write_manifest(manifest)
             writer.finalize(summary)
-        if show_summary:
-            render_console(summary, manifest, console)
-        console.print(f"results: {out}")
+    if crash is not None:
+        console.print(f"results so far: {out}", markup=False, highlight=False)
+        raise crash
+    if show_summary:
+        render_console(summary, manifest, console)
+    for note in run_notes(summary):
+        console.print(f"note: {note}", markup=False, highlight=False)
+    console.print(f"results: {out}", markup=False, highlight=False)
     if outcome.interrupted:
-        return EXIT_INTERRUPTED
-    if summary.get("requests_failed") or outcome.aborted_reason:
+        return signals.exit_code or EXIT_INTERRUPTED
+    if summary.get("requests_failed") or outcome.aborted_reason or outcome.sessions_failed:
         return EXIT_FAILED_REQUESTS
     return EXIT_OK
+
+
+def _finish(
+    spec: WorkloadSpec,
+    writer: RunWriter,
+    out: Path,
+    info: ServerInfo,
+    outcome: ReplayOutcome,
+    plan: dict[str, Any],
+    telemetry: RunTelemetry | None,
+    metrics_before: Samples | str,
+    console: Console,
+) -> dict[str, Any]:
+    """Seal the tables and compute the summary from what was written."""
+    summary_metrics = _server_metrics_delta(info, metrics_before, console)
+    writer.seal_tables()
+    reader = RunReader(out)
+    requests = reader.requests()
+    steps = reader.table("steps") if reader.has_table("steps") else None
+    tools = reader.table("tools") if reader.has_table("tools") else None
+    slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
+    summary = table_figures(requests, steps, tools, slo, spec.name)
+    summary["run"] = _extra_summary(outcome, plan, requests)
+    summary["server_metrics"] = summary_metrics
+    if telemetry is not None:
+        sessions_run = int(steps["session_id"].nunique()) if steps is not None else None
+        samples = reader.frame("telemetry")
+        summary["energy"] = telemetry.energy(samples, requests, tools, sessions_run)
+        summary["telemetry"] = telemetry.status()
+    else:
+        summary["energy"] = None
+    if steps is not None and not steps.empty:
+        tools_df = tools if tools is not None else table_frame("tools", [])
+        writer.write_frame("step_split", step_split(steps, tools_df))
+        writer.write_frame("session_split", session_split(steps, tools_df))
+    return summary
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `harness run`."""
     spec = apply_overrides(resolve_workload(args.workload, args.format), args)
+    check_workload(spec, args)
     out = args.out or _default_out(spec)
     return execute(spec, args, make_server(args), out, make_console())

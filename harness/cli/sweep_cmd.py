@@ -29,13 +29,14 @@ from harness.capacity import (
 )
 from harness.cli.common import add_workload_args, option_errors, resolve_workload
 from harness.cli.console import make_console, rule
-from harness.cli.run_cmd import EXIT_INTERRUPTED, execute, make_server
+from harness.cli.run_cmd import EXIT_INTERRUPTED, check_workload, execute, make_server
 from harness.cli.run_options import add_load_options, add_server_args, apply_overrides
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ResultsError
 from harness.fleet.catalog import load_catalog, match_accelerator
 from harness.model_shape import model_shape
 from harness.report import MISSING, format_value
 from harness.results import RunReader, write_run_file
+from harness.run_summary import read_summary
 from harness.server import ServerInfo
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
@@ -133,6 +134,15 @@ _SLO_OPTIONS: dict[tuple[str, ...], str] = {
 """The workload keys the SLO options set, and each option's argparse dest."""
 
 
+def _point_summary(run_dir: Path) -> dict[str, Any] | None:
+    """A point's summary, recovered from its journals where it did not finish; None where the
+    point left no run at all."""
+    try:
+        return read_summary(RunReader(run_dir))
+    except ResultsError:
+        return None
+
+
 def _point_name(kind: str, load: float) -> str:
     return f"{kind}-{load:g}"
 
@@ -197,6 +207,7 @@ def sweep(args: argparse.Namespace) -> int:
         return load, apply_overrides(base, point_args), point_args
 
     specs = [point(load) for load in loads]
+    check_workload(specs[0][1], specs[0][2])
     gpus = gpu_inventory()
     devices, device_kind, accelerator = _devices(args, gpus)
     power_note = _power_note(gpus, devices, device_kind)
@@ -235,7 +246,7 @@ def sweep(args: argparse.Namespace) -> int:
         pargs.overwrite = args.overwrite
         rule(console, f"{base.name}: {load_kind} {load:g} ({title})")
         code = execute(spec, pargs, nullcontext(info), pargs.out, console, show_summary=False)
-        summary = RunReader(pargs.out).summary
+        summary = _point_summary(pargs.out)
         if summary is None:
             points.append(failed_point(load, f"points/{name}", f"no summary (exit {code})"))
         else:

@@ -161,22 +161,20 @@ def test_agent_sessions_grow_context(vllm_server: ServerInfo, tmp_path: Path) ->
         assert g["cached_prompt_tokens"].iloc[2] >= 512  # the grown context was reused
 
 
-@pytest.mark.integration
-def test_ctrl_c_writes_what_was_measured(vllm_server: ServerInfo, tmp_path: Path) -> None:
-    """SIGINT mid-run: exit 130, summary and requests written, manifest says interrupted."""
-    out = tmp_path / "interrupted"
-    proc = subprocess.Popen(
+def _start_run(server: ServerInfo, out: Path, requests: int = 400) -> subprocess.Popen[bytes]:
+    """`harness run` of the Azure trace in a child process, two requests in flight."""
+    return subprocess.Popen(
         [
             *HARNESS_RUN,
             str(AZURE),
             "--server",
-            vllm_server.base_url,
+            server.base_url,
             "--time-scale",
             "0",
             "--max-concurrency",
             "2",
             "--max-requests",
-            "400",
+            str(requests),
             "--out",
             str(out),
         ],
@@ -184,12 +182,30 @@ def test_ctrl_c_writes_what_was_measured(vllm_server: ServerInfo, tmp_path: Path
         stderr=subprocess.STDOUT,
         env=dict(os.environ),
     )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "signals",
+    [(signal.SIGINT,), (signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)],
+    ids=["sigint", "sigterm", "sigint-twice"],
+)
+def test_stop_signals_write_what_was_measured(
+    vllm_server: ServerInfo, tmp_path: Path, signals: tuple[signal.Signals, ...]
+) -> None:
+    """SIGINT, SIGTERM or a second SIGINT mid-run: exit 128 + the first signal, summary and
+    requests written, manifest says interrupted, no journal left."""
+    out = tmp_path / "interrupted"
+    proc = _start_run(vllm_server, out)
     journal = out / "requests.partial.jsonl"
     _wait_for_records(journal, 1)
     time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
+    for sig in signals:
+        proc.send_signal(sig)
+        time.sleep(0.05)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, output.decode()[-2000:]
+    assert proc.returncode == 128 + signals[0], output.decode()[-2000:]
+    assert b"Traceback" not in output
     summary = _summary(out)
     assert summary["run"]["interrupted"] is True  # type: ignore[index]
     assert 0 < summary["requests_completed"] < 400  # type: ignore[operator]
@@ -198,11 +214,49 @@ def test_ctrl_c_writes_what_was_measured(vllm_server: ServerInfo, tmp_path: Path
     assert not journal.exists()
 
 
+@pytest.mark.integration
+def test_a_killed_run_is_read_back_by_report(
+    vllm_server: ServerInfo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGKILL mid-run leaves journals only; `harness report` recovers the figures from them
+    and says the run was recovered."""
+    out = tmp_path / "killed"
+    proc = _start_run(vllm_server, out)
+    _wait_for_records(out / "requests.partial.jsonl", 3)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert not (out / "summary.json").exists()
+    assert main(["report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "recovered from its journals" in printed
+    report = (out / "report.md").read_text()
+    assert "did not finish (status 'running')" in report
+    assert main(["compare", str(out), str(out), "--out", str(tmp_path / "cmp")]) == 0
+
+
 def test_unreachable_server_fails_before_the_run(tmp_path: Path) -> None:
     """No run directory is created when the server can't be reached."""
     out = tmp_path / "never"
     code = _run([str(AZURE), "--server", "http://127.0.0.1:9", "--out", str(out)])
     assert code == 2
+    assert not out.exists()
+
+
+def test_an_unbuildable_prompt_fails_before_any_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Mooncake line with a negative block id fails at once, naming it; no server is asked
+    for (the unreachable URL is never tried) and no run directory is made."""
+    trace = tmp_path / "neg.jsonl"
+    trace.write_text(
+        '{"timestamp": 0, "input_length": 1000, "output_length": 5, "hash_ids": [5, -1]}\n'
+    )
+    out = tmp_path / "never"
+    code = _run([str(trace), "--server", "http://127.0.0.1:9", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "hash" in err and "-1" in err
+    assert "cannot reach" not in err
     assert not out.exists()
 
 
@@ -333,3 +387,26 @@ def test_chat_api_prompts_are_token_exact(vllm_server: ServerInfo, tmp_path: Pat
     assert sorted(df["prompt_tokens"]) == sorted(int(r["ContextTokens"]) for r in rows)
     assert sorted(df["output_tokens"]) == sorted(int(r["GeneratedTokens"]) for r in rows)
     assert _summary(out)["run"]["prompt_token_mismatches"] == 0  # type: ignore[index]
+
+
+@pytest.mark.integration
+def test_credentials_in_the_server_url_are_never_written_or_printed(
+    vllm_server: ServerInfo, tmp_path: Path
+) -> None:
+    """`http://user:secret@host`: the run works (credentials sent as HTTP Basic) and the
+    secret appears in no file of the run directory and nowhere in the output."""
+    secret = "s3cret-Key-42"
+    url = vllm_server.base_url.replace("http://", f"http://harness:{secret}@")
+    out = tmp_path / "creds"
+    proc = subprocess.run(
+        [*HARNESS_RUN, str(AZURE), "--server", url, "--max-requests", "2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert secret not in proc.stdout + proc.stderr
+    for path in out.iterdir():
+        assert secret.encode() not in path.read_bytes(), path.name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "***@" in " ".join(manifest["command"])
