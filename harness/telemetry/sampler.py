@@ -141,7 +141,14 @@ class Sampler:
         try:
             self._sink(rows)
         except Exception as err:
-            self._fail("sink", err)
+            key = f"sink:{type(err).__name__}"
+            with self._lock:
+                if key in self._reported:
+                    return
+                self._reported.add(key)
+                self.problems.append(
+                    f"telemetry samples could not be written: {type(err).__name__}: {err}"
+                )
 
     def _sample_server(self) -> None:
         """One /metrics scrape as a 'server' row."""

@@ -83,3 +83,23 @@ def test_failing_source_reported_once_rest_continues() -> None:
 def test_rejects_bad_rates() -> None:
     with pytest.raises(ValueError):
         Sampler(None, None, None, RunClock().now_ns, rate_hz=0)
+
+
+def test_a_sink_takes_every_row_and_the_sampler_keeps_none() -> None:
+    taken: list[dict[str, object]] = []
+    clock = RunClock()
+    sampler = Sampler(None, CpuReader(), None, clock.now_ns, sink=taken.extend)
+    for _ in range(3):
+        sampler.sample_once()
+    assert len(taken) == 3 and all(r["source"] == "cpu" for r in taken)
+    assert sampler.rows() == []
+
+
+def test_a_failing_sink_is_reported_once_and_sampling_goes_on() -> None:
+    def sink(rows: list[dict[str, object]]) -> None:
+        raise OSError("disk full")
+
+    sampler = Sampler(None, CpuReader(), None, RunClock().now_ns, sink=sink)
+    sampler.sample_once()
+    sampler.sample_once()
+    assert sampler.problems == ["telemetry samples could not be written: OSError: disk full"]
