@@ -1,16 +1,17 @@
 """The CPU/GPU latency split of agent sessions: pure functions from the steps and tools tables.
 
-Per step: `llm_s` is request sent → done (the inference server's part); `tool_s` the time the
-step's tools were doing work on the host CPU (the union of their calls' work intervals, with
-`tool_cpu_s`, the CPU seconds they used); `tool_queue_s` the rest of the tool phase, when the
-step's calls waited for a free tool worker; `slot_queue_s` the time its request waited for a
-`max_concurrency` slot; and `orchestration_s` the rest of the step's wall time (prompt
-building, parsing, the event loop). The two queues are the harness's own, so they are rows
-of their own: neither tool work nor in the CPU share. A user's think time (or a recorded gap
-until the step's timestamp) is neither the system's CPU nor its GPU: it is `think_s`, left
-out of the split. Steps of a session are contiguous, so the five parts sum to the session's
-wall time less its think time, and their shares of that total add up to 1.
-`cpu_share` = (tool + orchestration) / total; `gpu_share` = llm / total.
+Per step: `llm_s` is request sent → done (the inference server's part); `tool_s` the time
+the step's tools were doing work on the host CPU (the union of their calls' work intervals,
+with `tool_cpu_s`, the CPU seconds they used); `tool_queue_s` the time the step's calls
+were open but none was working (waiting for a free tool worker); `slot_queue_s` the time
+its request waited for a `max_concurrency` slot; and `orchestration_s` the rest of the
+step's wall time (prompt building, parsing, the event loop). The two queues are the
+harness's own, so they are rows of their own: neither tool work nor in the CPU share. A
+user's think time (or a recorded gap until the step's timestamp) is neither the system's
+CPU nor its GPU: it is `think_s`, left out of the split. Steps of a session are contiguous,
+so the five parts sum to the session's wall time less its think time, and their shares of
+that total add up to 1. `cpu_share` = (tool + orchestration) / total; `gpu_share` = llm /
+total.
 """
 
 from __future__ import annotations
@@ -60,17 +61,26 @@ def _work_start(tools: pd.DataFrame) -> pd.Series:
     return tools["work_start_ns"].astype("Int64").fillna(start)
 
 
-def _tool_work_per_step(tools: pd.DataFrame) -> pd.Series:
-    """Per (session, step): seconds any of the step's calls was working (union of intervals)."""
+def _tool_time_per_step(tools: pd.DataFrame) -> pd.DataFrame:
+    """Per (session, step): seconds any of the step's calls was working (union of work
+    intervals) and seconds any was open at all (union of call spans, queueing included)."""
     if tools.empty:
-        return pd.Series(dtype=float)
-    starts = _work_start(tools).astype(int).tolist()
+        return pd.DataFrame(columns=["work_s", "span_s"], dtype=float)
+    starts = tools["start_ns"].astype(int).tolist()
+    works = _work_start(tools).astype(int).tolist()
     ends = tools["end_ns"].astype(int).tolist()
     keys = zip(tools["session_id"].astype(str), tools["step_index"].astype(int), strict=True)
-    per: dict[tuple[str, int], list[tuple[int, int]]] = {}
-    for key, start, end in zip(keys, starts, ends, strict=True):
-        per.setdefault(key, []).append((start, max(start, end)))
-    return pd.Series({k: _union_ns(v) / NS_PER_S for k, v in per.items()}, dtype=float)
+    spans: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    work: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for key, start, work_start, end in zip(keys, starts, works, ends, strict=True):
+        spans.setdefault(key, []).append((start, max(start, end)))
+        work.setdefault(key, []).append((work_start, max(work_start, end)))
+    return pd.DataFrame(
+        {
+            "work_s": {k: _union_ns(v) / NS_PER_S for k, v in work.items()},
+            "span_s": {k: _union_ns(v) / NS_PER_S for k, v in spans.items()},
+        }
+    )
 
 
 def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -86,11 +96,18 @@ def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.Dat
     out["slot_queue_s"] = _s(slot).fillna(0.0) if slot is not None else 0.0
     keys = pd.MultiIndex.from_arrays([out["session_id"].astype(str), out["step_index"].astype(int)])
     if tools is not None and not tools.empty:
-        work = _tool_work_per_step(tools).reindex(keys).fillna(0.0).to_numpy()
+        per = _tool_time_per_step(tools).reindex(keys).fillna(0.0)
+        work = per["work_s"].to_numpy()
+        span = per["span_s"].to_numpy()
         out["tool_s"] = [min(w, p) for w, p in zip(work, phase_s, strict=True)]
+        # Queued: a call was open but none was working; gaps between calls are the harness's
+        # own orchestration, not a queue.
+        out["tool_queue_s"] = [
+            max(0.0, min(sp, p) - t) for sp, p, t in zip(span, phase_s, out["tool_s"], strict=True)
+        ]
     else:
         out["tool_s"] = phase_s
-    out["tool_queue_s"] = phase_s - out["tool_s"]
+        out["tool_queue_s"] = 0.0
     out["orchestration_s"] = (
         out["wall_s"]
         - out["llm_s"]
