@@ -158,6 +158,9 @@ def timeline_chart(timeline: Timeline, title: str) -> bytes:
         for line in series:
             ax.step(line.t_s, line.values, where="post", label=line.label, linewidth=1.0)
         ax.set_ylabel(ylabel)
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
+        if series is timeline.utilization_pct:
+            ax.set_ylim(0, 105)  # a percentage: the whole scale, not a zoom on rounding noise
         if series:
             ax.legend(fontsize=7, loc="upper right")
         else:
