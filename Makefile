@@ -5,7 +5,7 @@ VLLM_VENV := .vllm/venv
 MODEL_DIR := .vllm/model
 HARNESS := $(VENV)/bin/harness
 
-.PHONY: demo test lint unit integration setup setup-server setup-browser generations clean
+.PHONY: demo test lint unit integration setup setup-server setup-browser setup-sandbox generations clean
 
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ setup-browser:
 	@command -v chromium >/dev/null || command -v "$$HARNESS_CHROMIUM" >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
+# Bubblewrap (Debian's package) is the sandbox of `--tools execute`'s generated code.
+setup-sandbox:
+	@command -v bwrap >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap; }
+
 lint: setup
 	$(VENV)/bin/ruff check harness tests scripts
 	$(VENV)/bin/ruff format --check harness tests scripts
@@ -39,7 +44,7 @@ unit: setup
 integration: setup setup-server
 	$(VENV)/bin/pytest -m integration
 
-test: setup setup-server setup-browser lint
+test: setup setup-server setup-browser setup-sandbox lint
 	$(VENV)/bin/pytest
 
 demo: setup setup-server

@@ -80,7 +80,13 @@ def make_tools(
             "host first (about 20 s), or pass --calibration"
         )
     workers, _ = tool_workers(spec.tools.workers)
-    return ExecuteTools(Calibration.load(path), workers, now_ns=now_ns, prepare_seed=seed)
+    return ExecuteTools(
+        Calibration.load(path),
+        workers,
+        now_ns=now_ns,
+        prepare_seed=seed,
+        allow_unsandboxed=spec.tools.unsafe_no_sandbox,
+    )
 
 
 def tool_workers_plan(spec: WorkloadSpec) -> dict[str, Any] | None:

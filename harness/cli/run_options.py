@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from harness.cli.common import add_workload_args, option_errors
 from harness.errors import ConfigError
+from harness.tools.sandbox import require_sandbox
 from harness.workload.spec import WorkloadSpec
 
 DEFAULT_CALIBRATION = Path("results") / "tool-calibration.json"
@@ -61,6 +62,13 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
         "--tools",
         choices=("replay", "execute"),
         help="agent tool calls: wait their recorded duration, or run the real CPU kernels",
+    )
+    p.add_argument(
+        "--unsafe-no-sandbox",
+        action="store_true",
+        default=None,
+        help="let --tools execute run generated code as root without the bubblewrap sandbox "
+        "(per-process rlimits only; install bubblewrap instead where you can)",
     )
     p.add_argument(
         "--calibration",
@@ -153,12 +161,17 @@ def apply_overrides(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpe
         tools["mode"] = args.tools
     if getattr(args, "calibration", None) is not None:
         tools["calibration"] = args.calibration
+    if getattr(args, "unsafe_no_sandbox", None):
+        tools["unsafe_no_sandbox"] = True
     data = spec.model_dump()
     data["tools"].update(tools)
     data["arrival"].update(arrival)
     data["limits"].update(limits)
     data["request"].update(request)
     try:
-        return WorkloadSpec.model_validate(data)
+        merged = WorkloadSpec.model_validate(data)
     except ValidationError as err:
         raise ConfigError(option_errors(err, _OPTION_DESTS, args)) from None
+    if merged.tools.mode == "execute":  # before any server starts
+        require_sandbox(merged.tools.unsafe_no_sandbox)
+    return merged

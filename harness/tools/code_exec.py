@@ -5,6 +5,8 @@ the program is made by the harness from the fixed template below, with only two 
 filled in (never code from a trace): a seeded mix of arithmetic, string building, dict
 counting and periodic sorting. Size unit: thousands of loop iterations of that program.
 The sandbox's own start (a fresh interpreter) is part of the work, as it is for an agent.
+Limits come from the size but never exceed the sandbox's fixed maxima (`limits`): a trace
+`size` of 1e6 gets MAX_CPU_S, not 20,005 s, and the summary says the limit was clamped.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 
+from harness.tools import limits
 from harness.tools.sandbox import run_sandboxed
 
 ITERATIONS_PER_UNIT = 1_000
@@ -50,6 +53,16 @@ def program(iterations: int, seed: int) -> str:
     return _TEMPLATE.format(iterations=int(iterations), seed=int(seed))
 
 
+def call_limits(size: float, cpu_s: float | None = None) -> tuple[float, float, tuple[str, ...]]:
+    """(CPU limit, wall limit, names of the limits clamped) of a call: scaled with size (or
+    the trace's timeout where given) and capped at the fixed maxima."""
+    wanted = cpu_s if cpu_s is not None else BASE_CPU_LIMIT_S + CPU_LIMIT_S_PER_UNIT * size
+    cpu, cpu_clamped = limits.clamp(wanted, limits.MAX_CPU_S)
+    wall, wall_clamped = limits.clamp(2.0 * cpu + 5.0, limits.MAX_WALL_S)
+    names = (("cpu_s", cpu_clamped), ("wall_s", wall_clamped))
+    return cpu, wall, tuple(name for name, was in names if was)
+
+
 def run_code_exec(
     size: float,
     seed: int,
@@ -57,17 +70,25 @@ def run_code_exec(
     cpu_s: float | None = None,
     wall_s: float | None = None,
     memory_bytes: int = MEMORY_LIMIT_BYTES,
+    allow_unsandboxed: bool = False,
 ) -> dict[str, float | int | str | None]:
     """Run the generated program for `size` thousand iterations in the sandbox; returns its
-    status, measured CPU seconds and peak RSS (default limits scale with size)."""
+    status, measured CPU seconds and peak RSS, and which limits were clamped. Without
+    bubblewrap it runs under rlimits only, which as root needs `allow_unsandboxed`."""
     if not math.isfinite(size) or size < 0:
         raise ValueError(f"code_exec size must be a finite number >= 0, got {size}")
     iterations = max(1, round(size * ITERATIONS_PER_UNIT))
-    cpu_limit = cpu_s if cpu_s is not None else BASE_CPU_LIMIT_S + CPU_LIMIT_S_PER_UNIT * size
-    wall_limit = wall_s if wall_s is not None else 2.0 * cpu_limit + 5.0
+    cpu_limit, wall_limit, clamped = call_limits(size, cpu_s)
+    if wall_s is not None:
+        wall_limit, clamped = wall_s, tuple(c for c in clamped if c != "wall_s")
     result = run_sandboxed(
-        program(iterations, seed), cpu_s=cpu_limit, memory_bytes=memory_bytes, wall_s=wall_limit
+        program(iterations, seed),
+        cpu_s=cpu_limit,
+        memory_bytes=memory_bytes,
+        wall_s=wall_limit,
+        allow_unsandboxed=allow_unsandboxed,
     )
+    clamped_all = sorted(set(clamped) | set(result.clamped))
     checksum: int | None = None
     if result.status == "ok":
         lines = result.stdout.strip().splitlines()
@@ -82,6 +103,10 @@ def run_code_exec(
         "cpu_system_s": result.cpu_system_s,
         "peak_rss_bytes": result.peak_rss_bytes,
         "network_isolated": int(result.network_isolated),
+        "sandbox": result.backend,
+        "cpu_limit_s": result.limits.get("cpu_s"),
+        "limits_clamped": ",".join(clamped_all) or None,
+        "tree_cpu_from": result.cpu_source,
         "checksum": checksum,
         "error": None if result.status == "ok" else result.stderr[-2000:] or result.status,
     }

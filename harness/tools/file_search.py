@@ -4,7 +4,8 @@ Like a coding agent searching its repository: walk the tree in sorted order, rea
 source file, and for files that match the pattern collect the matching lines with their
 numbers. Size unit: files searched. The tree (pseudo-Python modules of about 1-4 KB, 64 per
 package folder) is a pure function of (seed, file), written once per process into a
-temporary folder that is removed at exit, grown on demand up to TREE_CAP_FILES; a size
+temporary folder named after the process (`harness-files-<pid>-*`, removed at exit, and by
+`scratch.remove_dead` once the process is gone), grown on demand up to TREE_CAP_FILES; a size
 beyond the cap searches the tree again (the agent's next grep). The pattern is an
 alternation of symbol and comment patterns (`grep -E 'a|b|c'`), the same for every pass so
 that work is linear in size.
@@ -18,10 +19,11 @@ import multiprocessing.util
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from harness.tools import scratch
 
 TREE_CAP_FILES = 2_000
 FILES_PER_DIR = 64
@@ -51,7 +53,7 @@ def _root_dir() -> Path:
     """This process's folder of generated trees, created on first use."""
     global _root
     if _root is None:
-        _root = Path(tempfile.mkdtemp(prefix="harness-files-"))
+        _root = scratch.make_dir("files")
         atexit.register(cleanup)
         multiprocessing.util.Finalize(None, cleanup, exitpriority=10)
     return _root

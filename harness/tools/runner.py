@@ -8,10 +8,13 @@ agent waits for it (in execute mode: including waiting for a free worker).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import ConfigError
 from harness.records import ToolContext, ToolRecord
-from harness.tools import kernels
+from harness.tools import kernels, limits, sandbox, scratch
 from harness.tools.code_exec import run_code_exec
 from harness.units import MS_PER_S
 from harness.workload.model import ToolCall
@@ -137,10 +140,15 @@ def _maxrss_bytes(usage: resource.struct_rusage) -> int:
     return usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
 
 
-def _worker_init(prepare_seed: int | None) -> None:
-    """Pool initializer: build the kernels' cached inputs for a seed up front."""
+def _worker_init(prepare_seed: int | None, scratch_dir: str | None = None) -> None:
+    """Pool initializer: temporary folders under the run's scratch folder (removed with it,
+    even when this worker is killed), the kernels' cached inputs for a seed and the sandbox's
+    view of the interpreter built up front."""
+    if scratch_dir is not None:
+        tempfile.tempdir = scratch_dir
     if prepare_seed is not None:
         kernels.prepare(prepare_seed)
+        sandbox.sandbox_problem()
 
 
 def _worker_pid() -> int:
@@ -148,9 +156,17 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
-def _measure(kind: str, size: float, seed: int, timeout_s: float | None = None) -> _Measured:
-    """Run one kernel in this (worker) process and measure its CPU and peak memory; a
-    `timeout_s` is the CPU limit of a sandboxed code_exec."""
+def _measure(
+    kind: str,
+    size: float,
+    seed: int,
+    timeout_s: float | None = None,
+    wall_s: float | None = None,
+    allow_unsandboxed: bool = False,
+) -> _Measured:
+    """Run one kernel in this (worker) process and measure its CPU and peak memory. A
+    `timeout_s` is the CPU limit of a sandboxed code_exec (clamped there to the maximum);
+    `wall_s` is the wall-clock limit of any other kernel (status "timeout" past it)."""
     work_start = time.perf_counter_ns()  # CLOCK_MONOTONIC: comparable across processes
     hwm_reset = _reset_peak_rss()
     self0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -159,16 +175,30 @@ def _measure(kind: str, size: float, seed: int, timeout_s: float | None = None) 
     error: str | None = None
     summary: kernels.Summary = {}
     try:
-        if kind == "code_exec" and timeout_s is not None:
-            summary = run_code_exec(size, seed, cpu_s=timeout_s, wall_s=2 * timeout_s + 1)
+        if kind == "code_exec":
+            summary = run_code_exec(
+                size, seed, cpu_s=timeout_s, allow_unsandboxed=allow_unsandboxed
+            )
         else:
-            summary = kernels.kernel(kind)(size, seed)
+            limit = limits.wall_limit(wall_s) if wall_s else contextlib.nullcontext()
+            with limit:
+                summary = kernels.kernel(kind)(size, seed)
+    except limits.KernelTimeout as exc:
+        status, error = "timeout", str(exc)
     except Exception as exc:
         status, error = "failed", f"{type(exc).__name__}: {exc}"
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    user = (self1.ru_utime - self0.ru_utime) + (kids1.ru_utime - kids0.ru_utime)
-    system = (self1.ru_stime - self0.ru_stime) + (kids1.ru_stime - kids0.ru_stime)
+    user = self1.ru_utime - self0.ru_utime
+    system = self1.ru_stime - self0.ru_stime
+    tree_user, tree_system = summary.get("cpu_user_s"), summary.get("cpu_system_s")
+    if isinstance(tree_user, float | int) and isinstance(tree_system, float | int):
+        # The sandboxed tree's own figure (its cgroup's, where there is one): wait4 of bwrap
+        # misses processes that the PID namespace's teardown killed.
+        user, system = user + tree_user, system + tree_system
+    else:
+        user += kids1.ru_utime - kids0.ru_utime
+        system += kids1.ru_stime - kids0.ru_stime
     peak: int | None = None
     child_status = summary.get("status")
     if isinstance(child_status, str):
@@ -195,9 +225,15 @@ class ExecuteTools:
     needs the `if __name__ == "__main__":` guard. A cancelled call's kernel still finishes in
     its worker.
 
-    Measured per call: CPU user/system seconds of the worker for the call plus those of any
-    child it reaped (the sandboxed program of `code_exec`), from getrusage deltas.
-    `peak_rss_bytes` is, for `code_exec`, the sandboxed child's peak RSS (wait4 ru_maxrss);
+    Measured per call: CPU user/system seconds of the worker for the call (getrusage deltas)
+    plus, for `code_exec`, those of the sandboxed process tree (its cgroup's CPU time where
+    there is one, else wait4's), for other kinds those of any child the worker reaped.
+    Every kernel has a wall-clock limit (`limits.kernel_wall_s` of its calibrated time, at
+    most `limits.MAX_WALL_S`; code_exec's is the sandbox's). Temporary folders live in one
+    scratch folder per ExecuteTools, removed on close, and those of a worker that died are
+    removed when its death is seen; `allow_unsandboxed` lets code_exec run as root without
+    bubblewrap (see `sandbox.require_sandbox`).
+    `peak_rss_bytes` is, for `code_exec`, the sandboxed program's peak RSS;
     for the other kinds, the worker's peak RSS during the call (Linux VmHWM, reset through
     /proc/self/clear_refs before the call; includes the worker's baseline and its cached
     inputs), else the worker's lifetime ru_maxrss where that rose during the call; None
@@ -211,6 +247,7 @@ class ExecuteTools:
         *,
         now_ns: Callable[[], int],
         prepare_seed: int | None = None,
+        allow_unsandboxed: bool = False,
     ) -> None:
         if workers < 1:
             raise ConfigError(f"tools.workers must be >= 1, got {workers}")
@@ -219,16 +256,26 @@ class ExecuteTools:
         self._now_ns = now_ns
         self._waits = ReplayTools(now_ns)  # remote-call kinds are waits
         self._prepare_seed = prepare_seed
+        self._allow_unsandboxed = allow_unsandboxed
         self._pool: ProcessPoolExecutor | None = None
+        self._scratch: Path | None = None
+
+    @property
+    def scratch_dir(self) -> Path | None:
+        """The folder holding the workers' temporary folders (None before the first start)."""
+        return self._scratch
 
     def _executor(self) -> ProcessPoolExecutor:
         """The worker pool, started on first use (and again after a worker died)."""
+        if self._scratch is None:
+            scratch.remove_dead()  # what killed runs left behind
+            self._scratch = scratch.make_dir("tools")
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 max_workers=self._workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_init,
-                initargs=(self._prepare_seed,),
+                initargs=(self._prepare_seed, str(self._scratch)),
             )
         return self._pool
 
@@ -272,14 +319,20 @@ class ExecuteTools:
         size = self.size_for(call)
         loop = asyncio.get_running_loop()
         pool = self._executor()
+        timeout_s = call.timeout_ms / MS_PER_S if call.timeout_ms is not None else None
+        known = call.kind in self._calibration.ms_per_unit
+        predicted_ms = self._calibration.predict_ms(call.kind, size) if known else None
+        wall_s, _ = limits.kernel_wall_s(predicted_ms)
+        args = (call.kind, size, ctx.seed, timeout_s, wall_s, self._allow_unsandboxed)
         start = self._now_ns()
         try:
-            timeout_s = call.timeout_ms / MS_PER_S if call.timeout_ms is not None else None
-            m = await loop.run_in_executor(pool, _measure, call.kind, size, ctx.seed, timeout_s)
+            m = await loop.run_in_executor(pool, _measure, *args)
         except BrokenProcessPool as exc:
             if self._pool is pool:
                 self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
+            if self._scratch is not None:
+                scratch.remove_dead(self._scratch)  # the dead worker's temporary folders
             m = _Measured("failed", f"worker process died: {exc}", None, None, None)
         end = self._now_ns()
         work_start: int | None = None
@@ -302,10 +355,13 @@ class ExecuteTools:
         )
 
     def close(self) -> None:
-        """Stop the workers, waiting for calls in flight."""
+        """Stop the workers, waiting for calls in flight, and remove the scratch folder."""
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     async def aclose(self) -> None:
         """Stop the workers without blocking the event loop."""

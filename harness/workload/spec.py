@@ -90,6 +90,8 @@ class ToolsSpec(_Strict):
     calibration: Path | None = None
     workers: Annotated[int, Field(ge=1, le=MAX_TOOL_WORKERS)] | Literal["auto"] = "auto"
     """Tool worker processes for execute mode; `auto`: as many as the host's usable CPUs."""
+    unsafe_no_sandbox: bool = False
+    """Let code_exec run as root without the bubblewrap sandbox (per-process rlimits only)."""
 
 
 class LimitSpec(_Strict):

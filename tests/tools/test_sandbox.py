@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 import pytest
 
@@ -19,16 +18,19 @@ def _run(
 
 
 def test_cpu_bound_program_is_ok_and_its_cpu_time_is_measured() -> None:
-    code = "import os\nprint(os.getcwd())\nx = 0\nfor i in range(4_000_000):\n    x += i * i\n"
-    # A loaded machine can steal time from the child; one of three tries must show it busy.
-    for _ in range(3):
-        r = _run(code)
-        assert r.status == "ok" and r.exit_code == 0, r
-        if r.cpu_user_s >= 0.7 * r.wall_s:
-            break
-    assert r.cpu_user_s >= 0.7 * r.wall_s, r
+    """The measured CPU time covers what the program itself counted (a loaded host slows the
+    wall clock, not the CPU seconds), and never exceeds the wall time by more than a core."""
+    code = (
+        "import time\nx = 0\nfor i in range(4_000_000):\n    x += i * i\n"
+        "print(time.process_time())\n"
+    )
+    r = _run(code)
+    assert r.status == "ok" and r.exit_code == 0, r
+    own = float(r.stdout.strip())
+    measured = r.cpu_user_s + r.cpu_system_s
+    assert own > 0.1
+    assert own <= measured <= own + 0.5 and measured <= r.wall_s * 1.05 + 0.05, r
     assert r.peak_rss_bytes is not None and r.peak_rss_bytes > 1 * MiB
-    assert not Path(r.stdout.strip()).exists()
 
 
 def test_infinite_loop_is_killed_at_its_cpu_limit() -> None:
@@ -37,13 +39,12 @@ def test_infinite_loop_is_killed_at_its_cpu_limit() -> None:
     assert r.cpu_user_s + r.cpu_system_s >= 0.9
 
 
-def test_sleep_forever_is_killed_at_its_wall_limit_with_its_dir_removed() -> None:
+def test_sleep_forever_is_killed_at_its_wall_limit_in_its_own_tmp() -> None:
     code = "import os, time\nprint(os.getcwd(), flush=True)\ntime.sleep(3600)\n"
     r = _run(code, wall_s=0.5)
     assert r.status == "timeout", r
     assert 0.5 <= r.wall_s < 5
-    workdir = Path(r.stdout.strip())
-    assert workdir.name.startswith("harness-sandbox-") and not workdir.exists()
+    assert r.stdout.strip() == "/tmp"  # the sandbox's own tmpfs, not a folder of the host's
 
 
 def test_memory_hog_hits_the_memory_limit() -> None:
