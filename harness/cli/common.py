@@ -4,7 +4,8 @@ option behind a validation error."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -81,3 +82,25 @@ def option_errors(
 def _flag(dest: str) -> str:
     """The option of an argparse dest: `max_requests` → `--max-requests`."""
     return "--" + dest.replace("_", "-")
+
+
+def number_in(
+    low: float, high: float, *, integer: bool = False, low_open: bool = False
+) -> Callable[[str], float]:
+    """An argparse `type` for a finite number in [low, high] (or (low, high] with
+    `low_open`): NaN, infinities and values out of range are one-line usage errors."""
+    lower = f"> {low:g}" if low_open else f"≥ {low:g}"
+    upper = f"{int(high):,}" if integer else f"{high:g}"
+    what = "an integer" if integer else "a finite number"
+
+    def parse(text: str) -> float:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or value > high:
+            raise argparse.ArgumentTypeError(f"{text} must be {what} {lower} and ≤ {upper}")
+        return value
+
+    return parse

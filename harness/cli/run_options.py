@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.cli.common import add_workload_args, option_errors
+from harness.cli.common import add_workload_args, number_in, option_errors
 from harness.errors import ConfigError
 from harness.tools.sandbox import require_sandbox
 from harness.workload.spec import WorkloadSpec
@@ -75,26 +75,34 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         help=f"tool calibration for --tools execute (default {DEFAULT_CALIBRATION})",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for prompt tokens and arrivals")
+    p.add_argument(
+        "--seed",
+        type=number_in(0, 2**63 - 1, integer=True),
+        default=0,
+        help="seed for prompt tokens and arrivals",
+    )
     p.add_argument(
         "--server-pid",
-        type=int,
+        type=number_in(0, 2**22, integer=True, low_open=True),
         default=None,
         help="pid of an attached server on this host, to sample its process tree's CPU and RSS",
     )
     p.add_argument(
-        "--sample-hz", type=float, default=10.0, help="telemetry sampling rate (default 10)"
+        "--sample-hz",
+        type=number_in(0, 1000, low_open=True),
+        default=10.0,
+        help="telemetry sampling rate (default 10)",
     )
     p.add_argument(
         "--idle-baseline",
-        type=float,
+        type=number_in(0, 3600),
         default=None,
         help="seconds of idle power sampled before the load (default 3 where GPU or RAPL "
         "power is readable, else 0)",
     )
     p.add_argument(
         "--prompt-salt",
-        type=int,
+        type=number_in(0, 2**63 - 1, integer=True),
         default=None,
         help="salt of the prompts' leading tokens (default: random per run, so runs on one "
         "server never share prefix-cache entries; the manifest records it)",

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.text import Text
 
+from harness.cli.common import number_in
 from harness.cli.console import make_console
 from harness.cli.run_cmd import project_root
 from harness.server import Server
@@ -22,7 +23,12 @@ def add_parser(sub: Any) -> None:
         "serve", help="run the embedded vLLM CPU server (or a launched model) in the foreground"
     )
     p.add_argument("--model", help="launch `vllm serve MODEL` instead of the embedded server")
-    p.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: free)")
+    p.add_argument(
+        "--port",
+        type=number_in(1, 65535, integer=True),
+        default=None,
+        help="port on 127.0.0.1 (default: free)",
+    )
     p.add_argument(
         "--vllm-arg", action="append", default=[], metavar="ARG", help="extra vllm serve argument"
     )

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
+from harness.cli.common import number_in
 from harness.cli.console import make_console
 from harness.cli.run_options import DEFAULT_CALIBRATION
 from harness.tools.calibrate import calibrate
@@ -22,7 +23,12 @@ def add_parser(sub: Any) -> None:
         "calibrate", help="measure ms per size unit of each kernel (run on an idle host)"
     )
     cal.add_argument("--out", type=Path, default=DEFAULT_CALIBRATION, help="calibration JSON")
-    cal.add_argument("--budget", type=float, default=20.0, help="seconds to spend, about")
+    cal.add_argument(
+        "--budget",
+        type=number_in(0, 3600, low_open=True),
+        default=20.0,
+        help="seconds to spend, about",
+    )
     cal.add_argument("--kinds", nargs="+", choices=TOOL_KINDS, default=list(TOOL_KINDS))
     cal.set_defaults(handler=calibrate_cmd)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from harness.cli import main
 from harness.cli.common import add_workload_args, option_errors, resolve_workload
 from harness.errors import ConfigError
 from harness.workload.spec import WorkloadSpec
@@ -123,3 +124,27 @@ def test_option_errors_name_the_option_the_section_or_the_key() -> None:
     assert option_errors(err, options, none_given) == (
         "workload key 'arrival': pattern 'closed' needs 'concurrency'"
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "w.yaml", "--sample-hz", "0"],
+        ["run", "w.yaml", "--sample-hz", "inf"],
+        ["run", "w.yaml", "--idle-baseline", "nan"],
+        ["run", "w.yaml", "--seed", "-1"],
+        ["run", "w.yaml", "--prompt-salt", "1e3"],
+        ["run", "w.yaml", "--server-pid", "0"],
+        ["tools", "calibrate", "--budget", "inf"],
+        ["serve", "--port", "70000"],
+    ],
+)
+def test_numeric_options_are_checked_when_parsed(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error: argument --" in err
+    assert "Traceback" not in err
