@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.rule import Rule
 from rich.text import Text
 
+from harness.redact import redact
+
 # Width of a console that is not a terminal: wide enough that no table is squeezed, so each
 # line is as long as its content (tables do not expand to the width).
 PIPE_WIDTH = 10_000
@@ -53,8 +55,9 @@ def one_line(message: str) -> str:
 
 def print_error(console: Console, message: str, label: str = "error") -> None:
     """`label: message` on one line, the label in bold red on a terminal; the message is
-    printed literally (no markup) and never wrapped by rich (a terminal may wrap it)."""
-    text = Text.assemble((f"{label}:", "bold red"), " ", one_line(message))
+    printed literally (no markup), scrubbed of credentials, and never wrapped by rich (a
+    terminal may wrap it)."""
+    text = Text.assemble((f"{label}:", "bold red"), " ", one_line(redact(message)))
     console.print(text, soft_wrap=True, highlight=False)
 
 

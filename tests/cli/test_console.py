@@ -53,3 +53,16 @@ def test_a_closed_pipe_is_left_to_the_caller() -> None:
     with pytest.raises(BrokenPipeError):
         console.on_broken_pipe()
     assert console.quiet
+
+
+def test_errors_are_scrubbed_of_url_credentials() -> None:
+    import io
+
+    from rich.console import Console
+
+    from harness.cli.console import print_error
+
+    buf = io.StringIO()
+    print_error(Console(file=buf, width=200), "cannot reach http://u:topsecret@h:1/v1?token=abc")
+    out = buf.getvalue()
+    assert "topsecret" not in out and "abc" not in out and "http://***@h:1" in out
