@@ -99,7 +99,7 @@ def dotted(loc: tuple[int | str, ...], prefix: str = "") -> str:
     """A pydantic error location as a dotted key ("demand.tokens_per_day", "values.2")."""
     parts = [prefix] if prefix else []
     parts.extend(str(p) for p in loc)
-    return ".".join(parts) or "(top level)"
+    return ".".join(parts) if parts else "(top level)"
 
 
 def error_lines(err: ValidationError, prefix: str = "") -> list[str]:

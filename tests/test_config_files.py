@@ -105,3 +105,9 @@ def test_aliases_and_cycles_are_walked_once(tmp_path: Path) -> None:
     path.write_text(laughs + "self: &s [*s]\n")
     data = read_yaml(path, "scenario")
     assert data["self"][0] is data["self"]
+
+
+def test_an_empty_key_is_named_as_such(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate(_Outer, {"inner": {"rate": 1}, "": 2}, tmp_path / "s.yaml")
+    assert str(err.value).endswith("unknown key ''")

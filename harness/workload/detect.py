@@ -55,7 +55,10 @@ def _guess(head: str) -> str | None:
         return _guess_json(head)
     if not head:
         return None
-    header = {name.strip() for name in next(csv.reader([head]), [])}
+    try:
+        header = {name.strip() for name in next(csv.reader([head]), [])}
+    except csv.Error:  # e.g. a field longer than the csv module's limit
+        return None
     if "ContextTokens" in header:
         return "azure"
     if "Request tokens" in header:
@@ -67,7 +70,7 @@ def _guess_json(line: str) -> str | None:
     """Recognise a JSON-lines record by its keys."""
     try:
         record: Any = json.loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # bad JSON, too deep, a 5,000-digit integer
         return None
     if not isinstance(record, dict):
         return None

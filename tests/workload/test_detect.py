@@ -65,3 +65,19 @@ def test_unrecognised_says_to_pass_format(tmp_path: Path, name: str, text: str) 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         detect_format(tmp_path / "absent.csv")
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    [
+        '{"input_length": ' + "9" * 5000 + ', "hash_ids": []}',  # ValueError in json
+        "[" * 100_000,  # read as ShareGPT, refused by its loader, not by detection
+        "{" + '"a": [' * 100_000,  # RecursionError in json
+        '"' + "x" * 200_000 + '"',  # longer than the csv module's field limit
+    ],
+)
+def test_undecodable_first_lines_are_not_recognised(tmp_path: Path, first_line: str) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(first_line + "\n")
+    with pytest.raises(ConfigError, match="cannot tell the trace format"):
+        detect_format(path)
