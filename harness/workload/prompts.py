@@ -15,6 +15,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from harness.errors import ConfigError
+from harness.workload.limits import MAX_HASH_ID, MAX_SEED
 from harness.workload.model import Step
 from harness.workload.tokenizer import TokenSpace
 
@@ -23,10 +25,6 @@ _NS_BLOCK = 0
 _NS_SESSION = 1
 _TAG_TOKENS = 3
 _SALT_TOKENS = 2
-
-
-MAX_HASH_ID = 2**63 - 1
-"""Largest prefix-block id a prompt can be built from (block seeds are 64-bit)."""
 
 
 def prompt_problem(step: Step) -> str | None:
@@ -46,6 +44,11 @@ class PromptBuilder:
     def __init__(
         self, space: TokenSpace, seed: int = 0, salt: int = 0, block_cache: int = 4096
     ) -> None:
+        for name, value in (("seed", seed), ("prompt salt", salt)):
+            if not 0 <= value <= MAX_SEED:
+                raise ConfigError(
+                    f"the {name} must be an integer from 0 to {MAX_SEED}, got {value}"
+                )
         self._allowed = space.allowed_ids
         self._n = int(space.allowed_ids.size)
         self._seed = seed
@@ -72,6 +75,8 @@ class PromptBuilder:
 
     def block(self, hash_id: int) -> list[int]:
         """The 512 tokens of prefix block `hash_id` (same id, same tokens)."""
+        if not 0 <= hash_id <= MAX_HASH_ID:  # the loaders refuse these; a Session made in code
+            raise ConfigError(f"hash id {hash_id} is outside 0..{MAX_HASH_ID}")
         cached = self._blocks.get(hash_id)
         if cached is not None:
             self._blocks.move_to_end(hash_id)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import ConfigError
 from harness.workload.model import Step
 from harness.workload.prompts import HASH_BLOCK_TOKENS, PromptBuilder
 from harness.workload.tokenizer import load_token_space, synthetic_token_space
@@ -208,3 +209,14 @@ def test_prompts_from_the_real_tokenizer_avoid_special_tokens() -> None:
         assert all(0 <= t < space.vocab_size for t in p)
     tags = {tuple(b.session(i).next_prompt(Step(10, 1))[:LEAD]) for i in range(200)}
     assert len(tags) == 200
+
+
+def test_negative_salt_seed_and_block_ids_are_config_errors() -> None:
+    # numpy's SeedSequence raised a bare ValueError on these
+    space = synthetic_token_space(VOCAB)
+    with pytest.raises(ConfigError, match="prompt salt must be an integer from 0"):
+        PromptBuilder(space, salt=-1)
+    with pytest.raises(ConfigError, match="seed must be an integer from 0"):
+        PromptBuilder(space, seed=-5)
+    with pytest.raises(ConfigError, match="hash id -1 is outside"):
+        _builder().block(-1)
