@@ -75,8 +75,6 @@ class PromptBuilder:
 
     def block(self, hash_id: int) -> list[int]:
         """The 512 tokens of prefix block `hash_id` (same id, same tokens)."""
-        if not 0 <= hash_id <= MAX_HASH_ID:  # the loaders refuse these; a Session made in code
-            raise ConfigError(f"hash id {hash_id} is outside 0..{MAX_HASH_ID}")
         cached = self._blocks.get(hash_id)
         if cached is not None:
             self._blocks.move_to_end(hash_id)

@@ -211,12 +211,10 @@ def test_prompts_from_the_real_tokenizer_avoid_special_tokens() -> None:
     assert len(tags) == 200
 
 
-def test_negative_salt_seed_and_block_ids_are_config_errors() -> None:
+def test_negative_salt_and_seed_are_config_errors() -> None:
     # numpy's SeedSequence raised a bare ValueError on these
     space = synthetic_token_space(VOCAB)
     with pytest.raises(ConfigError, match="prompt salt must be an integer from 0"):
         PromptBuilder(space, salt=-1)
     with pytest.raises(ConfigError, match="seed must be an integer from 0"):
         PromptBuilder(space, seed=-5)
-    with pytest.raises(ConfigError, match="hash id -1 is outside"):
-        _builder().block(-1)
