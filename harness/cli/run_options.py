@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from harness.cli.common import add_workload_args, number_in, option_errors
 from harness.errors import ConfigError
 from harness.tools.sandbox import require_sandbox
+from harness.workload.limits import MAX_SEED
 from harness.workload.spec import WorkloadSpec
 
 DEFAULT_CALIBRATION = Path("results") / "tool-calibration.json"
@@ -77,7 +78,7 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--seed",
-        type=number_in(0, 2**63 - 1, integer=True),
+        type=number_in(0, MAX_SEED, integer=True),
         default=0,
         help="seed for prompt tokens and arrivals",
     )
@@ -102,7 +103,7 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--prompt-salt",
-        type=number_in(0, 2**63 - 1, integer=True),
+        type=number_in(0, MAX_SEED, integer=True),
         default=None,
         help="salt of the prompts' leading tokens (default: random per run, so runs on one "
         "server never share prefix-cache entries; the manifest records it)",
