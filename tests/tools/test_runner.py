@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from harness.errors import ConfigError
 from harness.records import RunClock, ToolContext
+from harness.tools import file_search, limits
 from harness.tools.calibrate import Calibration
-from harness.tools.runner import ExecuteTools, ReplayTools
+from harness.tools.runner import ExecuteTools, ReplayTools, _measure
 from harness.workload.model import ToolCall
 
 MS = 1_000_000
@@ -97,3 +105,66 @@ async def test_execute_unknown_kind_is_a_config_error(tools: ExecuteTools) -> No
 def test_execute_needs_a_worker() -> None:
     with pytest.raises(ConfigError, match="workers"):
         ExecuteTools(_calibration(), 0, now_ns=time.perf_counter_ns)
+
+
+@pytest.mark.parametrize(("kind", "size"), [("parse", 1e7), ("file_search", 1e8)])
+def test_a_kernel_past_its_wall_limit_is_stopped(kind: str, size: float) -> None:
+    start = time.perf_counter()
+    m = _measure(kind, size, 0, wall_s=0.3)
+    assert m.status == "timeout" and m.error is not None and "0.3 s" in m.error
+    assert time.perf_counter() - start < 3
+    file_search.cleanup()
+
+
+def test_every_kernel_call_gets_a_bounded_wall_limit() -> None:
+    """The limit follows the calibrated time of the call, capped: a trace size of 1e9 KB
+    of parsing gets MAX_WALL_S, not hours."""
+    cal = _calibration()
+    assert limits.kernel_wall_s(cal.predict_ms("parse", 1e9)) == (limits.MAX_WALL_S, True)
+    assert limits.kernel_wall_s(cal.predict_ms("parse", 10))[0] == limits.MIN_KERNEL_WALL_S
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+async def test_a_killed_worker_leaves_no_temporary_folder() -> None:
+    cal = Calibration(
+        host={},
+        ms_per_unit={"file_search": 0.1},
+        fixed_overhead_ms={"file_search": 0.0},
+        r2={"file_search": 1.0},
+        measured_at=datetime.now(UTC),
+    )
+    stale = Path(tempfile.gettempdir()) / f"harness-files-{_dead_pid()}-stale"
+    stale.mkdir()
+    tools = ExecuteTools(cal, 1, now_ns=RunClock().now_ns)
+    try:
+        await tools.start()
+        assert not stale.exists()  # what a killed run left is removed at start
+        rec = await tools.run(ToolCall("file_search", 0.0, size=5.0), CTX)
+        assert rec.status == "ok", rec.error
+        scratch = tools.scratch_dir
+        assert scratch is not None
+        (tree,) = scratch.glob("harness-files-*")
+        worker = int(tree.name.split("-")[2])
+        os.kill(worker, signal.SIGKILL)
+        while Path(f"/proc/{worker}").exists() and "Z" not in _state(worker):
+            await asyncio.sleep(0.01)
+        rec = await tools.run(ToolCall("file_search", 0.0, size=5.0), CTX)
+        assert rec.status == "failed" and rec.error is not None and "died" in rec.error
+        assert not tree.exists()
+        rec = await tools.run(ToolCall("file_search", 0.0, size=5.0), CTX)  # a new worker
+        assert rec.status == "ok", rec.error
+    finally:
+        tools.close()
+    assert not scratch.exists()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "gone"

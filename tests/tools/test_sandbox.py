@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from pathlib import Path
 
 import pytest
 
-from harness.tools.sandbox import NOFILE_LIMIT, SandboxResult, run_sandboxed
+from harness.tools.sandbox import (
+    NOFILE_LIMIT,
+    SandboxResult,
+    SandboxUnavailable,
+    find_bwrap,
+    require_sandbox,
+    run_sandboxed,
+)
 
 MiB = 1024 * 1024
 
@@ -103,3 +112,57 @@ def test_peak_rss_is_the_programs_not_the_parents() -> None:
     del ballast
     assert small.peak_rss_bytes is not None and small.peak_rss_bytes < 60 * MiB
     assert big.peak_rss_bytes is not None and 100_000_000 < big.peak_rss_bytes < 160 * MiB
+
+
+def test_runs_in_bubblewrap_with_every_limit_said() -> None:
+    r = _run("print('hi')\n")
+    assert (r.status, r.stdout, r.backend) == ("ok", "hi\n", "bwrap")
+    assert r.network_isolated and r.host_uid is not None
+    assert {"memory", "processes", "cpu", "wall", "disk", "network"} <= set(r.enforced)
+    assert r.clamped == ()
+
+
+@pytest.fixture
+def no_bwrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH on which there is no bwrap (the sandbox is found on PATH)."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_bwrap() is None
+
+
+@pytest.mark.usefixtures("no_bwrap")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal is for a harness running as root")
+def test_as_root_without_bwrap_generated_code_is_refused_and_the_fix_named() -> None:
+    with pytest.raises(SandboxUnavailable, match=r"apt-get install bubblewrap.*setup-sandbox"):
+        require_sandbox(allow_unsandboxed=False)
+    with pytest.raises(SandboxUnavailable, match="bubblewrap"):
+        _run("print('hi')\n")
+    require_sandbox(allow_unsandboxed=True)  # the explicit opt-out
+
+
+@pytest.mark.usefixtures("no_bwrap")
+def test_without_bwrap_the_rlimit_sandbox_says_what_it_does_not_contain() -> None:
+    r = run_sandboxed(
+        "print('hi')\n", cpu_s=5, memory_bytes=256 * MiB, wall_s=10, allow_unsandboxed=True
+    )
+    assert (r.status, r.stdout, r.backend) == ("ok", "hi\n", "rlimits")
+    assert "per process" in r.enforced["memory"] and "cgroup" not in r.enforced["memory"]
+    assert "writable" in r.enforced["disk"]
+
+
+@pytest.mark.usefixtures("no_bwrap")
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal is for a harness running as root")
+def test_the_cli_refuses_execute_before_any_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    workload = tmp_path / "w.yaml"
+    workload.write_text("name: w\nsource: {synthetic: agent, params: {sessions: 1}}\n")
+    args = ["run", str(workload), "--tools", "execute", "--server", "http://127.0.0.1:9"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "apt-get install bubblewrap" in err and "--unsafe-no-sandbox" in err
+    assert "127.0.0.1:9" not in err  # the server was never tried
+    assert not (tmp_path / "out").exists()
+    assert main([*args, "--unsafe-no-sandbox", "--out", str(tmp_path / "out")]) == 2
+    assert "bubblewrap" not in capsys.readouterr().err  # past the check: the server's error
