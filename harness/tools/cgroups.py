@@ -23,6 +23,8 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from harness.tools.scratch import owner_alive
+
 PREFIX = "harness-sandbox-"
 _STALE = re.compile(rf"^{PREFIX}(\d+)-\d+$")
 _CONTROLLERS = ("memory", "pids", "cpuacct")
@@ -125,22 +127,12 @@ def hierarchies() -> tuple[Hierarchy, ...]:
     return chosen
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale(base: Path) -> None:
     """Kill and remove the per-call cgroups that dead harness processes left under `base`."""
     with contextlib.suppress(OSError):
         for entry in base.iterdir():
             match = _STALE.match(entry.name)
-            if match and entry.is_dir() and not _alive(int(match.group(1))):
+            if match and entry.is_dir() and not owner_alive(int(match.group(1))):
                 _kill_dir(entry, time.monotonic() + 1.0)
                 with contextlib.suppress(OSError):
                     entry.rmdir()

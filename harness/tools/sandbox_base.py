@@ -184,7 +184,7 @@ def classify(
         return "cpu_limit"
     if oom_killed or code == MEMORY_ERROR_EXIT:
         return "memory_limit"
-    if sig == signal.SIGKILL and cpu_s >= cpu_soft:
+    if sig == signal.SIGKILL and cpu_s >= 0.9 * cpu_soft:  # the kernel kills at whole ticks
         return "cpu_limit"
     return "ok" if code == 0 else "failed"
 
@@ -214,10 +214,12 @@ def limits_for(cpu_s: float, memory_bytes: int, wall_s: float) -> Limits:
     return Limits(cpu, wall, int(memory), tuple(name for name, was in named if was))
 
 
-def rlimits(lim: Limits, nproc: int) -> list[tuple[int, int, int]]:
-    """(resource, soft, hard) of every per-process limit."""
+def rlimits(lim: Limits, nproc: int, cpu_grace_s: int = 1) -> list[tuple[int, int, int]]:
+    """(resource, soft, hard) of every per-process limit: SIGXCPU at the CPU limit, SIGKILL
+    `cpu_grace_s` later (0 where the program is a PID namespace's init, which ignores
+    SIGXCPU)."""
     return [
-        (resource.RLIMIT_CPU, lim.cpu_soft, lim.cpu_soft + 1),
+        (resource.RLIMIT_CPU, lim.cpu_soft, lim.cpu_soft + cpu_grace_s),
         (resource.RLIMIT_AS, lim.memory_bytes, lim.memory_bytes),
         (resource.RLIMIT_NOFILE, NOFILE_LIMIT, NOFILE_LIMIT),
         (resource.RLIMIT_NPROC, nproc, nproc),

@@ -251,16 +251,16 @@ def _processes_of(uid: int) -> int:
     return count
 
 
-def _tree_enforced(lim: Limits, cg: TreeCgroup | None, uid: int, nproc: int) -> dict[str, str]:
+def _tree_enforced(lim: Limits, cg: TreeCgroup, uid: int, nproc: int) -> dict[str, str]:
     """How each limit is in force for a bwrap call."""
-    cg_on = cg.enforced if cg is not None else {}
+    cg_on = cg.enforced
     per_process = f"RLIMIT_AS = {lim.memory_bytes} B per process"
     shared = "" if is_root() else ", shared with that user's other processes"
     nproc_how = f"RLIMIT_NPROC = {nproc} for host uid {uid}{shared}"
-    cpu = f"RLIMIT_CPU = {lim.cpu_soft} s per process"
-    if cg is not None and cg.measures_cpu:
+    cpu = f"RLIMIT_CPU = {lim.cpu_soft} s per process (SIGKILL)"
+    if cg.measures_cpu:
         cpu = f"cgroup CPU time of the whole tree polled every {CPU_POLL_S:g} s; " + cpu
-    kill = "PID namespace's init killed" + (", then the cgroup emptied" if cg else "")
+    kill = "PID namespace's init killed" + (", then the cgroup emptied" if cg.dirs else "")
     return {
         "memory": f"{cg_on['memory']}; {per_process}" if "memory" in cg_on else per_process,
         "processes": (f"{cg_on['processes']}; {nproc_how}" if "processes" in cg_on else nproc_how),
@@ -327,7 +327,7 @@ def run_bwrap(code: str, lim: Limits, bwrap: str) -> SandboxResult:
                 view if root else None,
                 cg.join_files(),
                 uid if root else None,
-                rlimits(lim, nproc),
+                rlimits(lim, nproc, cpu_grace_s=0),
             )
             start = time.perf_counter()
             try:

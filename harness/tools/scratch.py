@@ -11,6 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import psutil
+
 _NAME = re.compile(r"^harness-(?:tools|files|sandbox)-(\d+)-")
 
 
@@ -19,14 +21,14 @@ def make_dir(kind: str, parent: Path | str | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"harness-{kind}-{os.getpid()}-", dir=parent))
 
 
-def _alive(pid: int) -> bool:
+def owner_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie, dead but not yet reaped, does not)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
+    except psutil.AccessDenied:
         return True
-    return True
 
 
 def remove_dead(parent: Path | str | None = None) -> list[Path]:
@@ -37,7 +39,7 @@ def remove_dead(parent: Path | str | None = None) -> list[Path]:
     with contextlib.suppress(OSError):
         for entry in where.iterdir():
             match = _NAME.match(entry.name)
-            if match is None or _alive(int(match.group(1))):
+            if match is None or owner_alive(int(match.group(1))):
                 continue
             with contextlib.suppress(OSError):
                 if entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid():

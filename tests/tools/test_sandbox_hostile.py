@@ -8,6 +8,7 @@ of whole-tree limits need root (cgroups); they are skipped for a non-root user."
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -74,6 +75,17 @@ def _host_processes(uid: int | None = None, marker: str | None = None) -> list[i
     return found
 
 
+def _describe(pid: int) -> str:
+    """A process's state, parent and command line, for a failure message."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()[:80]
+    except OSError:
+        return f"{pid} (gone)"
+    keep = [line for line in status if line.startswith(("State", "PPid", "NSpid"))]
+    return f"{pid} {keep} {cmdline!r}"
+
+
 def _own_leftovers() -> list[str]:
     """Cgroups and temporary folders of this process's sandboxes that still exist."""
     mine = f"-{os.getpid()}-"
@@ -107,7 +119,8 @@ def run() -> Iterator[Run]:
     for r in results:
         assert r.backend == "bwrap", r
         assert r.host_uid is not None and r.host_uid != 0
-        assert _host_processes(uid=r.host_uid) == [], "a sandboxed process outlived its call"
+        left = _host_processes(uid=r.host_uid)
+        assert left == [], f"outlived its call: {[_describe(pid) for pid in left]}"
     assert _own_leftovers() == []
 
 
@@ -233,16 +246,15 @@ def test_5_etc_shadow_cannot_be_read(run: Run) -> None:
     assert "root:" not in r.stdout
 
 
-def test_6_no_process_environment_of_the_host_is_readable(
-    run: Run, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_6_no_process_environment_of_the_host_is_readable() -> None:
+    """The caller was started with an API key in its environment (as a harness is); the
+    program tries the caller's /proc/<pid>/environ, its parent's and every one it can see."""
     secret = f"sk-{secrets.token_hex(12)}"
-    monkeypatch.setenv("HARNESS_API_KEY", secret)
-    r = run(
-        f"""
-        import glob, os
+    program = textwrap.dedent(
+        """
+        import glob, os, sys
         print(sorted(os.environ))
-        for path in ["/proc/{os.getpid()}/environ", "/proc/{os.getppid()}/environ",
+        for path in [f"/proc/{CALLER}/environ", f"/proc/{os.getppid()}/environ",
                      *glob.glob("/proc/*/environ")]:
             try:
                 print(path, open(path, "rb").read())
@@ -250,9 +262,23 @@ def test_6_no_process_environment_of_the_host_is_readable(
                 print(path, type(exc).__name__)
         """
     )
-    assert r.status == "ok", r
-    assert secret not in r.stdout + r.stderr
-    assert "HARNESS_API_KEY" not in r.stdout
+    caller = (
+        "import json, os, sys\n"
+        "from harness.tools.sandbox import run_sandboxed\n"
+        "code = 'CALLER = %d\\n' % os.getpid() + sys.argv[1]\n"
+        "r = run_sandboxed(code, cpu_s=5, memory_bytes=1 << 28, wall_s=15)\n"
+        "print(json.dumps([r.status, r.backend, r.stdout, r.stderr]))\n"
+    )
+    env = {**os.environ, "HARNESS_API_KEY": secret}
+    done = subprocess.run(
+        [sys.executable, "-c", caller, program], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    status, backend, out, err = json.loads(done.stdout)
+    assert (status, backend) == ("ok", "bwrap"), err
+    assert "/environ" in out
+    assert secret not in out + err
+    assert "HARNESS_API_KEY" not in out
 
 
 def test_7_writes_outside_its_folder_fail(run: Run) -> None:
@@ -560,3 +586,35 @@ def test_killing_the_caller_takes_the_sandbox_with_it() -> None:
     while _host_processes(marker=marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _host_processes(marker=marker) == []
+
+
+@needs_root
+def test_without_cgroups_the_unprivileged_uid_still_binds(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no cgroup can be made, a root harness's sandbox still runs as an unprivileged
+    host uid, so RLIMIT_NPROC binds the fork bomb; nothing claims a whole-tree limit."""
+    from harness.tools import cgroups
+
+    monkeypatch.setattr(cgroups, "hierarchies", lambda: ())
+    r = run(
+        """
+        import os, time
+        made = 0
+        for _ in range(200):
+            try:
+                pid = os.fork()
+            except OSError:
+                break
+            if pid == 0:
+                time.sleep(30)
+                os._exit(0)
+            made += 1
+        print(made, flush=True)
+        """
+    )
+    assert 0 < int(_lines(r)[-1]) < NPROC_LIMIT, r
+    assert r.enforced["processes"].startswith("RLIMIT_NPROC") and r.cpu_source == "wait4"
+    assert "whole tree" not in r.enforced["memory"] + r.enforced["processes"]
+    loop = run("while True:\n    pass\n", cpu_s=1, wall_s=20)
+    assert loop.status == "cpu_limit", loop
