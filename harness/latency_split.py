@@ -1,9 +1,10 @@
 """The CPU/GPU latency split of agent sessions: pure functions from the steps and tools tables.
 
 Per step: `llm_s` is request sent → done (the inference server's part); `tool_s` the time
-the step's tools were doing work on the host CPU (the union of their calls' work intervals,
-with `tool_cpu_s`, the CPU seconds they used); `tool_queue_s` the time the step's calls
-were open but none was working (waiting for a free tool worker); `slot_queue_s` the time
+the step's tools took doing work on the host CPU, as it would have been with a free worker
+for every call (parallel calls overlap, sequential ones add up; with `tool_cpu_s`, the CPU
+seconds they used); `tool_queue_s` the rest of the time its calls were open: what the step
+lost waiting for a free tool worker; `slot_queue_s` the time
 its request waited for a `max_concurrency` slot; and `orchestration_s` the rest of the
 step's wall time (prompt building, parsing, the event loop). The two queues are the
 harness's own, so they are rows of their own: neither tool work nor in the CPU share. A
@@ -62,8 +63,10 @@ def _work_start(tools: pd.DataFrame) -> pd.Series:
 
 
 def _tool_time_per_step(tools: pd.DataFrame) -> pd.DataFrame:
-    """Per (session, step): seconds any of the step's calls was working (union of work
-    intervals) and seconds any was open at all (union of call spans, queueing included)."""
+    """Per (session, step): the seconds its tool phase would have taken with a free worker
+    for every call (`work_s`: each call's work moved to its own start, then the union, so
+    parallel calls overlap and sequential ones add up) and the seconds any call was open
+    (`span_s`: union of call spans). The difference is time lost to the worker limit."""
     if tools.empty:
         return pd.DataFrame(columns=["work_s", "span_s"], dtype=float)
     starts = tools["start_ns"].astype(int).tolist()
@@ -74,7 +77,7 @@ def _tool_time_per_step(tools: pd.DataFrame) -> pd.DataFrame:
     work: dict[tuple[str, int], list[tuple[int, int]]] = {}
     for key, start, work_start, end in zip(keys, starts, works, ends, strict=True):
         spans.setdefault(key, []).append((start, max(start, end)))
-        work.setdefault(key, []).append((work_start, max(work_start, end)))
+        work.setdefault(key, []).append((start, start + max(0, end - max(start, work_start))))
     return pd.DataFrame(
         {
             "work_s": {k: _union_ns(v) / NS_PER_S for k, v in work.items()},
@@ -100,8 +103,8 @@ def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.Dat
         work = per["work_s"].to_numpy()
         span = per["span_s"].to_numpy()
         out["tool_s"] = [min(w, p) for w, p in zip(work, phase_s, strict=True)]
-        # Queued: a call was open but none was working; gaps between calls are the harness's
-        # own orchestration, not a queue.
+        # Queued: time the calls were open beyond their unqueued work; gaps between calls
+        # are the harness's own orchestration, not a queue.
         out["tool_queue_s"] = [
             max(0.0, min(sp, p) - t) for sp, p, t in zip(span, phase_s, out["tool_s"], strict=True)
         ]

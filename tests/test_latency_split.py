@@ -197,26 +197,32 @@ def test_queues_are_rows_of_their_own_and_shares_add_up_to_one() -> None:
     row = step_split(steps, tools).iloc[0]
     assert row.llm_s == pytest.approx(1.0)
     assert row.slot_queue_s == pytest.approx(1.0)
-    assert row.tool_s == pytest.approx(7.0)  # union of work: 2–8 s and 9–10 s
-    assert row.tool_queue_s == pytest.approx(1.0)  # 8–9 s: nothing of the step worked
+    # With a free worker each: the parallel pair takes 3 s (2–5 s), the last call 1 s.
+    assert row.tool_s == pytest.approx(4.0)
+    assert row.tool_queue_s == pytest.approx(4.0)  # the 8 s tool phase lost 4 s to the queue
     assert row.orchestration_s == pytest.approx(0.0, abs=1e-9)
     split = latency_split(steps, tools, "q")
     shares = split["shares"]
     assert sum(shares.values()) == pytest.approx(1.0)
-    assert split["cpu_share"] == pytest.approx(0.7)  # tools only: queues are not CPU work
-    assert split["queue_share"] == pytest.approx(0.2)
+    assert split["cpu_share"] == pytest.approx(0.4)  # tools only: queues are not CPU work
+    assert split["queue_share"] == pytest.approx(0.5)
     kinds = split["per_tool_kind"]
     assert sum(k["share"] for k in kinds.values()) == pytest.approx(shares["tool"])
     assert kinds["code_exec"]["queue_s"] == pytest.approx(3.0)  # call 1 waited 3 s
     assert kinds["code_exec"]["calls_wall_s"] == pytest.approx(9.0)  # overlapping calls
-    assert split["queue_note"] is None  # 20 % is below the threshold
+    assert "queueing dominates: 50 %" in split["queue_note"]
+    assert "tools.workers" in split["queue_note"]
 
 
-def test_a_run_dominated_by_queueing_says_so() -> None:
+def test_gaps_between_calls_are_orchestration_and_no_queue_no_note() -> None:
     steps, tools = _queued_run()
     tools = tools.copy()
-    tools.loc[2, "work_start_ns"] = int(9.9 * S)  # the last call now queues 1.9 s
-    split = latency_split(steps, tools, "q")
-    assert split["queue_share"] >= 0.25
-    assert "queueing dominates" in split["queue_note"]
-    assert "tools.workers" in split["queue_note"]
+    # Each call starts work at once; a 0.5 s gap before the last call is the harness's own.
+    tools["work_start_ns"] = tools["start_ns"]
+    tools.loc[1, "end_ns"] = 5 * S
+    tools.loc[2, "start_ns"] = tools.loc[2, "work_start_ns"] = int(5.5 * S)
+    row = step_split(steps, tools).iloc[0]
+    assert row.tool_s == pytest.approx(7.5)  # 2–5 s and 5.5–10 s
+    assert row.tool_queue_s == pytest.approx(0.0)
+    assert row.orchestration_s == pytest.approx(0.5)
+    assert latency_split(steps, tools, "q")["queue_note"] is None

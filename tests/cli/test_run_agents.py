@@ -54,11 +54,16 @@ def test_replay_tool_time_matches_recorded_durations(
     implied_tool_s = 2 * (0.3 + 0.2)  # the parallel pair takes 200 ms of wall time
     assert split["tool_s"] == pytest.approx(implied_tool_s, rel=0.03)
     kinds = split["per_tool_kind"]
-    assert kinds["retrieval"]["tool_s"] == pytest.approx(0.6, rel=0.03)
-    assert kinds["web_search"]["tool_s"] == pytest.approx(0.4, rel=0.03)
+    assert kinds["retrieval"]["work_s"] == pytest.approx(0.6, rel=0.03)
+    assert kinds["web_search"]["work_s"] == pytest.approx(0.4, rel=0.03)
+    # The kinds split the tool row between them: parallel calls are not counted twice.
+    assert sum(k["tool_s"] for k in kinds.values()) == pytest.approx(split["tool_s"])
+    assert sum(k["share"] for k in kinds.values()) == pytest.approx(split["shares"]["tool"])
     assert split["tool_cpu_s"] is None  # waits measure no CPU: unavailable, not 0
+    assert split["tool_queue_s"] == 0.0 and split["slot_queue_s"] == 0.0  # replay: no queue
     total = split["llm_s"] + split["tool_s"] + split["orchestration_s"]
     assert split["total_s"] == pytest.approx(total)
+    assert sum(split["shares"].values()) == pytest.approx(1.0)
     assert split["cpu_share"] == pytest.approx((split["tool_s"] + split["orchestration_s"]) / total)
     assert split["sum_check"]["relative_error"] < 0.01
     steps_df = pd.read_parquet(out / "steps.parquet")
@@ -175,3 +180,59 @@ def test_tool_failure_can_stop_the_session(
     assert main(["run", str(workload), "--server", vllm_server.base_url, "--out", str(out)]) == 0
     requests = pd.read_parquet(out / "requests.parquet")
     assert list(requests["step_index"]) == [0]
+
+
+@pytest.mark.integration
+def test_one_tool_worker_queueing_is_reported_apart(
+    vllm_server: ServerInfo, tmp_path: Path, calibration: Path
+) -> None:
+    """Two parallel summarize calls on one worker: the second waits for the first. The wait
+    is the tool-queue row, not tool work and not in the CPU share; shares add up to 1; the
+    summary says queueing dominates when it does."""
+    trace = _write_sessions(
+        tmp_path / "q.jsonl",
+        [
+            {
+                "session_id": "q",
+                "start_ms": 0,
+                "steps": [
+                    {
+                        "new_input_tokens": 50,
+                        "output_tokens": 2,
+                        "tools": [
+                            {"kind": "summarize", "duration_ms": 600, "parallel_group": 0},
+                            {"kind": "summarize", "duration_ms": 600, "parallel_group": 0},
+                        ],
+                    },
+                    {"new_input_tokens": 20, "output_tokens": 2},
+                ],
+            }
+        ],
+    )
+    workload = tmp_path / "q.yaml"
+    workload.write_text(
+        f"name: q\nsource:\n  trace: {trace}\ntools:\n  mode: execute\n"
+        f"  workers: 1\n  calibration: {calibration}\n"
+    )
+    out = tmp_path / "queued"
+    assert main(["run", str(workload), "--server", vllm_server.base_url, "--out", str(out)]) == 0
+    split = _summary(out)["latency_split"]
+    assert isinstance(split, dict)
+    tools = pd.read_parquet(out / "tools.parquet")
+    # With two workers the pair would have taken its longer call's work; the rest of the
+    # phase was lost to the queue.
+    span_s = (tools["end_ns"].max() - tools["start_ns"].min()) / 1e9
+    longest_work_s = ((tools["end_ns"] - tools["work_start_ns"]) / 1e9).max()
+    assert split["tool_queue_s"] == pytest.approx(span_s - longest_work_s, rel=0.01)
+    assert split["tool_queue_s"] > 0.2
+    assert split["tool_s"] == pytest.approx(longest_work_s, rel=0.01)
+    assert sum(split["shares"].values()) == pytest.approx(1.0)
+    assert split["cpu_share"] == pytest.approx(
+        (split["tool_s"] + split["orchestration_s"]) / split["total_s"]
+    )
+    assert split["cpu_share"] + split["gpu_share"] + split["queue_share"] == pytest.approx(1.0)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["plan"]["tool_workers"] == {
+        "workers": 1,
+        "source": "the workload's tools.workers",
+    }
