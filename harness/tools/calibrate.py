@@ -12,6 +12,7 @@ Execute mode uses the line to turn a recorded tool duration into equivalent real
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from harness.errors import ConfigError
 from harness.telemetry.cpu import host_inventory
 from harness.tools import kernels
 from harness.tools.runner import TOOL_KINDS
+from harness.tools.sandbox import INSTALL_HINT, sandbox_problem
 from harness.units import NS_PER_MS
 
 DEFAULT_BUDGET_S = 20.0
@@ -133,6 +135,13 @@ def calibrate(
         raise ConfigError("calibration needs at least one tool kind")
     for kind in kinds:
         kernels.kernel(kind)
+    if "code_exec" in kinds and os.geteuid() == 0 and (problem := sandbox_problem()):
+        others = " ".join(k for k in kinds if k != "code_exec") or "retrieval"
+        raise ConfigError(
+            f"calibrating code_exec runs generated code as root, and the bubblewrap sandbox is "
+            f"not usable here: {problem}; {INSTALL_HINT}, or leave code_exec out "
+            f"(--kinds {others})"
+        )
     target_ms = budget_s * 1000.0 / len(kinds) / _CALLS_PER_TARGET
     slopes: dict[str, float] = {}
     fixed: dict[str, float] = {}

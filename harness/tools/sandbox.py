@@ -55,6 +55,7 @@ from harness.tools.sandbox_rlimits import run_rlimits
 __all__ = [
     "FSIZE_LIMIT_BYTES",
     "INNER_UID",
+    "INSTALL_HINT",
     "NOFILE_LIMIT",
     "NPROC_LIMIT",
     "OUTPUT_TAIL_BYTES",
@@ -118,6 +119,6 @@ def run_sandboxed(
     if is_root() and not allow_unsandboxed:
         raise SandboxUnavailable(
             f"refusing to run generated code as root without the bubblewrap sandbox: {problem}; "
-            f"{INSTALL_HINT}, or allow it explicitly (--unsafe-no-sandbox)"
+            f"{INSTALL_HINT}, or allow it explicitly (`harness run --unsafe-no-sandbox`)"
         )
     return run_rlimits(code, lim, isolate_network)

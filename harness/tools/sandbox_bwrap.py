@@ -271,7 +271,7 @@ def _tree_enforced(lim: Limits, cg: TreeCgroup, uid: int, nproc: int) -> dict[st
             f"tmpfs /tmp and /dev/shm of {TMPFS_BYTES} B each; RLIMIT_FSIZE = "
             f"{FSIZE_LIMIT_BYTES} B per file (stdout and stderr too); the rest read-only"
         ),
-        "network": "new network namespace: no interfaces up, no host sockets",
+        "network": "new network namespace: only its own loopback, no host address or socket",
         "identity": f"host uid {uid}, uid {INNER_UID} in a new user namespace, no capabilities",
         "filesystem": "read-only interpreter, stdlib and shared libraries; new /proc; minimal /dev",
     }

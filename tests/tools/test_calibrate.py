@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -68,3 +69,12 @@ def test_bad_file_names_the_file(tmp_path: Path, text: str) -> None:
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nope\.json"):
         Calibration.load(tmp_path / "nope.json")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the refusal is for a harness running as root")
+def test_code_exec_is_not_calibrated_as_root_without_bwrap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on it
+    with pytest.raises(ConfigError, match=r"apt-get install bubblewrap.*--kinds parse"):
+        calibrate(kinds=("code_exec", "parse"), budget_s=0.1)
