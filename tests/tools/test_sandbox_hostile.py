@@ -164,7 +164,7 @@ def test_2_forks_share_one_memory_limit(run: Run) -> None:
             pid = os.fork()
             if pid == 0:
                 block = b"x" * (400 << 20)  # every page touched
-                time.sleep(2)
+                time.sleep(1)
                 os._exit(0)
             kids.append(pid)
         print([os.waitpid(pid, 0)[1] for pid in kids], flush=True)
@@ -369,7 +369,7 @@ def test_10_the_program_is_unprivileged_inside_and_on_the_host(run: Run) -> None
             print("chowned")
         except OSError as exc:
             print("chown", type(exc).__name__)
-        subprocess.run([sys.executable, "-c", "import time; time.sleep(3)", {marker!r}])
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(1.5)", {marker!r}])
         """
     )
     watcher.join()
@@ -485,6 +485,7 @@ def test_17_host_processes_cannot_be_signalled_or_traced(run: Run) -> None:
                 except OSError as exc:
                     print("no", pid, type(exc).__name__)
                 print("ptrace", pid, libc.ptrace(16, pid, None, None))  # PTRACE_ATTACH
+            os.kill(os.getppid(), signal.SIGKILL)  # its parent: none it can see (0: itself)
             os.kill(-1, signal.SIGKILL)  # everything it may signal
             """
         )
