@@ -177,29 +177,34 @@ def _shares(parts: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def per_tool_kind(tools: pd.DataFrame, tool_s: float, total_s: float) -> dict[str, dict[str, Any]]:
-    """Per tool kind: calls, failures, the calls' summed wall, queue and work time, CPU seconds,
-    and its share of the total: the tool row (`tool_s`) split in proportion to the kinds'
-    work time, so the kinds' shares add up to the tool row's share."""
+def per_tool_kind(
+    tools: pd.DataFrame, tool_s: float, tool_queue_s: float, total_s: float
+) -> dict[str, dict[str, Any]]:
+    """Per tool kind: calls, failures, the calls' summed wall, wait and work time
+    (`calls_*_s`: parallel calls overlap, so these may exceed the rows), CPU seconds, and the
+    kind's part of the tool row (`tool_s`) and of the tool-queue row (`queue_s`), split in
+    proportion to the kinds' work and wait, so each adds up to its row; `share` is the
+    kind's tool part of the total, and the kinds' shares add up to the tool row's share."""
     result: dict[str, dict[str, Any]] = {}
     if tools.empty:
         return result
     wall = _s(tools["end_ns"] - tools["start_ns"])
     start = _work_start(tools)
     work = _s(tools["end_ns"].astype("Int64") - start).clip(lower=0.0)
-    queue = _s(start - tools["start_ns"].astype("Int64")).clip(lower=0.0)
-    all_work = float(work.sum())
+    wait = _s(start - tools["start_ns"].astype("Int64")).clip(lower=0.0)
+    all_work, all_wait = float(work.sum()), float(wait.sum())
     for kind, idx in tools.groupby("kind", sort=True).groups.items():
         part = tools.loc[idx]
-        kind_work = float(work.loc[idx].sum())
+        kind_work, kind_wait = float(work.loc[idx].sum()), float(wait.loc[idx].sum())
         attributed = tool_s * kind_work / all_work if all_work > 0 else 0.0
         result[str(kind)] = {
             "calls": len(part),
             "failures": int((part["status"] != "ok").sum()),
             "calls_wall_s": float(wall.loc[idx].sum()),
-            "queue_s": float(queue.loc[idx].sum()),
-            "work_s": kind_work,
+            "calls_wait_s": kind_wait,
+            "calls_work_s": kind_work,
             "tool_s": attributed,
+            "queue_s": tool_queue_s * kind_wait / all_wait if all_wait > 0 else 0.0,
             "tool_cpu_s": _tool_cpu_s(part),
             "share": attributed / total_s if total_s > 0 else None,
             "call_s": percentile_stats(wall.loc[idx].tolist()),
@@ -241,7 +246,9 @@ def latency_split(steps: pd.DataFrame, tools: pd.DataFrame, workload: str) -> di
         **totals,
         "sessions": len(sessions),
         "steps": len(steps),
-        "per_tool_kind": per_tool_kind(tools, parts["tool_s"], totals["total_s"]),
+        "per_tool_kind": per_tool_kind(
+            tools, parts["tool_s"], parts["tool_queue_s"], totals["total_s"]
+        ),
         "per_workload": {
             workload: {
                 k: totals[k]

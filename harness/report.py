@@ -156,7 +156,7 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
         if kinds:
             tk = Section(
                 "Tool kinds",
-                ("kind", "calls", "failed", "work s", "queued s", "CPU s", "share of total"),
+                ("kind", "calls", "failed", "tool s", "queued s", "CPU s", "share of total"),
             )
             for name, k in sorted(kinds.items()):
                 tk.rows.append(
@@ -164,7 +164,7 @@ def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
                         name,
                         format_value(k.get("calls")),
                         format_value(k.get("failures")),
-                        format_value(k.get("work_s", k.get("tool_s")), 3),
+                        format_value(k.get("tool_s"), 3),
                         format_value(k.get("queue_s"), 3),
                         format_value(k.get("tool_cpu_s"), 3),
                         format_share(k.get("share")),

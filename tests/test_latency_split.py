@@ -208,8 +208,11 @@ def test_queues_are_rows_of_their_own_and_shares_add_up_to_one() -> None:
     assert split["queue_share"] == pytest.approx(0.5)
     kinds = split["per_tool_kind"]
     assert sum(k["share"] for k in kinds.values()) == pytest.approx(shares["tool"])
-    assert kinds["code_exec"]["queue_s"] == pytest.approx(3.0)  # call 1 waited 3 s
+    assert kinds["code_exec"]["calls_wait_s"] == pytest.approx(3.0)  # call 1 waited 3 s
     assert kinds["code_exec"]["calls_wall_s"] == pytest.approx(9.0)  # overlapping calls
+    # Each column of the kinds adds up to its row: tool work and queue.
+    assert sum(k["tool_s"] for k in kinds.values()) == pytest.approx(split["tool_s"])
+    assert sum(k["queue_s"] for k in kinds.values()) == pytest.approx(split["tool_queue_s"])
     assert "queueing dominates: 50 %" in split["queue_note"]
     assert "tools.workers" in split["queue_note"]
 

@@ -54,8 +54,8 @@ def test_replay_tool_time_matches_recorded_durations(
     implied_tool_s = 2 * (0.3 + 0.2)  # the parallel pair takes 200 ms of wall time
     assert split["tool_s"] == pytest.approx(implied_tool_s, rel=0.03)
     kinds = split["per_tool_kind"]
-    assert kinds["retrieval"]["work_s"] == pytest.approx(0.6, rel=0.03)
-    assert kinds["web_search"]["work_s"] == pytest.approx(0.4, rel=0.03)
+    assert kinds["retrieval"]["calls_work_s"] == pytest.approx(0.6, rel=0.03)
+    assert kinds["web_search"]["calls_work_s"] == pytest.approx(0.4, rel=0.03)
     # The kinds split the tool row between them: parallel calls are not counted twice.
     assert sum(k["tool_s"] for k in kinds.values()) == pytest.approx(split["tool_s"])
     assert sum(k["share"] for k in kinds.values()) == pytest.approx(split["shares"]["tool"])
