@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
 from harness.timeline import in_flight
-from harness.units import ns_to_ms, ns_to_s
+from harness.units import NS_PER_MS, ns_to_ms, ns_to_s
 
 PERCENTILES: tuple[int, ...] = (50, 90, 99)
 """Percentiles reported for every latency figure (numpy, linear interpolation)."""
@@ -40,9 +42,12 @@ class Slo(BaseModel):
     e2el_ms: float | None = Field(default=None, gt=0)
 
 
-def percentile_stats(values: Iterable[float]) -> Stats:
+def percentile_stats(values: Iterable[float] | np.ndarray) -> Stats:
     """count, mean, p50, p90, p99 and (population) std of `values`; all None when empty."""
-    arr = np.asarray(list(values), dtype=np.float64)
+    if isinstance(values, np.ndarray):
+        arr = values.astype(np.float64, copy=False)
+    else:
+        arr = np.asarray(list(values), dtype=np.float64)
     stats: Stats = {"count": int(arr.size)}
     if arr.size == 0:
         stats.update({"mean": None, **{f"p{p}": None for p in PERCENTILES}, "std": None})
@@ -136,8 +141,33 @@ def _diff_ms(end: int | None, start: int | None) -> float | None:
     return ns_to_ms(end - start)
 
 
-def summarize_requests(df: pd.DataFrame, slo: Slo | None = None) -> dict[str, Any]:
-    """Run-level metrics from a request table (REQUEST_COLUMNS), defined as `vllm bench serve`."""
+def itl_ms_from_chunks(chunk_ns: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Inter-token latencies (ms) pooled over requests, from a list column of chunk times,
+    without turning the lists into Python objects (a long run has millions of chunks)."""
+    if isinstance(chunk_ns, pa.ChunkedArray):
+        chunk_ns = chunk_ns.combine_chunks()
+    if len(chunk_ns) == 0:
+        return np.empty(0, dtype=np.float64)
+    filled = pc.fill_null(chunk_ns, pa.scalar([], type=chunk_ns.type))
+    values = pc.list_flatten(filled).to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = pc.list_value_length(filled).to_numpy(zero_copy_only=False).astype(np.int64)
+    if values.size < 2:
+        return np.empty(0, dtype=np.float64)
+    gaps = np.diff(values)
+    # A gap from one request's last chunk to the next request's first is not an ITL.
+    ends = np.cumsum(lengths)[:-1] - 1
+    keep = np.ones(gaps.size, dtype=bool)
+    keep[ends[(ends >= 0) & (ends < gaps.size)]] = False
+    itl: np.ndarray = gaps[keep].astype(np.float64) / NS_PER_MS
+    return itl
+
+
+def summarize_requests(
+    df: pd.DataFrame, slo: Slo | None = None, itl_ms: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Run-level metrics from a request table (REQUEST_COLUMNS), defined as `vllm bench serve`.
+    `itl_ms`, where given, are the pooled inter-token latencies of the table's completed
+    measured requests (see `itl_ms_from_chunks`); the table then needs no chunk columns."""
     requests_warmup = len(df) - len(m := _measured(df))
     ok = _ok_flags(m)
     sent = _ints(m, "sent_ns")
@@ -148,7 +178,7 @@ def summarize_requests(df: pd.DataFrame, slo: Slo | None = None) -> dict[str, An
     prompt_tok = _ints(m, "prompt_tokens")
     output_tok = _ints(m, "output_tokens")
     status = _ints(m, "http_status")
-    chunks = _int_lists(m, "chunk_ns")
+    chunks = _int_lists(m, "chunk_ns") if itl_ms is None else []
     errors_col = m["error"].tolist() if "error" in m.columns else [None] * len(m)
 
     ttft: list[float] = []
@@ -199,8 +229,9 @@ def summarize_requests(df: pd.DataFrame, slo: Slo | None = None) -> dict[str, An
         sched_e2el = _diff_ms(last[i], scheduled[i])
         if sched_e2el is not None:
             e2el_sched.append(sched_e2el)
-        c = chunks[i]
-        itl.extend(ns_to_ms(b - a) for a, b in itertools.pairwise(c))
+        if itl_ms is None:
+            c = chunks[i]
+            itl.extend(ns_to_ms(b - a) for a, b in itertools.pairwise(c))
         if slo is not None and _meets(slo, r_ttft, r_tpot, r_e2el):
             good += 1
 
@@ -237,7 +268,7 @@ def summarize_requests(df: pd.DataFrame, slo: Slo | None = None) -> dict[str, An
         "total_throughput_tok_s": per_s(total_tokens),
         "ttft_ms": percentile_stats(ttft),
         "tpot_ms": percentile_stats(tpot),
-        "itl_ms": percentile_stats(itl),
+        "itl_ms": percentile_stats(itl if itl_ms is None else itl_ms),
         "e2el_ms": percentile_stats(e2el),
         "e2el_from_scheduled_ms": percentile_stats(e2el_sched),
         "send_lag_ms": percentile_stats(send_lag),

@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -141,24 +141,40 @@ def _check_name(name: str) -> None:
         raise ResultsError(f"{name!r} is a core run file; use the dedicated method")
 
 
+JOURNAL_BATCH_ROWS = 20_000
+"""Journal rows turned into Arrow at a time, so sealing a long run's tables needs memory for
+one batch, not for the whole run."""
+
+
+def _journal_batches(
+    path: Path, batch_rows: int = JOURNAL_BATCH_ROWS
+) -> Iterator[list[dict[str, Any]]]:
+    """Rows of a journal, a batch at a time; a torn last line (killed mid-write) is dropped,
+    other bad lines raise."""
+    batch: list[dict[str, Any]] = []
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                if not line.endswith("\n"):
+                    break  # the torn tail of a killed writer
+                raise ResultsError(f"{path}:{lineno}: corrupt journal line: {exc}") from exc
+            if not isinstance(row, dict):
+                raise ResultsError(f"{path}:{lineno}: journal line is not a JSON object")
+            batch.append(row)
+            if len(batch) >= batch_rows:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
 def _read_journal(path: Path) -> list[dict[str, Any]]:
-    """Rows of a journal; a torn last line (killed mid-write) is dropped, other bad lines raise."""
-    rows: list[dict[str, Any]] = []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    # A complete journal ends with "\n", so the final element is "" or a torn tail.
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if lineno == len(lines):
-                break
-            raise ResultsError(f"{path}:{lineno}: corrupt journal line: {exc}") from exc
-        if not isinstance(row, dict):
-            raise ResultsError(f"{path}:{lineno}: journal line is not a JSON object")
-        rows.append(row)
-    return rows
+    """All rows of a journal (see `_journal_batches`)."""
+    return [row for batch in _journal_batches(path) for row in batch]
 
 
 def _rows_to_table(
@@ -169,6 +185,11 @@ def _rows_to_table(
         return pa.Table.from_pylist(rows, schema=schema)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise ResultsError(f"{source}: rows do not fit the table's schema: {exc}") from exc
+
+
+def arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """An Arrow run table as pandas with nullable Int64/boolean/string columns."""
+    return _table_to_frame(table)
 
 
 def _table_to_frame(table: pa.Table) -> pd.DataFrame:
@@ -216,6 +237,24 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     os.close(fd)
     try:
         pq.write_table(table, tmp_name)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _journal_to_parquet(journal: Path, path: Path, schema: pa.Schema) -> None:
+    """Write a journal's rows as a Parquet file with `schema`, a batch at a time, atomically."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with pq.ParquetWriter(tmp_name, schema) as out:
+            wrote = False
+            for rows in _journal_batches(journal):
+                out.write_table(_rows_to_table(rows, journal, schema))
+                wrote = True
+            if not wrote:
+                out.write_table(schema.empty_table())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -331,11 +370,7 @@ class RunWriter:
         for table in TABLE_COLUMN_KINDS:
             journal = self.run_dir / journal_file(table)
             if journal.exists():
-                rows = _read_journal(journal)
-                _write_parquet(
-                    _rows_to_table(rows, journal, table_schema(table)),
-                    self.run_dir / table_file(table),
-                )
+                _journal_to_parquet(journal, self.run_dir / table_file(table), table_schema(table))
         samples = self.run_dir / journal_file(SAMPLES_TABLE)
         if samples.exists():
             frame = samples_frame(_read_journal(samples))
@@ -444,21 +479,28 @@ class RunReader:
 
     def table(self, table: str) -> pd.DataFrame:
         """A run table by name (requests, steps, tools), from Parquet or a killed run's journal."""
+        return _table_to_frame(self.arrow(table))
+
+    def arrow(self, table: str) -> pa.Table:
+        """A run table as Arrow (columns stay columnar: a long run's chunk lists are never
+        Python objects), from Parquet or a killed run's journal."""
         if table not in TABLE_COLUMN_KINDS:
             raise ResultsError(f"no run table named {table!r}")
         schema = table_schema(table)
         parquet_path = self.run_dir / table_file(table)
         if parquet_path.is_file():
             try:
-                arrow = pq.read_table(parquet_path, schema=schema)
+                arrow: pa.Table = pq.read_table(parquet_path, schema=schema)
             except (OSError, pa.ArrowException) as exc:
                 raise ResultsError(f"{parquet_path}: unreadable: {exc}") from exc
-            return _table_to_frame(arrow)
+            return arrow
         journal_path = self.run_dir / journal_file(table)
         if journal_path.is_file():
-            return _table_to_frame(
-                _rows_to_table(_read_journal(journal_path), journal_path, schema)
-            )
+            batches = [
+                _rows_to_table(rows, journal_path, schema)
+                for rows in _journal_batches(journal_path)
+            ]
+            return pa.concat_tables(batches) if batches else schema.empty_table()
         raise ResultsError(f"{self.run_dir}: missing {table_file(table)} and {journal_file(table)}")
 
     def frame(self, name: str) -> pd.DataFrame | None:

@@ -4,14 +4,17 @@ finished and for one recovered from its journals after a crash, a kill or a lost
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from harness.analysis import Slo, summarize_requests
+from harness.analysis import Slo, itl_ms_from_chunks, summarize_requests
 from harness.errors import ResultsError
 from harness.latency_split import latency_split, session_figures
-from harness.results import RunReader, table_frame
+from harness.results import RunReader, arrow_frame, table_frame
 
 RECOVERED_NOTE = (
     "the run did not finish (status {status!r}): figures are recovered from its journals; "
@@ -19,19 +22,44 @@ RECOVERED_NOTE = (
 )
 
 
+CHUNK_COLUMNS: tuple[str, ...] = ("chunk_ns", "chunk_tokens")
+"""The request table's per-chunk lists: by far its largest part, read as Arrow only."""
+
+
+@dataclass(frozen=True)
+class RequestTable:
+    """A run's requests as the summary needs them: one row each without the chunk lists,
+    and the pooled inter-token latencies of the completed measured requests."""
+
+    frame: pd.DataFrame
+    itl_ms: np.ndarray
+
+
+def read_requests(reader: RunReader) -> RequestTable:
+    """The requests of a run directory, the chunk lists turned into ITLs in Arrow, so a long
+    run's millions of chunks never become Python objects."""
+    arrow = reader.arrow("requests")
+    frame = arrow_frame(arrow.drop_columns(list(CHUNK_COLUMNS)))
+    measured_ok = frame["ok"].fillna(False).astype(bool) & ~frame["warmup"].fillna(False).astype(
+        bool
+    )
+    chunks = arrow.filter(pa.array(measured_ok.to_numpy(dtype=bool))).column("chunk_ns")
+    return RequestTable(frame, itl_ms_from_chunks(chunks))
+
+
 def table_figures(
-    requests: pd.DataFrame,
+    requests: RequestTable,
     steps: pd.DataFrame | None,
     tools: pd.DataFrame | None,
     slo: Slo | None,
     workload: str,
 ) -> dict[str, Any]:
     """Request metrics, and for agent runs the latency split and session figures."""
-    summary = summarize_requests(requests, slo)
+    summary = summarize_requests(requests.frame, slo, itl_ms=requests.itl_ms)
     if steps is not None and not steps.empty:
         tools_df = tools if tools is not None else table_frame("tools", [])
         summary["latency_split"] = latency_split(steps, tools_df, workload)
-        summary["session_figures"] = session_figures(steps, requests)
+        summary["session_figures"] = session_figures(steps, requests.frame)
     return summary
 
 
@@ -65,7 +93,7 @@ def recover_summary(reader: RunReader) -> dict[str, Any]:
             f"{reader.run_dir}: no summary.json and no request journal: the run stopped "
             "before it recorded anything to recover"
         )
-    requests = reader.requests()
+    requests = read_requests(reader)
     steps = reader.table("steps") if reader.has_table("steps") else None
     tools = reader.table("tools") if reader.has_table("tools") else None
     workload = manifest.get("workload")
@@ -74,10 +102,10 @@ def recover_summary(reader: RunReader) -> dict[str, Any]:
     status = str(manifest.get("status") or "unknown")
     raw_plan = manifest.get("plan")
     plan: Mapping[str, Any] = raw_plan if isinstance(raw_plan, Mapping) else {}
-    prompt_mismatch, output_mismatch = token_mismatches(requests)
+    prompt_mismatch, output_mismatch = token_mismatches(requests.frame)
     summary["run"] = {
         "requests_planned": plan.get("requests"),
-        "requests_sent": int(requests["sent_ns"].notna().sum()),
+        "requests_sent": int(requests.frame["sent_ns"].notna().sum()),
         "prompt_token_mismatches": prompt_mismatch,
         "output_token_mismatches": output_mismatch,
         "interrupted": None,

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from harness.analysis import Slo, per_session_summary, percentile_stats, summarize_requests
+from harness.analysis import (
+    Slo,
+    itl_ms_from_chunks,
+    per_session_summary,
+    percentile_stats,
+    summarize_requests,
+)
 from harness.records import REQUEST_COLUMNS, RequestRecord, record_to_row
-from harness.results import RunReader, RunWriter
+from harness.results import RunReader, RunWriter, requests_frame
 
 MS = 1_000_000  # ns per ms, spelled out so the expected values below read as ms
 
@@ -330,3 +340,37 @@ def test_per_session_summary_empty() -> None:
     sessions = per_session_summary(frame([]))
     assert len(sessions) == 0
     assert "session_latency_s" in sessions.columns
+
+
+@given(
+    st.lists(
+        st.one_of(st.none(), st.lists(st.integers(0, 10**15), max_size=6).map(sorted)),
+        max_size=30,
+    )
+)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+def test_itl_from_arrow_chunks_equals_the_pairwise_gaps(chunks: list[list[int] | None]) -> None:
+    expected = [(b - a) / 1e6 for c in chunks if c for a, b in itertools.pairwise(c)]
+    got = itl_ms_from_chunks(pa.array(chunks, type=pa.list_(pa.int64())))
+    assert got.tolist() == pytest.approx(expected)
+
+
+def test_summary_with_arrow_itl_matches_the_row_by_row_summary() -> None:
+    records = [
+        _req(
+            f"r{i}",
+            scheduled_ms=10 * i,
+            sent_ms=10 * i + 1,
+            chunks_ms=[10 * i + 3, 10 * i + 4.5, 10 * i + 8],
+            done_ms=10 * i + 8,
+            prompt=10,
+            output=3,
+            warmup=i == 0,
+        )
+        for i in range(5)
+    ]
+    df = requests_frame(records)
+    df = df[~df["warmup"].astype(bool)]
+    itl = itl_ms_from_chunks(pa.array(df["chunk_ns"].tolist(), type=pa.list_(pa.int64())))
+    lean = df.drop(columns=["chunk_ns", "chunk_tokens"])
+    assert summarize_requests(lean, itl_ms=itl) == summarize_requests(df)

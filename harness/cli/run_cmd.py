@@ -35,7 +35,7 @@ from harness.redact import redact
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome, preflight
 from harness.report import render_console, run_notes
 from harness.results import RunReader, RunWriter, table_frame
-from harness.run_summary import table_figures, token_mismatches
+from harness.run_summary import read_requests, table_figures, token_mismatches
 from harness.server import AttachedServer, Server, ServerInfo
 from harness.server_process import EmbeddedServer, LaunchedServer
 from harness.telemetry.cpu import host_inventory
@@ -466,17 +466,17 @@ def _finish(
     summary_metrics = _server_metrics_delta(info, metrics_before, console)
     writer.seal_tables()
     reader = RunReader(out)
-    requests = reader.requests()
+    requests = read_requests(reader)
     steps = reader.table("steps") if reader.has_table("steps") else None
     tools = reader.table("tools") if reader.has_table("tools") else None
     slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
     summary = table_figures(requests, steps, tools, slo, spec.name)
-    summary["run"] = _extra_summary(outcome, plan, requests)
+    summary["run"] = _extra_summary(outcome, plan, requests.frame)
     summary["server_metrics"] = summary_metrics
     if telemetry is not None:
         sessions_run = int(steps["session_id"].nunique()) if steps is not None else None
         samples = reader.frame("telemetry")
-        summary["energy"] = telemetry.energy(samples, requests, tools, sessions_run)
+        summary["energy"] = telemetry.energy(samples, requests.frame, tools, sessions_run)
         summary["telemetry"] = telemetry.status()
     else:
         summary["energy"] = None
