@@ -149,16 +149,15 @@ def itl_ms_from_chunks(chunk_ns: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if len(chunk_ns) == 0:
         return np.empty(0, dtype=np.float64)
     filled = pc.fill_null(chunk_ns, pa.scalar([], type=chunk_ns.type))
-    values = pc.list_flatten(filled).to_numpy(zero_copy_only=False).astype(np.int64)
-    lengths = pc.list_value_length(filled).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = pc.list_flatten(filled).to_numpy(zero_copy_only=False)
     if values.size < 2:
         return np.empty(0, dtype=np.float64)
-    gaps = np.diff(values)
+    lengths = pc.list_value_length(filled).to_numpy(zero_copy_only=False).astype(np.int64)
+    gaps = np.subtract(values[1:], values[:-1], dtype=np.float64)
+    gaps /= NS_PER_MS
     # A gap from one request's last chunk to the next request's first is not an ITL.
     ends = np.cumsum(lengths)[:-1] - 1
-    keep = np.ones(gaps.size, dtype=bool)
-    keep[ends[(ends >= 0) & (ends < gaps.size)]] = False
-    itl: np.ndarray = gaps[keep].astype(np.float64) / NS_PER_MS
+    itl: np.ndarray = np.delete(gaps, ends[(ends >= 0) & (ends < gaps.size)])
     return itl
 
 

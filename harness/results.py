@@ -14,7 +14,7 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -141,9 +141,12 @@ def _check_name(name: str) -> None:
         raise ResultsError(f"{name!r} is a core run file; use the dedicated method")
 
 
-JOURNAL_BATCH_ROWS = 20_000
-"""Journal rows turned into Arrow at a time, so sealing a long run's tables needs memory for
-one batch, not for the whole run."""
+JOURNAL_BATCH_ROWS = 2_000
+"""Journal rows parsed into Python at a time before they become Arrow, so sealing a long
+run's tables holds one small batch as Python objects, never the whole run."""
+
+ROW_GROUP_ROWS = 64_000
+"""Rows per Parquet row group written from a journal (Arrow batches gathered to this size)."""
 
 
 def _journal_batches(
@@ -249,12 +252,17 @@ def _journal_to_parquet(journal: Path, path: Path, schema: pa.Schema) -> None:
     os.close(fd)
     try:
         with pq.ParquetWriter(tmp_name, schema) as out:
+            pending: list[pa.Table] = []
+            rows_pending = 0
             wrote = False
             for rows in _journal_batches(journal):
-                out.write_table(_rows_to_table(rows, journal, schema))
-                wrote = True
-            if not wrote:
-                out.write_table(schema.empty_table())
+                pending.append(_rows_to_table(rows, journal, schema))
+                rows_pending += len(rows)
+                if rows_pending >= ROW_GROUP_ROWS:
+                    out.write_table(pa.concat_tables(pending))
+                    pending, rows_pending, wrote = [], 0, True
+            if pending or not wrote:
+                out.write_table(pa.concat_tables(pending) if pending else schema.empty_table())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -481,19 +489,22 @@ class RunReader:
         """A run table by name (requests, steps, tools), from Parquet or a killed run's journal."""
         return _table_to_frame(self.arrow(table))
 
-    def arrow(self, table: str) -> pa.Table:
+    def arrow(self, table: str, columns: Sequence[str] | None = None) -> pa.Table:
         """A run table as Arrow (columns stay columnar: a long run's chunk lists are never
-        Python objects), from Parquet or a killed run's journal."""
+        Python objects), from Parquet or a killed run's journal; `columns` reads only those."""
         if table not in TABLE_COLUMN_KINDS:
             raise ResultsError(f"no run table named {table!r}")
         schema = table_schema(table)
+        if columns is not None:
+            schema = pa.schema([schema.field(c) for c in columns])
         parquet_path = self.run_dir / table_file(table)
         if parquet_path.is_file():
             try:
+                # Reading by schema reads only its columns; one an older run lacks is null.
                 arrow: pa.Table = pq.read_table(parquet_path, schema=schema)
+                return arrow
             except (OSError, pa.ArrowException) as exc:
                 raise ResultsError(f"{parquet_path}: unreadable: {exc}") from exc
-            return arrow
         journal_path = self.run_dir / journal_file(table)
         if journal_path.is_file():
             batches = [

@@ -14,6 +14,7 @@ import pyarrow as pa
 from harness.analysis import Slo, itl_ms_from_chunks, summarize_requests
 from harness.errors import ResultsError
 from harness.latency_split import latency_split, session_figures
+from harness.records import TABLE_COLUMN_KINDS
 from harness.results import RunReader, arrow_frame, table_frame
 
 RECOVERED_NOTE = (
@@ -38,13 +39,12 @@ class RequestTable:
 def read_requests(reader: RunReader) -> RequestTable:
     """The requests of a run directory, the chunk lists turned into ITLs in Arrow, so a long
     run's millions of chunks never become Python objects."""
-    arrow = reader.arrow("requests")
-    frame = arrow_frame(arrow.drop_columns(list(CHUNK_COLUMNS)))
-    measured_ok = frame["ok"].fillna(False).astype(bool) & ~frame["warmup"].fillna(False).astype(
-        bool
-    )
-    chunks = arrow.filter(pa.array(measured_ok.to_numpy(dtype=bool))).column("chunk_ns")
-    return RequestTable(frame, itl_ms_from_chunks(chunks))
+    lean = [c for c in TABLE_COLUMN_KINDS["requests"] if c not in CHUNK_COLUMNS]
+    frame = arrow_frame(reader.arrow("requests", lean))
+    ok = frame["ok"].fillna(False).astype(bool)
+    measured_ok = (ok & ~frame["warmup"].fillna(False).astype(bool)).to_numpy(dtype=bool)
+    chunks = reader.arrow("requests", ["chunk_ns"]).column("chunk_ns")
+    return RequestTable(frame, itl_ms_from_chunks(chunks.filter(pa.array(measured_ok))))
 
 
 def table_figures(
