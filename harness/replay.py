@@ -197,10 +197,19 @@ class Replayer:
         self._ordinals = itertools.count()
         self._sem = asyncio.Semaphore(opts.max_concurrency) if opts.max_concurrency else None
         self._stop = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
         self._exhausted = False
         self._unreachable_in_a_row = 0
         self._deadline_ns: int | None = None
         self.outcome = ReplayOutcome()
+
+    def interrupt(self, reason: str) -> None:
+        """Stop now: no new request, every session in flight cancelled (its sent requests
+        still recorded), the outcome marked interrupted whatever the cancellation meets."""
+        self.outcome.interrupted = True
+        self.stop(reason)
+        for task in list(self._running):
+            task.cancel()
 
     def stop(self, reason: str | None = None) -> None:
         """Stop sending new requests (in-flight ones finish or are cancelled by the caller)."""
@@ -456,6 +465,8 @@ class Replayer:
             task = asyncio.create_task(self.run_session(session, start + offset))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def _closed_loop(self, sessions: Iterator[Session]) -> None:
         assert self._opts.concurrency is not None
@@ -467,6 +478,7 @@ class Replayer:
                 await self.run_session(session, self._now_ns())
 
         workers = [asyncio.create_task(worker()) for _ in range(self._opts.concurrency)]
+        self._running.update(workers)
         try:
             await asyncio.gather(*workers)
         except asyncio.CancelledError:

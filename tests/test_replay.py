@@ -653,3 +653,26 @@ async def test_no_slot_wait_without_a_cap() -> None:
     r = Run(ReplayOptions(pattern="trace", time_scale=0.0))
     await r.run([_session(0)])
     assert r.records[0].slot_wait_ns is None
+
+
+@pytest.mark.parametrize(
+    "opts",
+    [
+        ReplayOptions(pattern="trace", time_scale=1.0),
+        ReplayOptions(pattern="closed", concurrency=2),
+    ],
+    ids=["open", "closed"],
+)
+async def test_interrupt_cancels_sessions_in_flight_and_marks_the_outcome(
+    opts: ReplayOptions,
+) -> None:
+    r = Run(opts, delay_s=5.0)
+    sessions = [_session(i, start_ms=i * 10.0) for i in range(4)]
+    task = asyncio.ensure_future(r.run(sessions))
+    await asyncio.sleep(0.2)
+    t0 = time.monotonic()
+    r.replayer.interrupt("stop signal")
+    outcome = await task
+    assert time.monotonic() - t0 < 1.0  # in-flight requests were cancelled, not awaited
+    assert outcome.interrupted and outcome.aborted_reason == "stop signal"
+    assert r.records and all(rec.error == "cancelled" for rec in r.records)

@@ -218,7 +218,7 @@ async def _replay(
             task = asyncio.ensure_future(replayer.run(sessions))
 
             def stop() -> None:
-                replayer.stop("interrupted by a stop signal")
+                replayer.interrupt("interrupted by a stop signal")
                 task.cancel()
 
             def stop_soon() -> None:
@@ -337,6 +337,7 @@ def _execute_on(
             highlight=False,
         )
     outcome = ReplayOutcome()
+    replayer: Replayer | None = None
     crash: Exception | None = None
     with RunWriter(out, overwrite=args.overwrite) as writer:
         # Taken once, before the load: inventories (NVML, psutil) are not re-read after it.
@@ -422,12 +423,14 @@ def _execute_on(
                 finally:
                     telemetry.stop()
                     gc.unfreeze()
-        except StopRequested:
+        except KeyboardInterrupt:  # a stop signal (StopRequested) or a stray Ctrl-C
+            outcome = replayer.outcome if replayer is not None else outcome
             outcome.interrupted = True
             outcome.aborted_reason = outcome.aborted_reason or "interrupted by a stop signal"
         except Exception as err:
             # The harness itself failed mid-run: keep what was measured, say so, then report.
             crash = err
+            outcome = replayer.outcome if replayer is not None else outcome
             outcome.aborted_reason = f"harness error: {type(err).__name__}: {err}"
         with signals.writing():
             summary = _finish(

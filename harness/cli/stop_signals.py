@@ -53,9 +53,15 @@ class StopSignals:
         self._defer = True
         raise StopRequested(signum)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether a stop signal has arrived."""
+        return self.signum is not None
+
     @contextmanager
     def replay(self, on_stop: Callable[[], None]) -> Iterator[None]:
-        """While the replay loop runs, a stop signal calls `on_stop` (once)."""
+        """While the replay loop runs, a stop signal calls `on_stop` (once); once it has
+        ended, signals are only noted: the run is already on its way to its results."""
         self._on_stop = on_stop
         if self.signum is not None:
             on_stop()
@@ -63,6 +69,7 @@ class StopSignals:
             yield
         finally:
             self._on_stop = None
+            self._defer = True
 
     @contextmanager
     def writing(self) -> Iterator[None]:

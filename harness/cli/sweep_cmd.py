@@ -8,6 +8,7 @@ import copy
 import itertools
 import json
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from harness.cli.common import add_workload_args, option_errors, resolve_workloa
 from harness.cli.console import make_console, rule
 from harness.cli.run_cmd import EXIT_INTERRUPTED, check_workload, execute, make_server
 from harness.cli.run_options import add_load_options, add_server_args, apply_overrides
+from harness.cli.stop_signals import StopRequested, stop_signals
 from harness.errors import ConfigError, ResultsError
 from harness.fleet.catalog import load_catalog, match_accelerator
 from harness.model_shape import model_shape
@@ -216,6 +218,7 @@ def sweep(args: argparse.Namespace) -> int:
     points: list[dict[str, Any]] = []
     slo = base.slo.model_dump() if base.slo is not None else {}
     status = "running"
+    interrupted_code = EXIT_INTERRUPTED
     stopped: str | None = None
     model: dict[str, Any] = model_shape(None)
 
@@ -253,13 +256,15 @@ def sweep(args: argparse.Namespace) -> int:
             points.append(point_figures(load, f"points/{name}", summary, args.slo_attainment))
         return code
 
+    signals_said = _say(console)
     try:
-        with make_server(args) as info:
+        with stop_signals(signals_said), make_server(args) as info:
             model = _model(info)
             for i, (load, spec, point_args) in enumerate(specs):
                 code = run_point(info, load, spec, point_args, f"{i + 1}/{len(specs)}")
-                if code == EXIT_INTERRUPTED:
+                if _interrupted(code):
                     status = "interrupted"
+                    interrupted_code = code
                     break
                 write(status)
                 stopped = None if args.no_stop_early else stop_reason(points)
@@ -273,10 +278,18 @@ def sweep(args: argparse.Namespace) -> int:
                     break
                 load, spec, point_args = point(mid)
                 code = run_point(info, load, spec, point_args, f"refine {r + 1}/{args.refine}")
-                if code == EXIT_INTERRUPTED:
+                if _interrupted(code):
                     status = "interrupted"
+                    interrupted_code = code
                     break
                 write(status)
+    except StopRequested as stop:
+        # A stop signal between points (or while the server started): what was measured is
+        # kept, the server is stopped on the way out.
+        status = "interrupted"
+        interrupted_code = 128 + stop.signum
+        write(status)
+        return interrupted_code
     except BaseException:
         status = "failed"  # a crash leaves what was measured, marked as such
         write(status)
@@ -309,7 +322,18 @@ def sweep(args: argparse.Namespace) -> int:
         if cap["power_note"]:
             _note(console, str(cap["power_note"]))
     console.print(f"capacity: {out / CAPACITY_FILE}")
-    return EXIT_INTERRUPTED if status == "interrupted" else 0
+    return interrupted_code if status == "interrupted" else 0
+
+
+def _interrupted(code: int) -> bool:
+    """Whether a point's exit code says a stop signal ended it (130 for Ctrl-C, 143 for
+    SIGTERM: 128 + the signal)."""
+    return code == EXIT_INTERRUPTED or code > 128
+
+
+def _say(console: Console) -> Callable[[str], None]:
+    """Print a stop-signal message literally."""
+    return lambda text: console.print(text, markup=False, highlight=False)
 
 
 def _note(console: Console, text: str) -> None:

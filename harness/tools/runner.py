@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import resource
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -140,10 +141,18 @@ def _maxrss_bytes(usage: resource.struct_rusage) -> int:
     return usage.ru_maxrss if sys.platform == "darwin" else usage.ru_maxrss * 1024
 
 
+def _ignore_stop(signum: int, frame: object) -> None:
+    """A worker's handler for the stop signals its parent handles."""
+
+
 def _worker_init(prepare_seed: int | None, scratch_dir: str | None = None) -> None:
     """Pool initializer: temporary folders under the run's scratch folder (removed with it,
     even when this worker is killed), the kernels' cached inputs for a seed and the sandbox's
-    view of the interpreter built up front."""
+    view of the interpreter built up front. Ctrl-C and SIGTERM sent to the whole process
+    group are the parent's to handle: a worker carries on until the parent shuts the pool
+    (a handler, not SIG_IGN, so programs the worker starts get the default again)."""
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _ignore_stop)
     if scratch_dir is not None:
         tempfile.tempdir = scratch_dir
     if prepare_seed is not None:

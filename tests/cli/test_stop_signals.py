@@ -38,3 +38,15 @@ def test_previous_handlers_come_back() -> None:
     with stop_signals(lambda _: None):
         assert signal.getsignal(signal.SIGTERM) is not before
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_after_the_replay_a_signal_is_only_noted() -> None:
+    """Between the replay's end and the results (workers and telemetry stopping) a first
+    signal must not raise: the run is already on its way to writing its results."""
+    said: list[str] = []
+    with stop_signals(said.append) as signals:
+        with signals.replay(lambda: None):
+            pass
+        os.kill(os.getpid(), signal.SIGTERM)  # must not raise StopRequested
+    assert signals.stopped and signals.exit_code == 128 + signal.SIGTERM
+    assert said == ["SIGTERM: already stopping; the results are being written"]

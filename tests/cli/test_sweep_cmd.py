@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -206,3 +210,43 @@ def test_sweep_against_the_real_server_writes_points_and_capacity(
     assert cap["busy_w"] is None and cap["busy_w_source"] == "unavailable"
     assert doc["model"]["n_params"] and doc["model"]["n_layers"]
     assert doc["model"]["mean_context_tok"] > 0
+
+
+@pytest.mark.integration
+def test_sigterm_stops_a_sweep_and_keeps_its_points(
+    vllm_server: ServerInfo, tmp_path: Path
+) -> None:
+    """SIGTERM during the first point: that point's results are written, no further point
+    runs, capacity.json says interrupted, and the exit is 143."""
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "sweep",
+            str(REPO / "workloads" / "sweep-chatbot.yaml"),
+            "--server",
+            vllm_server.base_url,
+            "--rates",
+            "2,4,8",
+            "--duration",
+            "20",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    journal = out / "points" / "rate-2" / "requests.partial.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (journal.exists() and journal.stat().st_size):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output.decode()[-2000:]
+    doc = json.loads((out / "capacity.json").read_text())
+    assert doc["status"] == "interrupted"
+    assert [p["load"] for p in doc["points"]] == [2]
+    assert (out / "points" / "rate-2" / "summary.json").exists()
+    assert not (out / "points" / "rate-4").exists()
