@@ -24,8 +24,10 @@ MAX_HASH_ID = 2**63 - 1
 MAX_PARALLEL_GROUP = 2**31 - 1
 """A tool call's parallel group number."""
 
-MAX_SEED = 2**64 - 1
-"""A random seed (numpy's SeedSequence takes non-negative integers)."""
+MAX_SEED = 10**18
+"""A random seed or prompt salt, in a workload file or on the command line (numpy's
+SeedSequence takes any non-negative integer; this is the largest every number type here
+accepts)."""
 
 MAX_TIME_SCALE = 1000.0
 """`arrival.time_scale`: trace gaps may be stretched at most this much (0 sends at once)."""
@@ -50,6 +52,9 @@ MAX_SYNTHETIC_STEPS = 10_000
 
 MAX_TOOLS_PER_STEP = 100
 """Tool calls after one generated agent step."""
+
+MAX_TOOL_WORKERS = 256
+"""Tool worker processes a run may start, whatever a workload asks for."""
 
 MAX_SCALE = 1000.0
 """A generator's `scale` (token lengths) and `tool_duration_scale`."""

@@ -17,6 +17,7 @@ from harness.workload.limits import (
     MAX_REQUESTS,
     MAX_SEED,
     MAX_TIME_SCALE,
+    MAX_TOOL_WORKERS,
 )
 from harness.workload.synthetic import validate_params
 
@@ -78,17 +79,13 @@ class RequestSpec(_Strict):
     timeout_s: FiniteFloat = Field(default=600.0, gt=0, le=MAX_DURATION_S)
 
 
-MAX_TOOL_WORKERS = 256
-"""Most tool worker processes a run may start, whatever a workload asks for."""
-
-
 class ToolsSpec(_Strict):
     """How agent tool calls run: replayed waits or the real CPU kernels sized by calibration."""
 
     mode: Literal["replay", "execute"] = "replay"
     on_failure: Literal["continue", "stop"] = "continue"
     calibration: Path | None = None
-    workers: Annotated[int, Field(ge=1, le=MAX_TOOL_WORKERS)] | Literal["auto"] = "auto"
+    workers: Annotated[Count, Field(ge=1, le=MAX_TOOL_WORKERS)] | Literal["auto"] = "auto"
     """Tool worker processes for execute mode; `auto`: as many as the host's usable CPUs."""
     unsafe_no_sandbox: bool = False
     """Let code_exec run as root without the bubblewrap sandbox (per-process rlimits only)."""

@@ -95,9 +95,9 @@ def test_reads_fixture(data_dir: Path) -> None:
             "exceeds the limit",
         ),
         (
-            '{"timestamp": 0, "input_length": 5.0, "output_length": 1, "hash_ids": [1]}',
+            '{"timestamp": 0, "input_length": 5.5, "output_length": 1, "hash_ids": [1]}',
             "input_length",
-            "expected a non-negative integer, got 5.0",
+            "expected a non-negative integer, got 5.5",
         ),
         (
             '{"timestamp": 0, "input_length": false, "output_length": 1, "hash_ids": []}',
@@ -151,3 +151,13 @@ def test_timestamps_must_not_go_backwards(tmp_path: Path) -> None:
 def test_missing_file_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         iter_mooncake(tmp_path / "nope.jsonl")
+
+
+def test_a_count_written_as_a_whole_float_is_read(tmp_path: Path) -> None:
+    """Some exporters write counts as `512.0`: the number is whole, so it is the count."""
+    path = tmp_path / "trace.jsonl"
+    path.write_text(
+        '{"timestamp": 0, "input_length": 512.0, "output_length": 8.0, "hash_ids": [3]}\n'
+    )
+    (session,) = list(iter_mooncake(path))
+    assert session.steps[0].new_input_tokens == 512 and session.steps[0].output_tokens == 8

@@ -135,8 +135,10 @@ class CsvRows:
 
 
 def json_count(path: Path, line: int, field: str, raw: Any, maximum: int = MAX_TOKENS) -> int:
-    """A token count in a JSON record: a JSON integer (not a string, float or boolean) from 0
-    to `maximum`."""
+    """A token count in a JSON record: a JSON integer, or a number with no fraction as some
+    exporters write them (`512.0`), from 0 to `maximum`; not a string or a boolean."""
+    if isinstance(raw, float) and math.isfinite(raw) and raw.is_integer() and raw >= 0:
+        raw = int(raw) if raw <= maximum else raw
     if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
         return _at_most(path, line, field, raw, maximum)
     raise TraceFormatError(path, line, field, f"expected a non-negative integer, got {brief(raw)}")
