@@ -66,10 +66,6 @@ class RunTelemetry:
         self._scraper.close()
         self.gpu.close()
 
-    def frame(self) -> pd.DataFrame:
-        """The samples as the `telemetry` table."""
-        return pd.DataFrame(self.sampler.rows())
-
     def status(self) -> dict[str, Any]:
         """What was sampled, what was not and why, and the sampler's own cost."""
         overhead = self.sampler.overhead()

@@ -433,12 +433,18 @@ def _execute_on(
             outcome = replayer.outcome if replayer is not None else outcome
             outcome.aborted_reason = f"harness error: {type(err).__name__}: {err}"
         with signals.writing():
-            summary = _finish(
-                spec, writer, out, info, outcome, plan, telemetry, metrics_before, console
-            )
+            try:
+                summary = _finish(
+                    spec, writer, out, info, outcome, plan, telemetry, metrics_before, console
+                )
+            except Exception:
+                manifest["status"] = "failed"  # the journals stay: the run is recoverable
+                writer.write_manifest(manifest)
+                raise
+            # summary.json first: a manifest that says how the run ended always has it.
+            writer.finalize(summary)
             manifest["status"] = "failed" if crash is not None else _status(outcome)
             writer.write_manifest(manifest)
-            writer.finalize(summary)
     if crash is not None:
         console.print(f"results so far: {out}", markup=False, highlight=False)
         raise crash
