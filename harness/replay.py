@@ -122,10 +122,11 @@ def preflight(
     sessions: Iterable[Session], opts: ReplayOptions, tool_kinds: Container[str] | None = None
 ) -> dict[str, int]:
     """Count what a run will send before it starts: sessions, requests (after
-    `max_requests`), requests that exceed the context window, and tool calls. Every step's
+    `max_requests`), requests that exceed the context window, tool calls and the longest
+    request (prompt + output tokens). Every step's
     prompt is checked to be buildable (ConfigError naming session and step); with
     `tool_kinds`, every tool call is checked (kind known, duration and size possible)."""
-    n_sessions = n_requests = over = n_tools = 0
+    n_sessions = n_requests = over = n_tools = longest = 0
     for session in sessions:
         if opts.max_requests is not None and n_requests >= opts.max_requests:
             break
@@ -139,6 +140,7 @@ def preflight(
             problem = prompt_problem(step)
             if problem is not None:
                 raise ConfigError(f"session {session.session_id!r} step {index}: {problem}")
+            longest = max(longest, prompt + step.output_tokens)
             if not fits(prompt, step.output_tokens, opts.max_model_len):
                 over += 1
             for t, call in enumerate(step.tools):
@@ -150,6 +152,7 @@ def preflight(
         "requests": n_requests,
         "overlength_requests": over,
         "tool_calls": n_tools,
+        "max_request_tokens": longest,
     }
 
 

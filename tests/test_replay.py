@@ -227,6 +227,7 @@ def test_preflight_counts_sessions_requests_and_overlength() -> None:
         "requests": 5,
         "overlength_requests": 3,
         "tool_calls": 0,
+        "max_request_tokens": 145,  # 140 prompt + 5 output
     }
     capped = ReplayOptions(max_model_len=100, max_requests=2)
     assert preflight(sessions, capped) == {
@@ -234,6 +235,7 @@ def test_preflight_counts_sessions_requests_and_overlength() -> None:
         "requests": 2,
         "overlength_requests": 1,
         "tool_calls": 0,
+        "max_request_tokens": 130,
     }
     assert preflight(sessions, ReplayOptions())["overlength_requests"] == 0
 

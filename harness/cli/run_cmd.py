@@ -238,10 +238,15 @@ def _status(outcome: ReplayOutcome) -> str:
 
 
 def _plan(
-    spec: WorkloadSpec, args: argparse.Namespace, info: ServerInfo, space: TokenSpace
+    spec: WorkloadSpec,
+    args: argparse.Namespace,
+    info: ServerInfo,
+    space: TokenSpace,
+    checked: dict[str, Any] | None = None,
 ) -> tuple[ReplayOptions, dict[str, Any]]:
     """The replay options against this server and the counted plan (fails on over-length
-    requests under the `error` policy)."""
+    requests under the `error` policy). `checked`, the plan `check_workload` counted before
+    the server, is reused where every request fits this server: no second pass."""
     opts = ReplayOptions(
         pattern=spec.arrival.pattern,
         time_scale=spec.arrival.time_scale,
@@ -256,7 +261,13 @@ def _plan(
         overlength=spec.request.overlength,
         on_tool_failure=spec.tools.on_failure,
     )
-    plan = preflight(_sessions(spec, args.format, space), opts, KNOWN_TOOL_KINDS)
+    fits_all = checked is not None and (
+        info.max_model_len is None or checked["max_request_tokens"] <= info.max_model_len
+    )
+    if checked is not None and fits_all:
+        plan = dict(checked)
+    else:
+        plan = preflight(_sessions(spec, args.format, space), opts, KNOWN_TOOL_KINDS)
     if plan["overlength_requests"] and opts.overlength == "error":
         raise ConfigError(
             f"{plan['overlength_requests']} of {plan['requests']} requests exceed the "
@@ -268,18 +279,26 @@ def _plan(
 
 class _CharCounter:
     """Counts characters as tokens: enough to walk a text trace's structure before the
-    server's tokenizer is at hand (lengths are checked again against the server)."""
+    server's tokenizer is at hand (lengths are counted again against the server)."""
+
+    def __init__(self) -> None:
+        self.used = False
 
     def count(self, text: str) -> int:
+        self.used = True
         return len(text)
 
 
-def check_workload(spec: WorkloadSpec, args: argparse.Namespace) -> None:
+def check_workload(spec: WorkloadSpec, args: argparse.Namespace) -> dict[str, Any] | None:
     """What can be checked before a server starts: every session's steps and tool calls are
-    well formed and every prompt can be built (hash ids), so bad input fails in seconds."""
+    well formed and every prompt can be built (hash ids), so bad input fails in seconds.
+    Returns the counted plan where its lengths need no tokenizer (a trace of token counts,
+    a generator), for `execute` to reuse; None for a text trace."""
     opts = ReplayOptions(max_requests=spec.limits.max_requests, seed=args.seed)
-    sessions = open_source(spec.source, format_override=args.format, token_counter=_CharCounter())
-    preflight(sessions, opts, KNOWN_TOOL_KINDS)
+    counter = _CharCounter()
+    sessions = open_source(spec.source, format_override=args.format, token_counter=counter)
+    plan = preflight(sessions, opts, KNOWN_TOOL_KINDS)
+    return None if counter.used else plan
 
 
 def execute(
@@ -289,9 +308,11 @@ def execute(
     out: Path,
     console: Console,
     show_summary: bool = True,
+    checked: dict[str, Any] | None = None,
 ) -> int:
     """Run `spec` against `server` into `out`; returns the exit code. `show_summary=False`
-    prints only the progress and where the results are (a sweep prints its own table).
+    prints only the progress and where the results are (a sweep prints its own table);
+    `checked` is `check_workload`'s plan, where it gave one.
 
     Records stream to the run directory's journals as they happen and the summary is
     computed from the tables written there, so memory stays flat however long the run.
@@ -299,7 +320,7 @@ def execute(
     with stop_signals(lambda text: console.print(text, markup=False, highlight=False)) as signals:
         try:
             with server as info:
-                code = _execute_on(spec, args, info, out, console, show_summary, signals)
+                code = _execute_on(spec, args, info, out, console, show_summary, signals, checked)
         except StopRequested:
             if not out.exists():
                 return signals.exit_code or EXIT_INTERRUPTED
@@ -315,11 +336,12 @@ def _execute_on(
     console: Console,
     show_summary: bool,
     signals: StopSignals,
+    checked: dict[str, Any] | None,
 ) -> int:
     space = _token_space(args, info)
     if spec.request.api == "chat":
         space = space.stable_words()
-    opts, plan = _plan(spec, args, info, space)
+    opts, plan = _plan(spec, args, info, space, checked)
     if plan["overlength_requests"]:
         console.print(
             f"{plan['overlength_requests']} requests exceed the context window "
@@ -499,6 +521,6 @@ def _finish(
 def run(args: argparse.Namespace) -> int:
     """Handler of `harness run`."""
     spec = apply_overrides(resolve_workload(args.workload, args.format), args)
-    check_workload(spec, args)
+    checked = check_workload(spec, args)
     out = args.out or _default_out(spec)
-    return execute(spec, args, make_server(args), out, make_console())
+    return execute(spec, args, make_server(args), out, make_console(), checked=checked)

@@ -209,7 +209,7 @@ def sweep(args: argparse.Namespace) -> int:
         return load, apply_overrides(base, point_args), point_args
 
     specs = [point(load) for load in loads]
-    check_workload(specs[0][1], specs[0][2])
+    checked = check_workload(specs[0][1], specs[0][2])
     gpus = gpu_inventory()
     devices, device_kind, accelerator = _devices(args, gpus)
     power_note = _power_note(gpus, devices, device_kind)
@@ -248,7 +248,9 @@ def sweep(args: argparse.Namespace) -> int:
         pargs.out = out / "points" / name
         pargs.overwrite = args.overwrite
         rule(console, f"{base.name}: {load_kind} {load:g} ({title})")
-        code = execute(spec, pargs, nullcontext(info), pargs.out, console, show_summary=False)
+        code = execute(
+            spec, pargs, nullcontext(info), pargs.out, console, show_summary=False, checked=checked
+        )
         summary = _point_summary(pargs.out)
         if summary is None:
             points.append(failed_point(load, f"points/{name}", f"no summary (exit {code})"))
