@@ -4,8 +4,10 @@
 Runs `harness run` in closed loop for `--minutes` against a server (by default the null
 server, scripts/null_server.py, started here: the figures are then the harness's own memory,
 not an inference server's), samples the harness process's RSS every `--every-s` seconds and
-prints the RSS at start and end, its least-squares slope after the first `--settle-min`
-minutes (MiB per hour), and bytes per request. A flat RSS is a slope near zero.
+prints, over the load (from the first journalled request, less the first `--settle-min`
+minutes, to the end of the run's duration): the RSS at its start and end, its least-squares
+slope (MiB per hour) and bytes per request; then the peak while the run writes its tables
+and summary. A flat RSS is a slope near zero.
 
     .venv/bin/python scripts/bench_soak.py --minutes 30 --json soak.json
     .venv/bin/python scripts/bench_soak.py --minutes 10 --server http://127.0.0.1:18000
@@ -139,11 +141,15 @@ def main() -> int:
             ps = psutil.Process(proc.pid)
             samples: list[tuple[float, int]] = []
             t0 = time.monotonic()
+            load_start: float | None = None
+            journal = out / "requests.partial.jsonl"
             while proc.poll() is None:
                 try:
                     samples.append((time.monotonic() - t0, ps.memory_info().rss))
                 except psutil.NoSuchProcess:
                     break
+                if load_start is None and journal.exists() and journal.stat().st_size > 0:
+                    load_start = time.monotonic() - t0
                 time.sleep(args.every_s)
             code = proc.wait()
             log.close()
@@ -155,13 +161,16 @@ def main() -> int:
         if null is not None:
             null.terminate()
             null.wait(10)
-    # The replay starts once the client and telemetry are up: measure from the first sample
-    # after the settle time, which covers start-up.
-    settle_s = args.settle_min * 60
-    slope = _slope_mib_per_h(samples, settle_s)
+    # The load runs from the first journalled request for the run's duration; after it the
+    # run writes its tables and summary.
+    begin = (load_start or 0.0) + args.settle_min * 60
+    end = (load_start or 0.0) + args.minutes * 60
+    during = [(t, r) for t, r in samples if begin <= t <= end]
+    slope = _slope_mib_per_h(during, begin)
     requests = int(summary.get("requests_completed") or 0)
     duration_s = float(summary.get("duration_s") or 0.0)
-    after = [r for t, r in samples if t >= settle_s]
+    after = [r for _, r in during]
+    finishing = [r for t, r in samples if t > end]
     per_request = (
         slope * MIB * (duration_s / 3600) / requests
         if slope is not None and requests and duration_s
@@ -172,12 +181,12 @@ def main() -> int:
         "minutes": args.minutes,
         "requests_completed": requests,
         "requests_per_s": requests / duration_s if duration_s else None,
-        "rss_first_mib": samples[0][1] / MIB if samples else None,
-        "rss_after_settle_mib": after[0] / MIB if after else None,
-        "rss_last_mib": samples[-1][1] / MIB if samples else None,
-        "rss_max_mib": max(r for _, r in samples) / MIB if samples else None,
+        "rss_load_start_mib": after[0] / MIB if after else None,
+        "rss_load_end_mib": after[-1] / MIB if after else None,
+        "rss_load_max_mib": max(after) / MIB if after else None,
         "rss_slope_mib_per_h": slope,
         "bytes_per_request_from_slope": per_request,
+        "rss_peak_writing_results_mib": max(finishing) / MIB if finishing else None,
         "samples": len(samples),
         "settle_min": args.settle_min,
     }
