@@ -22,7 +22,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 from typing import IO
 
@@ -429,9 +428,33 @@ def _exit_of(wstatus: int, killed_in_sandbox: bool) -> tuple[int | None, int | N
     return code, None
 
 
-@cache
+PROBE_RETRY_S = 5.0
+"""How long a failed probe stands before it is tried again (a success stands for good)."""
+_clock = time.monotonic
+_probe_ok: set[str] = set()
+_probe_failed: dict[str, tuple[float, str]] = {}
+
+
 def probe(bwrap: str) -> str | None:
-    """Why bubblewrap cannot run the sandbox here, or None when it can (tried once)."""
+    """Why bubblewrap cannot run the sandbox here, or None when it can. A success is kept for
+    the process's life; a failure only for PROBE_RETRY_S, then tried again, so that one
+    transient failure (a start-up storm of workers) does not disable bwrap for good."""
+    if bwrap in _probe_ok:
+        return None
+    failed = _probe_failed.get(bwrap)
+    if failed is not None and _clock() - failed[0] < PROBE_RETRY_S:
+        return failed[1]
+    problem = _trial(bwrap)
+    if problem is None:
+        _probe_ok.add(bwrap)
+        _probe_failed.pop(bwrap, None)
+    else:
+        _probe_failed[bwrap] = (_clock(), problem)
+    return problem
+
+
+def _trial(bwrap: str) -> str | None:
+    """Run a trial program in the sandbox: None when it printed what it should."""
     try:
         result = run_bwrap("print('ok')", limits_for(10.0, 256 * 1024 * 1024, 20.0), bwrap)
     except (SandboxUnavailable, OSError) as exc:
