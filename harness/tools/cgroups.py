@@ -1,13 +1,16 @@
 """Per-call control groups for the sandbox: memory and process count of the whole process
 tree, its CPU time, and a way to kill every process in it.
 
-Each sandboxed call gets its own cgroup, `harness-sandbox-<pid>-<n>`. Under cgroup v2 it is
-made under the nearest ancestor of this process's cgroup whose `cgroup.subtree_control`
-already delegates the controller (nothing on the host is reconfigured); under cgroup v1,
-under this process's own cgroup in the `memory`, `pids` and `cpuacct` hierarchies. Each
-controller is used where it can be (creating cgroups usually needs root) and left out
-otherwise; `TreeCgroup.enforced` says which limits are in force and how, so a caller never
-claims one that is not. Cgroups of dead harness processes are removed on first use.
+Each sandboxed call gets its own cgroup, `harness-sandbox-<pid>-<n>`. Under cgroup v2 a
+process is in one cgroup only, so every v2 controller comes from one base: the nearest
+ancestor (or self) of this process's cgroup whose `cgroup.subtree_control` already delegates
+both memory and pids (nothing on the host is reconfigured), else the nearest that delegates
+one of them, the other left out and said so (`Plan.note`); `cpu.stat` is in every v2 cgroup.
+Under cgroup v1, controllers v2 does not give come from this process's own cgroup in the
+`memory`, `pids` and `cpuacct` hierarchies. Each controller is used where it can be (creating
+cgroups usually needs root) and left out otherwise; `TreeCgroup.enforced` says which limits
+are in force and how, so a caller never claims one that is not. Cgroups of dead harness
+processes are removed on first use.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from harness.tools.scratch import owner_alive
 PREFIX = "harness-sandbox-"
 _STALE = re.compile(rf"^{PREFIX}(\d+)-\d+$")
 _CONTROLLERS = ("memory", "pids", "cpuacct")
+_LIMIT_OF = {"memory": "memory", "pids": "processes"}
+"""The `TreeCgroup.enforced` key of each controller's limit."""
 _KILL_TIMEOUT_S = 5.0
 _POLL_S = 0.005
 _seq = itertools.count()
@@ -82,37 +87,58 @@ def _below(mount: Path, root: str, path: str) -> Path | None:
     return mount / rel if rel else mount
 
 
-def _v2_base(mount: Path, root: str, own: str, controller: str) -> Path | None:
-    """The nearest ancestor (or self) of `own` that delegates `controller` to its children."""
-    here = _below(mount, root, own)
-    while here is not None:
+_NEEDED = ("memory", "pids")
+
+
+def v2_base(mount: Path, own: Path) -> tuple[Path | None, tuple[str, ...]]:
+    """The one cgroup v2 directory under which per-call cgroups are made, and the controllers
+    their children get there: the nearest writable ancestor (or self) of `own` (this
+    process's cgroup directory under the v2 `mount`) that delegates both memory and pids,
+    else the nearest writable one that delegates memory, else pids; (None, ()) where none
+    does."""
+    partial: dict[str, Path] = {}
+    here = own
+    while True:
         try:
-            if controller in (here / "cgroup.subtree_control").read_text().split():
-                return here if os.access(here, os.W_OK) else None
+            delegated = (here / "cgroup.subtree_control").read_text().split()
         except OSError:
-            return None
-        if here == mount:
-            return None
+            break
+        got = tuple(c for c in _NEEDED if c in delegated)
+        if got and os.access(here, os.W_OK):
+            if got == _NEEDED:
+                return here, got
+            partial.setdefault(got[0], here)
+        if here == mount or mount not in here.parents:
+            break
         here = here.parent
-    return None
+    for ctl in _NEEDED:  # memory first: nothing else bounds the whole tree's memory
+        if ctl in partial:
+            return partial[ctl], (ctl,)
+    return None, ()
 
 
-@cache
-def hierarchies() -> tuple[Hierarchy, ...]:
-    """The controllers this process can give a child cgroup, and where (probed once)."""
-    own = _own_cgroups()
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where each controller's per-call cgroups are made, and why one is left out."""
+
+    hierarchies: tuple[Hierarchy, ...]
+    note: str | None = None
+
+
+def plan(mounts: list[tuple[str, Path, str, set[str]]], own: dict[str, str]) -> Plan:
+    """The controllers a child cgroup can have, from this process's cgroup mounts
+    (`_mountinfo`) and its own cgroup paths (`_own_cgroups`): v2 ones from one base, the
+    rest from v1 hierarchies."""
     found: dict[str, Hierarchy] = {}
-    mounts = _mountinfo()
+    v2_own: str | None = None
     for fstype, mount, root, _opts in mounts:
-        if fstype != "cgroup2" or "" not in own:
-            continue
-        for ctl in ("memory", "pids"):
-            base = _v2_base(mount, root, own[""], ctl)
-            if base is not None and ctl not in found:
-                found[ctl] = Hierarchy(ctl, 2, base)
-    v2_base = next((h.base for h in found.values()), None)
-    if v2_base is not None:  # cpu.stat is in every v2 cgroup, no controller needed
-        found["cpuacct"] = Hierarchy("cpuacct", 2, v2_base)
+        here = _below(mount, root, own[""]) if fstype == "cgroup2" and "" in own else None
+        if here is not None:
+            v2_own = str(here)
+            base, got = v2_base(mount, here)
+            if base is not None:  # cpu.stat is in every v2 cgroup, no controller needed
+                found.update({ctl: Hierarchy(ctl, 2, base) for ctl in (*got, "cpuacct")})
+            break
     for fstype, mount, root, opts in mounts:
         if fstype != "cgroup":
             continue
@@ -121,10 +147,32 @@ def hierarchies() -> tuple[Hierarchy, ...]:
                 base = _below(mount, root, own[ctl])
                 if base is not None and base.is_dir() and os.access(base, os.W_OK):
                     found[ctl] = Hierarchy(ctl, 1, base)
-    chosen = tuple(found[c] for c in _CONTROLLERS if c in found)
-    for base in {h.base for h in chosen}:
+    missing = [c for c in _NEEDED if c not in found]
+    note: str | None = None
+    if len(missing) == 1 and v2_own is not None:
+        other = next(c for c in _NEEDED if c != missing[0])
+        note = (
+            f"{missing[0]} not limited for the whole tree: no writable cgroup v2 ancestor of "
+            f"{v2_own} delegates it together with {other} (a process is in one v2 cgroup)"
+        )
+    elif missing:
+        note = f"{' and '.join(missing)} not limited for the whole tree: no writable cgroup"
+        note += f" delegates {'them' if len(missing) > 1 else 'it'}"
+    return Plan(tuple(found[c] for c in _CONTROLLERS if c in found), note)
+
+
+@cache
+def current_plan() -> Plan:
+    """This process's cgroup plan (probed once); stale cgroups under its bases removed."""
+    chosen = plan(_mountinfo(), _own_cgroups())
+    for base in {h.base for h in chosen.hierarchies}:
         _remove_stale(base)
     return chosen
+
+
+def hierarchies() -> tuple[Hierarchy, ...]:
+    """The controllers this process can give a child cgroup, and where."""
+    return current_plan().hierarchies
 
 
 def _remove_stale(base: Path) -> None:
@@ -214,13 +262,19 @@ class TreeCgroup:
     def __init__(self, memory_bytes: int, max_processes: int) -> None:
         self.name = f"{PREFIX}{os.getpid()}-{next(_seq)}"
         self.dirs: dict[str, Path] = {}
+        self.versions: dict[str, int] = {}
         self.enforced: dict[str, str] = {}
+        self.notes: list[str] = []
         try:
-            for h in hierarchies():
+            chosen = hierarchies()
+            if not chosen or any(c not in {h.controller for h in chosen} for c in _NEEDED):
+                self.notes.append(current_plan().note or "no writable cgroup")
+            for h in chosen:
                 path = h.base / self.name
                 made = self._make(path)
                 if made and self._configure(h, path, memory_bytes, max_processes):
                     self.dirs[h.controller] = path
+                    self.versions[h.controller] = h.version
         except BaseException:
             self.remove()
             raise
@@ -272,6 +326,31 @@ class TreeCgroup:
     def join_files(self) -> list[str]:
         """The `cgroup.procs` files the child writes its pid to before exec (one per dir)."""
         return sorted({str(p / "cgroup.procs") for p in self.dirs.values()})
+
+    def joined(self, failures: dict[str, str]) -> None:
+        """Leave out the cgroups the child could not join (`failures`: its `cgroup.procs`
+        file -> why): their limits are not claimed, and the note says why."""
+        for file, why in sorted(failures.items()):
+            path = Path(file).parent
+            dropped = [ctl for ctl, p in self.dirs.items() if p == path]
+            for ctl in dropped:
+                del self.dirs[ctl]
+                self.versions.pop(ctl, None)
+                self.enforced.pop(_LIMIT_OF.get(ctl, ctl), None)
+            _remove_dir(path)
+            if dropped:
+                self.notes.append(f"could not join the {'/'.join(dropped)} cgroup: {why}")
+
+    @property
+    def version(self) -> str | None:
+        """Which cgroup versions hold the call's limits: "v1", "v2", "v1+v2" or None."""
+        used = sorted(set(self.versions.values()))
+        return "+".join(f"v{v}" for v in used) if used else None
+
+    @property
+    def note(self) -> str | None:
+        """Why a whole-tree limit is left out (no delegation, a failed join), or None."""
+        return "; ".join(self.notes) or None
 
     @property
     def measures_cpu(self) -> bool:
@@ -334,12 +413,17 @@ class TreeCgroup:
         dirs = set(self.dirs.values())
         self.kill()
         for path in dirs:
-            for _ in range(200):
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(_POLL_S)
+            _remove_dir(path)
         self.dirs.clear()
+
+
+def _remove_dir(path: Path) -> None:
+    """Remove an emptied cgroup directory (its last processes may take a moment to go)."""
+    for _ in range(200):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(_POLL_S)

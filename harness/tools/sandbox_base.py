@@ -64,6 +64,9 @@ class SandboxResult:
     cpu_source: Literal["cgroup", "wait4"] = "wait4"
     tree_memory_peak_bytes: int | None = None
     tree_processes_peak: int | None = None
+    cgroup: str | None = None
+    """Which cgroup versions held the call's whole-tree limits ("v1", "v2", "v1+v2"), or None
+    where none did (`enforced["cgroup"]` then says why)."""
 
 
 @cache

@@ -125,10 +125,15 @@ def _stage(binds: tuple[tuple[str, str], ...]) -> None:
 
 
 def _bwrap_child_setup(
-    view: View | None, join_files: list[str], uid: int | None, rlimits: list[tuple[int, int, int]]
+    view: View | None,
+    join_files: list[str],
+    join_fd: int,
+    uid: int | None,
+    rlimits: list[tuple[int, int, int]],
 ) -> Callable[[], None]:
     """The preexec function: stage the view (root), join the cgroup, set the per-process
-    limits, then drop to the unprivileged uid; a failure is written to stderr first."""
+    limits, then drop to the unprivileged uid; a failure is written to stderr first. A
+    cgroup that cannot be joined is only left out: "<file>\t<why>" lines to `join_fd`."""
     libc_unshare(), libc_mount()
 
     def setup() -> None:
@@ -136,10 +141,12 @@ def _bwrap_child_setup(
         try:
             if view is not None:
                 _stage(view.binds)
-            step = "cgroup"
             for path in join_files:
-                with open(path, "w") as f:
-                    f.write(str(os.getpid()))
+                try:
+                    with open(path, "w") as f:
+                        f.write(str(os.getpid()))
+                except OSError as exc:
+                    os.write(join_fd, f"{path}\t{exc.strerror or exc}\n".encode())
             step = "rlimits"
             for res, soft, hard in rlimits:
                 resource.setrlimit(res, (soft, hard))
@@ -153,6 +160,15 @@ def _bwrap_child_setup(
             raise
 
     return setup
+
+
+def _join_failures(fd: int) -> dict[str, str]:
+    """What the child reported of cgroups it could not join: {cgroup.procs file: why}."""
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+    lines = data.decode("utf-8", errors="replace").splitlines()
+    return dict(line.split("\t", 1) for line in lines if "\t" in line)
 
 
 def _bwrap_args(
@@ -260,7 +276,7 @@ def _tree_enforced(lim: Limits, cg: TreeCgroup, uid: int, nproc: int) -> dict[st
     if cg.measures_cpu:
         cpu = f"cgroup CPU time of the whole tree polled every {CPU_POLL_S:g} s; " + cpu
     kill = "PID namespace's init killed" + (", then the cgroup emptied" if cg.dirs else "")
-    return {
+    how = {
         "memory": f"{cg_on['memory']}; {per_process}" if "memory" in cg_on else per_process,
         "processes": (f"{cg_on['processes']}; {nproc_how}" if "processes" in cg_on else nproc_how),
         "cpu": f"{cpu} (limit {lim.cpu_s:g} s)",
@@ -274,6 +290,9 @@ def _tree_enforced(lim: Limits, cg: TreeCgroup, uid: int, nproc: int) -> dict[st
         "identity": f"host uid {uid}, uid {INNER_UID} in a new user namespace, no capabilities",
         "filesystem": "read-only interpreter, stdlib and shared libraries; new /proc; minimal /dev",
     }
+    if cg.note is not None:
+        how["cgroup"] = cg.note
+    return how
 
 
 def _reap(
@@ -319,12 +338,15 @@ def run_bwrap(code: str, lim: Limits, bwrap: str) -> SandboxResult:
             program.seek(0)
             info_r, info_w = os.pipe()
             stack.callback(_close_quietly, info_r)
+            join_r, join_w = os.pipe()
+            stack.callback(_close_quietly, join_r)
             args = _bwrap_args(bwrap, view, root, info_w, program.fileno(), report.fileno())
             nproc = NPROC_LIMIT if root else _processes_of(uid) + NPROC_LIMIT
             parent_rss = rss_now_bytes()
             setup = _bwrap_child_setup(
                 view if root else None,
                 cg.join_files(),
+                join_w,
                 uid if root else None,
                 rlimits(lim, nproc, cpu_grace_s=0),
             )
@@ -345,6 +367,8 @@ def run_bwrap(code: str, lim: Limits, bwrap: str) -> SandboxResult:
                 raise SandboxUnavailable(tail(err).strip() or "sandbox setup failed") from None
             finally:
                 os.close(info_w)
+                os.close(join_w)
+            cg.joined(_join_failures(join_r))
             deadline = time.monotonic() + min(lim.wall_s, _SETUP_TIMEOUT_S)
             init_fd = _init_pidfd(_read_info(info_r, deadline), proc.pid)
             timed_out, cpu_killed = _watch(proc.pid, start, lim, cg)
@@ -384,6 +408,7 @@ def run_bwrap(code: str, lim: Limits, bwrap: str) -> SandboxResult:
                 cpu_source="cgroup" if tree_cpu else "wait4",
                 tree_memory_peak_bytes=cg.memory_peak_bytes(),
                 tree_processes_peak=cg.processes_peak(),
+                cgroup=cg.version,
             )
     finally:
         if proc is not None:

@@ -59,3 +59,66 @@ def test_without_a_writable_cgroup_nothing_is_claimed(monkeypatch: pytest.Monkey
     assert cg.enforced == {} and cg.join_files() == [] and cg.cpu_s() is None
     assert cg.memory_peak_bytes() is None and not cg.oom_killed()
     cg.remove()
+
+
+def _cgroupfs(root: Path, delegations: dict[str, str]) -> None:
+    """A fake cgroup v2 tree: each directory with the controllers it delegates."""
+    for rel, controllers in delegations.items():
+        (root / rel).mkdir(parents=True, exist_ok=True)
+        (root / rel / "cgroup.subtree_control").write_text(controllers + "\n")
+
+
+def _v2(root: Path, own: str) -> cgroups.Plan:
+    return cgroups.plan([("cgroup2", root, "/", set())], {"": own})
+
+
+def test_v2_memory_and_pids_come_from_one_base_that_delegates_both(tmp_path: Path) -> None:
+    """memory is delegated nearer (svc) than pids (the root): one v2 base for both, the
+    nearest delegating both, and CPU is read there too, never in another cgroup."""
+    _cgroupfs(tmp_path, {".": "cpu memory pids", "svc": "memory", "svc/harness": ""})
+    chosen = _v2(tmp_path, "/svc/harness")
+    assert {(h.controller, h.version, h.base) for h in chosen.hierarchies} == {
+        ("memory", 2, tmp_path),
+        ("pids", 2, tmp_path),
+        ("cpuacct", 2, tmp_path),
+    }
+    assert chosen.note is None
+
+
+def test_v2_without_one_base_for_both_uses_memorys_and_says_pids_is_left_out(
+    tmp_path: Path,
+) -> None:
+    _cgroupfs(tmp_path, {".": "memory", "svc": "pids", "svc/harness": ""})
+    chosen = _v2(tmp_path, "/svc/harness")
+    assert {(h.controller, h.base) for h in chosen.hierarchies} == {
+        ("memory", tmp_path),
+        ("cpuacct", tmp_path),
+    }
+    assert chosen.note is not None
+    assert chosen.note.startswith("pids not limited for the whole tree")
+    assert "together with memory" in chosen.note
+
+
+def test_v2_that_delegates_nothing_gives_no_cgroup_and_says_so(tmp_path: Path) -> None:
+    _cgroupfs(tmp_path, {".": "cpu io", "svc": ""})
+    chosen = _v2(tmp_path, "/svc")
+    assert chosen.hierarchies == ()
+    assert chosen.note is not None and "memory and pids not limited" in chosen.note
+
+
+def test_a_controller_v2_lacks_comes_from_its_v1_hierarchy(tmp_path: Path) -> None:
+    """A hybrid host: memory delegated in v2, pids mounted as v1 (a process is in one
+    cgroup per hierarchy, so the two may differ)."""
+    _cgroupfs(tmp_path / "unified", {".": "memory"})
+    (tmp_path / "pids" / "job").mkdir(parents=True)
+    mounts = [
+        ("cgroup2", tmp_path / "unified", "/", set()),
+        ("cgroup", tmp_path / "pids", "/", {"rw", "pids"}),
+    ]
+    chosen = cgroups.plan(mounts, {"": "/", "pids": "/job"})
+    assert {(h.controller, h.version, h.base) for h in chosen.hierarchies} == {
+        ("memory", 2, tmp_path / "unified"),
+        ("pids", 1, tmp_path / "pids" / "job"),
+        ("cpuacct", 2, tmp_path / "unified"),
+    }
+    assert chosen.note is None
