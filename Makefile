@@ -29,9 +29,12 @@ setup-browser:
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 # Bubblewrap (Debian's package) is the sandbox of `--tools execute`'s generated code.
-setup-sandbox:
+# Installs bubblewrap where it is missing, then says whether the sandbox works here and, if
+# not, why (too old, user namespaces blocked) and what to do.
+setup-sandbox: setup
 	@command -v bwrap >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap; }
+	@$(VENV)/bin/python -c 'from harness.tools.sandbox import sandbox_problem; p = sandbox_problem(); print("code_exec sandbox:", p or "bubblewrap works here")'
 
 lint: setup
 	$(VENV)/bin/ruff check harness tests scripts

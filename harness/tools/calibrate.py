@@ -26,7 +26,7 @@ from harness.errors import ConfigError
 from harness.telemetry.cpu import host_inventory
 from harness.tools import kernels
 from harness.tools.runner import TOOL_KINDS
-from harness.tools.sandbox import INSTALL_HINT, sandbox_problem
+from harness.tools.sandbox import sandbox_problem
 from harness.units import NS_PER_MS
 
 DEFAULT_BUDGET_S = 20.0
@@ -139,8 +139,8 @@ def calibrate(
         others = " ".join(k for k in kinds if k != "code_exec") or "retrieval"
         raise ConfigError(
             f"calibrating code_exec runs generated code as root, and the bubblewrap sandbox is "
-            f"not usable here: {problem}; {INSTALL_HINT}, or leave code_exec out "
-            f"(--kinds {others})"
+            f"not usable here: {problem.detail}; to fix it, {problem.fix}; or leave code_exec "
+            f"out (--kinds {others})"
         )
     target_ms = budget_s * 1000.0 / len(kinds) / _CALLS_PER_TARGET
     slopes: dict[str, float] = {}

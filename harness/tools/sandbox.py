@@ -25,12 +25,17 @@ VmHWM, which a prelude reports when the program ends, else wait4's ru_maxrss whe
 provably exceeds what the fork copied, else None; the tree's peak memory charge is reported
 apart where the cgroup keeps it.
 
+Options newer than bubblewrap 0.5.0 are used only where the installed bwrap has them
+(`sandbox_probe`: `--size` from 0.7.0, without which a root harness mounts the size-limited
+tmpfs itself; `--disable-userns` from 0.8.0), and `enforced` says what an older one lacks.
 Without a usable bwrap the old child-process sandbox runs (rlimits, a network namespace where
-allowed; `backend` = "rlimits"), but as root only when the caller allows it explicitly.
+allowed; `backend` = "rlimits"), but as root only when the caller allows it explicitly;
+`sandbox_problem` says why bwrap cannot run (missing, too old, user namespaces blocked) and
+what to do about it.
 
 This module is the entry point; `sandbox_bwrap` and `sandbox_rlimits` are the two sandboxes,
-`sandbox_base` what they share, `sandbox_view` what bwrap shows, `cgroups` the whole-tree
-limits.
+`sandbox_base` what they share, `sandbox_probe` whether bwrap can run here, `sandbox_view`
+what bwrap shows, `cgroups` the whole-tree limits.
 """
 
 from __future__ import annotations
@@ -39,7 +44,6 @@ import shutil
 
 from harness.tools.sandbox_base import (
     FSIZE_LIMIT_BYTES,
-    INSTALL_HINT,
     NOFILE_LIMIT,
     NPROC_LIMIT,
     OUTPUT_TAIL_BYTES,
@@ -50,19 +54,34 @@ from harness.tools.sandbox_base import (
     limits_for,
 )
 from harness.tools.sandbox_bwrap import INNER_UID, TMPFS_BYTES, host_uid, probe, run_bwrap
+from harness.tools.sandbox_probe import (
+    INSTALL_HINT,
+    MIN_VERSION,
+    Features,
+    Problem,
+    bwrap_features,
+    diagnose,
+    host_facts,
+    missing,
+    too_old,
+)
 from harness.tools.sandbox_rlimits import run_rlimits
 
 __all__ = [
     "FSIZE_LIMIT_BYTES",
     "INNER_UID",
     "INSTALL_HINT",
+    "MIN_VERSION",
     "NOFILE_LIMIT",
     "NPROC_LIMIT",
     "OUTPUT_TAIL_BYTES",
     "TMPFS_BYTES",
+    "Features",
+    "Problem",
     "SandboxResult",
     "SandboxStatus",
     "SandboxUnavailable",
+    "bwrap_features",
     "find_bwrap",
     "host_uid",
     "require_sandbox",
@@ -76,26 +95,33 @@ def find_bwrap() -> str | None:
     return shutil.which("bwrap")
 
 
-def sandbox_problem() -> str | None:
-    """Why code cannot be sandboxed in bubblewrap on this host, or None when it can."""
+def sandbox_problem() -> Problem | None:
+    """Why code cannot be sandboxed in bubblewrap on this host, and how to fix that; None
+    when it can."""
     bwrap = find_bwrap()
     if bwrap is None:
-        return "bwrap (bubblewrap) is not installed"
-    return probe(bwrap)
+        return missing()
+    features = bwrap_features(bwrap)
+    old = too_old(features.version)
+    if old is not None:
+        return old
+    error = probe(bwrap)
+    return None if error is None else diagnose(error, features, host_facts(), is_root())
 
 
 def require_sandbox(allow_unsandboxed: bool) -> None:
     """SandboxUnavailable (a ConfigError) where generated code would run as root without
-    bubblewrap and the user has not explicitly allowed that; the message says how to fix it."""
+    bubblewrap and the user has not explicitly allowed that; the message says why bwrap
+    cannot run and how to fix it."""
     if not is_root() or allow_unsandboxed:
         return
     problem = sandbox_problem()
     if problem is not None:
         raise SandboxUnavailable(
             f"--tools execute runs generated code, and this harness runs as root, but the "
-            f"bubblewrap sandbox is not usable here: {problem}. To fix it, {INSTALL_HINT}; or "
-            "pass --unsafe-no-sandbox (tools.unsafe_no_sandbox: true in the workload) to run "
-            "it with per-process rlimits only, as root"
+            f"bubblewrap sandbox is not usable here: {problem.detail}. To fix it, "
+            f"{problem.fix}; or pass --unsafe-no-sandbox (tools.unsafe_no_sandbox: true in "
+            "the workload) to run it with per-process rlimits only, as root"
         )
 
 
@@ -115,10 +141,11 @@ def run_sandboxed(
     bwrap = find_bwrap()
     problem = sandbox_problem()
     if bwrap is not None and problem is None:
-        return run_bwrap(code, lim, bwrap)
+        return run_bwrap(code, lim, bwrap, bwrap_features(bwrap))
     if is_root() and not allow_unsandboxed:
+        why = f"{problem.detail}; to fix it, {problem.fix}" if problem else "bwrap not found"
         raise SandboxUnavailable(
-            f"refusing to run generated code as root without the bubblewrap sandbox: {problem}; "
-            f"{INSTALL_HINT}, or allow it explicitly (`harness run --unsafe-no-sandbox`)"
+            f"refusing to run generated code as root without the bubblewrap sandbox: {why}; "
+            "or allow it explicitly (`harness run --unsafe-no-sandbox`)"
         )
     return run_rlimits(code, lim, isolate_network)

@@ -29,7 +29,6 @@ OUTPUT_TAIL_BYTES = 64 * 1024
 NOFILE_LIMIT = 32
 NPROC_LIMIT = 64
 FSIZE_LIMIT_BYTES = 16 * 1024 * 1024
-INSTALL_HINT = "install bubblewrap (`apt-get install bubblewrap`, or `make setup-sandbox`)"
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000

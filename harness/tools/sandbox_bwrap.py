@@ -47,6 +47,13 @@ from harness.tools.sandbox_base import (
     tail,
     wait_exited,
 )
+from harness.tools.sandbox_probe import (
+    DISABLE_USERNS_VERSION,
+    SIZE_VERSION,
+    Features,
+    bwrap_features,
+    label,
+)
 from harness.tools.sandbox_view import View, ViewError, python_view
 
 TMPFS_BYTES = 16 * 1024 * 1024
@@ -58,6 +65,8 @@ _MS_NOSUID, _MS_NODEV, _MS_BIND, _MS_REC, _MS_PRIVATE = 2, 4, 4096, 16384, 1 << 
 _STAGE = "/tmp"
 """Where, in a private mount namespace of the child, a root harness stages the view for the
 unprivileged bwrap (which cannot traverse paths such as /root); the host never sees it."""
+_STAGED_TMPFS = {"/tmp": "tmp", "/dev/shm": "shm"}
+"""Where under _STAGE a root harness mounts the sandbox's tmpfs when bwrap has no --size."""
 _SETUP_TIMEOUT_S = 10.0
 _REAP_TIMEOUT_S = 5.0
 _PROGRAM = "/sandbox/main.py"
@@ -97,9 +106,10 @@ def host_uid() -> int:
     return SANDBOX_UID_BASE + os.getpid() % (1 << 22) if is_root() else os.getuid()
 
 
-def _stage(binds: tuple[tuple[str, str], ...]) -> None:
+def _stage(binds: tuple[tuple[str, str], ...], tmpfs: bool) -> None:
     """In the child, as root: a private mount namespace with the view's sources bind-mounted
-    under _STAGE, where the unprivileged bwrap can reach them."""
+    under _STAGE, where the unprivileged bwrap can reach them, and with `tmpfs` the
+    size-limited tmpfs for its /tmp and /dev/shm (for a bwrap without --size)."""
     unshare, mount = libc_unshare(), libc_mount()
     if unshare is None or mount is None:
         raise OSError(errno.ENOSYS, "no unshare/mount in libc")
@@ -122,10 +132,17 @@ def _stage(binds: tuple[tuple[str, str], ...]) -> None:
         else:
             os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
         check(mount(src.encode(), target.encode(), None, _MS_BIND | _MS_REC, None), f"bind {src}")
+    if tmpfs:
+        sized = f"mode=1777,size={TMPFS_BYTES}".encode()
+        for name in _STAGED_TMPFS.values():
+            target = f"{_STAGE}/{name}"
+            os.makedirs(target, exist_ok=True)
+            check(mount(b"sandbox", target.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, sized), name)
 
 
 def _bwrap_child_setup(
     view: View | None,
+    staged_tmpfs: bool,
     join_files: list[str],
     join_fd: int,
     uid: int | None,
@@ -140,7 +157,7 @@ def _bwrap_child_setup(
         step = "stage"
         try:
             if view is not None:
-                _stage(view.binds)
+                _stage(view.binds, staged_tmpfs)
             for path in join_files:
                 try:
                     with open(path, "w") as f:
@@ -172,11 +189,20 @@ def _join_failures(fd: int) -> dict[str, str]:
 
 
 def _bwrap_args(
-    bwrap: str, view: View, staged: bool, info_fd: int, code_fd: int, report_fd: int
+    bwrap: str,
+    features: Features,
+    view: View,
+    staged: bool,
+    fds: tuple[int, int, int],
 ) -> list[str]:
-    """The bwrap command line: namespaces, the read-only view, tmpfs, then the prelude."""
+    """The bwrap command line: namespaces, the read-only view, tmpfs, then the prelude;
+    options newer than MIN_VERSION only where this bwrap has them. `fds`: bwrap's info fd,
+    the program's and the report's."""
+    info_fd, code_fd, report_fd = fds
     args = [bwrap, "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net"]
-    args += ["--unshare-uts", "--unshare-cgroup-try", "--disable-userns"]
+    args += ["--unshare-uts", "--unshare-cgroup-try"]
+    if features.disable_userns:
+        args += ["--disable-userns"]
     args += ["--uid", str(INNER_UID), "--gid", str(INNER_UID), "--hostname", "sandbox"]
     args += ["--as-pid-1", "--die-with-parent", "--new-session", "--clearenv"]
     args += ["--info-fd", str(info_fd)]
@@ -196,11 +222,17 @@ def _bwrap_args(
     else:
         for src, dest in view.binds:
             args += ["--ro-bind", src, dest]
+    size = ["--size", "4096"] if features.tmpfs_size else []
     for mask in view.masks:
-        args += ["--perms", "0555", "--size", "4096", "--tmpfs", mask]
+        args += ["--perms", "0555", *size, "--tmpfs", mask, "--remount-ro", mask]
     args += ["--ro-bind-data", str(code_fd), _PROGRAM, "--proc", "/proc", "--dev", "/dev"]
-    for tmp in ("/tmp", "/dev/shm"):
-        args += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", tmp]
+    for tmp, name in _STAGED_TMPFS.items():
+        if features.tmpfs_size:
+            args += ["--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", tmp]
+        elif staged:
+            args += ["--bind", f"{_STAGE}/{name}", tmp]
+        else:
+            args += ["--perms", "1777", "--tmpfs", tmp]
     args += ["--remount-ro", "/", "--chdir", "/tmp"]
     args += [view.interpreter, "-I", "-S", "-X", "utf8", "-c", _BWRAP_PRELUDE, str(report_fd)]
     return args
@@ -266,7 +298,21 @@ def _processes_of(uid: int) -> int:
     return count
 
 
-def _tree_enforced(lim: Limits, cg: TreeCgroup, uid: int, nproc: int) -> dict[str, str]:
+def _disk(features: Features, staged: bool) -> str:
+    """How the sandbox's writable space is bounded."""
+    per_file = f"RLIMIT_FSIZE = {FSIZE_LIMIT_BYTES} B per file (stdout and stderr too)"
+    if features.tmpfs_size or staged:
+        return f"tmpfs /tmp and /dev/shm of {TMPFS_BYTES} B each; {per_file}; the rest read-only"
+    return (
+        f"tmpfs /tmp and /dev/shm without a size limit (bubblewrap {label(features.version)} "
+        f"has no --size, {label(SIZE_VERSION)} and newer do): bounded only by the memory "
+        f"limit where a cgroup holds it; {per_file}; the rest read-only"
+    )
+
+
+def _tree_enforced(
+    lim: Limits, cg: TreeCgroup, uid: int, nproc: int, features: Features, staged: bool
+) -> dict[str, str]:
     """How each limit is in force for a bwrap call."""
     cg_on = cg.enforced
     per_process = f"RLIMIT_AS = {lim.memory_bytes} B per process"
@@ -282,12 +328,15 @@ def _tree_enforced(lim: Limits, cg: TreeCgroup, uid: int, nproc: int) -> dict[st
         "cpu": f"{cpu} (limit {lim.cpu_s:g} s)",
         "wall": f"{lim.wall_s:g} s, then the whole tree is killed ({kill})",
         "files": f"RLIMIT_NOFILE = {NOFILE_LIMIT} per process",
-        "disk": (
-            f"tmpfs /tmp and /dev/shm of {TMPFS_BYTES} B each; RLIMIT_FSIZE = "
-            f"{FSIZE_LIMIT_BYTES} B per file (stdout and stderr too); the rest read-only"
-        ),
+        "disk": _disk(features, staged),
         "network": "new network namespace: only its own loopback, no host address or socket",
-        "identity": f"host uid {uid}, uid {INNER_UID} in a new user namespace, no capabilities",
+        "identity": f"host uid {uid}, uid {INNER_UID} in a new user namespace, no capabilities, "
+        + (
+            "no user namespace of its own (--disable-userns)"
+            if features.disable_userns
+            else f"may make nested user namespaces (bubblewrap {label(features.version)} has "
+            f"no --disable-userns, {label(DISABLE_USERNS_VERSION)} and newer do)"
+        ),
         "filesystem": "read-only interpreter, stdlib and shared libraries; new /proc; minimal /dev",
     }
     if cg.note is not None:
@@ -316,8 +365,9 @@ def _reap(
     return wstatus, usage
 
 
-def run_bwrap(code: str, lim: Limits, bwrap: str) -> SandboxResult:
-    """Run `code` under bubblewrap with the limits; see the module docstring."""
+def run_bwrap(code: str, lim: Limits, bwrap: str, features: Features) -> SandboxResult:
+    """Run `code` under bubblewrap with the limits, using the options `features` says this
+    bwrap has; see the module docstring."""
     try:
         view = python_view()
     except ViewError as exc:
@@ -340,11 +390,13 @@ def run_bwrap(code: str, lim: Limits, bwrap: str) -> SandboxResult:
             stack.callback(_close_quietly, info_r)
             join_r, join_w = os.pipe()
             stack.callback(_close_quietly, join_r)
-            args = _bwrap_args(bwrap, view, root, info_w, program.fileno(), report.fileno())
+            fds = (info_w, program.fileno(), report.fileno())
+            args = _bwrap_args(bwrap, features, view, root, fds)
             nproc = NPROC_LIMIT if root else _processes_of(uid) + NPROC_LIMIT
             parent_rss = rss_now_bytes()
             setup = _bwrap_child_setup(
                 view if root else None,
+                root and not features.tmpfs_size,
                 cg.join_files(),
                 join_w,
                 uid if root else None,
@@ -403,7 +455,7 @@ def run_bwrap(code: str, lim: Limits, bwrap: str) -> SandboxResult:
                 backend="bwrap",
                 host_uid=uid,
                 limits={"cpu_s": lim.cpu_s, "wall_s": lim.wall_s, "memory_bytes": lim.memory_bytes},
-                enforced=_tree_enforced(lim, cg, uid, nproc),
+                enforced=_tree_enforced(lim, cg, uid, nproc, features, root),
                 clamped=lim.clamped,
                 cpu_source="cgroup" if tree_cpu else "wait4",
                 tree_memory_peak_bytes=cg.memory_peak_bytes(),
@@ -481,7 +533,8 @@ def probe(bwrap: str) -> str | None:
 def _trial(bwrap: str) -> str | None:
     """Run a trial program in the sandbox: None when it printed what it should."""
     try:
-        result = run_bwrap("print('ok')", limits_for(10.0, 256 * 1024 * 1024, 20.0), bwrap)
+        lim = limits_for(10.0, 256 * 1024 * 1024, 20.0)
+        result = run_bwrap("print('ok')", lim, bwrap, bwrap_features(bwrap))
     except (SandboxUnavailable, OSError) as exc:
         return str(exc)
     if result.status != "ok" or result.stdout.strip() != "ok":

@@ -49,7 +49,11 @@ def test_registry_matches_tool_kinds() -> None:
 
 
 @pytest.mark.parametrize(("kind", "small", "large", "counter"), CASES)
-def test_kernel_work_grows_with_size(kind: str, small: float, large: float, counter: str) -> None:
+def test_kernel_work_grows_with_size(
+    kind: str, small: float, large: float, counter: str, request: pytest.FixtureRequest
+) -> None:
+    if kind == "code_exec":
+        request.getfixturevalue("needs_bwrap")
     kernel(kind)(small, 7)  # warm caches and imports
     cpu_small, s = _cpu_s(kind, small)
     cpu_large, big = _cpu_s(kind, large)
@@ -65,6 +69,7 @@ def test_kernel_is_deterministic(kind: str) -> None:
     assert kernel(kind)(3.0, 11) == kernel(kind)(3.0, 11)
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_code_exec_is_deterministic_and_sandboxed() -> None:
     a, b = kernel("code_exec")(2.0, 5), kernel("code_exec")(2.0, 5)
     assert a["status"] == "ok" and a["checksum"] == b["checksum"] is not None

@@ -77,6 +77,7 @@ async def test_execute_runs_the_kernel_and_measures_it(tools: ExecuteTools) -> N
     assert rec.peak_rss_bytes is not None and rec.peak_rss_bytes > 10 * 1024 * 1024
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 async def test_execute_code_exec_goes_through_the_sandbox(tools: ExecuteTools) -> None:
     rec = await tools.run(ToolCall("code_exec", 0.0, size=20.0), CTX)
     assert rec.status == "ok", rec.error

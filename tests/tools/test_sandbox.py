@@ -26,6 +26,7 @@ def _run(
     return run_sandboxed(code, cpu_s=cpu_s, memory_bytes=memory_bytes, wall_s=wall_s)
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_cpu_bound_program_is_ok_and_its_cpu_time_is_measured() -> None:
     """The measured CPU time covers what the program itself counted (a loaded host slows the
     wall clock, not the CPU seconds), and never exceeds the wall time by more than a core."""
@@ -42,12 +43,14 @@ def test_cpu_bound_program_is_ok_and_its_cpu_time_is_measured() -> None:
     assert r.peak_rss_bytes is not None and r.peak_rss_bytes > 1 * MiB
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_infinite_loop_is_killed_at_its_cpu_limit() -> None:
     r = _run("while True:\n    pass\n", cpu_s=1, wall_s=20)
     assert r.status == "cpu_limit", r
     assert r.cpu_user_s + r.cpu_system_s >= 0.9
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_sleep_forever_is_killed_at_its_wall_limit_in_its_own_tmp() -> None:
     code = "import os, time\nprint(os.getcwd(), flush=True)\ntime.sleep(3600)\n"
     r = _run(code, wall_s=0.5)
@@ -56,22 +59,26 @@ def test_sleep_forever_is_killed_at_its_wall_limit_in_its_own_tmp() -> None:
     assert r.stdout.strip() == "/tmp"  # the sandbox's own tmpfs, not a folder of the host's
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_memory_hog_hits_the_memory_limit() -> None:
     r = _run("x = bytearray(1 << 30)\n", memory_bytes=128 * MiB)
     assert r.status == "memory_limit", r
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_non_zero_exit_is_failed_with_stderr() -> None:
     r = _run("import sys\nsys.stderr.write('boom\\n')\nraise SystemExit(3)\n")
     assert (r.status, r.exit_code) == ("failed", 3)
     assert "boom" in r.stderr
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_exception_is_failed_with_traceback() -> None:
     r = _run("raise RuntimeError('nope')\n")
     assert r.status == "failed" and "RuntimeError: nope" in r.stderr
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_child_gets_a_clean_environment_and_limits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("HARNESS_SECRET", "s3cret")
@@ -88,6 +95,7 @@ def test_child_gets_a_clean_environment_and_limits(monkeypatch: pytest.MonkeyPat
     assert flags == "1 1"
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_network_is_unreachable_when_isolated() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -105,6 +113,7 @@ def test_bad_limits_are_rejected() -> None:
         run_sandboxed("pass", cpu_s=0, memory_bytes=MiB, wall_s=1)
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_peak_rss_is_the_programs_not_the_parents() -> None:
     ballast = bytearray(b"x") * (150 * MiB)  # resident in this (parent) process
     small = _run("pass\n")
@@ -114,6 +123,7 @@ def test_peak_rss_is_the_programs_not_the_parents() -> None:
     assert big.peak_rss_bytes is not None and 100_000_000 < big.peak_rss_bytes < 160 * MiB
 
 
+@pytest.mark.usefixtures("needs_bwrap")
 def test_runs_in_bubblewrap_with_every_limit_said() -> None:
     r = _run("print('hi')\n")
     assert (r.status, r.stdout, r.backend) == ("ok", "hi\n", "bwrap")
