@@ -15,15 +15,20 @@ Limits, set by the harness within the fixed maxima of `limits` (a larger request
 and reported in `SandboxResult.clamped`): memory and process count of the whole tree by a
 per-call cgroup where one can be made (`cgroups`), else per process (RLIMIT_AS, RLIMIT_NPROC
 of the unprivileged uid); CPU of the whole tree by polling the cgroup's CPU time, with
-RLIMIT_CPU per process as a backstop; RLIMIT_NOFILE, RLIMIT_FSIZE (which also caps stdout and
-stderr), no core files; a wall-clock limit. `SandboxResult.enforced` says how each limit was
+RLIMIT_CPU per process as a backstop; RLIMIT_NOFILE, RLIMIT_FSIZE, no core files; a wall-clock
+limit. stdout, stderr and the prelude's report are pipes the harness drains (`sandbox_pipes`):
+nothing of them reaches a host file, a bounded part is kept, a stream is closed at
+OUTPUT_LIMIT_BYTES. `SandboxResult.enforced` says how each limit was
 in force. Afterwards the whole tree is killed (the PID namespace's init, so every process in
 the namespace, and the cgroup until empty): a `setsid` double-fork child does not outlive the
 call. CPU seconds are the cgroup's for the whole tree, else wait4's (which misses processes
 the namespace's teardown killed after a timeout). Peak RSS is the program interpreter's own
-VmHWM, which a prelude reports when the program ends, else wait4's ru_maxrss where that
-provably exceeds what the fork copied, else None; the tree's peak memory charge is reported
-apart where the cgroup keeps it.
+VmHWM, which a prelude reports when the program ends (believed only in the prelude's exact
+form: a program that writes to its report gets wait4's figure instead; one that writes a
+whole fake report and exits before the prelude can claim what it likes, so the tree's
+figures are the kernel's), else wait4's ru_maxrss where that provably exceeds what the fork
+copied, else None; the tree's peak memory charge is reported apart where the cgroup keeps
+it.
 
 Options newer than bubblewrap 0.5.0 are used only where the installed bwrap has them
 (`sandbox_probe`: `--size` from 0.7.0, without which a root harness mounts the size-limited
@@ -54,6 +59,7 @@ from harness.tools.sandbox_base import (
     limits_for,
 )
 from harness.tools.sandbox_bwrap import INNER_UID, TMPFS_BYTES, host_uid, probe, run_bwrap
+from harness.tools.sandbox_pipes import OUTPUT_LIMIT_BYTES
 from harness.tools.sandbox_probe import (
     INSTALL_HINT,
     MIN_VERSION,
@@ -74,6 +80,7 @@ __all__ = [
     "MIN_VERSION",
     "NOFILE_LIMIT",
     "NPROC_LIMIT",
+    "OUTPUT_LIMIT_BYTES",
     "OUTPUT_TAIL_BYTES",
     "TMPFS_BYTES",
     "Features",

@@ -5,8 +5,9 @@ unprivileged host uid, could not reach paths such as /root), joins the call's cg
 per-process limits and drops to that uid before exec'ing bwrap. bwrap runs the program as the
 PID namespace's init (`--as-pid-1`): when it dies, the kernel kills every process left in the
 namespace, and bwrap, its parent, reaps it (no zombie is left to the host's pid 1). The
-prelude reports to an inherited file when the program started and ended (with its VmHWM), which
-tells bwrap's exit status 128 + N for signal N apart from an exit code.
+prelude reports to an inherited pipe when the program started and ended (with its VmHWM), which
+tells bwrap's exit status 128 + N for signal N apart from an exit code; stdout and stderr are
+pipes too (`sandbox_pipes`), drained while the program runs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 from harness.tools.cgroups import TreeCgroup
 from harness.tools.sandbox_base import (
@@ -44,9 +44,9 @@ from harness.tools.sandbox_base import (
     poll_fd,
     rlimits,
     rss_now_bytes,
-    tail,
     wait_exited,
 )
+from harness.tools.sandbox_pipes import OUTPUT_LIMIT_BYTES, Pipes, parse_report
 from harness.tools.sandbox_probe import (
     DISABLE_USERNS_VERSION,
     SIZE_VERSION,
@@ -276,18 +276,6 @@ def _init_pidfd(info: dict[str, object] | None, bwrap_pid: int) -> int | None:
     return fd
 
 
-def _report(f: IO[bytes]) -> tuple[bool, bool, int | None]:
-    """(program started, program ended, its VmHWM in bytes) from the prelude's report."""
-    f.seek(0)
-    lines = f.read(4096).decode("ascii", errors="replace").splitlines()
-    started = "S" in lines
-    ends = [line.split()[1:] for line in lines if line.startswith("E ")]
-    hwm: int | None = None
-    if ends and ends[0] and ends[0][0].isdigit():
-        hwm = int(ends[0][0]) * 1024
-    return started, bool(ends), hwm
-
-
 def _processes_of(uid: int) -> int:
     """How many processes host uid `uid` runs now (RLIMIT_NPROC counts them all)."""
     count = 0
@@ -300,7 +288,10 @@ def _processes_of(uid: int) -> int:
 
 def _disk(features: Features, staged: bool) -> str:
     """How the sandbox's writable space is bounded."""
-    per_file = f"RLIMIT_FSIZE = {FSIZE_LIMIT_BYTES} B per file (stdout and stderr too)"
+    per_file = (
+        f"RLIMIT_FSIZE = {FSIZE_LIMIT_BYTES} B per file; stdout and stderr are pipes, closed "
+        f"after {OUTPUT_LIMIT_BYTES} B each"
+    )
     if features.tmpfs_size or staged:
         return f"tmpfs /tmp and /dev/shm of {TMPFS_BYTES} B each; {per_file}; the rest read-only"
     return (
@@ -379,9 +370,8 @@ def run_bwrap(code: str, lim: Limits, bwrap: str, features: Features) -> Sandbox
     proc: subprocess.Popen[bytes] | None = None
     try:
         with contextlib.ExitStack() as stack:
-            out = stack.enter_context(tempfile.TemporaryFile())
-            err = stack.enter_context(tempfile.TemporaryFile())
-            report = stack.enter_context(tempfile.TemporaryFile())
+            pipes = stack.enter_context(Pipes())
+            out_w, err_w, report_w = pipes.child_fds
             program = stack.enter_context(tempfile.TemporaryFile())
             program.write(code.encode("utf-8"))
             program.flush()
@@ -390,7 +380,7 @@ def run_bwrap(code: str, lim: Limits, bwrap: str, features: Features) -> Sandbox
             stack.callback(_close_quietly, info_r)
             join_r, join_w = os.pipe()
             stack.callback(_close_quietly, join_r)
-            fds = (info_w, program.fileno(), report.fileno())
+            fds = (info_w, program.fileno(), report_w)
             args = _bwrap_args(bwrap, features, view, root, fds)
             nproc = NPROC_LIMIT if root else _processes_of(uid) + NPROC_LIMIT
             parent_rss = rss_now_bytes()
@@ -408,30 +398,36 @@ def run_bwrap(code: str, lim: Limits, bwrap: str, features: Features) -> Sandbox
                     args,
                     env={},
                     stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
+                    stdout=out_w,
+                    stderr=err_w,
                     close_fds=True,
-                    pass_fds=(info_w, program.fileno(), report.fileno()),
+                    pass_fds=fds,
                     start_new_session=True,
                     preexec_fn=setup,
                 )
             except subprocess.SubprocessError:
-                raise SandboxUnavailable(tail(err).strip() or "sandbox setup failed") from None
+                pipes.close_child_ends()
+                pipes.finish(_REAP_TIMEOUT_S)
+                raise SandboxUnavailable(pipes.stderr.strip() or "sandbox setup failed") from None
             finally:
                 os.close(info_w)
                 os.close(join_w)
+                pipes.close_child_ends()
             cg.joined(_join_failures(join_r))
             deadline = time.monotonic() + min(lim.wall_s, _SETUP_TIMEOUT_S)
             init_fd = _init_pidfd(_read_info(info_r, deadline), proc.pid)
-            timed_out, cpu_killed = _watch(proc.pid, start, lim, cg)
+            timed_out, cpu_killed = _watch(proc.pid, start, lim, cg, pipes)
             wstatus, usage = _reap(proc, init_fd, cg)
             wall = time.perf_counter() - start
             proc = None
-            started, ended, hwm = _report(report)
-            code_, sig = _exit_of(wstatus, started and not ended)
+            pipes.finish(_REAP_TIMEOUT_S)
+            report = parse_report(pipes.report)
+            code_, sig = _exit_of(wstatus, bool(report.started and not report.ended))
             tree_cpu = cg.cpu_s() if cg.measures_cpu else None
             user, system = tree_cpu if tree_cpu else (usage.ru_utime, usage.ru_stime)
-            peak = hwm if hwm is not None else maxrss_peak(usage.ru_maxrss, parent_rss)
+            peak = report.hwm_bytes
+            if peak is None:
+                peak = maxrss_peak(usage.ru_maxrss, parent_rss)
             status = classify(
                 code_,
                 sig,
@@ -449,8 +445,8 @@ def run_bwrap(code: str, lim: Limits, bwrap: str, features: Features) -> Sandbox
                 cpu_user_s=user,
                 cpu_system_s=system,
                 peak_rss_bytes=peak,
-                stdout=tail(out),
-                stderr=tail(err),
+                stdout=pipes.stdout,
+                stderr=pipes.stderr,
                 network_isolated=True,
                 backend="bwrap",
                 host_uid=uid,
@@ -476,8 +472,9 @@ def _close_quietly(fd: int) -> None:
         os.close(fd)
 
 
-def _watch(pid: int, start: float, lim: Limits, cg: TreeCgroup) -> tuple[bool, bool]:
-    """Wait for bwrap to exit: (timed out, killed for the tree's CPU time)."""
+def _watch(pid: int, start: float, lim: Limits, cg: TreeCgroup, pipes: Pipes) -> tuple[bool, bool]:
+    """Wait for bwrap to exit, draining the program's pipes: (timed out, killed for the
+    tree's CPU time)."""
     fd = os.pidfd_open(pid)
     try:
         while True:
@@ -485,7 +482,7 @@ def _watch(pid: int, start: float, lim: Limits, cg: TreeCgroup) -> tuple[bool, b
             if remaining <= 0:
                 return True, False
             step = min(remaining, CPU_POLL_S) if cg.measures_cpu else remaining
-            if poll_fd(fd, step):
+            if pipes.wait(fd, step):
                 return False, False
             used = cg.cpu_s()
             if used is not None and used[0] + used[1] >= lim.cpu_s:

@@ -33,6 +33,7 @@ from harness.tools.sandbox import (
     INNER_UID,
     NOFILE_LIMIT,
     NPROC_LIMIT,
+    OUTPUT_LIMIT_BYTES,
     TMPFS_BYTES,
     SandboxResult,
     bwrap_features,
@@ -436,7 +437,8 @@ def test_14_huge_output_is_capped(run: Run) -> None:
         sys.stderr.write(f"{written}\\n")
         """
     )
-    assert int(r.stderr.strip().splitlines()[-1]) <= FSIZE_LIMIT_BYTES, r
+    # stdout is a pipe, closed once OUTPUT_LIMIT_BYTES went through (plus what it holds)
+    assert int(r.stderr.strip().splitlines()[-1]) <= OUTPUT_LIMIT_BYTES + (1 << 20), r
     assert len(r.stdout) <= sandbox.OUTPUT_TAIL_BYTES
     assert r.wall_s < 10
 
@@ -534,6 +536,45 @@ def test_20_its_own_hostname_and_no_sys(run: Run) -> None:
     r = run("import os, socket\nprint(socket.gethostname(), os.path.exists('/sys/fs'))\n")
     assert _lines(r) == ["sandbox False"], r
     assert socket.gethostname() != "sandbox"
+
+
+def test_21_its_report_cannot_be_forged_rewritten_or_grown(run: Run) -> None:
+    """The program finds the prelude's report fd and writes a fake end (a VmHWM of 1 kB)
+    into it, tries to seek back over the real start and floods it; then it holds 300 MiB.
+    The forged figure is never believed, and nothing it wrote reached a host file."""
+    r = run(
+        """
+        import os
+        found = []
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            try:
+                if fd <= 2:
+                    continue
+                found.append(fd)
+                os.write(fd, b"S\\nE 1\\n")
+            except OSError:
+                continue
+            try:
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.ftruncate(fd, 0)
+                print("rewound", fd)
+            except OSError:
+                pass
+            try:
+                for _ in range(64):
+                    os.write(fd, b"E 1\\n" * 16384)
+            except OSError:
+                pass
+        block = b"x" * (300 << 20)
+        print("forged", found, flush=True)
+        """,
+        memory_bytes=1 << 30,
+    )
+    assert r.status == "ok", r
+    assert _lines(r)[-1].startswith("forged [") and _lines(r)[-1] != "forged []", r
+    assert "rewound" not in r.stdout
+    assert r.peak_rss_bytes is None or r.peak_rss_bytes > 300 * MiB, r
 
 
 def test_limits_from_a_trace_are_clamped_to_the_fixed_maxima(run: Run) -> None:
