@@ -184,7 +184,9 @@ def per_tool_kind(
     (`calls_*_s`: parallel calls overlap, so these may exceed the rows), CPU seconds, and the
     kind's part of the tool row (`tool_s`) and of the tool-queue row (`queue_s`), split in
     proportion to the kinds' work and wait, so each adds up to its row; `share` is the
-    kind's tool part of the total, and the kinds' shares add up to the tool row's share."""
+    kind's tool part of the total, and the kinds' shares add up to the tool row's share.
+    `limits_clamped` counts the calls whose limits were clamped to the fixed maxima, and
+    `sandbox` names how sandboxed calls were contained."""
     result: dict[str, dict[str, Any]] = {}
     if tools.empty:
         return result
@@ -208,8 +210,27 @@ def per_tool_kind(
             "tool_cpu_s": _tool_cpu_s(part),
             "share": attributed / total_s if total_s > 0 else None,
             "call_s": percentile_stats(wall.loc[idx].tolist()),
+            "limits_clamped": _clamped_calls(part),
+            "sandbox": _sandboxes(part),
         }
     return result
+
+
+def _clamped_calls(part: pd.DataFrame) -> int | None:
+    """How many of the calls had a limit clamped to the fixed maxima (None where no call
+    had limits: replay, or a run recorded before the column)."""
+    if "limits_clamped" not in part or not part["limits_clamped"].notna().any():
+        return None
+    return int(part["limits_clamped"].fillna(False).astype(bool).sum())
+
+
+def _sandboxes(part: pd.DataFrame) -> str | None:
+    """How the calls were contained ("bwrap+cgroup-v2", "rlimits", …; several joined by
+    ", "), None where none was sandboxed."""
+    if "sandbox" not in part:
+        return None
+    names = sorted({str(v) for v in part["sandbox"].dropna()})
+    return ", ".join(names) or None
 
 
 def _queue_note(totals: dict[str, Any]) -> str | None:

@@ -123,6 +123,20 @@ class ToolRecord:
     error: str | None = None
     work_start_ns: int | None = None
     """When a worker began the work (execute mode); before it the call queued for a worker."""
+    sandbox: str | None = None
+    """How a sandboxed call (code_exec) was contained: "bwrap+cgroup-v2", "bwrap+cgroup-v1"
+    (bubblewrap, whole-tree limits in that cgroup), "bwrap" (per-process limits only) or
+    "rlimits" (no bubblewrap); None for kinds that run in the worker, and in replay."""
+    limits_clamped: bool | None = None
+    """Whether a limit the call asked for (from its size or timeout) was above the fixed
+    maxima and clamped to them; None where no limit applies (replay)."""
+    cpu_limit_s: float | None = None
+    """The CPU limit a sandboxed call ran under (None where there is none)."""
+    wall_limit_s: float | None = None
+    """The wall-clock limit the call ran under (execute mode)."""
+    tree_cpu_from: str | None = None
+    """Where a sandboxed call's CPU seconds come from: "cgroup" (the whole process tree) or
+    "wait4" (the processes reaped); None for other calls."""
 
     @property
     def cpu_s(self) -> float | None:
@@ -188,6 +202,11 @@ TOOL_COLUMN_KINDS: dict[str, ColumnKind] = {
     "status": "str",
     "error": "str",
     "work_start_ns": "int",
+    "sandbox": "str",
+    "limits_clamped": "bool",
+    "cpu_limit_s": "float",
+    "wall_limit_s": "float",
+    "tree_cpu_from": "str",
 }
 """The columns of `tools.parquet`."""
 

@@ -229,3 +229,21 @@ def test_gaps_between_calls_are_orchestration_and_no_queue_no_note() -> None:
     assert row.tool_queue_s == pytest.approx(0.0)
     assert row.orchestration_s == pytest.approx(0.5)
     assert latency_split(steps, tools, "q")["queue_note"] is None
+
+
+def test_each_kind_counts_its_clamped_calls_and_names_its_sandbox() -> None:
+    steps, tools = _queued_run()
+    tools = tools.copy()
+    tools["sandbox"] = pd.Series(["bwrap+cgroup-v1", "bwrap+cgroup-v1", None], dtype="string")
+    tools["limits_clamped"] = pd.Series([True, False, False], dtype="boolean")
+    kinds = latency_split(steps, tools, "q")["per_tool_kind"]
+    assert (kinds["code_exec"]["limits_clamped"], kinds["code_exec"]["sandbox"]) == (
+        1,
+        "bwrap+cgroup-v1",
+    )
+    assert (kinds["parse"]["limits_clamped"], kinds["parse"]["sandbox"]) == (0, None)
+    replayed = latency_split(
+        table_frame("steps", _steps()), table_frame("tools", _tools(False)), "w"
+    )
+    # replayed calls have no limits: not a count of 0
+    assert replayed["per_tool_kind"]["retrieval"]["limits_clamped"] is None

@@ -6,7 +6,8 @@ filled in (never code from a trace): a seeded mix of arithmetic, string building
 counting and periodic sorting. Size unit: thousands of loop iterations of that program.
 The sandbox's own start (a fresh interpreter) is part of the work, as it is for an agent.
 Limits come from the size but never exceed the sandbox's fixed maxima (`limits`): a trace
-`size` of 1e6 gets MAX_CPU_S, not 20,005 s, and the summary says the limit was clamped.
+`size` of 1e6 gets MAX_CPU_S, not 20,005 s, and the call says the limit was clamped (its
+`limits_clamped`, in tools.parquet, counted per kind in the run summary).
 """
 
 from __future__ import annotations
@@ -103,8 +104,9 @@ def run_code_exec(
         "cpu_system_s": result.cpu_system_s,
         "peak_rss_bytes": result.peak_rss_bytes,
         "network_isolated": int(result.network_isolated),
-        "sandbox": result.backend,
+        "sandbox": result.containment,
         "cpu_limit_s": result.limits.get("cpu_s"),
+        "wall_limit_s": result.limits.get("wall_s"),
         "limits_clamped": ",".join(clamped_all) or None,
         "tree_cpu_from": result.cpu_source,
         "checksum": checksum,

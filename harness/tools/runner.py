@@ -114,6 +114,11 @@ class _Measured:
     cpu_system_s: float | None
     peak_rss_bytes: int | None
     work_start_perf_ns: int | None = None
+    sandbox: str | None = None
+    limits_clamped: bool | None = None
+    cpu_limit_s: float | None = None
+    wall_limit_s: float | None = None
+    tree_cpu_from: str | None = None
 
 
 def _reset_peak_rss() -> bool:
@@ -172,10 +177,13 @@ def _measure(
     timeout_s: float | None = None,
     wall_s: float | None = None,
     allow_unsandboxed: bool = False,
+    wall_clamped: bool = False,
 ) -> _Measured:
     """Run one kernel in this (worker) process and measure its CPU and peak memory. A
     `timeout_s` is the CPU limit of a sandboxed code_exec (clamped there to the maximum);
-    `wall_s` is the wall-clock limit of any other kernel (status "timeout" past it)."""
+    `wall_s` is the wall-clock limit of any other kernel (status "timeout" past it), and
+    `wall_clamped` whether that was clamped to the maximum. The sandbox's limits, whether
+    any was clamped, how it was contained and where its CPU figure came from are kept."""
     work_start = time.perf_counter_ns()  # CLOCK_MONOTONIC: comparable across processes
     hwm_reset = _reset_peak_rss()
     self0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -220,7 +228,40 @@ def _measure(
         peak = _vmhwm_bytes()
     elif _maxrss_bytes(self1) > _maxrss_bytes(self0):
         peak = _maxrss_bytes(self1)
-    return _Measured(status, error, user, system, peak, work_start)
+    if kind != "code_exec":
+        wall_limit = wall_s if wall_s else None
+        clamped = wall_clamped if wall_limit is not None else None
+        return _Measured(
+            status,
+            error,
+            user,
+            system,
+            peak,
+            work_start,
+            limits_clamped=clamped,
+            wall_limit_s=wall_limit,
+        )
+    return _Measured(
+        status,
+        error,
+        user,
+        system,
+        peak,
+        work_start,
+        sandbox=_str_or_none(summary.get("sandbox")),
+        limits_clamped=summary.get("limits_clamped") is not None if summary else None,
+        cpu_limit_s=_float_or_none(summary.get("cpu_limit_s")),
+        wall_limit_s=_float_or_none(summary.get("wall_limit_s")),
+        tree_cpu_from=_str_or_none(summary.get("tree_cpu_from")),
+    )
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _float_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
 
 
 class ExecuteTools:
@@ -331,8 +372,8 @@ class ExecuteTools:
         timeout_s = call.timeout_ms / MS_PER_S if call.timeout_ms is not None else None
         known = call.kind in self._calibration.ms_per_unit
         predicted_ms = self._calibration.predict_ms(call.kind, size) if known else None
-        wall_s, _ = limits.kernel_wall_s(predicted_ms)
-        args = (call.kind, size, ctx.seed, timeout_s, wall_s, self._allow_unsandboxed)
+        wall_s, wall_clamped = limits.kernel_wall_s(predicted_ms)
+        args = (call.kind, size, ctx.seed, timeout_s, wall_s, self._allow_unsandboxed, wall_clamped)
         start = self._now_ns()
         try:
             m = await loop.run_in_executor(pool, _measure, *args)
@@ -361,6 +402,11 @@ class ExecuteTools:
             status=m.status,
             error=m.error,
             work_start_ns=work_start,
+            sandbox=m.sandbox,
+            limits_clamped=m.limits_clamped,
+            cpu_limit_s=m.cpu_limit_s,
+            wall_limit_s=m.wall_limit_s,
+            tree_cpu_from=m.tree_cpu_from,
         )
 
     def close(self) -> None:

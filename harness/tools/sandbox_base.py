@@ -67,6 +67,12 @@ class SandboxResult:
     """Which cgroup versions held the call's whole-tree limits ("v1", "v2", "v1+v2"), or None
     where none did (`enforced["cgroup"]` then says why)."""
 
+    @property
+    def containment(self) -> str:
+        """How the call was contained: the backend and, where one held the whole-tree
+        limits, the cgroup ("bwrap+cgroup-v2", "bwrap+cgroup-v1", "bwrap", "rlimits")."""
+        return f"{self.backend}+cgroup-{self.cgroup}" if self.cgroup else self.backend
+
 
 @cache
 def libc() -> ctypes.CDLL | None:

@@ -79,10 +79,31 @@ async def test_execute_runs_the_kernel_and_measures_it(tools: ExecuteTools) -> N
 
 @pytest.mark.usefixtures("needs_bwrap")
 async def test_execute_code_exec_goes_through_the_sandbox(tools: ExecuteTools) -> None:
+    """The record says how the call was contained, its limits, and that none was clamped;
+    a trace timeout above the maximum is clamped, and the record says so."""
     rec = await tools.run(ToolCall("code_exec", 0.0, size=20.0), CTX)
     assert rec.status == "ok", rec.error
     assert rec.cpu_user_s is not None and rec.cpu_user_s > 0
     assert rec.peak_rss_bytes is not None and rec.peak_rss_bytes > 0
+    assert rec.sandbox is not None and rec.sandbox.startswith("bwrap")
+    if os.geteuid() == 0:
+        assert rec.sandbox.startswith("bwrap+cgroup-v") and rec.tree_cpu_from == "cgroup"
+    assert rec.limits_clamped is False
+    assert rec.cpu_limit_s is not None and 0 < rec.cpu_limit_s < limits.MAX_CPU_S
+    assert rec.wall_limit_s is not None and rec.wall_limit_s <= limits.MAX_WALL_S
+    huge = await tools.run(ToolCall("code_exec", 0.0, size=1.0, timeout_ms=20_005_000.0), CTX)
+    assert huge.status == "ok", huge.error
+    assert (huge.limits_clamped, huge.cpu_limit_s) == (True, limits.MAX_CPU_S)
+
+
+async def test_other_kernels_record_their_wall_limit_and_no_sandbox(tools: ExecuteTools) -> None:
+    rec = await tools.run(ToolCall("parse", 5.0), CTX)
+    assert (rec.sandbox, rec.tree_cpu_from, rec.cpu_limit_s) == (None, None, None)
+    assert (rec.wall_limit_s, rec.limits_clamped) == (limits.MIN_KERNEL_WALL_S, False)
+    clamped = _measure("parse", 1.0, 0, wall_s=limits.MAX_WALL_S, wall_clamped=True)
+    assert (clamped.wall_limit_s, clamped.limits_clamped) == (limits.MAX_WALL_S, True)
+    replayed = await ReplayTools(RunClock().now_ns).run(ToolCall("parse", 1.0), CTX)
+    assert replayed.limits_clamped is None and replayed.wall_limit_s is None
 
 
 async def test_execute_records_a_failing_kernel(tools: ExecuteTools) -> None:
