@@ -114,11 +114,36 @@ class _Measured:
     cpu_system_s: float | None
     peak_rss_bytes: int | None
     work_start_perf_ns: int | None = None
+    limits: _CallLimits | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _CallLimits:
+    """The limits a kernel call ran under and how it was contained (ToolRecord's fields)."""
+
     sandbox: str | None = None
     limits_clamped: bool | None = None
     cpu_limit_s: float | None = None
     wall_limit_s: float | None = None
     tree_cpu_from: str | None = None
+
+
+def _call_limits(
+    kind: str, summary: kernels.Summary, wall_s: float | None, wall_clamped: bool
+) -> _CallLimits:
+    """A sandboxed call's limits from its summary; another kernel's wall limit."""
+    if kind != "code_exec":
+        wall = wall_s if wall_s else None
+        return _CallLimits(None, wall_clamped if wall is not None else None, None, wall, None)
+    sandbox, cpu_from = summary.get("sandbox"), summary.get("tree_cpu_from")
+    cpu, wall_limit = summary.get("cpu_limit_s"), summary.get("wall_limit_s")
+    return _CallLimits(
+        sandbox if isinstance(sandbox, str) else None,
+        summary.get("limits_clamped") is not None if summary else None,
+        float(cpu) if isinstance(cpu, int | float) else None,
+        float(wall_limit) if isinstance(wall_limit, int | float) else None,
+        cpu_from if isinstance(cpu_from, str) else None,
+    )
 
 
 def _reset_peak_rss() -> bool:
@@ -228,40 +253,8 @@ def _measure(
         peak = _vmhwm_bytes()
     elif _maxrss_bytes(self1) > _maxrss_bytes(self0):
         peak = _maxrss_bytes(self1)
-    if kind != "code_exec":
-        wall_limit = wall_s if wall_s else None
-        clamped = wall_clamped if wall_limit is not None else None
-        return _Measured(
-            status,
-            error,
-            user,
-            system,
-            peak,
-            work_start,
-            limits_clamped=clamped,
-            wall_limit_s=wall_limit,
-        )
-    return _Measured(
-        status,
-        error,
-        user,
-        system,
-        peak,
-        work_start,
-        sandbox=_str_or_none(summary.get("sandbox")),
-        limits_clamped=summary.get("limits_clamped") is not None if summary else None,
-        cpu_limit_s=_float_or_none(summary.get("cpu_limit_s")),
-        wall_limit_s=_float_or_none(summary.get("wall_limit_s")),
-        tree_cpu_from=_str_or_none(summary.get("tree_cpu_from")),
-    )
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _float_or_none(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) else None
+    bounds = _call_limits(kind, summary, wall_s, wall_clamped)
+    return _Measured(status, error, user, system, peak, work_start, bounds)
 
 
 class ExecuteTools:
@@ -385,6 +378,7 @@ class ExecuteTools:
                 scratch.remove_dead(self._scratch)  # the dead worker's temporary folders
             m = _Measured("failed", f"worker process died: {exc}", None, None, None)
         end = self._now_ns()
+        lim = m.limits or _CallLimits()
         work_start: int | None = None
         if m.work_start_perf_ns is not None:
             # The run clock is perf_counter_ns minus an anchor; find the anchor here.
@@ -402,11 +396,11 @@ class ExecuteTools:
             status=m.status,
             error=m.error,
             work_start_ns=work_start,
-            sandbox=m.sandbox,
-            limits_clamped=m.limits_clamped,
-            cpu_limit_s=m.cpu_limit_s,
-            wall_limit_s=m.wall_limit_s,
-            tree_cpu_from=m.tree_cpu_from,
+            sandbox=lim.sandbox,
+            limits_clamped=lim.limits_clamped,
+            cpu_limit_s=lim.cpu_limit_s,
+            wall_limit_s=lim.wall_limit_s,
+            tree_cpu_from=lim.tree_cpu_from,
         )
 
     def close(self) -> None:

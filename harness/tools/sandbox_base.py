@@ -74,6 +74,42 @@ class SandboxResult:
         return f"{self.backend}+cgroup-{self.cgroup}" if self.cgroup else self.backend
 
 
+def prelude(program_path: str) -> str:
+    """The interpreter's first code in either sandbox (`python -c PRELUDE <report fd>`):
+    reports "S" to the report fd when the program starts and "E <VmHWM kB>" when it ends
+    (read by `sandbox_pipes.parse_report`), runs the program at `program_path` as __main__,
+    and exits MEMORY_ERROR_EXIT on a MemoryError."""
+    return f"""\
+import os, sys
+_fd = int(sys.argv[1])
+os.set_inheritable(_fd, False)
+sys.argv = ["main.py"]
+os.write(_fd, b"S\\n")
+def _end():
+    hwm = "-"
+    try:
+        with open("/proc/self/status") as f:
+            hwm = [line.split()[1] for line in f if line.startswith("VmHWM:")][0]
+    except Exception:
+        pass
+    try:
+        os.write(_fd, ("E " + hwm + "\\n").encode())
+    except Exception:
+        pass
+try:
+    with open({program_path!r}, "rb") as f:
+        src = f.read()
+    exec(compile(src, "main.py", "exec"), {{"__name__": "__main__"}})
+except MemoryError:
+    try:
+        _end(); sys.stderr.write("MemoryError\\n"); sys.stdout.flush(); sys.stderr.flush()
+    finally:
+        os._exit({MEMORY_ERROR_EXIT})
+finally:
+    _end()
+"""
+
+
 @cache
 def libc() -> ctypes.CDLL | None:
     """libc, loaded in the parent so that a forked child only calls into it."""
@@ -108,6 +144,12 @@ def libc_mount() -> Callable[[bytes | None, bytes, bytes | None, int, bytes | No
     fn.restype = ctypes.c_int
     mount: Callable[[bytes | None, bytes, bytes | None, int, bytes | None], int] = fn
     return mount
+
+
+def close_quietly(fd: int) -> None:
+    """Close `fd`, ignoring one already closed."""
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 def is_root() -> bool:

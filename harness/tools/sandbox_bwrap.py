@@ -29,19 +29,20 @@ from harness.tools.cgroups import TreeCgroup
 from harness.tools.sandbox_base import (
     CLONE_NEWNS,
     FSIZE_LIMIT_BYTES,
-    MEMORY_ERROR_EXIT,
     NOFILE_LIMIT,
     NPROC_LIMIT,
     Limits,
     SandboxResult,
     SandboxUnavailable,
     classify,
+    close_quietly,
     is_root,
     libc_mount,
     libc_unshare,
     limits_for,
     maxrss_peak,
     poll_fd,
+    prelude,
     rlimits,
     rss_now_bytes,
     wait_exited,
@@ -70,35 +71,7 @@ _STAGED_TMPFS = {"/tmp": "tmp", "/dev/shm": "shm"}
 _SETUP_TIMEOUT_S = 10.0
 _REAP_TIMEOUT_S = 5.0
 _PROGRAM = "/sandbox/main.py"
-_BWRAP_PRELUDE = f"""\
-import os, sys
-_fd = int(sys.argv[1])
-os.set_inheritable(_fd, False)
-sys.argv = ["main.py"]
-os.write(_fd, b"S\\n")
-def _end():
-    hwm = "-"
-    try:
-        with open("/proc/self/status") as f:
-            hwm = [line.split()[1] for line in f if line.startswith("VmHWM:")][0]
-    except Exception:
-        pass
-    try:
-        os.write(_fd, ("E " + hwm + "\\n").encode())
-    except Exception:
-        pass
-try:
-    with open({_PROGRAM!r}, "rb") as f:
-        src = f.read()
-    exec(compile(src, "main.py", "exec"), {{"__name__": "__main__"}})
-except MemoryError:
-    try:
-        _end(); sys.stderr.write("MemoryError\\n"); sys.stdout.flush(); sys.stderr.flush()
-    finally:
-        os._exit({MEMORY_ERROR_EXIT})
-finally:
-    _end()
-"""
+_BWRAP_PRELUDE = prelude(_PROGRAM)
 
 
 def host_uid() -> int:
@@ -377,9 +350,9 @@ def run_bwrap(code: str, lim: Limits, bwrap: str, features: Features) -> Sandbox
             program.flush()
             program.seek(0)
             info_r, info_w = os.pipe()
-            stack.callback(_close_quietly, info_r)
+            stack.callback(close_quietly, info_r)
             join_r, join_w = os.pipe()
-            stack.callback(_close_quietly, join_r)
+            stack.callback(close_quietly, join_r)
             fds = (info_w, program.fileno(), report_w)
             args = _bwrap_args(bwrap, features, view, root, fds)
             nproc = NPROC_LIMIT if root else _processes_of(uid) + NPROC_LIMIT
@@ -465,11 +438,6 @@ def run_bwrap(code: str, lim: Limits, bwrap: str, features: Features) -> Sandbox
         if init_fd is not None:
             os.close(init_fd)
         cg.remove()
-
-
-def _close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
 
 
 def _watch(pid: int, start: float, lim: Limits, cg: TreeCgroup, pipes: Pipes) -> tuple[bool, bool]:

@@ -163,6 +163,16 @@ class Pipes:
         return None if sink.total_bytes > REPORT_BYTES else bytes(sink.data)
 
 
+def read_report(fd: int) -> bytes | None:
+    """What a report pipe holds now, without waiting (None: past REPORT_BYTES)."""
+    os.set_blocking(fd, False)
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while len(data) <= REPORT_BYTES and (chunk := os.read(fd, REPORT_BYTES + 1)):
+            data += chunk
+    return None if len(data) > REPORT_BYTES else data
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
     """What the prelude reported: the program started, it ended (its interpreter's own

@@ -1,7 +1,9 @@
 """The sandbox without bubblewrap: a child process under per-process rlimits, in a network
-namespace where the kernel allows one, in a temporary working folder removed afterwards. It
-contains far less (the host's filesystem, per-process limits that do not bind root), so as
-root it runs only when the caller allows it explicitly."""
+namespace where the kernel allows one, in a temporary working folder removed afterwards; its
+stdout and stderr are files there (RLIMIT_FSIZE caps them), its report (the prelude shared
+with bwrap) a pipe read when it has ended (a program that fills it blocks itself until the
+wall limit). It contains far less (the host's filesystem, per-process limits that do not
+bind root), so as root it runs only when the caller allows it explicitly."""
 
 from __future__ import annotations
 
@@ -21,45 +23,23 @@ from harness.tools.sandbox_base import (
     CLONE_NEWNET,
     CLONE_NEWUSER,
     FSIZE_LIMIT_BYTES,
-    MEMORY_ERROR_EXIT,
     NOFILE_LIMIT,
     NPROC_LIMIT,
     Limits,
     SandboxResult,
     classify,
+    close_quietly,
     libc_unshare,
     maxrss_peak,
+    prelude,
     rlimits,
     rss_now_bytes,
     tail,
     wait_exited,
 )
+from harness.tools.sandbox_pipes import parse_report, read_report
 
-PEAK_FILE = ".peak_rss_kib"
-_PRELUDE = f"""\
-import os, sys
-sys.argv = ["main.py"]
-_peak_path = os.path.join(os.getcwd(), {PEAK_FILE!r})
-def _peak():
-    try:
-        with open("/proc/self/status") as f:
-            hwm = [line.split()[1] for line in f if line.startswith("VmHWM:")]
-        with open(_peak_path, "w") as f:
-            f.write(hwm[0])
-    except Exception:
-        pass
-try:
-    with open("main.py", "rb") as f:
-        src = f.read()
-    exec(compile(src, "main.py", "exec"), {{"__name__": "__main__"}})
-except MemoryError:
-    try:
-        _peak(); sys.stderr.write("MemoryError\\n"); sys.stdout.flush(); sys.stderr.flush()
-    finally:
-        os._exit({MEMORY_ERROR_EXIT})
-finally:
-    _peak()
-"""
+_PRELUDE = prelude("main.py")
 
 
 def _clean_env(workdir: str) -> dict[str, str]:
@@ -77,15 +57,6 @@ def _kill_group(pgid: int) -> None:
     """SIGKILL a process group, ignoring one that is already gone."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
-
-
-def _peak_rss_bytes(workdir: Path, maxrss: int, parent_rss: int | None) -> int | None:
-    """The program's peak RSS: what its interpreter reported (VmHWM at exit), else wait4's."""
-    try:
-        return int((workdir / PEAK_FILE).read_text().strip()) * 1024
-    except (OSError, ValueError):
-        pass
-    return maxrss_peak(maxrss, parent_rss)
 
 
 def _child_setup(lim: Limits, report_fd: int, isolate: bool) -> Callable[[], None]:
@@ -133,24 +104,27 @@ def _workdir() -> Iterator[str]:
 def run_rlimits(code: str, lim: Limits, isolate_network: bool) -> SandboxResult:
     """The child-process sandbox without bubblewrap: rlimits and, where allowed, no network."""
     pid: int | None = None
-    with _workdir() as workdir:
+    with _workdir() as workdir, contextlib.ExitStack() as stack:
         try:
             work = Path(workdir)
             (work / "main.py").write_text(code, encoding="utf-8")
             out_path, err_path = work / ".stdout", work / ".stderr"
+            report_r, report_w = os.pipe()
+            stack.callback(close_quietly, report_r)
             read_fd, write_fd = os.pipe()
             parent_rss = rss_now_bytes()
             start = time.perf_counter()
             try:
                 with out_path.open("wb") as out, err_path.open("wb") as err:
                     proc = subprocess.Popen(
-                        [sys.executable, "-I", "-S", "-c", _PRELUDE],
+                        [sys.executable, "-I", "-S", "-c", _PRELUDE, str(report_w)],
                         cwd=workdir,
                         env=_clean_env(workdir),
                         stdin=subprocess.DEVNULL,
                         stdout=out,
                         stderr=err,
                         close_fds=True,
+                        pass_fds=(report_w,),
                         start_new_session=True,
                         preexec_fn=_child_setup(lim, write_fd, isolate_network),
                     )
@@ -162,6 +136,7 @@ def run_rlimits(code: str, lim: Limits, isolate_network: bool) -> SandboxResult:
                 os.close(read_fd)
                 if write_fd >= 0:
                     os.close(write_fd)
+                os.close(report_w)
             timed_out = not wait_exited(pid, lim.wall_s)
             _kill_group(pid)
             _, wstatus, usage = os.wait4(pid, 0)
@@ -171,6 +146,9 @@ def run_rlimits(code: str, lim: Limits, isolate_network: bool) -> SandboxResult:
             exit_code = os.WEXITSTATUS(wstatus) if os.WIFEXITED(wstatus) else None
             sig = os.WTERMSIG(wstatus) if os.WIFSIGNALED(wstatus) else None
             cpu_total = usage.ru_utime + usage.ru_stime
+            peak = parse_report(read_report(report_r)).hwm_bytes
+            if peak is None:
+                peak = maxrss_peak(usage.ru_maxrss, parent_rss)
             status = classify(exit_code, sig, timed_out, cpu_total, lim.cpu_soft)
             return SandboxResult(
                 status=status,
@@ -179,7 +157,7 @@ def run_rlimits(code: str, lim: Limits, isolate_network: bool) -> SandboxResult:
                 wall_s=wall,
                 cpu_user_s=usage.ru_utime,
                 cpu_system_s=usage.ru_stime,
-                peak_rss_bytes=_peak_rss_bytes(work, usage.ru_maxrss, parent_rss),
+                peak_rss_bytes=peak,
                 stdout=tail(out_path),
                 stderr=tail(err_path),
                 network_isolated=isolated,

@@ -100,7 +100,8 @@ async def test_other_kernels_record_their_wall_limit_and_no_sandbox(tools: Execu
     rec = await tools.run(ToolCall("parse", 5.0), CTX)
     assert (rec.sandbox, rec.tree_cpu_from, rec.cpu_limit_s) == (None, None, None)
     assert (rec.wall_limit_s, rec.limits_clamped) == (limits.MIN_KERNEL_WALL_S, False)
-    clamped = _measure("parse", 1.0, 0, wall_s=limits.MAX_WALL_S, wall_clamped=True)
+    clamped = _measure("parse", 1.0, 0, wall_s=limits.MAX_WALL_S, wall_clamped=True).limits
+    assert clamped is not None
     assert (clamped.wall_limit_s, clamped.limits_clamped) == (limits.MAX_WALL_S, True)
     replayed = await ReplayTools(RunClock().now_ns).run(ToolCall("parse", 1.0), CTX)
     assert replayed.limits_clamped is None and replayed.wall_limit_s is None

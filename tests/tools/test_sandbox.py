@@ -155,6 +155,8 @@ def test_without_bwrap_the_rlimit_sandbox_says_what_it_does_not_contain() -> Non
         "print('hi')\n", cpu_s=5, memory_bytes=256 * MiB, wall_s=10, allow_unsandboxed=True
     )
     assert (r.status, r.stdout, r.backend) == ("ok", "hi\n", "rlimits")
+    # the interpreter's own VmHWM, from the prelude's report (never the parent's RSS)
+    assert r.peak_rss_bytes is not None and r.peak_rss_bytes < 60 * MiB, r
     assert "per process" in r.enforced["memory"] and "cgroup" not in r.enforced["memory"]
     assert "writable" in r.enforced["disk"]
 

@@ -48,6 +48,21 @@ pytestmark = pytest.mark.usefixtures("needs_bwrap")
 needs_root = pytest.mark.skipif(not ROOT, reason="whole-tree limits use cgroups, made by root")
 
 Run = Callable[..., SandboxResult]
+FORK_BOMB = """
+import os, time
+made = 0
+for _ in range(200):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    made += 1
+print(made, flush=True)
+"""
+"""Forks 200 sleeping children, or as many as it may; prints how many it made."""
 
 
 def _uid_of(pid: str) -> list[int] | None:
@@ -130,22 +145,7 @@ def _lines(r: SandboxResult) -> list[str]:
 
 @needs_root
 def test_1_fork_bomb_is_capped_for_the_whole_tree(run: Run) -> None:
-    r = run(
-        """
-        import os, time
-        made = 0
-        for _ in range(200):
-            try:
-                pid = os.fork()
-            except OSError:
-                break
-            if pid == 0:
-                time.sleep(30)
-                os._exit(0)
-            made += 1
-        print(made, flush=True)
-        """
-    )
+    r = run(FORK_BOMB)
     made = int(_lines(r)[-1])
     assert 0 < made < NPROC_LIMIT, r
     assert "pids.max" in r.enforced["processes"]
@@ -641,22 +641,7 @@ def test_without_cgroups_the_unprivileged_uid_still_binds(
     from harness.tools import cgroups
 
     monkeypatch.setattr(cgroups, "hierarchies", lambda: ())
-    r = run(
-        """
-        import os, time
-        made = 0
-        for _ in range(200):
-            try:
-                pid = os.fork()
-            except OSError:
-                break
-            if pid == 0:
-                time.sleep(30)
-                os._exit(0)
-            made += 1
-        print(made, flush=True)
-        """
-    )
+    r = run(FORK_BOMB)
     assert 0 < int(_lines(r)[-1]) < NPROC_LIMIT, r
     assert r.enforced["processes"].startswith("RLIMIT_NPROC") and r.cpu_source == "wait4"
     assert "whole tree" not in r.enforced["memory"] + r.enforced["processes"]
