@@ -240,10 +240,14 @@ def _queue_note(totals: dict[str, Any]) -> str | None:
         return None
     tool_q, slot_q = totals["tool_queue_s"], totals["slot_queue_s"]
     which = "tool workers" if tool_q >= slot_q else "max_concurrency slots"
-    fix = "raise tools.workers" if tool_q >= slot_q else "raise limits.max_concurrency"
+    fix = (
+        "raise tools.workers where the host has idle CPUs, or lower the load"
+        if tool_q >= slot_q
+        else "raise limits.max_concurrency, or lower the load"
+    )
     return (
         f"queueing dominates: {100 * share:.0f} % of session time was spent waiting for the "
-        f"harness's {which}, not in the system under test; {fix} to measure the workload"
+        f"harness's {which}, not in the system under test; {fix}"
     )
 
 
