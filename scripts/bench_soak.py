@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -152,6 +153,9 @@ def main() -> int:
                     load_start = time.monotonic() - t0
                 time.sleep(args.every_s)
             code = proc.wait()
+            # The largest RSS the harness ever had (the kernel's high-water mark of a waited
+            # child), which sampling every few seconds can miss at the run's end.
+            peak_rss_bytes = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
             log.close()
             if code != 0:
                 print((Path(tmp) / "harness.log").read_text()[-3000:], file=sys.stderr)
@@ -187,6 +191,7 @@ def main() -> int:
         "rss_slope_mib_per_h": slope,
         "bytes_per_request_from_slope": per_request,
         "rss_peak_writing_results_mib": max(finishing) / MIB if finishing else None,
+        "rss_peak_whole_run_mib": peak_rss_bytes / MIB,
         "samples": len(samples),
         "settle_min": args.settle_min,
     }
