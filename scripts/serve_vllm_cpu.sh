@@ -26,14 +26,21 @@ if [[ ! -f "$MODEL_DIR/config.json" ]]; then
   exit 2
 fi
 
-mkdir -p "$ROOT/.vllm/cache" "$ROOT/.vllm/tmp"
+# vLLM puts its ZeroMQ IPC sockets in TMPDIR, and a Unix socket path holds at most 107
+# bytes: a checkout in a long path gets a short folder of its own under /tmp instead.
+VLLM_TMP="$ROOT/.vllm/tmp"
+if (( ${#VLLM_TMP} > 60 )); then
+  VLLM_TMP="/tmp/harness-vllm-$(printf '%s' "$ROOT" | sha1sum | cut -c1-12)"
+fi
+mkdir -p "$ROOT/.vllm/cache" "$VLLM_TMP"
+chmod 700 "$VLLM_TMP"
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export VLLM_NO_USAGE_STATS=1
 export DO_NOT_TRACK=1
 export VLLM_CPU_KVCACHE_SPACE="$KV"
 export VLLM_CACHE_ROOT="$ROOT/.vllm/cache"
-export TMPDIR="$ROOT/.vllm/tmp"
+export TMPDIR="$VLLM_TMP"
 
 exec "$VENV/bin/vllm" serve "$MODEL_DIR" \
   --dtype bfloat16 \
