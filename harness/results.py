@@ -201,13 +201,16 @@ def _table_to_frame(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def samples_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Telemetry sample rows as one frame sorted by time, every row holding every column."""
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    ordered = sorted(rows, key=lambda r: int(r.get("t_ns") or 0))
-    return pd.DataFrame([{c: row.get(c) for c in columns} for row in ordered])
+def _samples_journal_frame(journal: Path) -> pd.DataFrame:
+    """The telemetry journal as one frame sorted by time, every row holding every column
+    (missing as null), built a batch of rows at a time."""
+    parts = [pd.DataFrame.from_records(rows) for rows in _journal_batches(journal)]
+    if not parts:
+        return pd.DataFrame()
+    frame = pd.concat(parts, ignore_index=True, sort=False)
+    if "t_ns" in frame.columns:
+        frame = frame.sort_values("t_ns", kind="stable", ignore_index=True)
+    return frame
 
 
 def write_run_file(run_dir: Path, name: str, text: str | bytes) -> Path:
@@ -381,7 +384,7 @@ class RunWriter:
                 _journal_to_parquet(journal, self.run_dir / table_file(table), table_schema(table))
         samples = self.run_dir / journal_file(SAMPLES_TABLE)
         if samples.exists():
-            frame = samples_frame(_read_journal(samples))
+            frame = _samples_journal_frame(samples)
             if not frame.empty:
                 _write_parquet(
                     pa.Table.from_pandas(frame, preserve_index=False),
@@ -521,7 +524,7 @@ class RunReader:
         path = self.run_dir / table_file(name)
         journal = self.run_dir / journal_file(name)
         if not path.is_file() and name == SAMPLES_TABLE and journal.is_file():
-            frame = samples_frame(_read_journal(journal))
+            frame = _samples_journal_frame(journal)
             return None if frame.empty else frame
         if not path.is_file():
             return None

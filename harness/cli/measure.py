@@ -18,6 +18,10 @@ from harness.telemetry.sampler import SERVER_SAMPLE_NAMES, Sampler
 from harness.telemetry.server_metrics import metrics_scraper
 
 
+ENERGY_SOURCES: tuple[str, ...] = ("gpu", "rapl")
+"""The sample sources the energy block is computed from."""
+
+
 class RunTelemetry:
     """The run's sampler with the readers this host has, and the idle window before load."""
 
@@ -100,6 +104,8 @@ class RunTelemetry:
         output = int(ok["output_tokens"].fillna(0).sum())
         rows: list[dict[str, Any]] = []
         if samples is not None and not samples.empty:
+            # Energy reads only the power sources' rows: the others never become Python rows.
+            samples = samples[samples["source"].isin(ENERGY_SOURCES)]
             clean = samples.astype(object).where(samples.notna(), None)
             rows = [{str(k): v for k, v in row.items()} for row in clean.to_dict("records")]
         tool_windows: list[tuple[int, int]] = []
