@@ -17,7 +17,6 @@ from harness.telemetry.rapl import RaplReader
 from harness.telemetry.sampler import SERVER_SAMPLE_NAMES, Sampler
 from harness.telemetry.server_metrics import metrics_scraper
 
-
 ENERGY_SOURCES: tuple[str, ...] = ("gpu", "rapl")
 """The sample sources the energy block is computed from."""
 
