@@ -155,16 +155,16 @@ def _journal_batches(
     """Rows of a journal, a batch at a time; a torn last line (killed mid-write) is dropped,
     other bad lines raise."""
     batch: list[dict[str, Any]] = []
-    with path.open("r", encoding="utf-8") as fh:
+    with path.open("rb") as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                if not line.endswith("\n"):
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                if not line.endswith(b"\n"):
                     break  # the torn tail of a killed writer
-                raise ResultsError(f"{path}:{lineno}: corrupt journal line: {exc}") from exc
+                raise ResultsError(f"{path}:{lineno}: corrupt journal line: {exc}") from None
             if not isinstance(row, dict):
                 raise ResultsError(f"{path}:{lineno}: journal line is not a JSON object")
             batch.append(row)
@@ -283,9 +283,14 @@ class RunWriter:
         if existing and not overwrite:
             raise ResultsError(
                 f"{self.run_dir}: already holds a run ({', '.join(existing)}); "
-                "pass overwrite=True or choose another run name"
+                "pass --overwrite or choose another run directory"
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultsError(
+                f"{self.run_dir}: cannot create the run directory: {exc.strerror or exc}"
+            ) from None
         for name in existing:
             (self.run_dir / name).unlink()
         self._journal_path = self.run_dir / JOURNAL_FILE

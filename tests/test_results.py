@@ -329,3 +329,20 @@ def test_seal_keeps_the_journals_until_the_summary_is_written(tmp_path: Path) ->
     assert (tmp_path / "run" / "requests.partial.jsonl").is_file()
     writer.finalize({"ok": True})
     assert not (tmp_path / "run" / "requests.partial.jsonl").exists()
+
+
+def test_a_journal_line_that_is_not_utf8_is_a_clear_error(tmp_path: Path) -> None:
+    writer = RunWriter(tmp_path / "run")
+    writer.write_manifest({"run_name": "x"})
+    writer.append([_record(1)])
+    writer.close()
+    journal = tmp_path / "run" / "requests.partial.jsonl"
+    journal.write_bytes(journal.read_bytes() + b"\xff\xfe{}\n")
+    with pytest.raises(ResultsError, match=r"requests\.partial\.jsonl:2: corrupt journal line"):
+        RunReader(tmp_path / "run").requests()
+
+
+def test_a_run_directory_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ResultsError, match="cannot create the run directory"):
+        RunWriter(tmp_path / "file" / "run")

@@ -104,3 +104,10 @@ def number_in(
         return value
 
     return parse
+
+
+def out_dir(text: str) -> Path:
+    """An argparse `type` for an output folder: not empty (`''` would be the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a folder to write to")
+    return Path(text)

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import gc
 import os
+import re
 import secrets
 import sys
 from collections.abc import Callable, Iterator
@@ -62,23 +63,39 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
+def safe_name(name: str) -> str:
+    """A workload name as one plain path part: letters, digits, `.`, `_` and `-` kept, every
+    other run of characters (`/`, `..`, spaces, control characters) one `-`."""
+    part = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
+    return part[:100] or "run"
+
+
 def _default_out(spec: WorkloadSpec) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("results") / f"{spec.name}-{stamp}"
+    return Path("results") / f"{safe_name(spec.name)}-{stamp}"
+
+
+def calibration_path(spec: WorkloadSpec) -> Path | None:
+    """The tool calibration execute mode will use (None in replay mode); ConfigError saying
+    how to make one where it is missing."""
+    if spec.tools.mode == "replay":
+        return None
+    path = spec.tools.calibration or DEFAULT_CALIBRATION
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: no tool calibration; run `harness tools calibrate --out {path}` on this "
+            "host first (about 20 s), or pass --calibration"
+        )
+    return path
 
 
 def make_tools(
     spec: WorkloadSpec, now_ns: Callable[[], int], seed: int
 ) -> ReplayTools | ExecuteTools:
     """The workload's tool runner: replayed waits, or real kernels sized by a calibration."""
-    if spec.tools.mode == "replay":
+    path = calibration_path(spec)
+    if path is None:
         return ReplayTools(now_ns)
-    path = spec.tools.calibration or DEFAULT_CALIBRATION
-    if not path.exists():
-        raise ConfigError(
-            f"{path}: no tool calibration; run `harness tools calibrate --out {path}` on this "
-            "host first (about 20 s), or pass --calibration"
-        )
     workers, _ = tool_workers(spec.tools.workers)
     return ExecuteTools(
         Calibration.load(path),
@@ -294,6 +311,7 @@ def check_workload(spec: WorkloadSpec, args: argparse.Namespace) -> dict[str, An
     well formed and every prompt can be built (hash ids), so bad input fails in seconds.
     Returns the counted plan where its lengths need no tokenizer (a trace of token counts,
     a generator), for `execute` to reuse; None for a text trace."""
+    calibration_path(spec)
     opts = ReplayOptions(max_requests=spec.limits.max_requests, seed=args.seed)
     counter = _CharCounter()
     sessions = open_source(spec.source, format_override=args.format, token_counter=counter)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from harness.cli.common import add_workload_args, number_in, option_errors
+from harness.cli.common import add_workload_args, number_in, option_errors, out_dir
 from harness.errors import ConfigError
 from harness.tools.sandbox import require_sandbox
 from harness.workload.limits import MAX_SEED
@@ -41,7 +41,7 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
     add_workload_args(p)
     add_server_args(p)
     p.add_argument(
-        "--out", type=Path, default=None, help="run directory (default results/NAME-TIME)"
+        "--out", type=out_dir, default=None, help="run directory (default results/NAME-TIME)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing finished run")
     p.add_argument("--rate", type=float, help="sessions per second for poisson/constant")

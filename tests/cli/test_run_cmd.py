@@ -431,3 +431,42 @@ def test_the_plan_counted_before_the_server_is_reused_only_without_a_tokenizer(
         ' {"from": "gpt", "value": "hello"}]}]'
     )
     assert check_workload(resolve_workload(sharegpt, "sharegpt"), args) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "part"),
+    [("../../etc/x\nnew", "etc-x-new"), ("a b/c", "a-b-c"), ("..", "run"), ("ok.v1_2", "ok.v1_2")],
+)
+def test_a_workload_name_becomes_one_safe_path_part(name: str, part: str) -> None:
+    from harness.cli.run_cmd import safe_name
+
+    assert safe_name(name) == part
+
+
+def test_an_empty_out_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", str(AZURE), "--out", ""])
+    assert exited.value.code == 2
+    assert "empty path" in capsys.readouterr().err
+
+
+def test_a_missing_calibration_fails_before_any_server_or_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "never"
+    code = _run(
+        [
+            str(REPO / "workloads" / "demo-agent.yaml"),
+            "--server",
+            "http://127.0.0.1:9",
+            "--tools",
+            "execute",
+            "--calibration",
+            str(tmp_path / "none.json"),
+            "--out",
+            str(out),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "no tool calibration" in err and "cannot reach" not in err
+    assert not out.exists()
