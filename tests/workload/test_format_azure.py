@@ -84,3 +84,12 @@ def test_malformed(tmp_path: Path, text: str, line: int, field: str | None, mess
     assert (info.value.line, info.value.field) == (line, field)
     assert str(info.value).startswith(f"{path}:{line}:")
     assert message in str(info.value)
+
+
+def test_a_huge_header_is_cut_short_in_the_error(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(100_000)) + "\n1,2\n")
+    with pytest.raises(TraceFormatError) as info:
+        list(iter_azure(path))
+    message = str(info.value)
+    assert len(message) < 400 and "(99,988 more)" in message

@@ -130,7 +130,7 @@ class CsvRows:
         for column in self._required:
             if column not in self.columns:
                 raise TraceFormatError(
-                    self.path, line, column, f"missing column (header has {', '.join(names)})"
+                    self.path, line, column, f"missing column (header has {header_text(names)})"
                 )
 
 
@@ -192,6 +192,12 @@ def _at_most(path: Path, line: int, field: str, value: N, maximum: float) -> N:
             path, line, field, f"{brief(value)} exceeds the limit of {maximum:,.0f}"
         )
     return value
+
+
+def header_text(names: Sequence[str], most: int = 12) -> str:
+    """A CSV header for an error message: its first `most` names and how many more."""
+    shown = ", ".join(brief(n).strip("'") for n in names[:most])
+    return shown if len(names) <= most else f"{shown}, … ({len(names) - most:,} more)"
 
 
 def brief(value: Any) -> str:
