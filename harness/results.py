@@ -175,11 +175,6 @@ def _journal_batches(
         yield batch
 
 
-def _read_journal(path: Path) -> list[dict[str, Any]]:
-    """All rows of a journal (see `_journal_batches`)."""
-    return [row for batch in _journal_batches(path) for row in batch]
-
-
 def _rows_to_table(
     rows: list[dict[str, Any]], source: Path, schema: pa.Schema = REQUEST_SCHEMA
 ) -> pa.Table:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from rich.console import Console
@@ -51,6 +52,12 @@ def make_console(stderr: bool = False) -> Console:
 def one_line(message: str) -> str:
     """A message on one line: its non-blank lines, stripped, joined with '; '."""
     return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def literal_printer(console: Console) -> Callable[[str], None]:
+    """A one-argument printer of literal text on `console` (for messages such as a stop
+    signal's, whose text may hold anything)."""
+    return lambda text: console.print(text, markup=False, highlight=False)
 
 
 def print_error(console: Console, message: str, label: str = "error") -> None:

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from harness import __version__
 from harness.analysis import Slo
 from harness.cli.common import resolve_workload
-from harness.cli.console import make_console
+from harness.cli.console import literal_printer, make_console
 from harness.cli.measure import RunTelemetry
 from harness.cli.run_options import DEFAULT_CALIBRATION, add_run_args, apply_overrides
 from harness.cli.stop_signals import StopRequested, StopSignals, stop_signals
@@ -335,7 +335,7 @@ def execute(
     Records stream to the run directory's journals as they happen and the summary is
     computed from the tables written there, so memory stays flat however long the run.
     SIGINT and SIGTERM stop the run at any point and its results are still written."""
-    with stop_signals(lambda text: console.print(text, markup=False, highlight=False)) as signals:
+    with stop_signals(literal_printer(console)) as signals:
         try:
             with server as info:
                 code = _execute_on(spec, args, info, out, console, show_summary, signals, checked)

@@ -8,7 +8,6 @@ import copy
 import itertools
 import json
 import math
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from harness.capacity import (
     stop_reason,
 )
 from harness.cli.common import add_workload_args, option_errors, resolve_workload
-from harness.cli.console import make_console, rule
+from harness.cli.console import literal_printer, make_console, rule
 from harness.cli.run_cmd import EXIT_INTERRUPTED, check_workload, execute, make_server
 from harness.cli.run_options import add_load_options, add_server_args, apply_overrides
 from harness.cli.stop_signals import StopRequested, stop_signals
@@ -258,9 +257,8 @@ def sweep(args: argparse.Namespace) -> int:
             points.append(point_figures(load, f"points/{name}", summary, args.slo_attainment))
         return code
 
-    signals_said = _say(console)
     try:
-        with stop_signals(signals_said), make_server(args) as info:
+        with stop_signals(literal_printer(console)), make_server(args) as info:
             model = _model(info)
             for i, (load, spec, point_args) in enumerate(specs):
                 code = run_point(info, load, spec, point_args, f"{i + 1}/{len(specs)}")
@@ -330,12 +328,7 @@ def sweep(args: argparse.Namespace) -> int:
 def _interrupted(code: int) -> bool:
     """Whether a point's exit code says a stop signal ended it (130 for Ctrl-C, 143 for
     SIGTERM: 128 + the signal)."""
-    return code == EXIT_INTERRUPTED or code > 128
-
-
-def _say(console: Console) -> Callable[[str], None]:
-    """Print a stop-signal message literally."""
-    return lambda text: console.print(text, markup=False, highlight=False)
+    return code > 128
 
 
 def _note(console: Console, text: str) -> None:
