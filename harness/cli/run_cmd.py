@@ -186,8 +186,10 @@ def _manifest(
         "command": [redact(arg) for arg in sys.argv],
         "anchor": {
             "unix_ns": clock.anchor_unix_ns,
+            "perf_counter_ns": clock.anchor_perf_ns,
             "iso": anchor.isoformat(),
-            "note": "every *_ns time in the run's tables counts from this instant",
+            "note": "every *_ns time in the run's tables counts from this instant "
+            "(perf_counter_ns: the host's monotonic clock at it)",
         },
         "workload": spec.model_dump(mode="json"),
         "replay": {k: v for k, v in vars(opts).items()},
