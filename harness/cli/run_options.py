@@ -10,11 +10,10 @@ from pydantic import ValidationError
 
 from harness.cli.common import add_workload_args, number_in, option_errors, out_dir
 from harness.errors import ConfigError
+from harness.run.prepare import DEFAULT_CALIBRATION
 from harness.tools.sandbox import require_sandbox
 from harness.workload.limits import MAX_SEED
 from harness.workload.spec import WorkloadSpec
-
-DEFAULT_CALIBRATION = Path("results") / "tool-calibration.json"
 
 
 def add_server_args(parser: argparse.ArgumentParser) -> None:

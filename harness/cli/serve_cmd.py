@@ -12,7 +12,7 @@ from rich.text import Text
 
 from harness.cli.common import number_in
 from harness.cli.console import make_console
-from harness.cli.run_cmd import project_root
+from harness.run.plan import project_root
 from harness.server import Server
 from harness.server_process import EmbeddedServer, LaunchedServer
 

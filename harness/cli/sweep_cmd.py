@@ -29,14 +29,18 @@ from harness.capacity import (
 )
 from harness.cli.common import add_workload_args, option_errors, resolve_workload
 from harness.cli.console import literal_printer, make_console, rule
-from harness.cli.run_cmd import EXIT_INTERRUPTED, check_workload, execute, make_server
+from harness.cli.run_cmd import run_plan, server_choice, show_result
 from harness.cli.run_options import add_load_options, add_server_args, apply_overrides
-from harness.cli.stop_signals import StopRequested, stop_signals
+from harness.cli.run_view import ConsoleView
 from harness.errors import ConfigError, ResultsError
 from harness.fleet.catalog import load_catalog, match_accelerator
 from harness.model_shape import model_shape
 from harness.report import MISSING, format_value
 from harness.results import RunReader, write_run_file
+from harness.run.engine import EXIT_INTERRUPTED, execute
+from harness.run.plan import RunPlan
+from harness.run.prepare import check_workload
+from harness.run.stop_signals import StopRequested, stop_signals
 from harness.run_summary import read_summary
 from harness.server import ServerInfo
 from harness.telemetry.cpu import host_inventory
@@ -201,14 +205,19 @@ def sweep(args: argparse.Namespace) -> int:
     if (out / CAPACITY_FILE).exists() and not args.overwrite:
         raise ConfigError(f"{out}: a sweep is already there; pass --overwrite or another --out")
 
-    def point(load: float) -> tuple[float, WorkloadSpec, argparse.Namespace]:
+    point_dir = out / "points"
+    template = run_plan(args, base, point_dir)
+
+    def point(load: float) -> tuple[float, RunPlan]:
+        """The plan of one load point: the workload at that rate or concurrency."""
         point_args = copy.copy(args)
         point_args.rate = load if load_kind == "rate" else None
         point_args.concurrency = int(load) if load_kind == "concurrency" else None
-        return load, apply_overrides(base, point_args), point_args
+        spec = apply_overrides(base, point_args)
+        return load, template.with_spec(spec, point_dir / _point_name(load_kind, load))
 
     specs = [point(load) for load in loads]
-    checked = check_workload(specs[0][1], specs[0][2])
+    checked = check_workload(specs[0][1])
     gpus = gpu_inventory()
     devices, device_kind, accelerator = _devices(args, gpus)
     power_note = _power_note(gpus, devices, device_kind)
@@ -242,26 +251,28 @@ def sweep(args: argparse.Namespace) -> int:
         write_run_file(out, CAPACITY_FILE, json.dumps(doc, indent=2) + "\n")
         return doc
 
-    def run_point(info: ServerInfo, load: float, spec: WorkloadSpec, pargs: Any, title: str) -> int:
+    view = ConsoleView(console)
+
+    def run_point(info: ServerInfo, load: float, plan: RunPlan, title: str) -> int:
         name = _point_name(load_kind, load)
-        pargs.out = out / "points" / name
-        pargs.overwrite = args.overwrite
         rule(console, f"{base.name}: {load_kind} {load:g} ({title})")
-        code = execute(
-            spec, pargs, nullcontext(info), pargs.out, console, show_summary=False, checked=checked
-        )
-        summary = _point_summary(pargs.out)
+        result = execute(plan, nullcontext(info), view, checked=checked)
+        show_result(result, view, show_summary=False)
+        # A point that stopped before its summary is recovered from its journals.
+        summary = result.summary if result.summary is not None else _point_summary(plan.out)
         if summary is None:
-            points.append(failed_point(load, f"points/{name}", f"no summary (exit {code})"))
+            points.append(
+                failed_point(load, f"points/{name}", f"no summary (exit {result.exit_code})")
+            )
         else:
             points.append(point_figures(load, f"points/{name}", summary, args.slo_attainment))
-        return code
+        return result.exit_code
 
     try:
-        with stop_signals(literal_printer(console)), make_server(args) as info:
+        with stop_signals(literal_printer(console)), server_choice(args).server() as info:
             model = _model(info)
-            for i, (load, spec, point_args) in enumerate(specs):
-                code = run_point(info, load, spec, point_args, f"{i + 1}/{len(specs)}")
+            for i, (load, plan) in enumerate(specs):
+                code = run_point(info, load, plan, f"{i + 1}/{len(specs)}")
                 if _interrupted(code):
                     status = "interrupted"
                     interrupted_code = code
@@ -276,8 +287,8 @@ def sweep(args: argparse.Namespace) -> int:
                 mid = refine_load(points, integer=load_kind == "concurrency")
                 if mid is None:
                     break
-                load, spec, point_args = point(mid)
-                code = run_point(info, load, spec, point_args, f"refine {r + 1}/{args.refine}")
+                load, plan = point(mid)
+                code = run_point(info, load, plan, f"refine {r + 1}/{args.refine}")
                 if _interrupted(code):
                     status = "interrupted"
                     interrupted_code = code

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from harness.cli.common import number_in
 from harness.cli.console import make_console
-from harness.cli.run_options import DEFAULT_CALIBRATION
+from harness.run.prepare import DEFAULT_CALIBRATION
 from harness.tools.calibrate import calibrate
 from harness.tools.runner import TOOL_KINDS
 

@@ -412,27 +412,6 @@ def test_credentials_in_the_server_url_are_never_written_or_printed(
     assert "***@" in " ".join(manifest["command"])
 
 
-def test_the_plan_counted_before_the_server_is_reused_only_without_a_tokenizer(
-    tmp_path: Path,
-) -> None:
-    """A trace of token counts is counted once before the server (its plan is reused); a
-    text trace needs the server's tokenizer, so its lengths are counted again."""
-    import argparse
-
-    from harness.cli.common import resolve_workload
-    from harness.cli.run_cmd import check_workload
-
-    args = argparse.Namespace(format=None, seed=0)
-    plan = check_workload(resolve_workload(MOONCAKE, None), args)
-    assert plan is not None and plan["requests"] > 0 and plan["max_request_tokens"] > 0
-    sharegpt = tmp_path / "sg.json"
-    sharegpt.write_text(
-        '[{"id": "a", "conversations": [{"from": "human", "value": "hi there"},'
-        ' {"from": "gpt", "value": "hello"}]}]'
-    )
-    assert check_workload(resolve_workload(sharegpt, "sharegpt"), args) is None
-
-
 @pytest.mark.parametrize(
     ("name", "part"),
     [("../../etc/x\nnew", "etc-x-new"), ("a b/c", "a-b-c"), ("..", "run"), ("ok.v1_2", "ok.v1_2")],

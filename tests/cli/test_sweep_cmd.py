@@ -1,9 +1,8 @@
 """`harness sweep` rejects bad input with exit code 2 and a message naming the flag or file,
-before any server is started (make_server is replaced by one that fails the test)."""
+before any server is started (ServerChoice.server is replaced by one that fails the test)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import subprocess
@@ -13,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main, sweep_cmd
+from harness.cli import main
+from harness.run.plan import ServerChoice
 from harness.server import Server, ServerInfo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,10 +39,10 @@ def _no_server(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) 
     if request.node.get_closest_marker("integration") is not None:
         return
 
-    def refuse(args: argparse.Namespace) -> Server:
-        raise AssertionError("make_server was called: bad input must fail before a server")
+    def refuse(self: ServerChoice) -> Server:
+        raise AssertionError("a server was made: bad input must fail before a server")
 
-    monkeypatch.setattr(sweep_cmd, "make_server", refuse)
+    monkeypatch.setattr(ServerChoice, "server", refuse)
 
 
 def _workload(tmp_path: Path, slo: bool = True) -> Path:

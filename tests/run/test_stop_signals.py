@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from harness.cli.stop_signals import StopRequested, stop_signals
+from harness.run.stop_signals import StopRequested, stop_signals
 
 
 def test_sigterm_before_the_load_raises_like_ctrl_c() -> None:

@@ -1,4 +1,4 @@
-"""Wiring of the background telemetry for `harness run`: which readers, the idle baseline,
+"""Wiring of the background telemetry for a run: which readers, the idle baseline,
 and the energy block of summary.json from the samples."""
 
 from __future__ import annotations

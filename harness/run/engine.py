@@ -1,0 +1,244 @@
+"""Executing a run: a RunPlan and a server in, a run directory and a RunResult out.
+
+Records stream to the run directory's journals as they happen and the summary is computed
+from the tables written there, so memory stays flat however long the run. SIGINT and SIGTERM
+stop the run at any point and its results are still written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness import __version__
+from harness.client import ClientOptions
+from harness.records import RunClock
+from harness.redact import redact
+from harness.replay import ReplayOptions, ReplayOutcome
+from harness.results import RunWriter
+from harness.run.finish import finish, scrape_metrics
+from harness.run.load import LoadGenerator, LoadPlan
+from harness.run.plan import RunPlan
+from harness.run.prepare import (
+    chat_overhead,
+    counted_plan,
+    replay_options,
+    token_space,
+    tool_workers_plan,
+)
+from harness.run.stop_signals import StopRequested, StopSignals, stop_signals
+from harness.run.telemetry import RunTelemetry
+from harness.server import ServerInfo
+from harness.telemetry.cpu import host_inventory
+from harness.telemetry.gpu import gpu_inventory
+from harness.telemetry.server_metrics import Samples
+from harness.workload.tokenizer import TokenSpace
+
+EXIT_OK = 0
+EXIT_FAILED_REQUESTS = 1
+EXIT_INTERRUPTED = 130
+
+
+class RunView(Protocol):
+    """How the engine shows a run to whoever started it."""
+
+    def say(self, text: str) -> None:
+        """A plain line (printed literally)."""
+
+    def warn(self, text: str) -> None:
+        """A line about something that went wrong but did not stop the run."""
+
+    def progress(self, name: str, total: int) -> AbstractContextManager[Callable[[bool], None]]:
+        """A progress display for `total` requests; the callable marks one done (True: ok)."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended and what it measured (the summary is also in `out/summary.json`)."""
+
+    out: Path
+    exit_code: int
+    status: str
+    """finished, aborted, interrupted or failed; `not started` when no run directory was made."""
+    summary: dict[str, Any] | None
+    manifest: dict[str, Any] | None
+
+
+def _manifest(
+    plan: RunPlan,
+    opts: ReplayOptions,
+    info: ServerInfo,
+    space: TokenSpace,
+    clock: RunClock,
+    counted: dict[str, Any],
+) -> dict[str, Any]:
+    anchor = dt.datetime.fromtimestamp(clock.anchor_unix_ns / 1e9, tz=dt.UTC)
+    return {
+        "run_name": plan.spec.name,
+        "harness_version": __version__,
+        "command": [redact(arg) for arg in plan.command],
+        "anchor": {
+            "unix_ns": clock.anchor_unix_ns,
+            "perf_counter_ns": clock.anchor_perf_ns,
+            "iso": anchor.isoformat(),
+            "note": "every *_ns time in the run's tables counts from this instant "
+            "(perf_counter_ns: the host's monotonic clock at it)",
+        },
+        "workload": plan.spec.model_dump(mode="json"),
+        "replay": {k: v for k, v in vars(opts).items()},
+        "server": info.to_dict(),
+        "tokenizer": space.name,
+        "host": host_inventory(),
+        "gpu": gpu_inventory(),
+        "plan": counted,
+        "status": "running",
+    }
+
+
+def _status(outcome: ReplayOutcome) -> str:
+    if outcome.interrupted:
+        return "interrupted"
+    return "aborted" if outcome.aborted_reason else "finished"
+
+
+def execute(
+    plan: RunPlan,
+    server: AbstractContextManager[ServerInfo],
+    view: RunView,
+    checked: dict[str, Any] | None = None,
+) -> RunResult:
+    """Run `plan` against `server`; `checked` is `check_workload`'s plan, where it gave one.
+    A crash of the harness mid-run keeps what was measured (status failed) and is re-raised."""
+    with stop_signals(view.say) as signals:
+        try:
+            with server as info:
+                return _execute_on(plan, info, view, signals, checked)
+        except StopRequested:
+            if not plan.out.exists():
+                code = signals.exit_code or EXIT_INTERRUPTED
+                return RunResult(plan.out, code, "not started", None, None)
+            raise
+
+
+def _execute_on(
+    plan: RunPlan,
+    info: ServerInfo,
+    view: RunView,
+    signals: StopSignals,
+    checked: dict[str, Any] | None,
+) -> RunResult:
+    spec = plan.spec
+    space = token_space(plan, info)
+    opts = replay_options(plan, info)
+    counted = counted_plan(plan, opts, info, space, checked)
+    if counted["overlength_requests"]:
+        view.say(
+            f"{counted['overlength_requests']} requests exceed the context window "
+            f"({info.max_model_len}); policy: {opts.overlength}"
+        )
+    clock = RunClock()
+    salt = plan.prompt_salt if plan.prompt_salt is not None else secrets.randbelow(2**24)
+    counted["prompt_salt"] = salt
+    counted["tool_workers"] = tool_workers_plan(spec)
+    if counted["tool_workers"] is not None:
+        workers = counted["tool_workers"]
+        view.say(
+            f"tools: real kernels in {workers['workers']} worker processes ({workers['source']})"
+        )
+    client_opts = ClientOptions(
+        base_url=info.base_url,
+        model=info.model,
+        api=spec.request.api,
+        ignore_eos=spec.request.ignore_eos,
+        temperature=spec.request.temperature,
+        timeout_s=spec.request.timeout_s,
+        headers=tuple(info.headers().items()),
+        max_connections=spec.limits.max_concurrency or 0,
+    )
+    outcome = ReplayOutcome()
+    crash: Exception | None = None
+    with RunWriter(plan.out, overwrite=plan.overwrite) as writer:
+        # Taken once, before the load: inventories (NVML, psutil) are not re-read after it.
+        manifest = _manifest(plan, opts, info, space, clock, counted)
+        writer.write_manifest(manifest)
+        telemetry: RunTelemetry | None = None
+        metrics_before: Samples | str = "the run stopped before the load began"
+        generator: LoadGenerator | None = None
+        try:
+            overhead = chat_overhead(space, client_opts) if spec.request.api == "chat" else None
+            generator = LoadGenerator(
+                LoadPlan(
+                    plan=plan,
+                    replay=opts,
+                    client=client_opts,
+                    tokenizer=space.name,
+                    prompt_salt=salt,
+                    chat_overhead=overhead,
+                    anchor_perf_ns=clock.anchor_perf_ns,
+                ),
+                space,
+                writer,
+            )
+            telemetry = RunTelemetry(
+                info,
+                clock.now_ns,
+                plan.sample_hz,
+                plan.idle_baseline_s,
+                plan.server_pid,
+                sink=writer.append_samples,
+            )
+            with view.progress(spec.name, counted["requests"]) as done:
+                try:
+                    telemetry.start()
+                    metrics_before = scrape_metrics(info, view.warn)
+                    outcome = generator.run(done, signals)
+                finally:
+                    telemetry.stop()
+        except KeyboardInterrupt:  # a stop signal (StopRequested) or a stray Ctrl-C
+            outcome = generator.outcome if generator is not None else outcome
+            outcome.interrupted = True
+            outcome.aborted_reason = outcome.aborted_reason or "interrupted by a stop signal"
+        except Exception as err:
+            # The harness itself failed mid-run: keep what was measured, say so, then report.
+            crash = err
+            outcome = generator.outcome if generator is not None else outcome
+            outcome.aborted_reason = f"harness error: {type(err).__name__}: {err}"
+        with signals.writing():
+            try:
+                summary = finish(
+                    spec,
+                    writer,
+                    plan.out,
+                    info,
+                    outcome,
+                    counted,
+                    telemetry,
+                    metrics_before,
+                    view.warn,
+                )
+            except Exception:
+                manifest["status"] = "failed"  # the journals stay: the run is recoverable
+                writer.write_manifest(manifest)
+                raise
+            # summary.json first: a manifest that says how the run ended always has it.
+            writer.finalize(summary)
+            manifest["status"] = "failed" if crash is not None else _status(outcome)
+            writer.write_manifest(manifest)
+    if crash is not None:
+        view.say(f"results so far: {plan.out}")
+        raise crash
+    return RunResult(
+        plan.out, _exit_code(outcome, summary, signals), manifest["status"], summary, manifest
+    )
+
+
+def _exit_code(outcome: ReplayOutcome, summary: dict[str, Any], signals: StopSignals) -> int:
+    if outcome.interrupted:
+        return signals.exit_code or EXIT_INTERRUPTED
+    if summary.get("requests_failed") or outcome.aborted_reason or outcome.sessions_failed:
+        return EXIT_FAILED_REQUESTS
+    return EXIT_OK

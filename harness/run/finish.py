@@ -1,0 +1,101 @@
+"""The end of a run: the server's counters read again, the tables sealed and the summary
+computed from what was written (never from memory), with how the replay ended."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pandas as pd
+
+from harness.analysis import Slo
+from harness.latency_split import session_split, step_split
+from harness.replay import ReplayOutcome
+from harness.results import RunReader, RunWriter, table_frame
+from harness.run.telemetry import RunTelemetry
+from harness.run_summary import read_requests, table_figures, token_mismatches
+from harness.server import ServerInfo
+from harness.telemetry.server_metrics import Samples, phase_deltas, scrape
+from harness.workload.spec import WorkloadSpec
+
+
+def scrape_metrics(info: ServerInfo, warn: Callable[[str], None]) -> Samples | str:
+    """The server's /metrics now, or why it could not be read (reported once)."""
+    try:
+        return asyncio.run(scrape(info.base_url, info.headers()))
+    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+        reason = f"{type(err).__name__}: {err}"
+        warn(f"server /metrics unavailable ({reason}); run goes on")
+        return reason
+
+
+def server_metrics_delta(
+    info: ServerInfo, before: Samples | str, warn: Callable[[str], None]
+) -> dict[str, Any]:
+    """Server-side request phases and token counters over the run, or why they are missing."""
+    if isinstance(before, str):
+        return {"available": False, "reason": before}
+    after = scrape_metrics(info, warn)
+    if isinstance(after, str):
+        return {"available": False, "reason": after}
+    return {"available": True, **phase_deltas(before, after)}
+
+
+def run_block(
+    outcome: ReplayOutcome, counted: dict[str, Any], requests: pd.DataFrame
+) -> dict[str, Any]:
+    """summary.run: what was planned, sent and not, and how the replay ended."""
+    prompt_mismatches, output_mismatches = token_mismatches(requests)
+    return {
+        "requests_planned": counted["requests"],
+        "requests_sent": outcome.requests_sent,
+        "requests_not_sent": outcome.requests_not_sent,
+        "requests_clipped": outcome.requests_clipped,
+        "requests_skipped_overlength": outcome.requests_skipped_overlength,
+        "prompt_token_mismatches": prompt_mismatches,
+        "output_token_mismatches": output_mismatches,
+        "sessions_started": outcome.sessions_started,
+        "sessions_failed": outcome.sessions_failed,
+        "session_errors": list(outcome.session_errors),
+        "interrupted": outcome.interrupted,
+        "aborted_reason": outcome.aborted_reason,
+    }
+
+
+def finish(
+    spec: WorkloadSpec,
+    writer: RunWriter,
+    out: Path,
+    info: ServerInfo,
+    outcome: ReplayOutcome,
+    counted: dict[str, Any],
+    telemetry: RunTelemetry | None,
+    metrics_before: Samples | str,
+    warn: Callable[[str], None],
+) -> dict[str, Any]:
+    """Seal the tables and compute the summary from what was written."""
+    summary_metrics = server_metrics_delta(info, metrics_before, warn)
+    writer.seal_tables()
+    reader = RunReader(out)
+    requests = read_requests(reader)
+    steps = reader.table("steps") if reader.has_table("steps") else None
+    tools = reader.table("tools") if reader.has_table("tools") else None
+    slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
+    summary = table_figures(requests, steps, tools, slo, spec.name)
+    summary["run"] = run_block(outcome, counted, requests.frame)
+    summary["server_metrics"] = summary_metrics
+    if telemetry is not None:
+        sessions_run = int(steps["session_id"].nunique()) if steps is not None else None
+        samples = reader.frame("telemetry")
+        summary["energy"] = telemetry.energy(samples, requests.frame, tools, sessions_run)
+        summary["telemetry"] = telemetry.status()
+    else:
+        summary["energy"] = None
+    if steps is not None and not steps.empty:
+        tools_df = tools if tools is not None else table_frame("tools", [])
+        writer.write_frame("step_split", step_split(steps, tools_df))
+        writer.write_frame("session_split", session_split(steps, tools_df))
+    return summary

@@ -1,0 +1,71 @@
+"""A run's typed plan: what to replay, against which server, how it is measured and where its
+results go. The CLI turns arguments into one; a sweep makes one per load point."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from harness.server import AttachedServer, Server
+from harness.server_process import EmbeddedServer, LaunchedServer
+from harness.workload.spec import WorkloadSpec
+
+
+def project_root() -> Path:
+    """The checkout holding scripts/ and .vllm/ (HARNESS_ROOT overrides)."""
+    env = os.environ.get("HARNESS_ROOT")
+    return Path(env) if env else Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class ServerChoice:
+    """Where the server comes from: attach to `url`, launch `vllm serve model`, or (neither)
+    the embedded vLLM CPU server."""
+
+    url: str | None = None
+    model: str | None = None
+    api_key_env: str = "HARNESS_API_KEY"
+    vllm_args: tuple[str, ...] = ()
+
+    @property
+    def local(self) -> bool:
+        """Whether the server runs on this host, sharing its cores with the client."""
+        return self.url is None
+
+    def server(self) -> Server:
+        """The server as a context manager that yields its ServerInfo."""
+        if self.url:
+            return AttachedServer(self.url, api_key_env=self.api_key_env)
+        if self.model:
+            return LaunchedServer(self.model, extra_args=self.vllm_args)
+        return EmbeddedServer(project_root(), extra_args=self.vllm_args)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything one run needs besides the server it is pointed at."""
+
+    spec: WorkloadSpec
+    out: Path
+    trace_format: str | None = None
+    tokenizer: str | None = None
+    """Tokenizer for prompt ids (default: the server's model)."""
+    seed: int = 0
+    prompt_salt: int | None = None
+    """Salt of the prompts' leading tokens; None draws one per run (recorded in the manifest)."""
+    overwrite: bool = False
+    sample_hz: float = 10.0
+    idle_baseline_s: float | None = None
+    server_pid: int | None = None
+    workers: int | Literal["auto"] | None = None
+    """Load-generating worker processes; None takes the workload's `client.workers`."""
+    server_local: bool = True
+    """Whether the server shares this host's cores (fewer are left for workers)."""
+    command: tuple[str, ...] = field(default_factory=tuple)
+    """The command line that made the plan, for the manifest (credentials redacted there)."""
+
+    def with_spec(self, spec: WorkloadSpec, out: Path) -> RunPlan:
+        """The same plan for another workload (a sweep's load point) and run directory."""
+        return replace(self, spec=spec, out=out)

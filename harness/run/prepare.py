@@ -1,0 +1,161 @@
+"""What a run settles before its load: the workload checked without a server, the replay
+options and counted plan against the server, the tokenizer, the chat renderer and the tools."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.client import ClientOptions, chat_overhead_tokens
+from harness.errors import ConfigError
+from harness.replay import ReplayOptions, preflight
+from harness.run.plan import RunPlan
+from harness.server import ServerInfo
+from harness.tools.calibrate import Calibration
+from harness.tools.runner import KNOWN_TOOL_KINDS, ExecuteTools, ReplayTools
+from harness.tools.workers import tool_workers
+from harness.workload.model import Session, Step
+from harness.workload.prompts import PromptBuilder, chat_content
+from harness.workload.source import open_source
+from harness.workload.spec import WorkloadSpec
+from harness.workload.tokenizer import TokenSpace, load_token_space
+
+DEFAULT_CALIBRATION = Path("results") / "tool-calibration.json"
+
+
+def calibration_path(spec: WorkloadSpec) -> Path | None:
+    """The tool calibration execute mode will use (None in replay mode); ConfigError saying
+    how to make one where it is missing."""
+    if spec.tools.mode == "replay":
+        return None
+    path = spec.tools.calibration or DEFAULT_CALIBRATION
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: no tool calibration; run `harness tools calibrate --out {path}` on this "
+            "host first (about 20 s), or pass --calibration"
+        )
+    return path
+
+
+def make_tools(
+    spec: WorkloadSpec, now_ns: Callable[[], int], seed: int, workers: int | None = None
+) -> ReplayTools | ExecuteTools:
+    """The workload's tool runner: replayed waits, or real kernels sized by a calibration
+    in `workers` processes (default: the workload's `tools.workers`)."""
+    path = calibration_path(spec)
+    if path is None:
+        return ReplayTools(now_ns)
+    if workers is None:
+        workers, _ = tool_workers(spec.tools.workers)
+    return ExecuteTools(
+        Calibration.load(path),
+        workers,
+        now_ns=now_ns,
+        prepare_seed=seed,
+        allow_unsandboxed=spec.tools.unsafe_no_sandbox,
+    )
+
+
+def tool_workers_plan(spec: WorkloadSpec) -> dict[str, Any] | None:
+    """How many tool workers execute mode runs, and where that number came from."""
+    if spec.tools.mode != "execute":
+        return None
+    workers, source = tool_workers(spec.tools.workers)
+    return {"workers": workers, "source": source}
+
+
+def token_space(plan: RunPlan, info: ServerInfo) -> TokenSpace:
+    """The prompt token space: the plan's tokenizer, else the server's model; chat prompts
+    use words that are one token wherever they stand."""
+    name = plan.tokenizer or info.model_root or info.model
+    space = load_token_space(str(name))
+    return space.stable_words() if plan.spec.request.api == "chat" else space
+
+
+def chat_overhead(space: TokenSpace, opts: ClientOptions) -> int:
+    """Prompt tokens the server's chat template adds around a prompt, measured once."""
+    probe = PromptBuilder(space, seed=0, salt=0).session(0)
+    words = probe.next_prompt(Step(new_input_tokens=32, output_tokens=0))
+    return asyncio.run(chat_overhead_tokens(opts, lambda n: chat_content(space, words[:n])))
+
+
+def chat_renderer(space: TokenSpace, overhead: int) -> Callable[[list[int]], str]:
+    """Token-exact chat text: each prompt of N ids becomes content of N − overhead
+    single-token words."""
+    return lambda ids: chat_content(space, ids[: max(0, len(ids) - overhead)])
+
+
+def sessions(plan: RunPlan, counter: Any) -> Iterator[Session]:
+    """The workload's sessions, lengths of text counted by `counter`."""
+    return open_source(plan.spec.source, format_override=plan.trace_format, token_counter=counter)
+
+
+def replay_options(plan: RunPlan, info: ServerInfo) -> ReplayOptions:
+    """How the workload is replayed against this server."""
+    spec = plan.spec
+    return ReplayOptions(
+        pattern=spec.arrival.pattern,
+        time_scale=spec.arrival.time_scale,
+        rate_per_s=spec.arrival.rate_per_s,
+        concurrency=spec.arrival.concurrency,
+        max_concurrency=spec.limits.max_concurrency,
+        max_requests=spec.limits.max_requests,
+        duration_s=spec.limits.duration_s,
+        warmup_requests=spec.limits.warmup_requests,
+        seed=plan.seed,
+        max_model_len=info.max_model_len,
+        overlength=spec.request.overlength,
+        on_tool_failure=spec.tools.on_failure,
+    )
+
+
+def counted_plan(
+    plan: RunPlan,
+    opts: ReplayOptions,
+    info: ServerInfo,
+    space: TokenSpace,
+    checked: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The counted plan against this server (fails on over-length requests under the `error`
+    policy). `checked`, the plan `check_workload` counted before the server, is reused where
+    every request fits this server: no second pass."""
+    fits_all = checked is not None and (
+        info.max_model_len is None or checked["max_request_tokens"] <= info.max_model_len
+    )
+    if checked is not None and fits_all:
+        counted = dict(checked)
+    else:
+        counted = preflight(sessions(plan, space), opts, KNOWN_TOOL_KINDS)
+    if counted["overlength_requests"] and opts.overlength == "error":
+        raise ConfigError(
+            f"{counted['overlength_requests']} of {counted['requests']} requests exceed the "
+            f"server's context window of {info.max_model_len} tokens (prompt + output); "
+            "pass --overlength clip or --overlength skip, or serve a longer context"
+        )
+    return counted
+
+
+class _CharCounter:
+    """Counts characters as tokens: enough to walk a text trace's structure before the
+    server's tokenizer is at hand (lengths are counted again against the server)."""
+
+    def __init__(self) -> None:
+        self.used = False
+
+    def count(self, text: str) -> int:
+        self.used = True
+        return len(text)
+
+
+def check_workload(plan: RunPlan) -> dict[str, Any] | None:
+    """What can be checked before a server starts: every session's steps and tool calls are
+    well formed and every prompt can be built (hash ids), so bad input fails in seconds.
+    Returns the counted plan where its lengths need no tokenizer (a trace of token counts,
+    a generator), for the run to reuse; None for a text trace."""
+    calibration_path(plan.spec)
+    opts = ReplayOptions(max_requests=plan.spec.limits.max_requests, seed=plan.seed)
+    counter = _CharCounter()
+    counted = preflight(sessions(plan, counter), opts, KNOWN_TOOL_KINDS)
+    return None if counter.used else counted
