@@ -43,6 +43,34 @@ class RequestSender(Protocol):
     async def send(self, record: RequestRecord, prompt: list[int] | str) -> Completion: ...
 
 
+class Tickets(Protocol):
+    """Hands out request numbers in send order, None once `max_requests` are out; shared by
+    every load worker of a run, so the budget and the request ids are the run's."""
+
+    def take(self) -> int | None: ...
+
+
+class LocalTickets:
+    """Tickets for a replay in one process."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._next = 0
+        self._limit = limit
+
+    def take(self) -> int | None:
+        """The next request number, or None once `limit` are out."""
+        if self._limit is not None and self._next >= self._limit:
+            return None
+        ticket = self._next
+        self._next += 1
+        return ticket
+
+
+def owns_all(_: int) -> bool:
+    """A replay in one process runs every session."""
+    return True
+
+
 class ToolRunner(Protocol):
     """Runs one tool call and reports it; never raises for a failing tool."""
 
@@ -123,13 +151,18 @@ def preflight(
 ) -> dict[str, int]:
     """Count what a run will send before it starts: sessions, requests (after
     `max_requests`), requests that exceed the context window, tool calls and the longest
-    request (prompt + output tokens). Every step's
+    request (prompt + output tokens), the output tokens asked for and the span of the
+    sessions' start times (for the expected stream rate). Every step's
     prompt is checked to be buildable (ConfigError naming session and step); with
     `tool_kinds`, every tool call is checked (kind known, duration and size possible)."""
-    n_sessions = n_requests = over = n_tools = longest = 0
+    n_sessions = n_requests = over = n_tools = longest = n_output = 0
+    first_ms = last_ms = 0.0
     for session in sessions:
         if opts.max_requests is not None and n_requests >= opts.max_requests:
             break
+        if n_sessions == 0:
+            first_ms = last_ms = session.start_ms
+        first_ms, last_ms = min(first_ms, session.start_ms), max(last_ms, session.start_ms)
         n_sessions += 1
         for index, (prompt, step) in enumerate(
             zip(session.input_lengths(), session.steps, strict=True)
@@ -137,6 +170,7 @@ def preflight(
             if opts.max_requests is not None and n_requests >= opts.max_requests:
                 break
             n_requests += 1
+            n_output += step.output_tokens
             problem = prompt_problem(step)
             if problem is not None:
                 raise ConfigError(f"session {session.session_id!r} step {index}: {problem}")
@@ -153,6 +187,8 @@ def preflight(
         "overlength_requests": over,
         "tool_calls": n_tools,
         "max_request_tokens": longest,
+        "output_tokens": n_output,
+        "start_span_ms": round(last_ms - first_ms),
     }
 
 
@@ -185,7 +221,13 @@ class Replayer:
         to_text: Callable[[list[int]], str] | None = None,
         on_step: Callable[[StepRecord], None] | None = None,
         on_tool: Callable[[ToolRecord], None] | None = None,
+        tickets: Tickets | None = None,
+        owns: Callable[[int], bool] = owns_all,
+        on_start: Callable[[RequestRecord], None] | None = None,
     ) -> None:
+        """`tickets` and `owns` shard a run over load workers: the run's shared request
+        numbers, and which sessions (by their index in the source) this replay runs.
+        `on_start` sees each request just before it is sent."""
         self._sender = sender
         self._prompts = prompts
         self._opts = opts
@@ -196,8 +238,9 @@ class Replayer:
         self._on_tool = on_tool or (lambda _: None)
         self._api = api
         self._to_text = to_text
-        self._tickets = itertools.count()
-        self._ordinals = itertools.count()
+        self._tickets = tickets if tickets is not None else LocalTickets(opts.max_requests)
+        self._owns = owns
+        self._on_start = on_start
         self._sem = asyncio.Semaphore(opts.max_concurrency) if opts.max_concurrency else None
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -245,10 +288,9 @@ class Replayer:
         """The request's number in send order, or None once `max_requests` are handed out."""
         if self._exhausted:
             return None
-        ticket = next(self._tickets)
-        if self._opts.max_requests is not None and ticket >= self._opts.max_requests:
+        ticket = self._tickets.take()
+        if ticket is None:
             self._exhausted = True
-            return None
         return ticket
 
     def _done_scheduling(self) -> bool:
@@ -355,6 +397,8 @@ class Replayer:
                 prompt: list[int] | str = prompt_ids
                 if self._to_text is not None:
                     prompt = self._to_text(prompt_ids)
+                if self._on_start is not None:
+                    self._on_start(record)
                 completion = await self._sender.send(record, prompt)
             finally:
                 if self._sem is not None:
@@ -377,17 +421,17 @@ class Replayer:
         prompts.add_output(ids, output_len)
         return record
 
-    async def run_session(self, session: Session, start_ns: int) -> None:
+    async def run_session(self, session: Session, start_ns: int, ordinal: int) -> None:
         """Run one session's steps in order from `start_ns`, recording each step; an error of
         the harness ends the session as failed (counted and kept in the outcome), never the
-        run, and never silently."""
+        run, and never silently. `ordinal`, its index in the source, seeds its prompts."""
         try:
-            await self._session_steps(session, start_ns)
+            await self._session_steps(session, start_ns, ordinal)
         except Exception as err:
             self.outcome.note_session_error(session.session_id, err)
 
-    async def _session_steps(self, session: Session, start_ns: int) -> None:
-        prompts = self._prompts.session(next(self._ordinals))
+    async def _session_steps(self, session: Session, start_ns: int, ordinal: int) -> None:
+        prompts = self._prompts.session(ordinal)
         ready_ns = start_ns
         for index, step in enumerate(session.steps):
             step_ready_ns = ready_ns
@@ -428,15 +472,18 @@ class Replayer:
                 return
             ready_ns = srec.end_ns
 
-    async def run(self, sessions: Iterable[Session]) -> ReplayOutcome:
-        """Replay all sessions under the options; returns when all are done or stopped."""
-        start = self._now_ns()
+    async def run(self, sessions: Iterable[Session], start_ns: int | None = None) -> ReplayOutcome:
+        """Replay the sessions this replay owns under the options, from `start_ns` on the run
+        clock (default now; every load worker of a run gets the same); returns when all are
+        done or stopped."""
+        start = self._now_ns() if start_ns is None else start_ns
         if self._opts.duration_s is not None:
             self._deadline_ns = start + round(self._opts.duration_s * NS_PER_S)
         tasks: set[asyncio.Task[None]] = set()
         try:
             if self._opts.pattern == "closed":
-                await self._closed_loop(iter(sessions))
+                owned = ((i, s) for i, s in enumerate(sessions) if self._owns(i))
+                await self._closed_loop(owned)
             else:
                 await self._open_loop(sessions, start, tasks)
                 if tasks:
@@ -457,28 +504,33 @@ class Replayer:
             else None
         )
         first_ms: float | None = None
-        for session in sessions:
+        for ordinal, session in enumerate(sessions):
+            # Every session's arrival is decided, owned or not: one schedule for the run.
             if rate_offsets is not None:
                 offset = next(rate_offsets)
             else:
                 first_ms = session.start_ms if first_ms is None else first_ms
                 offset = ms_to_ns((session.start_ms - first_ms) * self._opts.time_scale)
+            if not self._owns(ordinal):
+                if self._exhausted:
+                    break
+                continue
             if self._exhausted or not await self._sleep_until(start + offset):
                 break
-            task = asyncio.create_task(self.run_session(session, start + offset))
+            task = asyncio.create_task(self.run_session(session, start + offset, ordinal))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _closed_loop(self, sessions: Iterator[Session]) -> None:
+    async def _closed_loop(self, sessions: Iterator[tuple[int, Session]]) -> None:
         assert self._opts.concurrency is not None
 
         async def worker() -> None:
-            for session in sessions:
+            for ordinal, session in sessions:
                 if self._done_scheduling():
                     return
-                await self.run_session(session, self._now_ns())
+                await self.run_session(session, self._now_ns(), ordinal)
 
         workers = [asyncio.create_task(worker()) for _ in range(self._opts.concurrency)]
         self._running.update(workers)

@@ -228,6 +228,8 @@ def test_preflight_counts_sessions_requests_and_overlength() -> None:
         "overlength_requests": 3,
         "tool_calls": 0,
         "max_request_tokens": 145,  # 140 prompt + 5 output
+        "output_tokens": 65,
+        "start_span_ms": 0.0,
     }
     capped = ReplayOptions(max_model_len=100, max_requests=2)
     assert preflight(sessions, capped) == {
@@ -236,8 +238,12 @@ def test_preflight_counts_sessions_requests_and_overlength() -> None:
         "overlength_requests": 1,
         "tool_calls": 0,
         "max_request_tokens": 130,
+        "output_tokens": 40,
+        "start_span_ms": 0.0,
     }
     assert preflight(sessions, ReplayOptions())["overlength_requests"] == 0
+    spread = [_session(0, start_ms=100.0), _session(1, start_ms=40.0), _session(2, 900.0)]
+    assert preflight(spread, ReplayOptions())["start_span_ms"] == 860.0
 
 
 # --- arrivals -----------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -12,7 +12,7 @@ from harness.cli.common import add_workload_args, number_in, option_errors, out_
 from harness.errors import ConfigError
 from harness.run.prepare import DEFAULT_CALIBRATION
 from harness.tools.sandbox import require_sandbox
-from harness.workload.limits import MAX_SEED
+from harness.workload.limits import MAX_LOAD_WORKERS, MAX_SEED
 from harness.workload.spec import WorkloadSpec
 
 
@@ -101,12 +101,27 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
         "power is readable, else 0)",
     )
     p.add_argument(
+        "--workers",
+        type=load_workers,
+        default=None,
+        metavar="N|auto",
+        help="load-generating worker processes, each with its own event loop (default: the "
+        "workload's client.workers, auto: from the expected stream rate and the free cores)",
+    )
+    p.add_argument(
         "--prompt-salt",
         type=number_in(0, MAX_SEED, integer=True),
         default=None,
         help="salt of the prompts' leading tokens (default: random per run, so runs on one "
         "server never share prefix-cache entries; the manifest records it)",
     )
+
+
+def load_workers(text: str) -> int | Literal["auto"]:
+    """An argparse `type` for `--workers`: `auto` or a count from 1 to MAX_LOAD_WORKERS."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return int(number_in(1, MAX_LOAD_WORKERS, integer=True)(text))
 
 
 _OPTION_DESTS: dict[tuple[str, ...], str] = {

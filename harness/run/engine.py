@@ -21,17 +21,21 @@ from harness.redact import redact
 from harness.replay import ReplayOptions, ReplayOutcome
 from harness.results import RunWriter
 from harness.run.finish import finish, scrape_metrics
+from harness.run.health import WorkerHealth, client_health
 from harness.run.load import LoadGenerator, LoadPlan
 from harness.run.plan import RunPlan
+from harness.run.pool import WorkerPool
 from harness.run.prepare import (
     chat_overhead,
     counted_plan,
+    open_token_space,
     replay_options,
-    token_space,
+    tokenizer_name,
     tool_workers_plan,
 )
 from harness.run.stop_signals import StopRequested, StopSignals, stop_signals
 from harness.run.telemetry import RunTelemetry
+from harness.run.workers import choose_workers
 from harness.server import ServerInfo
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
@@ -132,7 +136,8 @@ def _execute_on(
     checked: dict[str, Any] | None,
 ) -> RunResult:
     spec = plan.spec
-    space = token_space(plan, info)
+    tokenizer = tokenizer_name(plan, info)
+    space = open_token_space(tokenizer, spec.request.api)
     opts = replay_options(plan, info)
     counted = counted_plan(plan, opts, info, space, checked)
     if counted["overlength_requests"]:
@@ -149,6 +154,11 @@ def _execute_on(
         view.say(
             f"tools: real kernels in {workers['workers']} worker processes ({workers['source']})"
         )
+    requested = plan.workers if plan.workers is not None else spec.client.workers
+    choice = choose_workers(requested, opts, counted, plan.server_local)
+    counted["load_workers"] = choice.to_dict()
+    if choice.used > 1 or choice.used != requested:
+        view.say(f"load: {choice.used} worker processes ({choice.reason})")
     client_opts = ClientOptions(
         base_url=info.base_url,
         model=info.model,
@@ -167,22 +177,22 @@ def _execute_on(
         writer.write_manifest(manifest)
         telemetry: RunTelemetry | None = None
         metrics_before: Samples | str = "the run stopped before the load began"
-        generator: LoadGenerator | None = None
+        generator: LoadGenerator | WorkerPool | None = None
         try:
             overhead = chat_overhead(space, client_opts) if spec.request.api == "chat" else None
-            generator = LoadGenerator(
-                LoadPlan(
-                    plan=plan,
-                    replay=opts,
-                    client=client_opts,
-                    tokenizer=space.name,
-                    prompt_salt=salt,
-                    chat_overhead=overhead,
-                    anchor_perf_ns=clock.anchor_perf_ns,
-                ),
-                space,
-                writer,
+            load = LoadPlan(
+                plan=plan,
+                replay=opts,
+                client=client_opts,
+                tokenizer=tokenizer,
+                prompt_salt=salt,
+                chat_overhead=overhead,
+                anchor_perf_ns=clock.anchor_perf_ns,
             )
+            if choice.used == 1:
+                generator = LoadGenerator(load, space, writer)
+            else:
+                generator = WorkerPool(load, writer, choice.used)
             telemetry = RunTelemetry(
                 info,
                 clock.now_ns,
@@ -193,11 +203,13 @@ def _execute_on(
             )
             with view.progress(spec.name, counted["requests"]) as done:
                 try:
+                    generator.start()  # workers up before the idle baseline and the clock
                     telemetry.start()
                     metrics_before = scrape_metrics(info, view.warn)
                     outcome = generator.run(done, signals)
                 finally:
                     telemetry.stop()
+                    generator.close()
         except KeyboardInterrupt:  # a stop signal (StopRequested) or a stray Ctrl-C
             outcome = generator.outcome if generator is not None else outcome
             outcome.interrupted = True
@@ -224,6 +236,11 @@ def _execute_on(
                 manifest["status"] = "failed"  # the journals stay: the run is recoverable
                 writer.write_manifest(manifest)
                 raise
+            worker_errors = generator.worker_errors if generator is not None else []
+            summary["run"]["worker_errors"] = list(worker_errors)
+            summary["workers"] = choice.to_dict()
+            health = generator.health if generator is not None else []
+            summary["client"] = client_health([WorkerHealth.model_validate(h) for h in health])
             # summary.json first: a manifest that says how the run ended always has it.
             writer.finalize(summary)
             manifest["status"] = "failed" if crash is not None else _status(outcome)
@@ -239,6 +256,7 @@ def _execute_on(
 def _exit_code(outcome: ReplayOutcome, summary: dict[str, Any], signals: StopSignals) -> int:
     if outcome.interrupted:
         return signals.exit_code or EXIT_INTERRUPTED
-    if summary.get("requests_failed") or outcome.aborted_reason or outcome.sessions_failed:
+    failed = summary.get("requests_failed") or summary["run"].get("worker_errors")
+    if failed or outcome.aborted_reason or outcome.sessions_failed:
         return EXIT_FAILED_REQUESTS
     return EXIT_OK

@@ -15,6 +15,7 @@ from harness.client import Client, ClientOptions
 from harness.records import RequestRecord, RunClock, StepRecord, ToolRecord
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome
 from harness.results import RunWriter
+from harness.run.health import LoopLagMonitor
 from harness.run.plan import RunPlan
 from harness.run.prepare import chat_renderer, make_tools, sessions
 from harness.run.stop_signals import StopSignals
@@ -57,11 +58,12 @@ async def _replay(
     client: Client,
     tools: ReplayTools | ExecuteTools,
     signals: StopSignals,
+    monitor: LoopLagMonitor,
 ) -> ReplayOutcome:
     if isinstance(tools, ExecuteTools):
         await tools.start()  # workers up before the clock matters
     try:
-        async with client:
+        async with client, monitor:
             loop = asyncio.get_running_loop()
             task = asyncio.ensure_future(replayer.run(sessions(load.plan, space)))
 
@@ -81,13 +83,26 @@ async def _replay(
 
 class LoadGenerator:
     """Replays the plan's sessions in this process; `outcome` is how far it got, also when
-    it was interrupted or crashed."""
+    it was interrupted or crashed. The same face as the multi-process WorkerPool."""
 
     def __init__(self, load: LoadPlan, space: TokenSpace, writer: RunWriter) -> None:
         self.load = load
         self._space = space
         self._writer = writer
         self._replayer: Replayer | None = None
+        self._monitor = LoopLagMonitor()
+        self.worker_errors: list[str] = []
+
+    @property
+    def health(self) -> list[dict[str, Any]]:
+        """The client's own health over the replay (one worker: this process)."""
+        return [self._monitor.health(0).to_dict()] if self._replayer is not None else []
+
+    def start(self) -> None:
+        """Nothing to start: the replay runs in this process."""
+
+    def close(self) -> None:
+        """Nothing to stop: the replay ran in this process."""
 
     @property
     def outcome(self) -> ReplayOutcome:
@@ -128,6 +143,8 @@ class LoadGenerator:
         gc.collect()
         gc.freeze()  # as vllm bench does: no collector pauses over long-lived setup
         try:
-            return run_loop(_replay(replayer, load, self._space, client, tools, signals))
+            return run_loop(
+                _replay(replayer, load, self._space, client, tools, signals, self._monitor)
+            )
         finally:
             gc.unfreeze()

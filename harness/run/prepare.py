@@ -66,12 +66,16 @@ def tool_workers_plan(spec: WorkloadSpec) -> dict[str, Any] | None:
     return {"workers": workers, "source": source}
 
 
-def token_space(plan: RunPlan, info: ServerInfo) -> TokenSpace:
-    """The prompt token space: the plan's tokenizer, else the server's model; chat prompts
-    use words that are one token wherever they stand."""
-    name = plan.tokenizer or info.model_root or info.model
-    space = load_token_space(str(name))
-    return space.stable_words() if plan.spec.request.api == "chat" else space
+def tokenizer_name(plan: RunPlan, info: ServerInfo) -> str:
+    """Where prompt ids come from: the plan's tokenizer, else the server's model."""
+    return str(plan.tokenizer or info.model_root or info.model)
+
+
+def open_token_space(name: str, api: str) -> TokenSpace:
+    """The prompt token space of tokenizer `name`; chat prompts use words that are one token
+    wherever they stand."""
+    space = load_token_space(name)
+    return space.stable_words() if api == "chat" else space
 
 
 def chat_overhead(space: TokenSpace, opts: ClientOptions) -> int:

@@ -54,6 +54,8 @@ MAX_TOOLS_PER_STEP = 100
 """Tool calls after one generated agent step."""
 
 MAX_TOOL_WORKERS = 256
+MAX_LOAD_WORKERS = 256
+"""Load-generating worker processes of one run (`--workers`, `client.workers`)."""
 """Tool worker processes a run may start, whatever a workload asks for."""
 
 MAX_SCALE = 1000.0

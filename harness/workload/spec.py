@@ -13,6 +13,7 @@ from harness.errors import ConfigError
 from harness.workload.limits import (
     MAX_CONCURRENCY,
     MAX_DURATION_S,
+    MAX_LOAD_WORKERS,
     MAX_RATE_PER_S,
     MAX_REQUESTS,
     MAX_SEED,
@@ -91,6 +92,14 @@ class ToolsSpec(_Strict):
     """Let code_exec run as root without the bubblewrap sandbox (per-process rlimits only)."""
 
 
+class ClientSpec(_Strict):
+    """The load-generating client: how many worker processes share the sessions."""
+
+    workers: Annotated[Count, Field(ge=1, le=MAX_LOAD_WORKERS)] | Literal["auto"] = "auto"
+    """Load worker processes, each with its own event loop on the run's one clock; `auto`:
+    from the expected stream rate and the cores free of the server."""
+
+
 class LimitSpec(_Strict):
     """Bounds on a run."""
 
@@ -118,6 +127,7 @@ class WorkloadSpec(_Strict):
     request: RequestSpec = Field(default_factory=RequestSpec)
     limits: LimitSpec = Field(default_factory=LimitSpec)
     tools: ToolsSpec = Field(default_factory=ToolsSpec)
+    client: ClientSpec = Field(default_factory=ClientSpec)
     slo: SloSpec | None = None
 
 

@@ -1,0 +1,274 @@
+"""The parent's side of a multi-process run: it starts the load workers, gives them one start
+instant on the run clock, journals their records as they arrive and merges how each ended.
+
+A worker that dies mid-run leaves its requests in flight recorded as failed with the reason;
+the other workers go on and the run's exit status says it. A stop signal stops every worker,
+and what they measured is written."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import queue
+import time
+from collections.abc import Callable
+from multiprocessing.context import SpawnProcess
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.records import RequestRecord
+from harness.replay import MAX_SESSION_ERRORS, ReplayOutcome
+from harness.results import RunWriter
+from harness.run.load import LoadPlan
+from harness.run.stop_signals import StopSignals
+from harness.run.worker_process import Shared, WorkerSpec, worker_main
+from harness.run.workers import share
+from harness.tools.workers import tool_workers
+
+READY_TIMEOUT_S = 180.0
+"""How long workers may take to start (imports, tokenizer, tool workers)."""
+
+START_DELAY_NS = 20_000_000
+"""The start instant is this far ahead of the moment every worker is ready."""
+
+STOP_GRACE_S = 30.0
+"""After a stop, how long workers get to hand over their records before they are killed."""
+
+
+class WorkerPool:
+    """`count` load workers replaying one plan; `outcome` is the merged outcome so far."""
+
+    def __init__(self, load: LoadPlan, writer: RunWriter, count: int) -> None:
+        self.load = load
+        self.count = count
+        self._writer = writer
+        ctx = mp.get_context("spawn")  # no fork of a parent with threads (telemetry, rich)
+        self._shared = Shared(
+            messages=ctx.Queue(),
+            go=ctx.Event(),
+            stop=ctx.Event(),
+            start_ns=ctx.Value("q", 0),
+            tickets=ctx.Value("q", 0),
+        )
+        opts = load.replay
+        spec = load.plan.spec
+        total_tools = tool_workers(spec.tools.workers)[0] if spec.tools.mode == "execute" else None
+        self._specs = [
+            WorkerSpec(
+                load=load,
+                index=k,
+                count=count,
+                concurrency=share(opts.concurrency, count, k) if opts.concurrency else None,
+                max_concurrency=(
+                    share(opts.max_concurrency, count, k) if opts.max_concurrency else None
+                ),
+                slots=opts.concurrency if opts.pattern == "closed" else None,
+                tool_workers=max(1, total_tools // count) if total_tools else None,
+                parent_pid=os.getpid(),
+            )
+            for k in range(count)
+        ]
+        self._procs: list[SpawnProcess] = [
+            ctx.Process(target=worker_main, args=(s, self._shared), name=f"harness-load-{s.index}")
+            for s in self._specs
+        ]
+        self._in_flight: list[dict[str, tuple[Any, ...]]] = [{} for _ in range(count)]
+        self._outcomes: list[ReplayOutcome | None] = [None] * count
+        self._seen: list[ReplayOutcome] = [ReplayOutcome() for _ in range(count)]
+        self._ended: list[bool] = [False] * count
+        self.health: list[dict[str, Any]] = []
+        self.worker_errors: list[str] = []
+        self._done: Callable[[bool], None] = lambda ok: None
+
+    @property
+    def outcome(self) -> ReplayOutcome:
+        """Every worker's outcome merged (what the parent saw, for one that died)."""
+        parts = [o if o is not None else s for o, s in zip(self._outcomes, self._seen, strict=True)]
+        return merge_outcomes(parts)
+
+    def start(self) -> None:
+        """Start the workers and wait until each is ready to send (before the idle baseline,
+        so their start-up is not in it)."""
+        for proc in self._procs:
+            proc.start()
+        ready: set[int] = set()
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while len(ready) + sum(self._ended) < self.count:
+            try:
+                msg = self._shared.messages.get(timeout=0.2)
+            except queue.Empty:
+                self._reap()
+                if time.monotonic() > deadline:
+                    raise HarnessError(
+                        f"load workers not ready after {READY_TIMEOUT_S:g} s"
+                    ) from None
+                continue
+            if msg[0] == "ready":
+                ready.add(msg[1])
+            else:
+                self._handle(msg)
+        if not ready:
+            raise HarnessError("no load worker started: " + "; ".join(self.worker_errors))
+
+    def run(self, done: Callable[[bool], None], signals: StopSignals) -> ReplayOutcome:
+        """Release the workers at one instant and journal their records until all end."""
+        self._done = done
+        clock = self.load.clock()
+        self._shared.start_ns.value = clock.now_ns() + START_DELAY_NS
+        self._shared.go.set()
+        stop_at: float | None = None
+        with signals.replay(self.stop):
+            while not all(self._ended):
+                if stop_at is None and self._shared.stop.is_set():
+                    stop_at = time.monotonic() + STOP_GRACE_S
+                if stop_at is not None and time.monotonic() > stop_at:
+                    self._kill("did not stop within the grace period after a stop")
+                try:
+                    msg = self._shared.messages.get(timeout=0.1)
+                except queue.Empty:
+                    self._reap()
+                    continue
+                self._handle(msg)
+        for proc in self._procs:
+            proc.join(timeout=5)
+        return self.outcome
+
+    def stop(self) -> None:
+        """Tell every worker to stop now (called from the stop-signal handler)."""
+        self._shared.stop.set()
+        self._shared.go.set()
+
+    def close(self) -> None:
+        """Make sure no worker outlives the run."""
+        self._shared.stop.set()
+        self._shared.go.set()
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.join(timeout=2)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=2)
+
+    def _handle(self, msg: tuple[Any, ...]) -> None:
+        kind, k = msg[0], msg[1]
+        if kind == "start":
+            notice = msg[2]
+            self._in_flight[k][notice[0]] = notice
+        elif kind == "batch":
+            self._journal(k, msg[2], msg[3], msg[4])
+        elif kind == "done":
+            self._outcomes[k] = msg[2]
+            self.health.append(msg[3])
+            self._end(k)
+        elif kind == "failed":
+            self._worker_failed(k, f"load worker {k} failed: {msg[2]}")
+
+    def _journal(
+        self, k: int, records: list[RequestRecord], steps: list[Any], tools: list[Any]
+    ) -> None:
+        writer = self._writer
+        if records:
+            writer.append(records)
+            seen = self._seen[k]
+            flights = self._in_flight[k]
+            for record in records:
+                flights.pop(record.request_id, None)
+                _count(seen, record)
+                self._done(record.ok)
+        if steps:
+            writer.append_rows("steps", steps)
+        if tools:
+            writer.append_rows("tools", tools)
+
+    def _end(self, k: int) -> None:
+        self._ended[k] = True
+        self._in_flight[k].clear()
+
+    def _reap(self) -> None:
+        """Workers that exited without saying how they ended (killed, crashed hard)."""
+        for k, proc in enumerate(self._procs):
+            if self._ended[k] or proc.exitcode is None:
+                continue
+            self._drain()  # what it sent before it exited is in the queue
+            if not self._ended[k]:
+                self._worker_failed(k, f"load worker {k} exited with code {proc.exitcode}")
+
+    def _drain(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._handle(self._shared.messages.get_nowait())
+
+    def _kill(self, why: str) -> None:
+        for k, proc in enumerate(self._procs):
+            if not self._ended[k] and proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+                self._worker_failed(k, f"load worker {k} {why}")
+
+    def _worker_failed(self, k: int, reason: str) -> None:
+        """Record the worker's requests in flight as failed with the reason; its sessions end."""
+        if self._ended[k]:
+            return
+        flights = sorted(self._in_flight[k].values(), key=lambda n: n[0])
+        lost = [_failed_record(n, reason) for n in flights]
+        self.worker_errors.append(f"{reason}; {len(lost)} requests in flight recorded as failed")
+        if lost:
+            self._journal(k, lost, [], [])
+        self._seen[k].aborted_reason = self._seen[k].aborted_reason or reason
+        self._end(k)
+
+
+def _failed_record(notice: tuple[Any, ...], reason: str) -> RequestRecord:
+    (rid, sid, step, api, prompt, output, scheduled, warmup, slot_wait, sent) = notice
+    return RequestRecord(
+        request_id=rid,
+        session_id=sid,
+        step_index=step,
+        api=api,
+        prompt_tokens_expected=prompt,
+        output_tokens_expected=output,
+        scheduled_ns=scheduled,
+        sent_ns=sent,
+        warmup=warmup,
+        slot_wait_ns=slot_wait,
+        error=f"harness: {reason}",
+    )
+
+
+def _count(outcome: ReplayOutcome, record: RequestRecord) -> None:
+    """What the parent can count of a worker from its records alone."""
+    if record.sent_ns is None:
+        outcome.requests_not_sent += 1
+        return
+    outcome.requests_sent += 1
+    first = outcome.first_send_ns
+    outcome.first_send_ns = record.sent_ns if first is None else min(first, record.sent_ns)
+    if record.done_ns is not None:
+        outcome.last_done_ns = max(outcome.last_done_ns or 0, record.done_ns)
+    if record.step_index == 0:
+        outcome.sessions_started += 1
+
+
+def merge_outcomes(parts: list[ReplayOutcome]) -> ReplayOutcome:
+    """One outcome for the run from its workers' outcomes."""
+    merged = ReplayOutcome()
+    for part in parts:
+        merged.requests_sent += part.requests_sent
+        merged.requests_not_sent += part.requests_not_sent
+        merged.requests_skipped_overlength += part.requests_skipped_overlength
+        merged.requests_clipped += part.requests_clipped
+        merged.sessions_started += part.sessions_started
+        merged.sessions_failed += part.sessions_failed
+        merged.interrupted = merged.interrupted or part.interrupted
+        merged.aborted_reason = merged.aborted_reason or part.aborted_reason
+        room = MAX_SESSION_ERRORS - len(merged.session_errors)
+        merged.session_errors.extend(part.session_errors[: max(0, room)])
+        if part.first_send_ns is not None:
+            first = merged.first_send_ns
+            merged.first_send_ns = (
+                part.first_send_ns if first is None else min(first, part.first_send_ns)
+            )
+        if part.last_done_ns is not None:
+            merged.last_done_ns = max(merged.last_done_ns or 0, part.last_done_ns)
+    return merged

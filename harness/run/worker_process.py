@@ -1,0 +1,224 @@
+"""One load worker process: its own uvloop event loop replaying its shard of the run's
+sessions on the run's clock, records sent to the parent in batches as they complete.
+
+The parent owns stop signals (a worker ignores SIGINT and SIGTERM, which a terminal sends
+to the whole process group) and tells workers to stop through a shared event; a worker
+whose parent is gone stops by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import traceback
+from dataclasses import dataclass, replace
+from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
+from typing import Any
+
+from harness.client import Client
+from harness.records import RequestRecord, StepRecord, ToolRecord
+from harness.replay import Replayer, ReplayOutcome, error_text
+from harness.run.health import LoopLagMonitor
+from harness.run.load import LoadPlan, run_loop
+from harness.run.prepare import chat_renderer, make_tools, open_token_space, sessions
+from harness.tools.runner import ExecuteTools
+from harness.workload.prompts import PromptBuilder
+
+FLUSH_S = 0.02
+"""How often a worker hands its finished records to the parent."""
+
+FLUSH_RECORDS = 256
+"""A batch this long goes at once, whatever the time."""
+
+WATCH_S = 0.05
+"""How often a worker checks for a stop from the parent (or the parent's exit)."""
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Worker `index` of `count`: its shares of the load and which sessions it owns."""
+
+    load: LoadPlan
+    index: int
+    count: int
+    concurrency: int | None
+    """Closed-loop sessions this worker keeps going (its share of the run's)."""
+    max_concurrency: int | None
+    """Its share of the run's cap on requests in flight."""
+    slots: int | None
+    """The run's closed-loop concurrency: sessions are dealt out slot by slot."""
+    tool_workers: int | None
+    parent_pid: int
+
+    def owns(self, ordinal: int) -> bool:
+        """Whether session `ordinal` (its index in the source) is this worker's."""
+        if self.slots:
+            return (ordinal % self.slots) % self.count == self.index
+        return ordinal % self.count == self.index
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every worker of a run shares with the parent."""
+
+    messages: Queue[tuple[Any, ...]]
+    go: Event
+    stop: Event
+    start_ns: Synchronized[int]
+    tickets: Synchronized[int]
+
+
+class SharedTickets:
+    """Request numbers from one counter shared by the run's workers."""
+
+    def __init__(self, counter: Synchronized[int], limit: int | None) -> None:
+        self._counter = counter
+        self._limit = limit
+
+    def take(self) -> int | None:
+        """The next request number, or None once `limit` are out."""
+        with self._counter.get_lock():
+            ticket = int(self._counter.value)
+            if self._limit is not None and ticket >= self._limit:
+                return None
+            self._counter.value = ticket + 1
+        return ticket
+
+
+def start_notice(record: RequestRecord, now_ns: int) -> tuple[Any, ...]:
+    """What the parent keeps of a request in flight, to record it should the worker die."""
+    return (
+        record.request_id,
+        record.session_id,
+        record.step_index,
+        record.api,
+        record.prompt_tokens_expected,
+        record.output_tokens_expected,
+        record.scheduled_ns,
+        record.warmup,
+        record.slot_wait_ns,
+        now_ns,
+    )
+
+
+def worker_main(spec: WorkerSpec, shared: Shared) -> None:
+    """Entry point of a worker process."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    messages = shared.messages
+    try:
+        _work(spec, shared)
+    except BaseException as err:  # the parent records it; the worker's own output is lost
+        detail = traceback.format_exc(limit=3).strip().splitlines()[-1]
+        messages.put(("failed", spec.index, f"{error_text(err)} ({detail})"))
+        messages.close()
+        messages.join_thread()
+        os._exit(1)
+    messages.close()
+    messages.join_thread()
+
+
+def _work(spec: WorkerSpec, shared: Shared) -> None:
+    load = spec.load
+    clock = load.clock()
+    space = open_token_space(load.tokenizer, load.client.api)
+    records: list[RequestRecord] = []
+    steps: list[StepRecord] = []
+    tools_done: list[ToolRecord] = []
+    messages = shared.messages
+
+    def flush() -> None:
+        if records or steps or tools_done:
+            messages.put(("batch", spec.index, records[:], steps[:], tools_done[:]))
+            records.clear()
+            steps.clear()
+            tools_done.clear()
+
+    def on_record(record: RequestRecord) -> None:
+        records.append(record)
+        if len(records) >= FLUSH_RECORDS:
+            flush()
+
+    def on_start(record: RequestRecord) -> None:
+        messages.put(("start", spec.index, start_notice(record, clock.now_ns())))
+
+    opts = replace(load.replay, concurrency=spec.concurrency, max_concurrency=spec.max_concurrency)
+    client_opts = replace(load.client, max_connections=spec.max_concurrency or 0)
+    client = Client(client_opts, clock.now_ns)
+    overhead = load.chat_overhead
+    to_text = chat_renderer(space, overhead) if overhead is not None else None
+    tools = make_tools(load.plan.spec, clock.now_ns, load.plan.seed, spec.tool_workers)
+    replayer = Replayer(
+        client,
+        PromptBuilder(space, seed=load.plan.seed, salt=load.prompt_salt),
+        opts,
+        clock.now_ns,
+        on_record,
+        tools,
+        api=client_opts.api,
+        to_text=to_text,
+        on_step=steps.append,
+        on_tool=tools_done.append,
+        tickets=SharedTickets(shared.tickets, load.replay.max_requests),
+        owns=spec.owns,
+        on_start=on_start,
+    )
+    monitor = LoopLagMonitor()
+
+    async def main() -> ReplayOutcome:
+        if isinstance(tools, ExecuteTools):
+            await tools.start()
+        try:
+            async with client:
+                messages.put(("ready", spec.index))
+                while not shared.go.wait(0.05):  # before the clock matters: blocking is fine
+                    if shared.stop.is_set():
+                        return replayer.outcome
+                monitor.start()
+                task = asyncio.ensure_future(
+                    replayer.run(sessions(load.plan, space), start_ns=int(shared.start_ns.value))
+                )
+                watcher = asyncio.ensure_future(_watch(spec, shared, replayer, task, flush))
+                try:
+                    return await task
+                finally:
+                    watcher.cancel()
+                    await monitor.stop()
+        finally:
+            if isinstance(tools, ExecuteTools):
+                await tools.aclose()
+
+    gc.collect()
+    gc.freeze()
+    outcome = run_loop(main())
+    flush()
+    messages.put(("done", spec.index, outcome, monitor.health(spec.index).to_dict()))
+
+
+async def _watch(
+    spec: WorkerSpec,
+    shared: Shared,
+    replayer: Replayer,
+    task: asyncio.Future[ReplayOutcome],
+    flush: Any,
+) -> None:
+    """Flush records every FLUSH_S; stop the replay when the parent says so or is gone."""
+    ticks_per_watch = max(1, round(WATCH_S / FLUSH_S))
+    tick = 0
+    while not task.done():
+        await asyncio.sleep(FLUSH_S)
+        flush()
+        tick += 1
+        if tick % ticks_per_watch:
+            continue
+        if shared.stop.is_set():
+            replayer.interrupt("interrupted by a stop signal")
+            task.cancel()
+            return
+        if os.getppid() != spec.parent_pid:
+            replayer.interrupt("the run's parent process exited")
+            task.cancel()
+            return
