@@ -76,6 +76,9 @@ def show_result(result: RunResult, view: ConsoleView, show_summary: bool = True)
         render_console(result.summary, result.manifest, view.console)
     for note in run_notes(result.summary):
         view.say(f"note: {note}")
+    client = result.summary.get("client") or {}
+    for reason in client.get("client_bound_reasons") or []:
+        view.warn(f"client bound: {reason}")
     view.say(f"results: {result.out}")
 
 

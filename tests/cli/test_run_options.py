@@ -150,3 +150,27 @@ def test_rate_on_a_closed_workload_needs_a_pattern(tmp_path: Path) -> None:
 def test_concurrency_with_an_open_pattern_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--concurrency needs the closed pattern"):
         _with(tmp_path, "--concurrency", "4", "--pattern", "poisson")
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "257", "two", "1.5"])
+def test_a_bad_worker_count_is_a_usage_error_naming_the_option(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        _parse("--workers", text)
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_workers_take_a_count_or_auto() -> None:
+    assert _parse("--workers", "4").workers == 4
+    assert _parse("--workers", "AUTO").workers == "auto"
+    assert _parse().workers is None  # the workload's client.workers then
+
+
+def test_client_workers_in_the_workload_are_checked_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(BASE + "client:\n  workers: 0\n")
+    with pytest.raises(ConfigError, match=r"client\.workers"):
+        resolve_workload(path, None)
+    path.write_text(BASE + "client:\n  workers: 3\n")
+    assert resolve_workload(path, None).client.workers == 3
