@@ -2,7 +2,8 @@
 
 Speaks `/v1/completions` (token-ID prompts, token-exact) and `/v1/chat/completions`.
 Timestamps follow `vllm bench serve`: TTFT at the first chunk carrying generated tokens,
-one ITL per later token chunk, output tokens from the final `usage` chunk.
+one ITL per later token chunk, output tokens from the final `usage` chunk. The SSE stream is
+parsed from bulk reads; every event in one read carries that read's arrival time.
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
+import orjson
 
 from harness.errors import ServerError
 from harness.records import RequestRecord
 
 Api = Literal["completions", "chat"]
+
+REQUEST_ID_HEADER = "X-Harness-Request-Id"
+"""Sent with each streaming request: the record's id, so a null server can key its per-chunk
+send stamps on it. Not `X-Request-Id`, which vLLM takes as its own request id."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,15 @@ def _payload(opts: ClientOptions, prompt: list[int] | str, max_tokens: int) -> d
     else:
         body["messages"] = [{"role": "user", "content": prompt}]
     return body
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    """The request body as JSON bytes; the few values orjson refuses and `json` writes (lone
+    surrogates in a chat prompt, integers beyond 64 bits) go through `json`."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body).encode()
 
 
 def _chunk_tokens(api: Api, choice: dict[str, Any]) -> tuple[int, list[int] | None]:
@@ -131,51 +146,20 @@ class Client:
     async def send(self, record: RequestRecord, prompt: list[int] | str) -> Completion:
         """Send one request and fill `record` in place; never raises for request failures."""
         assert self._session is not None, "Client used outside 'async with'"
-        body = json.dumps(_payload(self.opts, prompt, record.output_tokens_expected))
+        body = _encode(_payload(self.opts, prompt, record.output_tokens_expected))
+        headers = {"Content-Type": "application/json", REQUEST_ID_HEADER: record.request_id}
         output_ids: list[int] = []
-        have_ids = True
+        have_ids = False
         record.sent_ns = self._now_ns()
         try:
-            async with self._session.post(
-                self._url, data=body, headers={"Content-Type": "application/json"}
-            ) as resp:
+            async with self._session.post(self._url, data=body, headers=headers) as resp:
                 record.http_status = resp.status
                 if resp.status != 200:
                     text = (await resp.text())[:500]
                     record.error = f"HTTP {resp.status}: {text}"
                     record.done_ns = self._now_ns()
                     return Completion(None)
-                async for raw in resp.content:
-                    now = self._now_ns()
-                    line = raw.strip()
-                    if not line.startswith(b"data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == b"[DONE]":
-                        break
-                    event = json.loads(data)
-                    if "error" in event and not event.get("choices"):
-                        record.error = f"server error in stream: {json.dumps(event['error'])[:300]}"
-                        break
-                    choices = event.get("choices") or []
-                    if choices:
-                        count, ids = _chunk_tokens(self.opts.api, choices[0])
-                        if count > 0:
-                            if record.first_token_ns is None:
-                                record.first_token_ns = now
-                            record.chunk_ns.append(now)
-                            record.chunk_tokens.append(count)
-                            record.last_token_ns = now
-                            if ids is None:
-                                have_ids = False
-                            else:
-                                output_ids.extend(ids)
-                    usage = event.get("usage")
-                    if usage:
-                        record.prompt_tokens = usage.get("prompt_tokens")
-                        record.output_tokens = usage.get("completion_tokens")
-                        details = usage.get("prompt_tokens_details") or {}
-                        record.cached_prompt_tokens = details.get("cached_tokens")
+                have_ids = await self._read_stream(resp.content, record, output_ids)
         except TimeoutError:
             record.error = f"timeout after {self.opts.timeout_s:g} s"
         except aiohttp.ClientError as err:
@@ -190,3 +174,66 @@ class Client:
         if record.error is None and record.output_tokens is None:
             record.error = "stream ended without a usage chunk"
         return Completion(output_ids if have_ids and record.error is None else None)
+
+    async def _read_stream(
+        self, content: aiohttp.StreamReader, record: RequestRecord, output_ids: list[int]
+    ) -> bool:
+        """Parse the SSE stream into `record` from bulk reads: one timestamp per read, taken
+        when its bytes reached the client, shared by every event in it. Returns whether every
+        token chunk carried its ids (collected in `output_ids`)."""
+        read = content.readany
+        now_ns = self._now_ns
+        loads = orjson.loads
+        api = self.opts.api
+        chunk_ns = record.chunk_ns
+        chunk_tokens = record.chunk_tokens
+        have_ids = True
+        pending = b""  # an incomplete last line, completed by the next read
+        data = b""
+        try:
+            while True:
+                chunk = await read()
+                now = now_ns()
+                if chunk:
+                    if pending:
+                        chunk = pending + chunk
+                    lines = chunk.splitlines()
+                    last = chunk[-1]
+                    pending = b"" if last == 10 or last == 13 else lines.pop()
+                elif pending:  # end of stream after a line without its newline
+                    lines = [pending]
+                    pending = b""
+                else:
+                    return have_ids
+                for line in lines:
+                    line = line.strip()
+                    if not line.startswith(b"data:"):
+                        continue  # blank line, comment (keep-alive), event:, id:
+                    data = line[5:].lstrip()
+                    if data == b"[DONE]":
+                        return have_ids
+                    event = loads(data)
+                    choices = event.get("choices")
+                    if choices:
+                        count, ids = _chunk_tokens(api, choices[0])
+                        if count > 0:
+                            if record.first_token_ns is None:
+                                record.first_token_ns = now
+                            chunk_ns.append(now)
+                            chunk_tokens.append(count)
+                            record.last_token_ns = now
+                            if ids is None:
+                                have_ids = False
+                            else:
+                                output_ids.extend(ids)
+                    elif "error" in event:
+                        record.error = f"server error in stream: {json.dumps(event['error'])[:300]}"
+                        return have_ids
+                    usage = event.get("usage")
+                    if usage:
+                        record.prompt_tokens = usage.get("prompt_tokens")
+                        record.output_tokens = usage.get("completion_tokens")
+                        details = usage.get("prompt_tokens_details") or {}
+                        record.cached_prompt_tokens = details.get("cached_tokens")
+        except (TypeError, AttributeError) as err:  # valid JSON of the wrong shape
+            raise ValueError(f"unexpected event {data[:200]!r}: {err}") from None

@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from harness.client import Client, ClientOptions, Completion, _chunk_tokens, _payload
+from harness.client import (
+    REQUEST_ID_HEADER,
+    Client,
+    ClientOptions,
+    Completion,
+    _chunk_tokens,
+    _encode,
+    _payload,
+)
 from harness.records import RequestRecord, RunClock
 
 MS = 1_000_000
@@ -47,6 +55,14 @@ def test_chat_payload() -> None:
     assert body["messages"] == [{"role": "user", "content": "hello there"}]
     assert "prompt" not in body
     assert body["ignore_eos"] is True and body["max_tokens"] == 5
+
+
+def test_encode_writes_what_json_writes() -> None:
+    body = _payload(ClientOptions(base_url="http://h", model="m"), [1, 2, 3], 4)
+    assert json.loads(_encode(body)) == body
+    # orjson refuses a lone surrogate; the body then goes through json, as before
+    odd = {"messages": [{"role": "user", "content": "a\ud800b"}], "max_tokens": 1}
+    assert _encode(odd) == json.dumps(odd).encode()
 
 
 @pytest.mark.parametrize(
@@ -95,6 +111,22 @@ def _stream(events: list[dict[str, Any] | str], gap_s: float = GAP_S) -> Handler
     return handler
 
 
+def _raw(writes: list[bytes], gap_s: float = GAP_S) -> Handler:
+    """A handler that answers 200 and writes `writes` byte for byte, pausing `gap_s` before
+    each: SSE cut wherever a test wants it cut."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for data in writes:
+            await asyncio.sleep(gap_s)
+            await resp.write(data)
+        await resp.write_eof()
+        return resp
+
+    return handler
+
+
 def _usage(prompt: int, completion: int, cached: int | None = None) -> dict[str, Any]:
     usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion}
     if cached is not None:
@@ -128,9 +160,9 @@ async def protocol_fixture() -> AsyncIterator[ProtocolFixture]:
         await runner.cleanup()
 
 
-def _record(output: int = 3, api: str = "completions") -> RequestRecord:
+def _record(output: int = 3, api: str = "completions", request_id: str = "r0") -> RequestRecord:
     return RequestRecord(
-        request_id="r0",
+        request_id=request_id,
         session_id="s0",
         step_index=0,
         api=api,
@@ -302,3 +334,134 @@ async def test_cancel_marks_the_record(protocol_fixture: ProtocolFixture) -> Non
         await task
     assert record.error == "cancelled"
     assert record.sent_ns is not None and record.done_ns is not None
+
+
+# --- SSE from bulk reads --------------------------------------------------------------
+
+_TOKENS: list[dict[str, Any]] = [
+    {"choices": [{"index": 0, "text": "a", "token_ids": [10]}]},
+    {"choices": [{"index": 0, "text": "bc", "token_ids": [11, 12]}]},
+    {"choices": [{"index": 0, "text": "d", "token_ids": [13]}]},
+    {"choices": [{"index": 0, "text": "", "token_ids": [14], "finish_reason": "length"}]},
+]
+_FINAL = _usage(4, 5, cached=1)
+
+
+def _json(event: dict[str, Any]) -> bytes:
+    return json.dumps(event).encode()
+
+
+def _outcome(record: RequestRecord, completion: Completion) -> dict[str, Any]:
+    """Everything a record says except when: what two streams of the same events must share."""
+    assert len(record.chunk_ns) == len(record.chunk_tokens)
+    assert record.chunk_ns == sorted(record.chunk_ns)
+    if record.chunk_ns:
+        assert record.first_token_ns == record.chunk_ns[0]
+        assert record.last_token_ns == record.chunk_ns[-1]
+    return {
+        "chunk_tokens": record.chunk_tokens,
+        "chunks": len(record.chunk_ns),
+        "prompt_tokens": record.prompt_tokens,
+        "output_tokens": record.output_tokens,
+        "cached_prompt_tokens": record.cached_prompt_tokens,
+        "http_status": record.http_status,
+        "error": record.error,
+        "output_ids": completion.output_ids,
+    }
+
+
+async def test_fragmented_stream_gives_the_clean_record(protocol_fixture: ProtocolFixture) -> None:
+    """CRLF endings, keep-alive comments, `data:` without its space, two events in one write,
+    an event cut mid-JSON across writes, a CR and its LF in different writes, and a last line
+    without its newline: the same record as one clean event per write."""
+    t0, t1, t2, t3 = (_json(e) for e in _TOKENS)
+    writes = [
+        b": keep-alive\r\n\r\ndata: " + t0 + b"\r\n\r\ndata:" + t1 + b"\r\n\r\ndata: " + t2[:9],
+        t2[9:] + b"\r",
+        b"\n\r\n: ping\n\nevent: message\ndata: " + t3 + b"\n",
+        b"\ndata: " + _json(_FINAL) + b"\n\n",
+        b"data: [DONE]",
+    ]
+    clean_url = await protocol_fixture(_stream([*_TOKENS, _FINAL, "[DONE]"], gap_s=0.0))
+    odd_url = await protocol_fixture(_raw(writes))
+    clean, odd = _record(output=5), _record(output=5)
+    clean_outcome = _outcome(clean, await _send(clean_url, clean, [1, 2, 3, 4]))
+    odd_outcome = _outcome(odd, await _send(odd_url, odd, [1, 2, 3, 4]))
+    assert clean_outcome["error"] is None and clean_outcome["chunk_tokens"] == [1, 2, 1, 1]
+    assert odd_outcome == clean_outcome
+    # t0 and t1 came in one read; t2 is complete only with the second write, one gap later
+    assert odd.chunk_ns[0] == odd.chunk_ns[1]
+    assert odd.chunk_ns[2] - odd.chunk_ns[1] >= GAP_S * 1e9 - 2 * MS
+    assert odd.chunk_ns[3] - odd.chunk_ns[2] >= GAP_S * 1e9 - 2 * MS
+
+
+async def test_events_in_one_read_share_its_timestamp(protocol_fixture: ProtocolFixture) -> None:
+    t0, t1, t2, _ = (_json(e) for e in _TOKENS)
+    writes = [
+        b"data: " + t0 + b"\n\ndata: " + t1 + b"\n\n",
+        b"data: " + t2 + b"\n\ndata: " + _json(_FINAL) + b"\n\ndata: [DONE]\n\n",
+    ]
+    url = await protocol_fixture(_raw(writes))
+    record = _record(output=4)
+    completion = await _send(url, record, [1])
+    assert record.ok and completion.output_ids == [10, 11, 12, 13]
+    assert record.chunk_tokens == [1, 2, 1]  # one entry per token event, as before
+    assert record.chunk_ns[0] == record.chunk_ns[1]
+    assert record.chunk_ns[2] - record.chunk_ns[1] >= GAP_S * 1e9 - 2 * MS
+
+
+async def test_lone_cr_ends_a_line(protocol_fixture: ProtocolFixture) -> None:
+    """SSE allows CR alone as a line ending."""
+    t0, t1, _, _ = (_json(e) for e in _TOKENS)
+    body = b"data: " + t0 + b"\r\rdata: " + t1 + b"\r\rdata: " + _json(_usage(1, 3))
+    url = await protocol_fixture(_raw([body + b"\r\rdata: [DONE]\r\r"], gap_s=0.0))
+    record = _record()
+    completion = await _send(url, record, [1])
+    assert record.ok and record.chunk_tokens == [1, 2]
+    assert completion.output_ids == [10, 11, 12]
+
+
+async def test_request_id_header(protocol_fixture: ProtocolFixture) -> None:
+    seen: list[str | None] = []
+
+    async def capture(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get(REQUEST_ID_HEADER))
+        assert "X-Request-Id" not in request.headers  # vLLM's own request id
+        return await _stream([_usage(3, 0), "[DONE]"], gap_s=0.0)(request)
+
+    url = await protocol_fixture(capture)
+    await _send(url, _record(request_id="r0000042"), [5, 6, 7])
+    await _send(url, _record(api="chat", request_id="r0000043"), "hi", api="chat")
+    assert seen == ["r0000042", "r0000043"]
+
+
+async def test_malformed_event_mid_stream(protocol_fixture: ProtocolFixture) -> None:
+    t0 = _json(_TOKENS[0])
+    writes = [b"data: " + t0 + b'\n\ndata: {"choices": [', b"}\n\n", b"data: [DONE]\n\n"]
+    url = await protocol_fixture(_raw(writes, gap_s=0.0))
+    record = _record()
+    completion = await _send(url, record, [1])
+    assert record.error is not None and record.error.startswith("malformed stream: ")
+    assert record.chunk_tokens == [1] and completion.output_ids is None
+    assert record.done_ns is not None
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        b"[1, 2]",
+        b"5",
+        b'{"choices": "x"}',
+        b'{"choices": [{"token_ids": [null]}]}',
+        b'{"choices": [], "usage": [3]}',
+    ],
+)
+async def test_json_of_the_wrong_shape_is_malformed(
+    protocol_fixture: ProtocolFixture, event: bytes
+) -> None:
+    """Valid JSON that is not a completion chunk is a failed request, not an exception."""
+    url = await protocol_fixture(_raw([b"data: " + event + b"\n\ndata: [DONE]\n\n"], gap_s=0.0))
+    record = _record()
+    completion = await _send(url, record, [1])
+    assert record.error is not None and record.error.startswith("malformed stream: ")
+    assert record.done_ns is not None and completion.output_ids is None
