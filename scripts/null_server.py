@@ -50,6 +50,8 @@ MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
 CREATED = 1_700_000_000
 NS_PER_MS = 1_000_000
+BACKLOG = 4096
+"""Pending connections the kernel queues (capped by net.core.somaxconn)."""
 
 _REASONS = {
     200: "OK",
@@ -509,7 +511,7 @@ def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(4096)
+    sock.listen(BACKLOG)
     sock.setblocking(False)
     return sock
 
@@ -521,7 +523,9 @@ async def serve(cfg: Config, sock: socket.socket, stop: asyncio.Event | None = N
     done = stop or asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
-    server = await loop.create_server(lambda: Connection(state), sock=sock)
+    # create_server listens again, with a backlog of 100 unless told: a client opening a few
+    # hundred streams at once would overflow it and wait out SYN retries (1 s, 3 s).
+    server = await loop.create_server(lambda: Connection(state), sock=sock, backlog=BACKLOG)
     try:
         await done.wait()
     finally:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import itertools
 import re
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -233,3 +235,25 @@ async def test_procs_share_the_port(tmp_path: Path) -> None:
     )
     assert refused.returncode == 2
     assert "--procs 1" in refused.stderr
+
+
+def test_connections_queue_while_the_server_is_busy(tmp_path: Path) -> None:
+    """Hundreds of streams opened at once: the kernel completes every handshake into the
+    listen queue even while the server process is stopped (a short backlog drops SYNs and the
+    client waits out 1 s, 3 s retries, which a benchmark would read as TTFT)."""
+    server = NullServer(tmp_path, "--ttft-ms", "0", "--itl-ms", "0")
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    socks: list[socket.socket] = []
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        for _ in range(300):
+            sock = socket.socket()
+            sock.settimeout(0.5)
+            socks.append(sock)
+            sock.connect((host, int(port)))  # times out once the queue is full
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        for sock in socks:
+            sock.close()
+        server.stop()
+    assert len(socks) == 300
