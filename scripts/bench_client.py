@@ -84,7 +84,7 @@ class Sizes:
 
 
 DEFAULT_SIZES = Sizes((200, 1000), (64, 128, 256), 1000, (5000, 10000, 20000), 8.0, 800, 128)
-QUICK_SIZES = Sizes((40, 160), (64, 128), 300, (5000, 20000), 2.0, 200, 128)
+QUICK_SIZES = Sizes((40, 160), (64, 128), 300, (5000, 20000), 4.0, 200, 128)
 
 
 # --- pure helpers -------------------------------------------------------------------------
@@ -267,6 +267,19 @@ def _tail(path: Path, chars: int = 1500) -> str:
         return ""
 
 
+TABLE_CHARS = re.compile("[\u2500-\u257f]")
+
+
+def log_error(path: Path, lines: int = 6) -> str:
+    """The last lines of a client's log that are not a printed table (what went wrong)."""
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    kept = [ln.strip() for ln in text if ln.strip() and not TABLE_CHARS.search(ln)]
+    return " | ".join(kept[-lines:])[-600:]
+
+
 class NullServer:
     """scripts/null_server.py in a subprocess pinned to the server cores, on a free port."""
 
@@ -384,6 +397,8 @@ class ClientRun:
     first_send_ns: int | None = None
     last_send_ns: int | None = None
     client_health: dict[str, Any] | None = None
+    """The harness summary's own `client` block (event-loop lag, worker CPU), where it has one."""
+    client_bound: bool | None = None
     receipts: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
@@ -485,7 +500,7 @@ class Bench:
         server_cpu = server.cpu_s() - server_before
         run.cpu_s, run.wall_s = proc.cpu_s, proc.wall_s
         if proc.rc != 0:
-            run.error = f"harness run exited {proc.rc}: {_tail(folder / 'harness.log', 600)}"
+            run.error = f"harness run exited {proc.rc}: {log_error(folder / 'harness.log')}"
             return run
         try:
             df = pd.read_parquet(out / "requests.parquet")
@@ -500,8 +515,10 @@ class Bench:
         if not ok.empty:
             run.first_send_ns = int(ok["sent_ns"].min())
             run.last_send_ns = int(ok["sent_ns"].max())
-        health = {k: v for k, v in summary.items() if k.startswith("client")}
-        run.client_health = health or None
+        health = summary.get("client")
+        if isinstance(health, dict):
+            run.client_health = health
+            run.client_bound = health.get("client_bound")
         anchor = (manifest.get("anchor") or {}).get("perf_counter_ns")
         if isinstance(anchor, int):
             run.receipts = harness_receipts(df, anchor)
@@ -546,7 +563,7 @@ class Bench:
         server_cpu = server.cpu_s() - server_before
         run.cpu_s, run.wall_s = proc.cpu_s, proc.wall_s
         if proc.rc != 0:
-            run.error = f"vllm bench serve exited {proc.rc}: {_tail(folder / 'vllm.log', 600)}"
+            run.error = f"vllm bench serve exited {proc.rc}: {log_error(folder / 'vllm.log')}"
             return run
         try:
             data = json.loads((folder / "bench.json").read_text())
@@ -758,7 +775,9 @@ def part_scaling(bench: Bench, sizes: Sizes) -> dict[str, Any]:
 
 
 def _progress(run: ClientRun) -> None:
-    state = f"error: {run.error[:200]}" if run.error else f"{fmt(run.tok_s, ',.0f')} tok/s"
+    state = f"error: {run.error[:300]}" if run.error else f"{fmt(run.tok_s, ',.0f')} tok/s"
+    if run.client_bound:
+        state += " (the harness says: client bound)"
     print(f"  .. {run.client:10s} {run.label}: {state}", flush=True)
 
 
@@ -796,13 +815,17 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def _busy_note(runs: Sequence[Mapping[str, Any]]) -> str:
+    notes = []
     busy = [r["server_busy"] for r in runs if r.get("server_busy") is not None]
     if busy and max(busy) >= SERVER_BUSY_WARN:
-        return (
+        notes.append(
             f"  note: the null server was {max(busy):.0%} busy in a run: that run's pace may be "
             "the server's, not the client's (more --server-cores / --server-procs)"
         )
-    return ""
+    bound = [r["label"] for r in runs if r.get("client_bound")]
+    if bound:
+        notes.append(f"  note: the harness reported itself client bound in: {'; '.join(bound)}")
+    return "\n".join(notes)
 
 
 def report(result: Mapping[str, Any]) -> str:
@@ -927,6 +950,11 @@ def report(result: Mapping[str, Any]) -> str:
             f"p99 ≤ {TARGET_ADDED_P99_MS:g} ms up to {TARGET_ADDED_UP_TO_TOK_S:,} tok/s per worker "
             "(got tok/s: while arrivals kept the load level, else over the whole run)"
         )
+        runs = [
+            row[c]["run"] for row in lat["rates"] for c in ("harness", "vllm bench") if c in row
+        ]
+        if note := _busy_note(runs):
+            lines.append(note)
     scaling = result.get("scaling")
     if scaling:
         lines.append(f"\n4. Throughput with N harness workers ({LABEL} TTFT 0, ITL 0)")

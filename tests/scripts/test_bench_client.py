@@ -122,3 +122,10 @@ def test_bad_options_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
         bench.main(["--parts", "cpu,nope"])
     assert exc.value.code == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_log_error_skips_printed_tables(tmp_path: Path) -> None:
+    log = tmp_path / "harness.log"
+    log.write_text("starting\n┏━━━┓\n│ a │ 1 │\nerror: server at x refused\n└───┘\n")
+    assert bench.log_error(log) == "starting | error: server at x refused"
+    assert bench.log_error(tmp_path / "missing.log") == "(no log)"
