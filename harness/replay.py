@@ -44,14 +44,14 @@ class RequestSender(Protocol):
 
 
 class Tickets(Protocol):
-    """Hands out request numbers in send order, None once `max_requests` are out; shared by
-    every load worker of a run, so the budget and the request ids are the run's."""
+    """Numbers requests in the order they go out (warm-up is the first ones sent), None
+    past a limit; one counter is shared by every load worker of a run."""
 
     def take(self) -> int | None: ...
 
 
 class LocalTickets:
-    """Tickets for a replay in one process."""
+    """Send-order numbers for a replay in one process."""
 
     def __init__(self, limit: int | None) -> None:
         self._next = 0
@@ -69,6 +69,34 @@ class LocalTickets:
 def owns_all(_: int) -> bool:
     """A replay in one process runs every session."""
     return True
+
+
+@dataclass(frozen=True)
+class PlannedSession:
+    """A session with its place in the run's plan: its index in the source, the run-wide
+    number of its first request (request ids count on from it) and how many of its steps
+    the request budget leaves it."""
+
+    ordinal: int
+    first_request: int
+    requests: int
+    session: Session
+
+
+def plan_sessions(
+    sessions: Iterable[Session], max_requests: int | None
+) -> Iterator[PlannedSession]:
+    """The sessions in source order with the request budget dealt out session by session
+    (as `preflight` counts it), so which requests a run sends and their ids are fixed before
+    it starts, whatever the timing and however many workers share it."""
+    first = 0
+    for ordinal, session in enumerate(sessions):
+        if max_requests is not None and first >= max_requests:
+            return
+        steps = len(session.steps)
+        allowed = steps if max_requests is None else min(steps, max_requests - first)
+        yield PlannedSession(ordinal, first, allowed, session)
+        first += steps
 
 
 class ToolRunner(Protocol):
@@ -225,9 +253,9 @@ class Replayer:
         owns: Callable[[int], bool] = owns_all,
         on_start: Callable[[RequestRecord], None] | None = None,
     ) -> None:
-        """`tickets` and `owns` shard a run over load workers: the run's shared request
-        numbers, and which sessions (by their index in the source) this replay runs.
-        `on_start` sees each request just before it is sent."""
+        """`tickets` and `owns` shard a run over load workers: the run's shared send-order
+        numbers (for warm-up) and which sessions (by their index in the source) this replay
+        runs. `on_start` sees each request just before it is sent."""
         self._sender = sender
         self._prompts = prompts
         self._opts = opts
@@ -238,13 +266,12 @@ class Replayer:
         self._on_tool = on_tool or (lambda _: None)
         self._api = api
         self._to_text = to_text
-        self._tickets = tickets if tickets is not None else LocalTickets(opts.max_requests)
+        self._tickets = tickets if tickets is not None else LocalTickets(None)
         self._owns = owns
         self._on_start = on_start
         self._sem = asyncio.Semaphore(opts.max_concurrency) if opts.max_concurrency else None
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
-        self._exhausted = False
         self._unreachable_in_a_row = 0
         self._deadline_ns: int | None = None
         self.outcome = ReplayOutcome()
@@ -283,19 +310,6 @@ class Replayer:
         if self._deadline_ns is not None and self._now_ns() >= self._deadline_ns:
             self._stop.set()
         return self._stop.is_set()
-
-    def _take_ticket(self) -> int | None:
-        """The request's number in send order, or None once `max_requests` are handed out."""
-        if self._exhausted:
-            return None
-        ticket = self._tickets.take()
-        if ticket is None:
-            self._exhausted = True
-        return ticket
-
-    def _done_scheduling(self) -> bool:
-        """No new session can send anything: stopped, or every request ticket handed out."""
-        return self._exhausted or self._stopped()
 
     async def _run_tools(
         self, session_id: str, step_index: int, tools: tuple[ToolCall, ...]
@@ -344,15 +358,19 @@ class Replayer:
             self.outcome.last_done_ns = max(self.outcome.last_done_ns or 0, record.done_ns)
 
     async def _step(
-        self, session: Session, prompts: SessionPrompts, index: int, step: Step, due_ns: int
+        self,
+        planned: PlannedSession,
+        prompts: SessionPrompts,
+        index: int,
+        step: Step,
+        due_ns: int,
     ) -> RequestRecord | None:
         """Run one step's request; its record, or None when it was not sent and the session
         should stop (run stopped, request budget spent, over the context window)."""
-        if not await self._sleep_until(due_ns):
+        session = planned.session
+        if index >= planned.requests or not await self._sleep_until(due_ns):
             return None
-        ticket = self._take_ticket()
-        if ticket is None:
-            return None
+        order = self._tickets.take()
         if index == 0:
             self.outcome.sessions_started += 1
         expected_prompt = prompts.expected_next(step)
@@ -369,14 +387,14 @@ class Replayer:
             )
             self.outcome.requests_clipped += 1
         record = RequestRecord(
-            request_id=f"r{ticket:07d}",
+            request_id=f"r{planned.first_request + index:07d}",
             session_id=session.session_id,
             step_index=index,
             api=self._api,
             prompt_tokens_expected=clip_to if clip_to is not None else expected_prompt,
             output_tokens_expected=output_len,
             scheduled_ns=due_ns,
-            warmup=ticket < self._opts.warmup_requests,
+            warmup=order is not None and order < self._opts.warmup_requests,
         )
         completion = Completion(None)
         harness_error: Exception | None = None
@@ -421,17 +439,18 @@ class Replayer:
         prompts.add_output(ids, output_len)
         return record
 
-    async def run_session(self, session: Session, start_ns: int, ordinal: int) -> None:
-        """Run one session's steps in order from `start_ns`, recording each step; an error of
-        the harness ends the session as failed (counted and kept in the outcome), never the
-        run, and never silently. `ordinal`, its index in the source, seeds its prompts."""
+    async def run_session(self, planned: PlannedSession, start_ns: int) -> None:
+        """Run one session's planned steps in order from `start_ns`, recording each step; an
+        error of the harness ends the session as failed (counted and kept in the outcome),
+        never the run, and never silently. Its index in the source seeds its prompts."""
         try:
-            await self._session_steps(session, start_ns, ordinal)
+            await self._session_steps(planned, start_ns)
         except Exception as err:
-            self.outcome.note_session_error(session.session_id, err)
+            self.outcome.note_session_error(planned.session.session_id, err)
 
-    async def _session_steps(self, session: Session, start_ns: int, ordinal: int) -> None:
-        prompts = self._prompts.session(ordinal)
+    async def _session_steps(self, planned: PlannedSession, start_ns: int) -> None:
+        session = planned.session
+        prompts = self._prompts.session(planned.ordinal)
         ready_ns = start_ns
         for index, step in enumerate(session.steps):
             step_ready_ns = ready_ns
@@ -441,7 +460,7 @@ class Replayer:
             due_ns = ready_ns
             if step.offset_ms is not None and self._opts.pattern == "trace":
                 due_ns = max(ready_ns, start_ns + ms_to_ns(step.offset_ms * self._opts.time_scale))
-            record = await self._step(session, prompts, index, step, due_ns)
+            record = await self._step(planned, prompts, index, step, due_ns)
             if record is None:
                 return
             # Waiting for the step's recorded timestamp is the recording's time, not the system's.
@@ -481,11 +500,11 @@ class Replayer:
             self._deadline_ns = start + round(self._opts.duration_s * NS_PER_S)
         tasks: set[asyncio.Task[None]] = set()
         try:
+            planned = plan_sessions(sessions, self._opts.max_requests)
             if self._opts.pattern == "closed":
-                owned = ((i, s) for i, s in enumerate(sessions) if self._owns(i))
-                await self._closed_loop(owned)
+                await self._closed_loop(p for p in planned if self._owns(p.ordinal))
             else:
-                await self._open_loop(sessions, start, tasks)
+                await self._open_loop(planned, start, tasks)
                 if tasks:
                     await asyncio.gather(*tasks)
         except asyncio.CancelledError:
@@ -496,7 +515,7 @@ class Replayer:
         return self.outcome
 
     async def _open_loop(
-        self, sessions: Iterable[Session], start: int, tasks: set[asyncio.Task[None]]
+        self, planned: Iterable[PlannedSession], start: int, tasks: set[asyncio.Task[None]]
     ) -> None:
         rate_offsets = (
             arrival_offsets_ns(self._opts)
@@ -504,33 +523,31 @@ class Replayer:
             else None
         )
         first_ms: float | None = None
-        for ordinal, session in enumerate(sessions):
+        for p in planned:
             # Every session's arrival is decided, owned or not: one schedule for the run.
             if rate_offsets is not None:
                 offset = next(rate_offsets)
             else:
-                first_ms = session.start_ms if first_ms is None else first_ms
-                offset = ms_to_ns((session.start_ms - first_ms) * self._opts.time_scale)
-            if not self._owns(ordinal):
-                if self._exhausted:
-                    break
+                first_ms = p.session.start_ms if first_ms is None else first_ms
+                offset = ms_to_ns((p.session.start_ms - first_ms) * self._opts.time_scale)
+            if not self._owns(p.ordinal):
                 continue
-            if self._exhausted or not await self._sleep_until(start + offset):
+            if not await self._sleep_until(start + offset):
                 break
-            task = asyncio.create_task(self.run_session(session, start + offset, ordinal))
+            task = asyncio.create_task(self.run_session(p, start + offset))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _closed_loop(self, sessions: Iterator[tuple[int, Session]]) -> None:
+    async def _closed_loop(self, planned: Iterator[PlannedSession]) -> None:
         assert self._opts.concurrency is not None
 
         async def worker() -> None:
-            for ordinal, session in sessions:
-                if self._done_scheduling():
+            for p in planned:
+                if self._stopped():
                     return
-                await self.run_session(session, self._now_ns(), ordinal)
+                await self.run_session(p, self._now_ns())
 
         workers = [asyncio.create_task(worker()) for _ in range(self._opts.concurrency)]
         self._running.update(workers)

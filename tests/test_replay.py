@@ -384,12 +384,27 @@ async def test_duration_in_a_closed_loop() -> None:
     assert r.elapsed_s < 0.1 + 0.5
 
 
-async def test_warmup_flags_the_first_tickets() -> None:
+async def test_warmup_flags_the_first_requests_sent() -> None:
     r = Run(ReplayOptions(pattern="trace", time_scale=0.0, warmup_requests=3))
     await r.run([_session(i, steps=((10, 2), (10, 2))) for i in range(3)])
-    flags = {x.request_id: x.warmup for x in r.records}
-    assert len(flags) == 6
-    assert [flags[f"r{i:07d}"] for i in range(6)] == [True, True, True, False, False, False]
+    sent = sorted(r.records, key=lambda x: x.sent_ns or 0)
+    assert [x.warmup for x in sent] == [True, True, True, False, False, False]
+    assert {x.step_index for x in sent[:3]} == {0}  # every session's first step went first
+
+
+async def test_request_ids_and_the_budget_follow_the_plan_not_the_timing() -> None:
+    """Ids count session by session through the source and `max_requests` is dealt out the
+    same way, so a run sends the same requests under the same ids whatever the timing."""
+    r = Run(ReplayOptions(pattern="trace", time_scale=0.0, max_requests=5))
+    await r.run([_session(i, steps=((10, 2), (10, 2))) for i in range(4)])
+    got = sorted((x.request_id, x.session_id, x.step_index) for x in r.records)
+    assert got == [
+        ("r0000000", "s0", 0),
+        ("r0000001", "s0", 1),
+        ("r0000002", "s1", 0),
+        ("r0000003", "s1", 1),
+        ("r0000004", "s2", 0),
+    ]
 
 
 # --- the agent session loop -----------------------------------------------------------

@@ -162,7 +162,7 @@ def _work(spec: WorkerSpec, shared: Shared) -> None:
         to_text=to_text,
         on_step=steps.append,
         on_tool=tools_done.append,
-        tickets=SharedTickets(shared.tickets, load.replay.max_requests),
+        tickets=SharedTickets(shared.tickets, None),
         owns=spec.owns,
         on_start=on_start,
     )
