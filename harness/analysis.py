@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, ConfigDict, Field
 
 from harness.timeline import in_flight
 from harness.units import NS_PER_MS, ns_to_ms, ns_to_s
+from harness.workload.slo import Slo
 
 PERCENTILES: tuple[int, ...] = (50, 90, 99)
 """Percentiles reported for every latency figure (numpy, linear interpolation)."""
@@ -30,16 +30,6 @@ MAX_ERROR_KINDS = 10
 _MAX_ERROR_CHARS = 300
 
 Stats = dict[str, float | int | None]
-
-
-class Slo(BaseModel):
-    """Per-request SLOs in ms; a request is good when it meets every one that is set."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    ttft_ms: float | None = Field(default=None, gt=0)
-    tpot_ms: float | None = Field(default=None, gt=0)
-    e2el_ms: float | None = Field(default=None, gt=0)
 
 
 def percentile_stats(values: Iterable[float] | np.ndarray) -> Stats:

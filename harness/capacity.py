@@ -9,48 +9,19 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.report import lookup
+from harness.summary import Summary
 
 CAPACITY_FILE = "capacity.json"
 CAPACITY_KIND = "harness-capacity"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2 names the GPU power figures of a point as the summary does (`avg_power_w`,
+`idle_power_w`; version 1: `avg_gpu_power_w`, `idle_gpu_power_w`)."""
 
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
-
-
-def _tool_cpu_per_session(split: Mapping[str, Any]) -> float | None:
-    """Tool CPU-seconds per session; None (not 0) where no tool ran or CPU was not measured."""
-    sessions = split.get("sessions")
-    tool_cpu = split.get("tool_cpu_s")
-    calls = sum(int(k.get("calls") or 0) for k in (split.get("per_tool_kind") or {}).values())
-    if tool_cpu is None or not sessions or not calls:
-        return None
-    return float(tool_cpu) / float(sessions)
-
-
-SUMMARY_FIGURES: dict[str, str] = {
-    "requests_completed": "requests_completed",
-    "requests_failed": "requests_failed",
-    "request_throughput_rps": "request_throughput_rps",
-    "output_throughput_tok_s": "output_throughput_tok_s",
-    "total_throughput_tok_s": "total_throughput_tok_s",
-    "goodput_rps": "goodput_rps",
-    "slo_attainment": "slo_attainment",
-    "avg_gpu_power_w": "energy.avg_power_w",
-    "idle_gpu_power_w": "energy.idle_power_w",
-    "j_per_output_token": "energy.j_per_output_token",
-    **{f"{m}_{s}": f"{m}.{s}" for m in ("ttft_ms", "tpot_ms", "e2el_ms") for s in ("p50", "p99")},
+_V1_POINT_NAMES: dict[str, str] = {
+    "avg_gpu_power_w": "avg_power_w",
+    "idle_gpu_power_w": "idle_power_w",
 }
-"""The figures a capacity.json point copies from its run's summary.json: point key (the
-flat name, e.g. `ttft_ms_p99`) -> dotted path in the summary (`ttft_ms.p99`)."""
-
-_COUNTS: frozenset[str] = frozenset({"requests_completed", "requests_failed"})
+"""Point keys of capacity.json version 1 -> this version's names."""
 
 
 POINT_FIGURES: tuple[str, ...] = (
@@ -62,44 +33,42 @@ POINT_FIGURES: tuple[str, ...] = (
     "goodput_rps",
     "slo_attainment",
     "sessions_per_s",
-    "avg_gpu_power_w",
-    "idle_gpu_power_w",
+    "avg_power_w",
+    "idle_power_w",
     "j_per_output_token",
     "tool_cpu_s_per_session",
     *(f"{m}_{s}" for m in ("ttft_ms", "tpot_ms", "e2el_ms") for s in ("p50", "p99")),
 )
-"""The figures of a load point, in file order: SUMMARY_FIGURES plus those derived from the
-summary (sessions per second, tool CPU seconds per session)."""
-
-
-def summary_figures(summary: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A run summary's figures flattened under capacity.json's point keys (SUMMARY_FIGURES),
-    values as the summary holds them, None where absent."""
-    return {key: lookup(summary, path) for key, path in SUMMARY_FIGURES.items()}
+"""The figures of a load point, in file order: names of `Summary.figures()`."""
 
 
 def point_figures(
-    load: float, run_dir: str, summary: Mapping[str, Any], target_attainment: float
+    load: float, run_dir: str, summary: Summary, target_attainment: float
 ) -> dict[str, Any]:
-    """One load point's entry of capacity.json, from its run's summary.json."""
-    flat = summary_figures(summary)
-    per_hour = lookup(summary, "session_figures.sessions_per_hour")
-    derived = {
-        "sessions_per_s": None if per_hour is None else float(per_hour) / 3600.0,
-        "tool_cpu_s_per_session": _tool_cpu_per_session(summary.get("latency_split") or {}),
-    }
+    """One load point's entry of capacity.json, from its run's summary."""
+    figures = summary.figures()
     point: dict[str, Any] = {"load": float(load), "run_dir": run_dir}
-    for key in POINT_FIGURES:
-        if key in derived:
-            point[key] = derived[key]
-        else:
-            point[key] = (_int if key in _COUNTS else _float)(flat[key])
-    point["gpu_source"] = lookup(summary, "energy.gpu_source") or "unavailable"
+    point.update({key: figures[key] for key in POINT_FIGURES})
+    point["gpu_source"] = summary.energy.gpu_source if summary.energy else "unavailable"
     point["error"] = None
     attainment = point["slo_attainment"]
     completed = bool(point["requests_completed"])
     point["meets_slo"] = completed and attainment is not None and attainment >= target_attainment
     return point
+
+
+def capacity_points(capacity: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A capacity.json's load points under this version's names (a version 1 file's GPU
+    power figures renamed); entries that are not objects are left out."""
+    points = capacity.get("points")
+    if not isinstance(points, list):
+        return []
+    rename: Mapping[str, str] = _V1_POINT_NAMES if capacity.get("schema_version") == 1 else {}
+    return [
+        {rename.get(str(k), str(k)): v for k, v in p.items()}
+        for p in points
+        if isinstance(p, Mapping)
+    ]
 
 
 def failed_point(load: float, run_dir: str, error: str) -> dict[str, Any]:
@@ -168,7 +137,7 @@ def capacity_block(
     `power_note` says why GPU power can't be attributed to the server's devices (then the
     power figures are null)."""
     best = max((p for p in points if p["meets_slo"]), key=lambda p: p["load"], default=None)
-    idles = [p["idle_gpu_power_w"] for p in points if p["idle_gpu_power_w"] is not None]
+    idles = [p["idle_power_w"] for p in points if p["idle_power_w"] is not None]
     idle = statistics.median(idles) if idles and power_note is None else None
     missed = [p["load"] for p in points if not p["meets_slo"]]
     block: dict[str, Any] = {
@@ -193,7 +162,7 @@ def capacity_block(
         return block
     block["next_load_missed"] = min((x for x in missed if x > best["load"]), default=None)
     block["lower_loads_missed"] = sorted(x for x in missed if x < best["load"])
-    busy = best["avg_gpu_power_w"] if power_note is None else None
+    busy = best["avg_power_w"] if power_note is None else None
     block.update(
         {
             "load": best["load"],

@@ -12,9 +12,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from harness.capacity import SUMMARY_FIGURES, summary_figures
-from harness.report import MISSING, Section, format_share, lookup, slo_text
-from harness.report import format_value as format_figure
+from pydantic import ValidationError
+
+from harness.capacity import CAPACITY_FILE, capacity_points
+from harness.config_files import validation_message
+from harness.errors import ResultsError
+from harness.figures import MISSING, Section, format_share, lookup, slo_text
+from harness.figures import format_value as format_figure
+from harness.summary import Summary
+from harness.workload.slo import RecordedSlo, Slo
 
 EntryKind = Literal["run", "sweep"]
 COMPARISON_KIND = "harness-comparison"
@@ -100,7 +106,7 @@ class CompareEntry:
     model: str | None = None
     load: float | None = None
     """The sweep's load at capacity (rate or concurrency); None for a plain run."""
-    slo: dict[str, float | None] = field(default_factory=dict)
+    slo: Slo | None = None
     points: list[dict[str, Any]] = field(default_factory=list)
     """A sweep's load points (capacity.json `points`); empty for a plain run."""
     notes: list[str] = field(default_factory=list)
@@ -116,53 +122,31 @@ def number(value: Any) -> float | None:
     return as_float if math.isfinite(as_float) else None
 
 
-def _slo(raw: Any) -> dict[str, float | None]:
-    """An SLO mapping (ttft_ms, tpot_ms, e2el_ms) with numeric limits or None."""
-    if not isinstance(raw, Mapping):
-        return {}
-    return {str(k): number(v) for k, v in raw.items()}
+def _capacity_slo(capacity: Mapping[str, Any], path: str) -> Slo | None:
+    """The SLO a capacity.json names; a malformed one is an error naming the file."""
+    raw = capacity.get("slo")
+    if raw is None:
+        return None
+    try:
+        return RecordedSlo.model_validate(raw)
+    except ValidationError as err:
+        where = f"{path}/{CAPACITY_FILE}"
+        raise ResultsError(validation_message(where, err, "slo").splitlines()[0]) from None
 
 
-def _point_key(key: str) -> str:
-    """The capacity.json point key of a compared figure: the same, but for GPU power."""
-    return "avg_gpu_power_w" if key == "avg_power_w" else key
-
-
-_POINT_METRICS: tuple[str, ...] = tuple(
-    m.key for m in METRICS if _point_key(m.key) in SUMMARY_FIGURES
-)
-"""Compared figures that capacity.json's points hold too (harness.capacity's flattening)."""
-
-_EXTRA_PATHS: dict[str, str] = {
-    **{
-        f"{key}_ms_{p}": f"{key}_ms.{p}"
-        for key, _ in _LATENCIES
-        for p in _PERCENTILES
-        if f"{key}_ms_{p}" not in _POINT_METRICS
-    },
-    "cpu_share": "latency_split.cpu_share",
-    "gpu_share": "latency_split.gpu_share",
-}
-"""Compared figures that capacity's flattening lacks: figure key -> dotted path in a summary."""
+_SUMMARY_METRICS: tuple[str, ...] = tuple(m.key for m in METRICS if m.group != CAPACITY)
+"""Compared figures a run's summary gives (`Summary.figures()` names)."""
 
 
 def _from_point(point: Mapping[str, Any]) -> dict[str, float | None]:
-    """The compared figures of a capacity.json point, or of a summary flattened like one."""
-    return {key: number(point.get(_point_key(key))) for key in _POINT_METRICS}
+    """The compared figures a capacity.json point holds (the others None)."""
+    return {key: number(point.get(key)) for key in _SUMMARY_METRICS}
 
 
-def figures_from_summary(summary: Mapping[str, Any]) -> dict[str, float | None]:
-    """The compared figures of one run from its summary.json; capacity figures are None."""
-    flat = _from_point(summary_figures(summary))
-    figures: dict[str, float | None] = {}
-    for metric in METRICS:
-        if metric.key in flat:
-            figures[metric.key] = flat[metric.key]
-        elif metric.key in _EXTRA_PATHS:
-            figures[metric.key] = number(lookup(summary, _EXTRA_PATHS[metric.key]))
-        else:
-            figures[metric.key] = None
-    return figures
+def figures_from_summary(summary: Summary | None) -> dict[str, float | None]:
+    """The compared figures of one run from its summary; capacity figures are None."""
+    flat = summary.figures() if summary is not None else {}
+    return {m.key: number(flat.get(m.key)) for m in METRICS}
 
 
 def capacity_point(capacity: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -170,7 +154,7 @@ def capacity_point(capacity: Mapping[str, Any]) -> dict[str, Any] | None:
     cap = capacity.get("capacity")
     if not isinstance(cap, Mapping) or cap.get("load") is None:
         return None
-    points = [p for p in capacity.get("points") or [] if isinstance(p, Mapping)]
+    points = capacity_points(capacity)
     run_dir = cap.get("run_dir")
     for point in points:
         if run_dir is not None and point.get("run_dir") == run_dir:
@@ -182,11 +166,11 @@ def capacity_point(capacity: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def figures_from_capacity(
-    capacity: Mapping[str, Any], point_summary: Mapping[str, Any] | None = None
+    capacity: Mapping[str, Any], point_summary: Summary | None = None
 ) -> dict[str, float | None]:
     """The compared figures of a sweep: its capacity point's run summary where given, gaps
     filled from the point in capacity.json, plus the per-device capacity figures."""
-    figures = figures_from_summary(point_summary or {})
+    figures = figures_from_summary(point_summary)
     from_point = _from_point(capacity_point(capacity) or {})
     for key, value in from_point.items():
         if figures[key] is None:
@@ -197,9 +181,7 @@ def figures_from_capacity(
     return figures
 
 
-def run_entry(
-    name: str, path: str, summary: Mapping[str, Any], manifest: Mapping[str, Any]
-) -> CompareEntry:
+def run_entry(name: str, path: str, summary: Summary, manifest: Mapping[str, Any]) -> CompareEntry:
     """A plain run as a comparison entry."""
     workload = lookup(manifest, "workload.name")
     if workload is None and isinstance(manifest.get("workload"), str):
@@ -212,7 +194,7 @@ def run_entry(
         figures=figures_from_summary(summary),
         workload=None if workload is None else str(workload),
         model=None if model is None or isinstance(model, Mapping) else str(model),
-        slo=_slo(summary.get("slo")),
+        slo=summary.slo,
     )
 
 
@@ -220,7 +202,7 @@ def sweep_entry(
     name: str,
     path: str,
     capacity: Mapping[str, Any],
-    point_summary: Mapping[str, Any] | None = None,
+    point_summary: Summary | None = None,
 ) -> CompareEntry:
     """A sweep (capacity.json) as a comparison entry: its capacity point's figures and its
     load points for the throughput-vs-latency curves."""
@@ -232,8 +214,8 @@ def sweep_entry(
         workload=None if capacity.get("workload") is None else str(capacity["workload"]),
         model=None if lookup(capacity, "model.name") is None else str(capacity["model"]["name"]),
         load=number(lookup(capacity, "capacity.load")),
-        slo=_slo(capacity.get("slo")),
-        points=[dict(p) for p in capacity.get("points") or [] if isinstance(p, Mapping)],
+        slo=_capacity_slo(capacity, path),
+        points=capacity_points(capacity),
         capacity=dict(capacity),
     )
     if entry.load is None:
@@ -360,7 +342,7 @@ def comparison_json(
                 "workload": e.workload,
                 "model": e.model,
                 "load_at_capacity": e.load,
-                "slo": e.slo,
+                "slo": e.slo.limits_ms() if e.slo is not None else {},
                 "figures": e.figures,
                 "ratios_to_baseline": r,
             }

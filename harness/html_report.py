@@ -11,7 +11,7 @@ import base64
 import html
 from collections.abc import Sequence
 
-from harness.report import Section
+from harness.figures import Section
 
 RENDERED_ATTR = "data-rendered"
 """Body attribute the inline script sets: "ok" or "broken-images"."""

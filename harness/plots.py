@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import matplotlib
 
 from harness.compare import number
+from harness.summary import LatencySplit
 from harness.timeline import Series, Timeline
+from harness.workload.slo import Slo
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -22,22 +24,20 @@ ORCHESTRATION = "orchestration"
 QUEUED = "queued in the harness"
 
 
-def split_components(split: Mapping[str, Any]) -> dict[str, float]:
+def split_components(split: LatencySplit) -> dict[str, float]:
     """Seconds per session of each part of a run's latency split: LLM, each tool kind (its
     part of the tool row), time queued in the harness, orchestration."""
-    sessions = float(split.get("sessions") or 0) or 1.0
-    parts: dict[str, float] = {LLM: float(split["llm_s"]) / sessions}
-    kinds: Mapping[str, Any] = split.get("per_tool_kind") or {}
-    kind_total = sum(float(k["tool_s"]) for k in kinds.values())
-    tool_s = float(split["tool_s"])
+    sessions = float(split.sessions) or 1.0
+    parts: dict[str, float] = {LLM: split.llm_s / sessions}
+    kinds = split.per_tool_kind
+    kind_total = sum(k.tool_s for k in kinds.values())
     for name, k in sorted(kinds.items()):
         # Parallel calls overlap: scale each kind's call time to the tool row's time.
-        weight = float(k["tool_s"]) / kind_total if kind_total > 0 else 0.0
-        parts[f"tool: {name}"] = tool_s * weight / sessions
-    queued = float(split.get("tool_queue_s") or 0.0) + float(split.get("slot_queue_s") or 0.0)
-    if queued > 0:
-        parts[QUEUED] = queued / sessions
-    parts[ORCHESTRATION] = float(split["orchestration_s"]) / sessions
+        weight = k.tool_s / kind_total if kind_total > 0 else 0.0
+        parts[f"tool: {name}"] = split.tool_s * weight / sessions
+    if split.queued_s > 0:
+        parts[QUEUED] = split.queued_s / sessions
+    parts[ORCHESTRATION] = split.orchestration_s / sessions
     return parts
 
 
@@ -71,16 +71,16 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-LATENCY_PANELS: tuple[tuple[str, str, str], ...] = (
-    ("ttft_ms_p99", "TTFT p99 (ms)", "ttft_ms"),
-    ("tpot_ms_p99", "TPOT p99 (ms)", "tpot_ms"),
-    ("e2el_ms_p50", "E2EL p50 (ms)", "e2el_ms"),
+LATENCY_PANELS: tuple[tuple[str, str, Callable[[Slo], float | None]], ...] = (
+    ("ttft_ms_p99", "TTFT p99 (ms)", lambda slo: slo.ttft_ms),
+    ("tpot_ms_p99", "TPOT p99 (ms)", lambda slo: slo.tpot_ms),
+    ("e2el_ms_p50", "E2EL p50 (ms)", lambda slo: slo.e2el_ms),
 )
-"""Panels of the throughput-vs-latency chart: (point key, axis label, SLO key)."""
+"""Panels of the throughput-vs-latency chart: (point key, axis label, the SLO's limit)."""
 
 
 def throughput_latency_chart(
-    curves: Sequence[tuple[str, Sequence[Mapping[str, Any]], Mapping[str, Any]]],
+    curves: Sequence[tuple[str, Sequence[Mapping[str, Any]], Slo | None]],
     x_key: str,
     x_label: str,
     title: str,
@@ -90,7 +90,7 @@ def throughput_latency_chart(
     Points missing a figure are left out, never drawn at 0."""
     fig, axes = plt.subplots(1, len(LATENCY_PANELS), figsize=(5.0 * len(LATENCY_PANELS), 4.2))
     cmap = plt.get_cmap("tab10")
-    for ax, (y_key, y_label, slo_key) in zip(axes, LATENCY_PANELS, strict=True):
+    for ax, (y_key, y_label, slo_limit) in zip(axes, LATENCY_PANELS, strict=True):
         for i, (name, points, slo) in enumerate(curves):
             color = cmap(i % 10)
             xy = [
@@ -101,7 +101,7 @@ def throughput_latency_chart(
             xy.sort()
             if xy:
                 ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", color=color, label=name)
-            limit = slo.get(slo_key)
+            limit = slo_limit(slo) if slo is not None else None
             if limit is not None:
                 ax.axhline(
                     float(limit), color=color, linestyle="--", linewidth=1, label=f"{name} SLO"

@@ -5,8 +5,8 @@ Both views are rendered from the same list of sections, so they always show the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,60 +14,26 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from harness.figures import MISSING, Section, format_share, format_value, lookup, slo_text
 from harness.results import RunReader, write_run_file
 from harness.run_summary import read_summary
+from harness.summary import LatencySplit, Stats, Summary
 
 REPORT_FILE = "report.md"
-MISSING = "n/a"
-"""Shown where a figure is absent (never a made-up 0)."""
-
-_LATENCY_ROWS: tuple[tuple[str, str], ...] = (
-    ("TTFT", "ttft_ms"),
-    ("TPOT", "tpot_ms"),
-    ("ITL", "itl_ms"),
-    ("E2EL", "e2el_ms"),
-    ("E2EL from scheduled", "e2el_from_scheduled_ms"),
-    ("Send lag", "send_lag_ms"),
-)
 _RUN_NAME_KEYS: tuple[str, ...] = ("run_name", "run", "name", "run_dir")
 _LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p90", "p99", "std", "count")
 
 
-@dataclass(slots=True)
-class Section:
-    """One titled table of a report, already formatted as strings."""
-
-    title: str
-    headers: tuple[str, ...]
-    rows: list[tuple[str, ...]] = field(default_factory=list)
-
-
-def format_value(value: Any, digits: int = 2) -> str:
-    """A figure as text: ints plain, floats to `digits` decimals, None as n/a."""
-    if value is None:
-        return MISSING
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
-
-
-def lookup(mapping: Mapping[str, Any] | None, *paths: str) -> Any:
-    """The first present value among dotted `paths` (e.g. "server.model"), else None (also
-    where `mapping`, or any level on the way, is not a mapping)."""
-    for path in paths:
-        node: Any = mapping
-        for key in path.split("."):
-            if not isinstance(node, Mapping) or key not in node:
-                node = None
-                break
-            node = node[key]
-        if node is not None:
-            return node
-    return None
+def _latency_rows(summary: Summary) -> tuple[tuple[str, Stats], ...]:
+    """The latency table's rows: label and stats."""
+    return (
+        ("TTFT", summary.ttft_ms),
+        ("TPOT", summary.tpot_ms),
+        ("ITL", summary.itl_ms),
+        ("E2EL", summary.e2el_ms),
+        ("E2EL from scheduled", summary.e2el_from_scheduled_ms),
+        ("Send lag", summary.send_lag_ms),
+    )
 
 
 def _scalar(mapping: Mapping[str, Any], *paths: str) -> Any:
@@ -96,133 +62,102 @@ def _server_text(manifest: Mapping[str, Any]) -> str | None:
     return None if server is None else str(server)
 
 
-def format_share(value: Any) -> str:
-    """A fraction as a percentage ("42.0 %"), None as n/a."""
-    return MISSING if value is None else f"{100 * float(value):.1f} %"
+def split_rows(split: LatencySplit) -> tuple[tuple[str, float], ...]:
+    """The rows of the latency split, which add up to the total (shares to 100 %)."""
+    return (
+        ("LLM: request sent → done (inference server)", split.llm_s),
+        ("Tools working (host CPU, wall)", split.tool_s),
+        ("Waiting for a free tool worker (harness queue)", split.tool_queue_s),
+        ("Waiting for a max_concurrency slot (harness queue)", split.slot_queue_s),
+        ("Orchestration (prompt building, parsing, event loop)", split.orchestration_s),
+    )
 
 
-def slo_text(
-    slo: Mapping[str, Any],
-    *,
-    number: Callable[[Any], str] = format_value,
-    at_most: str = "<=",
-    none: str = "none set",
-) -> str:
-    """SLO limits (ttft_ms, tpot_ms, e2el_ms) as "TTFT <= 25.00 ms, TPOT <= 6.00 ms": each
-    limit written with `number`, limits that are not set left out, `none` where none is."""
-    limits = [
-        f"{key.removesuffix('_ms').upper()} {at_most} {number(value)} ms"
-        for key, value in slo.items()
-        if value is not None
-    ]
-    return ", ".join(limits) or none
-
-
-SPLIT_ROWS: tuple[tuple[str, str], ...] = (
-    ("LLM: request sent → done (inference server)", "llm_s"),
-    ("Tools working (host CPU, wall)", "tool_s"),
-    ("Waiting for a free tool worker (harness queue)", "tool_queue_s"),
-    ("Waiting for a max_concurrency slot (harness queue)", "slot_queue_s"),
-    ("Orchestration (prompt building, parsing, event loop)", "orchestration_s"),
-)
-"""The rows of the latency split, which add up to the total (shares to 100 %)."""
-
-
-def _split_sections(summary: Mapping[str, Any]) -> list[Section]:
-    """Latency split, tool kinds, sessions and server-side phases, where the run has them."""
+def _split_sections(summary: Summary) -> list[Section]:
+    """Latency split, tool kinds, sessions, energy and server-side phases, where the run has
+    them."""
     out: list[Section] = []
-    split = summary.get("latency_split")
-    if isinstance(split, Mapping):
+    split = summary.latency_split
+    if split is not None:
         sec = Section("Latency split (CPU vs GPU)", ("part", "seconds", "share"))
-        total = split.get("total_s") or 0.0
-        for label, key in SPLIT_ROWS:
-            value: float | None = split.get(key)
-            share = value / total if total and value is not None else None
+        total = split.total_s
+        for label, value in split_rows(split):
+            share = value / total if total else None
             sec.rows.append((label, format_value(value, 3), format_share(share)))
-        for label, key in (
-            ("Tool CPU seconds (user + system)", "tool_cpu_s"),
-            ("Think time (user's or the recording's, not in the split)", "think_s"),
-        ):
-            sec.rows.append((label, format_value(split.get(key), 3), ""))
+        sec.rows.append(("Tool CPU seconds (user + system)", format_value(split.tool_cpu_s, 3), ""))
         sec.rows.append(
-            ("CPU share (tools + orchestration)", "", format_share(split.get("cpu_share")))
+            (
+                "Think time (user's or the recording's, not in the split)",
+                format_value(split.think_s, 3),
+                "",
+            )
         )
-        sec.rows.append(("GPU share (LLM)", "", format_share(split.get("gpu_share"))))
+        sec.rows.append(("CPU share (tools + orchestration)", "", format_share(split.cpu_share)))
+        sec.rows.append(("GPU share (LLM)", "", format_share(split.gpu_share)))
         sec.rows.append(
-            ("Queue share (the harness's own queues)", "", format_share(split.get("queue_share")))
+            ("Queue share (the harness's own queues)", "", format_share(split.queue_share))
         )
         out.append(sec)
-        kinds = split.get("per_tool_kind") or {}
-        if kinds:
+        if split.per_tool_kind:
             tk = Section(
                 "Tool kinds",
                 ("kind", "calls", "failed", "tool s", "queued s", "CPU s", "share of total"),
             )
-            for name, k in sorted(kinds.items()):
+            for name, k in sorted(split.per_tool_kind.items()):
                 tk.rows.append(
                     (
                         name,
-                        format_value(k.get("calls")),
-                        format_value(k.get("failures")),
-                        format_value(k.get("tool_s"), 3),
-                        format_value(k.get("queue_s"), 3),
-                        format_value(k.get("tool_cpu_s"), 3),
-                        format_share(k.get("share")),
+                        format_value(k.calls),
+                        format_value(k.failures),
+                        format_value(k.tool_s, 3),
+                        format_value(k.queue_s, 3),
+                        format_value(k.tool_cpu_s, 3),
+                        format_share(k.share),
                     )
                 )
             out.append(tk)
-    figures = summary.get("session_figures")
-    if isinstance(figures, Mapping):
+    figures = summary.session_figures
+    if figures is not None:
         ss = Section("Sessions", ("figure", "mean", "p50", "p90", "p99"))
-        for label, key in (
-            ("Session latency (s)", "session_latency_s"),
-            ("Steps per session", "steps_per_session"),
-            ("Tokens per session", "tokens_per_session"),
+        for label, st in (
+            ("Session latency (s)", figures.session_latency_s),
+            ("Steps per session", figures.steps_per_session),
+            ("Tokens per session", figures.tokens_per_session),
         ):
-            st = figures.get(key) or {}
-            ss.rows.append(
-                (label, *(format_value(st.get(p)) for p in ("mean", "p50", "p90", "p99")))
-            )
+            ss.rows.append((label, *(format_value(v) for v in (st.mean, st.p50, st.p90, st.p99))))
         ss.rows.append(
-            (
-                "Completed sessions per hour",
-                format_value(figures.get("sessions_per_hour"), 1),
-                "",
-                "",
-                "",
-            )
+            ("Completed sessions per hour", format_value(figures.sessions_per_hour, 1), "", "", "")
         )
         out.append(ss)
-    energy = summary.get("energy")
-    if isinstance(energy, Mapping):
+    energy = summary.energy
+    if energy is not None:
         en = Section("Energy", ("figure", "value"))
-        for label, key, digits in (
-            ("GPU energy (J)", "gpu_energy_j", 1),
-            ("GPU energy source", "gpu_source", 0),
-            ("Idle power (W)", "idle_power_w", 1),
-            ("Average power (W)", "avg_power_w", 1),
-            ("Peak power (W)", "peak_power_w", 1),
-            ("J per output token", "j_per_output_token", 4),
-            ("J per request", "j_per_request", 2),
-            ("J per session", "j_per_session", 2),
-            ("GPU energy while tools ran (J)", "gpu_energy_while_tools_j", 1),
-            ("CPU package energy (J)", "cpu_energy_j", 1),
-            ("CPU energy source", "cpu_source", 0),
-        ):
-            en.rows.append((label, format_value(energy.get(key), digits)))
+        rows: tuple[tuple[str, float | str | None, int], ...] = (
+            ("GPU energy (J)", energy.gpu_energy_j, 1),
+            ("GPU energy source", energy.gpu_source, 0),
+            ("Idle power (W)", energy.idle_power_w, 1),
+            ("Average power (W)", energy.avg_power_w, 1),
+            ("Peak power (W)", energy.peak_power_w, 1),
+            ("J per output token", energy.j_per_output_token, 4),
+            ("J per request", energy.j_per_request, 2),
+            ("J per session", energy.j_per_session, 2),
+            ("GPU energy while tools ran (J)", energy.gpu_energy_while_tools_j, 1),
+            ("CPU package energy (J)", energy.cpu_energy_j, 1),
+            ("CPU energy source", energy.cpu_source, 0),
+        )
+        for label, figure, digits in rows:
+            en.rows.append((label, format_value(figure, digits)))
         out.append(en)
-    server = summary.get("server_metrics")
-    if isinstance(server, Mapping) and server.get("available"):
+    server = summary.server_metrics
+    if server.available:
         sp = Section("Server-side phases (/metrics, over the run)", ("phase", "requests", "mean s"))
-        for phase, d in (server.get("phases") or {}).items():
-            sp.rows.append(
-                (phase, format_value(d.get("requests")), format_value(d.get("mean_s"), 4))
-            )
+        for phase, d in server.phases.items():
+            sp.rows.append((phase, format_value(d.requests), format_value(d.mean_s, 4)))
         out.append(sp)
     return out
 
 
-def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> list[Section]:
+def build_sections(summary: Summary, manifest: Mapping[str, Any]) -> list[Section]:
     """The report's tables: run, throughput, latency, goodput (if an SLO was set), errors."""
     run = Section("Run", ("field", "value"))
     run.rows.append(("Run", format_value(_scalar(manifest, *_RUN_NAME_KEYS))))
@@ -255,68 +190,57 @@ def build_sections(summary: Mapping[str, Any], manifest: Mapping[str, Any]) -> l
             run.rows.append(("GPUs", f"unavailable ({gpu.get('reason', 'no reason given')})"))
 
     tput = Section("Throughput", ("metric", "value"))
-    for label, key, digits in (
-        ("Requests completed", "requests_completed", 0),
-        ("Requests failed", "requests_failed", 0),
-        ("Warmup requests excluded", "requests_warmup_excluded", 0),
-        ("Duration (s)", "duration_s", 3),
-        ("Input tokens", "input_tokens", 0),
-        ("Output tokens", "output_tokens", 0),
-        ("Request throughput (req/s)", "request_throughput_rps", 3),
-        ("Output throughput (tok/s)", "output_throughput_tok_s", 2),
-        ("Total throughput (tok/s)", "total_throughput_tok_s", 2),
-        ("Max concurrency observed", "max_concurrency_observed", 0),
+    for label, value, digits in (
+        ("Requests completed", summary.requests_completed, 0),
+        ("Requests failed", summary.requests_failed, 0),
+        ("Warmup requests excluded", summary.requests_warmup_excluded, 0),
+        ("Duration (s)", summary.duration_s, 3),
+        ("Input tokens", summary.input_tokens, 0),
+        ("Output tokens", summary.output_tokens, 0),
+        ("Request throughput (req/s)", summary.request_throughput_rps, 3),
+        ("Output throughput (tok/s)", summary.output_throughput_tok_s, 2),
+        ("Total throughput (tok/s)", summary.total_throughput_tok_s, 2),
+        ("Max concurrency observed", summary.max_concurrency_observed, 0),
     ):
-        if key in summary:
-            tput.rows.append((label, format_value(summary[key], digits)))
+        tput.rows.append((label, format_value(value, digits)))
 
     latency = Section("Latency (ms)", ("metric", *_LATENCY_STATS))
-    for label, key in _LATENCY_ROWS:
-        stats = summary.get(key)
-        if isinstance(stats, Mapping):
-            latency.rows.append((label, *(format_value(stats.get(s)) for s in _LATENCY_STATS)))
+    for label, stats in _latency_rows(summary):
+        latency.rows.append((label, *(format_value(getattr(stats, s)) for s in _LATENCY_STATS)))
 
     sections = [run, tput, latency, *_split_sections(summary)]
-    accounting = summary.get("run")
-    if isinstance(accounting, Mapping):
-        acc = Section("Run accounting", ("figure", "value"))
-        for label, key in (
-            ("Requests planned", "requests_planned"),
-            ("Requests sent", "requests_sent"),
-            ("Requests clipped to the context window", "requests_clipped"),
-            ("Requests skipped (over the context window)", "requests_skipped_overlength"),
-            ("Prompt token mismatches (usage vs. trace)", "prompt_token_mismatches"),
-            ("Output token mismatches (usage vs. trace)", "output_token_mismatches"),
-            ("Sessions started", "sessions_started"),
-            ("Interrupted", "interrupted"),
-            ("Stopped early because", "aborted_reason"),
-        ):
-            if key in accounting and accounting[key] is not None:
-                acc.rows.append((label, format_value(accounting[key])))
-        sections.append(acc)
-    slo = summary.get("slo")
-    if isinstance(slo, Mapping):
+    accounting = summary.run
+    acc = Section("Run accounting", ("figure", "value"))
+    for label, count in (
+        ("Requests planned", accounting.requests_planned),
+        ("Requests sent", accounting.requests_sent),
+        ("Requests clipped to the context window", accounting.requests_clipped),
+        ("Requests skipped (over the context window)", accounting.requests_skipped_overlength),
+        ("Prompt token mismatches (usage vs. trace)", accounting.prompt_token_mismatches),
+        ("Output token mismatches (usage vs. trace)", accounting.output_token_mismatches),
+        ("Sessions started", accounting.sessions_started),
+        ("Interrupted", accounting.interrupted),
+        ("Stopped early because", accounting.aborted_reason),
+    ):
+        if count is not None:
+            acc.rows.append((label, format_value(count)))
+    sections.append(acc)
+    if summary.slo is not None:
         good = Section("Goodput", ("metric", "value"))
-        good.rows.append(("SLO", slo_text(slo)))
-        good.rows.append(
-            ("Requests meeting SLO", format_value(summary.get("requests_meeting_slo")))
-        )
-        good.rows.append(("Goodput (req/s)", format_value(summary.get("goodput_rps"), 3)))
-        attainment = summary.get("slo_attainment")
-        good.rows.append(("SLO attainment", format_share(attainment)))
+        good.rows.append(("SLO", slo_text(summary.slo)))
+        good.rows.append(("Requests meeting SLO", format_value(summary.requests_meeting_slo)))
+        good.rows.append(("Goodput (req/s)", format_value(summary.goodput_rps, 3)))
+        good.rows.append(("SLO attainment", format_share(summary.slo_attainment)))
         sections.append(good)
 
-    errors = summary.get("errors")
-    if isinstance(errors, Mapping) and errors:
+    if summary.errors:
         err = Section("Errors", ("error", "count"))
-        err.rows.extend((str(k), format_value(v)) for k, v in errors.items())
+        err.rows.extend((str(k), format_value(v)) for k, v in summary.errors.items())
         sections.append(err)
     return sections
 
 
-def render_console(
-    summary: Mapping[str, Any], manifest: Mapping[str, Any], console: Console
-) -> None:
+def render_console(summary: Summary, manifest: Mapping[str, Any], console: Console) -> None:
     """Print the summary as rich tables."""
     print_sections(build_sections(summary, manifest), console)
 
@@ -376,19 +300,13 @@ def sections_markdown(
 
 
 def render_markdown(
-    summary: Mapping[str, Any], manifest: Mapping[str, Any], notes: Sequence[str] = ()
+    summary: Summary, manifest: Mapping[str, Any], notes: Sequence[str] = ()
 ) -> str:
     """The summary as a Markdown document (GitHub tables); `notes` become a bullet list on top."""
     return sections_markdown(report_title(manifest), build_sections(summary, manifest), notes)
 
 
-def _queued_s(split: Mapping[str, Any]) -> float:
-    """Seconds the split spent in the harness's queues (0 for runs written before they were
-    counted apart)."""
-    return float(split.get("tool_queue_s") or 0.0) + float(split.get("slot_queue_s") or 0.0)
-
-
-def breakdown_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]], figure: str) -> str:
+def breakdown_markdown(runs: Sequence[tuple[str, LatencySplit]], figure: str) -> str:
     """The latency breakdown of several runs (workloads) side by side, per session."""
     lines = [
         "# Latency breakdown per workload",
@@ -404,23 +322,22 @@ def breakdown_markdown(runs: Sequence[tuple[str, Mapping[str, Any]]], figure: st
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, split in runs:
-        n = float(split.get("sessions") or 0) or 1.0
-        cpu = split.get("tool_cpu_s")
+        n = float(split.sessions) or 1.0
+        cpu = split.tool_cpu_s
         kinds = ", ".join(
-            f"{kind} {float(k['tool_s']) / n:.2f}"
-            for kind, k in sorted((split.get("per_tool_kind") or {}).items())
+            f"{kind} {k.tool_s / n:.2f}" for kind, k in sorted(split.per_tool_kind.items())
         )
         cells = [
             name,
-            format_value(split.get("sessions")),
-            format_value(float(split["llm_s"]) / n, 3),
-            format_value(float(split["tool_s"]) / n, 3),
-            format_value(_queued_s(split) / n, 3),
-            format_value(None if cpu is None else float(cpu) / n, 3),
-            format_value(float(split["orchestration_s"]) / n, 3),
-            format_value(float(split["total_s"]) / n, 3),
-            format_share(split.get("cpu_share")),
-            format_share(split.get("gpu_share")),
+            format_value(split.sessions),
+            format_value(split.llm_s / n, 3),
+            format_value(split.tool_s / n, 3),
+            format_value(split.queued_s / n, 3),
+            format_value(None if cpu is None else cpu / n, 3),
+            format_value(split.orchestration_s / n, 3),
+            format_value(split.total_s / n, 3),
+            format_share(split.cpu_share),
+            format_share(split.gpu_share),
             kinds or "none",
         ]
         lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
@@ -436,23 +353,22 @@ class RunReportContent:
     notes: list[str]
 
 
-def run_notes(summary: Mapping[str, Any]) -> list[str]:
+def run_notes(summary: Summary) -> list[str]:
     """What a reader must know before trusting the figures: a recovered run, sessions the
     harness failed, the harness's queues dominating the session time."""
     notes: list[str] = []
-    recovered = summary.get("recovered")
-    if isinstance(recovered, Mapping) and recovered.get("note"):
-        notes.append(str(recovered["note"]))
-    accounting = summary.get("run")
-    if isinstance(accounting, Mapping) and accounting.get("sessions_failed"):
-        errors = accounting.get("session_errors") or []
+    if summary.recovered is not None:
+        notes.append(summary.recovered.note)
+    accounting = summary.run
+    if accounting.sessions_failed:
+        errors = accounting.session_errors or []
         first = f"; first: {errors[0]}" if errors else ""
         notes.append(
-            f"{accounting['sessions_failed']} sessions ended on an error of the harness{first}"
+            f"{accounting.sessions_failed} sessions ended on an error of the harness{first}"
         )
-    split = summary.get("latency_split")
-    if isinstance(split, Mapping) and split.get("queue_note"):
-        notes.append(str(split["queue_note"]))
+    split = summary.latency_split
+    if split is not None and split.queue_note:
+        notes.append(split.queue_note)
     return notes
 
 

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from harness.errors import ResultsError
 from harness.records import TABLE_COLUMN_KINDS, ColumnKind, RequestRecord, record_to_row
+from harness.summary import Summary
 
 MANIFEST_FILE = "manifest.json"
 JOURNAL_FILE = "requests.partial.jsonl"
@@ -392,13 +393,13 @@ class RunWriter:
                 )
         self._sealed = True
 
-    def finalize(self, summary: Mapping[str, Any]) -> Path:
-        """Seal the tables (Parquet from the journals), write summary.json, then drop the
-        journals. Returns the path of requests.parquet."""
+    def finalize(self, summary: Summary) -> Path:
+        """Seal the tables (Parquet from the journals), write summary.json (the schema's JSON
+        form), then drop the journals. Returns the path of requests.parquet."""
         if self._finalized:
             raise ResultsError(f"{self.run_dir}: run already finalized")
         self.seal_tables()
-        _atomic_write_json(self.run_dir / SUMMARY_FILE, summary)
+        _atomic_write_json(self.run_dir / SUMMARY_FILE, summary.to_json())
         for table in (*TABLE_COLUMN_KINDS, SAMPLES_TABLE):
             (self.run_dir / journal_file(table)).unlink(missing_ok=True)
         self._finalized = True

@@ -10,12 +10,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import ValidationError
 
-from harness.analysis import Slo, itl_ms_from_chunks, summarize_requests
+from harness.analysis import itl_ms_from_chunks, summarize_requests
+from harness.config_files import validation_message
 from harness.errors import ResultsError
 from harness.latency_split import latency_split, session_figures
 from harness.records import TABLE_COLUMN_KINDS
-from harness.results import RunReader, arrow_frame, table_frame
+from harness.results import MANIFEST_FILE, SUMMARY_FILE, RunReader, arrow_frame, table_frame
+from harness.summary import Summary, new_summary, parse_summary
+from harness.workload.slo import Slo
 
 RECOVERED_NOTE = (
     "the run did not finish (status {status!r}): figures are recovered from its journals; "
@@ -77,14 +81,20 @@ def token_mismatches(requests: pd.DataFrame) -> tuple[int, int]:
     )
 
 
-def _slo(manifest: Mapping[str, Any]) -> Slo | None:
+def _slo(reader: RunReader) -> Slo | None:
     """The SLO the workload in the manifest set, if any."""
-    workload = manifest.get("workload")
+    workload = reader.manifest.get("workload")
     slo = workload.get("slo") if isinstance(workload, Mapping) else None
-    return Slo(**slo) if isinstance(slo, Mapping) else None
+    if slo is None:
+        return None
+    try:
+        return Slo.model_validate(slo)
+    except ValidationError as err:
+        where = reader.run_dir / MANIFEST_FILE
+        raise ResultsError(validation_message(where, err, "workload.slo")) from None
 
 
-def recover_summary(reader: RunReader) -> dict[str, Any]:
+def recover_summary(reader: RunReader) -> Summary:
     """A summary for a run directory that has tables (or their journals) but no summary.json;
     it says it was recovered and why figures are missing."""
     manifest = reader.manifest
@@ -98,7 +108,7 @@ def recover_summary(reader: RunReader) -> dict[str, Any]:
     tools = reader.table("tools") if reader.has_table("tools") else None
     workload = manifest.get("workload")
     name = str(workload.get("name")) if isinstance(workload, Mapping) else reader.run_dir.name
-    summary = table_figures(requests, steps, tools, _slo(manifest), name)
+    summary = table_figures(requests, steps, tools, _slo(reader), name)
     status = str(manifest.get("status") or "unknown")
     raw_plan = manifest.get("plan")
     plan: Mapping[str, Any] = raw_plan if isinstance(raw_plan, Mapping) else {}
@@ -115,11 +125,14 @@ def recover_summary(reader: RunReader) -> dict[str, Any]:
     summary["server_metrics"] = {"available": False, "reason": reason}
     summary["energy"] = None
     summary["recovered"] = {"from": "journals", "status": status, "note": reason}
-    return summary
+    return new_summary(summary)
 
 
-def read_summary(reader: RunReader) -> dict[str, Any]:
+def read_summary(reader: RunReader) -> Summary:
     """summary.json, or a summary recovered from the run's journals where the run never wrote
-    one (the result then has a `recovered` block)."""
-    summary = reader.summary
-    return summary if summary is not None else recover_summary(reader)
+    one (the result then has a `recovered` block); one that does not fit the schema is a
+    ResultsError naming the file and the key."""
+    data = reader.summary
+    if data is None:
+        return recover_summary(reader)
+    return parse_summary(data, reader.run_dir / SUMMARY_FILE)

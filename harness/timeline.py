@@ -3,12 +3,13 @@ so the report can show them in one figure and a reader can see the GPU idle whil
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from harness.summary import Summary
 from harness.units import NS_PER_S
 
 
@@ -163,12 +164,9 @@ def build_timeline(
     return timeline
 
 
-def unavailable_sources(summary: Mapping[str, Any]) -> list[str]:
+def unavailable_sources(summary: Summary) -> list[str]:
     """The telemetry sources a run could not read, with the reason it recorded."""
-    status: Mapping[str, Any] = summary.get("telemetry") or {}
-    out: list[str] = []
-    for source, label in (("gpu", "GPU"), ("rapl", "CPU energy (RAPL)")):
-        entry = status.get(source) or {}
-        if entry and not entry.get("available"):
-            out.append(f"{label}: {entry.get('reason') or 'unavailable'}")
-    return out
+    if summary.telemetry is None:
+        return []
+    labels = {"gpu": "GPU", "rapl": "CPU energy (RAPL)"}
+    return [f"{labels[s]}: {reason}" for s, reason in summary.telemetry.unavailable_sources()]

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from summary_builders import summary
 
 from harness.analysis import (
-    Slo,
     itl_ms_from_chunks,
     per_session_summary,
     percentile_stats,
@@ -22,6 +22,7 @@ from harness.analysis import (
 )
 from harness.records import REQUEST_COLUMNS, RequestRecord, record_to_row
 from harness.results import RunReader, RunWriter, requests_frame
+from harness.workload.slo import Slo
 
 MS = 1_000_000  # ns per ms, spelled out so the expected values below read as ms
 
@@ -314,7 +315,7 @@ def test_same_summary_from_parquet_and_journal(tmp_path: Path) -> None:
     recovered = RunReader(tmp_path / "crashed")
     assert recovered.recovered
     assert summarize_requests(recovered.requests(), Slo(ttft_ms=25)) == expected
-    writer.finalize(expected)
+    writer.finalize(summary(**expected))
     finished = RunReader(tmp_path / "crashed")
     assert not finished.recovered
     assert summarize_requests(finished.requests(), Slo(ttft_ms=25)) == expected

@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from summary_builders import split_block, stats, summary_dict, tool_kind
 
 from harness.browser import BrowserError, check_rendered, count_images, dump_dom, find_chromium
 from harness.cli import main
+from harness.figures import Section
 from harness.html_report import render_html
-from harness.report import Section
 
 pytestmark = [
     pytest.mark.browser,
@@ -27,24 +28,21 @@ pytestmark = [
     ),
 ]
 
-_SUMMARY = {
-    "requests_completed": 3,
-    "requests_failed": 0,
-    "duration_s": 2.0,
-    "output_throughput_tok_s": 123.45,
-    "ttft_ms": {"count": 3, "mean": 20.0, "p50": 20.0, "p90": 28.0, "p99": 29.8, "std": 8.2},
-    "latency_split": {
-        "llm_s": 2.0,
-        "tool_s": 6.0,
-        "tool_cpu_s": 5.5,
-        "orchestration_s": 0.5,
-        "total_s": 8.5,
-        "cpu_share": 6.5 / 8.5,
-        "gpu_share": 2.0 / 8.5,
-        "sessions": 2,
-        "per_tool_kind": {"retrieval": {"calls": 4, "tool_s": 6.0, "share": 0.7}},
-    },
-}
+_SUMMARY = summary_dict(
+    requests_completed=3,
+    requests_failed=0,
+    duration_s=2.0,
+    output_throughput_tok_s=123.45,
+    ttft_ms=stats(20.0, 28.0, 29.8, count=3, mean=20.0, std=8.2),
+    latency_split=split_block(
+        llm_s=2.0,
+        tool_s=6.0,
+        orchestration_s=0.5,
+        tool_cpu_s=5.5,
+        sessions=2,
+        per_tool_kind={"retrieval": tool_kind(calls=4, tool_s=6.0, share=0.7)},
+    ),
+)
 
 
 def _run_dir(tmp_path: Path) -> Path:

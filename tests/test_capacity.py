@@ -6,12 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from summary_builders import (
+    energy_block,
+    session_figures,
+    split_block,
+    stats,
+    summary_dict,
+    tool_kind,
+)
 
 from harness.capacity import (
     CAPACITY_KIND,
+    POINT_FIGURES,
     SCHEMA_VERSION,
     capacity_block,
     capacity_document,
+    capacity_points,
     failed_point,
     mean_context_tok,
     point_figures,
@@ -19,6 +29,7 @@ from harness.capacity import (
     saturated,
     stop_reason,
 )
+from harness.summary import Summary
 
 TARGET = 0.9
 
@@ -33,31 +44,34 @@ def _summary(
     avg_power_w: float | None = 600.0,
     idle_power_w: float | None = 80.0,
     gpu_source: str | None = "nvml-counter",
+    **blocks: Any,
 ) -> dict[str, Any]:
-    """A run's summary.json with the keys point_figures reads."""
-    energy: dict[str, Any] = {"j_per_output_token": 0.5}
-    if avg_power_w is not None:
-        energy["avg_power_w"] = avg_power_w
-    if idle_power_w is not None:
-        energy["idle_power_w"] = idle_power_w
-    if gpu_source is not None:
-        energy["gpu_source"] = gpu_source
-    return {
-        "requests_completed": completed,
-        "requests_failed": 0,
-        "request_throughput_rps": 2.5,
-        "output_throughput_tok_s": output_tok_s,
-        "total_throughput_tok_s": total_tok_s,
-        "goodput_rps": goodput_rps,
-        "slo_attainment": attainment,
-        "ttft_ms": {"p50": 20.0, "p99": 40.0},
-        "tpot_ms": {"p50": 5.0, "p99": 8.0},
-        "energy": energy,
-    }
+    """A run's summary.json; `gpu_source` None: a run without an energy block."""
+    energy = energy_block(
+        gpu_source=gpu_source,
+        gpu_energy_j=None if avg_power_w is None else avg_power_w * 10,
+        avg_power_w=avg_power_w,
+        idle_power_w=idle_power_w,
+        j_per_output_token=0.5,
+    )
+    return summary_dict(
+        requests_completed=completed,
+        requests_failed=0,
+        request_throughput_rps=2.5,
+        output_throughput_tok_s=output_tok_s,
+        total_throughput_tok_s=total_tok_s,
+        goodput_rps=goodput_rps,
+        slo_attainment=attainment,
+        ttft_ms=stats(20.0, 30.0, 40.0),
+        tpot_ms=stats(5.0, 6.0, 8.0),
+        energy=energy if gpu_source is not None else None,
+        **blocks,
+    )
 
 
 def _point(load: float, **kwargs: Any) -> dict[str, Any]:
-    return point_figures(load, f"points/rate-{load:g}", _summary(**kwargs), TARGET)
+    summary = Summary.model_validate(_summary(**kwargs))
+    return point_figures(load, f"points/rate-{load:g}", summary, TARGET)
 
 
 # --- meets_slo -----------------------------------------------------------------------------
@@ -79,10 +93,10 @@ def test_zero_completed_requests_never_meets() -> None:
 
 def test_point_figures_keep_missing_figures_null() -> None:
     summary = _summary(avg_power_w=None, idle_power_w=None, gpu_source=None, goodput_rps=None)
-    del summary["tpot_ms"]
-    point = point_figures(2, "points/rate-2", summary, TARGET)
+    summary["tpot_ms"] = stats()
+    point = point_figures(2, "points/rate-2", Summary.model_validate(summary), TARGET)
     assert point["load"] == 2.0 and isinstance(point["load"], float)
-    assert point["avg_gpu_power_w"] is None and point["idle_gpu_power_w"] is None
+    assert point["avg_power_w"] is None and point["idle_power_w"] is None
     assert point["gpu_source"] == "unavailable"
     assert point["goodput_rps"] is None
     assert point["tpot_ms_p50"] is None and point["tpot_ms_p99"] is None
@@ -91,14 +105,13 @@ def test_point_figures_keep_missing_figures_null() -> None:
 
 
 def test_point_figures_of_an_agent_run() -> None:
-    summary = _summary()
-    summary["session_figures"] = {"sessions_per_hour": 7200.0}
-    summary["latency_split"] = {
-        "sessions": 4,
-        "tool_cpu_s": 10.0,
-        "per_tool_kind": {"retrieval": {"calls": 3}},
-    }
-    point = point_figures(1, "p", summary, TARGET)
+    summary = _summary(
+        session_figures=session_figures(sessions_per_hour=7200.0),
+        latency_split=split_block(
+            sessions=4, tool_cpu_s=10.0, per_tool_kind={"retrieval": tool_kind(calls=3)}
+        ),
+    )
+    point = point_figures(1, "p", Summary.model_validate(summary), TARGET)
     assert point["sessions_per_s"] == pytest.approx(2.0)
     assert point["tool_cpu_s_per_session"] == pytest.approx(2.5)
 
@@ -106,9 +119,9 @@ def test_point_figures_of_an_agent_run() -> None:
 def test_sessions_without_tool_calls_have_no_tool_cpu_figure() -> None:
     """A chatbot's sessions ran no tool: its tool CPU per session is not applicable (null),
     not a measured 0 that an agent scenario would turn into zero CPU cores."""
-    summary = _summary()
-    summary["latency_split"] = {"sessions": 4, "tool_cpu_s": 0.0, "per_tool_kind": {}}
-    assert point_figures(1, "p", summary, TARGET)["tool_cpu_s_per_session"] is None
+    summary = _summary(latency_split=split_block(sessions=4, tool_cpu_s=0.0, per_tool_kind={}))
+    point = point_figures(1, "p", Summary.model_validate(summary), TARGET)
+    assert point["tool_cpu_s_per_session"] is None
 
 
 def test_a_point_without_a_summary_is_kept_with_its_error() -> None:
@@ -295,7 +308,7 @@ _POINT_KEYS = {
     "tpot_ms_p99",
     "e2el_ms_p50",
     "e2el_ms_p99",
-    "avg_gpu_power_w",
+    "avg_power_w",
     "j_per_output_token",
     "meets_slo",
 }
@@ -339,7 +352,7 @@ def test_capacity_document_keys_match_the_contract() -> None:
     # the contract's keys, plus `status` (whether the sweep finished) and `stop_reason`
     assert set(doc) == _CONTRACT_KEYS | {"status", "stop_reason"}
     assert doc["kind"] == CAPACITY_KIND == "harness-capacity"
-    assert doc["schema_version"] == SCHEMA_VERSION == 1
+    assert doc["schema_version"] == SCHEMA_VERSION == 2
     assert doc["slo"] == {"ttft_ms": 500.0, "tpot_ms": None, "e2el_ms": None}
     assert doc["slo_target_attainment"] == TARGET
     assert doc["saturated"] is True and doc["stopped_early"] is True
@@ -390,12 +403,30 @@ def test_point_keys_are_the_capacity_json_contract() -> None:
         "goodput_rps",
         "slo_attainment",
         "sessions_per_s",
-        "avg_gpu_power_w",
-        "idle_gpu_power_w",
+        "avg_power_w",
+        "idle_power_w",
         "j_per_output_token",
         "tool_cpu_s_per_session",
         *(f"{m}_{s}" for m in ("ttft_ms", "tpot_ms", "e2el_ms") for s in ("p50", "p99")),
     }
     keys = {"load", "run_dir", "gpu_source", "error", "meets_slo", *figures}
     assert set(_point(1)) == keys
-    assert _point(1)["avg_gpu_power_w"] == 600.0 and _point(1)["ttft_ms_p99"] == 40.0
+    assert _point(1)["avg_power_w"] == 600.0 and _point(1)["ttft_ms_p99"] == 40.0
+
+
+def test_point_figures_are_the_summary_figures_of_the_same_name() -> None:
+    """A point copies `Summary.figures()` under the same names: one name per figure."""
+    summary = Summary.model_validate(_summary())
+    point = point_figures(1, "p", summary, TARGET)
+    figures = summary.figures()
+    assert {k: point[k] for k in POINT_FIGURES} == {k: figures[k] for k in POINT_FIGURES}
+
+
+def test_version_1_points_are_read_under_this_version_s_names() -> None:
+    """capacity.json version 1 named the GPU power figures avg_gpu_power_w and
+    idle_gpu_power_w; its points are read under the summary's names."""
+    old = {"schema_version": 1, "points": [{"load": 1.0, "avg_gpu_power_w": 300.0}, "junk"]}
+    assert capacity_points(old) == [{"load": 1.0, "avg_power_w": 300.0}]
+    new = {"schema_version": 2, "points": [{"load": 1.0, "avg_power_w": 200.0}]}
+    assert capacity_points(new) == [{"load": 1.0, "avg_power_w": 200.0}]
+    assert capacity_points({"points": None}) == []

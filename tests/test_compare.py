@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from summary_builders import energy_block, split_block, stats, summary_dict
 
 from harness.compare import (
+    METRICS,
     comparison_json,
     comparison_sections,
     figures_from_capacity,
@@ -20,43 +22,54 @@ from harness.compare import (
     run_entry,
     sweep_entry,
 )
-from harness.report import MISSING, Section
+from harness.figures import MISSING, Section
+from harness.summary import FIGURES, Summary
 
 
-def _stats(p50: float, p90: float, p99: float) -> dict[str, float]:
-    return {"count": 10, "mean": p50, "p50": p50, "p90": p90, "p99": p99, "std": 1.0}
+def _stats(p50: float, p90: float, p99: float) -> dict[str, Any]:
+    return stats(p50, p90, p99)
 
 
 def _summary_a() -> dict[str, Any]:
     """Baseline: no energy, no latency split."""
-    return {
-        "request_throughput_rps": 2.0,
-        "output_throughput_tok_s": 100.0,
-        "total_throughput_tok_s": 1000.0,
-        "ttft_ms": _stats(20.0, 30.0, 40.0),
-        "tpot_ms": _stats(5.0, 6.0, 8.0),
-        "itl_ms": _stats(4.0, 5.0, 10.0),
-        "e2el_ms": _stats(200.0, 300.0, 400.0),
-        "goodput_rps": 0.0,
-        "slo_attainment": 0.5,
-        "slo": {"ttft_ms": 100.0, "tpot_ms": 50.0},
-    }
+    return summary_dict(
+        **{
+            "request_throughput_rps": 2.0,
+            "output_throughput_tok_s": 100.0,
+            "total_throughput_tok_s": 1000.0,
+            "ttft_ms": _stats(20.0, 30.0, 40.0),
+            "tpot_ms": _stats(5.0, 6.0, 8.0),
+            "itl_ms": _stats(4.0, 5.0, 10.0),
+            "e2el_ms": _stats(200.0, 300.0, 400.0),
+            "goodput_rps": 0.0,
+            "slo_attainment": 0.5,
+            "slo": {"ttft_ms": 100.0, "tpot_ms": 50.0},
+        }
+    )
 
 
 def _summary_b() -> dict[str, Any]:
     """Faster run, with energy and a latency split; ITL missing."""
-    return {
-        "request_throughput_rps": 3.0,
-        "output_throughput_tok_s": 250.0,
-        "total_throughput_tok_s": 1500.0,
-        "ttft_ms": _stats(10.0, 15.0, 30.0),
-        "tpot_ms": _stats(4.0, 5.0, 6.0),
-        "e2el_ms": _stats(100.0, 150.0, 500.0),
-        "goodput_rps": 1.5,
-        "slo_attainment": 0.9,
-        "energy": {"j_per_output_token": 0.25, "avg_power_w": 300.0, "gpu_source": "nvml"},
-        "latency_split": {"cpu_share": 0.6, "gpu_share": 0.4},
-    }
+    return summary_dict(
+        **{
+            "request_throughput_rps": 3.0,
+            "output_throughput_tok_s": 250.0,
+            "total_throughput_tok_s": 1500.0,
+            "ttft_ms": _stats(10.0, 15.0, 30.0),
+            "tpot_ms": _stats(4.0, 5.0, 6.0),
+            "e2el_ms": _stats(100.0, 150.0, 500.0),
+            "goodput_rps": 1.5,
+            "slo_attainment": 0.9,
+            "itl_ms": stats(),
+            "energy": energy_block(
+                j_per_output_token=0.25,
+                avg_power_w=300.0,
+                gpu_energy_j=3000.0,
+                gpu_source="nvml-counter",
+            ),
+            "latency_split": split_block(llm_s=4.0, tool_s=5.0, orchestration_s=1.0),
+        }
+    )
 
 
 def _write(path: Path, obj: Any) -> Path:
@@ -65,8 +78,8 @@ def _write(path: Path, obj: Any) -> Path:
     return path
 
 
-def _load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+def _load(path: Path) -> Summary:
+    return Summary.model_validate_json(path.read_text())
 
 
 @pytest.fixture
@@ -86,7 +99,7 @@ def test_ratio_is_none_where_a_side_is_missing_or_the_base_is_zero() -> None:
 
 
 def test_figures_from_summary_flatten_and_keep_missing_as_none() -> None:
-    figures = figures_from_summary(_summary_b())
+    figures = figures_from_summary(Summary.model_validate(_summary_b()))
     assert figures["ttft_ms_p99"] == 30.0
     assert figures["e2el_ms_p50"] == 100.0
     assert figures["j_per_output_token"] == 0.25
@@ -94,8 +107,24 @@ def test_figures_from_summary_flatten_and_keep_missing_as_none() -> None:
     assert figures["cpu_share"] == 0.6
     assert figures["itl_ms_p50"] is None
     assert figures["capacity_tok_s"] is None
-    none = figures_from_summary({"energy": {"j_per_output_token": None}, "ttft_ms": {}})
-    assert all(v is None for v in none.values())
+    assert all(v is None for v in figures_from_summary(None).values())
+    empty = Summary.model_validate(
+        summary_dict(
+            **{k: stats() for k in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")},
+            request_throughput_rps=None,
+            output_throughput_tok_s=None,
+            total_throughput_tok_s=None,
+            energy=energy_block(),
+        )
+    )
+    assert all(v is None for v in figures_from_summary(empty).values())
+
+
+def test_every_compared_run_figure_is_a_summary_figure() -> None:
+    """A compared figure that is not a sweep's capacity is one of `Summary.figures()`'s
+    names, so no metric is silently n/a for a misspelt key."""
+    capacity = {m.key for m in METRICS if m.group.startswith("Capacity")}
+    assert {m.key for m in METRICS} - capacity <= set(FIGURES)
 
 
 def test_ratios_hand_checked(entries: list[Any]) -> None:
@@ -220,8 +249,15 @@ def _capacity(meets: bool = True) -> dict[str, Any]:
 
 
 def test_sweep_uses_its_capacity_point_and_fills_gaps_from_it() -> None:
-    point_summary = {"ttft_ms": _stats(14.0, 30.0, 41.0), "itl_ms": _stats(1.0, 2.0, 3.0)}
-    figures = figures_from_capacity(_capacity(), point_summary)
+    point_summary = summary_dict(
+        ttft_ms=_stats(14.0, 30.0, 41.0),
+        itl_ms=_stats(1.0, 2.0, 3.0),
+        tpot_ms=stats(),
+        request_throughput_rps=None,
+        output_throughput_tok_s=None,
+        total_throughput_tok_s=None,
+    )
+    figures = figures_from_capacity(_capacity(), Summary.model_validate(point_summary))
     assert figures["ttft_ms_p99"] == 41.0  # the point run's own summary wins
     assert figures["itl_ms_p90"] == 2.0  # only the summary has ITL
     assert figures["total_throughput_tok_s"] == 900.0  # from the capacity point

@@ -8,12 +8,16 @@ from typing import Any
 import pandas as pd
 import pytest
 from rich.console import Console
+from summary_builders import run_block, summary
 
-from harness.analysis import Slo, percentile_stats, summarize_requests
+from harness.analysis import percentile_stats, summarize_requests
 from harness.errors import ResultsError
+from harness.figures import MISSING
 from harness.records import RequestRecord, record_to_row
-from harness.report import MISSING, render_console, render_markdown, write_report
+from harness.report import render_console, render_markdown, write_report
 from harness.results import RunWriter
+from harness.summary import Summary, new_summary
+from harness.workload.slo import Slo
 
 MANIFEST: dict[str, Any] = {
     "run_name": "chat-c32",
@@ -22,26 +26,29 @@ MANIFEST: dict[str, Any] = {
 }
 
 
-def _summary(**extra: Any) -> dict[str, Any]:
-    """A summary shaped like summarize_requests' output, with round numbers."""
-    return {
-        "requests_completed": 3,
-        "requests_failed": 1,
-        "requests_warmup_excluded": 0,
-        "duration_s": 0.05,
-        "input_tokens": 45,
-        "output_tokens": 8,
-        "request_throughput_rps": 60.0,
-        "output_throughput_tok_s": 160.0,
-        "total_throughput_tok_s": 1060.0,
-        "max_concurrency_observed": 4,
-        "ttft_ms": percentile_stats([10.0, 20.0, 30.0]),
-        "tpot_ms": percentile_stats([10.0, 5.0]),
-        "itl_ms": percentile_stats([]),
-        "e2el_ms": percentile_stats([40.0, 30.0, 30.0]),
-        "errors": {"timeout | read": 1},
-        **extra,
-    }
+def _summary(**extra: Any) -> Summary:
+    """A summary with round numbers."""
+    return summary(
+        **{
+            "requests_total": 4,
+            "requests_completed": 3,
+            "requests_failed": 1,
+            "requests_warmup_excluded": 0,
+            "duration_s": 0.05,
+            "input_tokens": 45,
+            "output_tokens": 8,
+            "request_throughput_rps": 60.0,
+            "output_throughput_tok_s": 160.0,
+            "total_throughput_tok_s": 1060.0,
+            "max_concurrency_observed": 4,
+            "ttft_ms": percentile_stats([10.0, 20.0, 30.0]),
+            "tpot_ms": percentile_stats([10.0, 5.0]),
+            "itl_ms": percentile_stats([]),
+            "e2el_ms": percentile_stats([40.0, 30.0, 30.0]),
+            "errors": {"timeout | read": 1},
+            **extra,
+        }
+    )
 
 
 def test_markdown_has_run_throughput_and_latency_lines() -> None:
@@ -82,7 +89,7 @@ def test_markdown_goodput_section_only_with_slo() -> None:
 
 
 def test_markdown_with_sparse_manifest_and_notes() -> None:
-    md = render_markdown({"duration_s": None}, {}, notes=["recovered"])
+    md = render_markdown(summary(duration_s=None), {}, notes=["recovered"])
     lines = md.splitlines()
     assert lines[0] == "# Benchmark report"
     assert "- recovered" in lines
@@ -122,6 +129,11 @@ def test_console_output() -> None:
         assert figure in ttft_line
 
 
+def _run_and_server() -> dict[str, Any]:
+    """The blocks a run adds to the request figures."""
+    return {"run": run_block(), "server_metrics": {"available": False, "reason": "test"}}
+
+
 def _record(i: int) -> RequestRecord:
     """A completed request: TTFT 10 ms, E2EL 30 ms, 3 output tokens."""
     base = 100_000_000 * i
@@ -152,8 +164,8 @@ def test_write_report_for_a_finished_run(tmp_path: Path) -> None:
     writer = RunWriter(run_dir)
     writer.write_manifest({"model": "tiny-llama"})
     writer.append(records)
-    summary = summarize_requests(pd.DataFrame([record_to_row(r) for r in records]), Slo(ttft_ms=5))
-    writer.finalize(summary)
+    figures = summarize_requests(pd.DataFrame([record_to_row(r) for r in records]), Slo(ttft_ms=5))
+    writer.finalize(new_summary({**figures, **_run_and_server()}))
     path = write_report(run_dir)
     assert path == run_dir / "report.md"
     lines = path.read_text().splitlines()
@@ -188,16 +200,13 @@ def test_run_accounting_and_host_are_reported() -> None:
     """The run block of summary.json and the host/GPU inventory appear in the report."""
     from harness.report import render_markdown
 
-    summary = {
-        "requests_completed": 3,
-        "run": {"requests_planned": 5, "requests_sent": 3, "aborted_reason": "server unreachable"},
-    }
+    run = run_block(requests_planned=5, requests_sent=3, aborted_reason="server unreachable")
     manifest = {
         "host": {"cpu_model": "Test CPU", "cpu_logical_cores": 2},
         "gpu": {"available": False, "reason": "NVML did not initialise"},
         "server": {"server_version": "0.32.0"},
     }
-    text = render_markdown(summary, manifest)
+    text = render_markdown(summary(run=run), manifest)
     assert "| Requests planned | 5 |" in text
     assert "| Stopped early because | server unreachable |" in text
     assert "Test CPU, 2 cores" in text
@@ -206,7 +215,7 @@ def test_run_accounting_and_host_are_reported() -> None:
 
 
 def test_lookup_takes_the_first_present_dotted_path() -> None:
-    from harness.report import lookup
+    from harness.figures import lookup
 
     data = {"server": {"model": "m", "url": None}, "list": [1]}
     assert lookup(data, "server.model") == "m"
@@ -216,19 +225,20 @@ def test_lookup_takes_the_first_present_dotted_path() -> None:
 
 
 def test_share_and_slo_text() -> None:
-    from harness.report import format_share, slo_text
+    from harness.figures import format_share, slo_text
 
     assert format_share(0.4567) == "45.7 %"
     assert format_share(None) == MISSING
-    slo = {"ttft_ms": 25.0, "tpot_ms": None, "e2el_ms": 900}
-    assert slo_text(slo) == "TTFT <= 25.00 ms, E2EL <= 900 ms"
+    slo = Slo(ttft_ms=25.0, e2el_ms=900)
+    assert slo_text(slo) == "TTFT <= 25.00 ms, E2EL <= 900.00 ms"
     assert slo_text(slo, number="{:g}".format, at_most="≤") == "TTFT ≤ 25 ms, E2EL ≤ 900 ms"
-    assert slo_text({}) == "none set"
-    assert slo_text({"ttft_ms": None}, none="none") == "none"
+    assert slo_text(None) == "none set"
+    assert slo_text(Slo(), none="none") == "none"
 
 
 def test_figures_are_linked_right_after_the_title() -> None:
-    from harness.report import Section, sections_markdown
+    from harness.figures import Section
+    from harness.report import sections_markdown
 
     sections = [Section("T", ("a",), [("1",)])]
     text = sections_markdown("Title", sections, ["a note"], [("x.png", "X [1]"), ("y.png", "Y")])

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from summary_builders import summary
 
 from harness.errors import ResultsError
 from harness.records import REQUEST_COLUMNS, RequestRecord
@@ -89,7 +90,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert writer.append(records[2:]) == 2
     assert writer.append([]) == 0
     writer.write_json("extra.json", {"k": (1, 2)})
-    writer.finalize({"requests_completed": 2, "ttft_ms": {"mean": None}})
+    writer.finalize(summary(requests_completed=2))
 
     assert (run_dir / REQUESTS_FILE).is_file()
     assert not (run_dir / JOURNAL_FILE).exists()
@@ -97,7 +98,7 @@ def test_round_trip(tmp_path: Path) -> None:
 
     reader = RunReader(run_dir)
     assert reader.manifest == {**manifest, "path": "/x"}
-    assert reader.summary == {"requests_completed": 2, "ttft_ms": {"mean": None}}
+    assert reader.summary == summary(requests_completed=2).to_json()
     assert reader.read_json("extra.json") == {"k": [1, 2]}
     assert not reader.recovered
     _check_frame(reader.requests(), records)
@@ -118,7 +119,7 @@ def test_manifest_is_pretty_json(tmp_path: Path) -> None:
 def test_finalize_with_no_requests(tmp_path: Path) -> None:
     writer = RunWriter(tmp_path / "empty")
     writer.write_manifest({})
-    writer.finalize({})
+    writer.finalize(summary())
     df = RunReader(tmp_path / "empty").requests()
     assert len(df) == 0
     assert list(df.columns) == list(REQUEST_COLUMNS)
@@ -177,11 +178,11 @@ def test_refuses_to_overwrite_a_finished_run(tmp_path: Path) -> None:
     writer = RunWriter(run_dir)
     writer.write_manifest({"n": 1})
     writer.append(_records())
-    writer.finalize({"v": 1})
+    writer.finalize(summary(requests_completed=1))
     with pytest.raises(ResultsError, match="already holds a run"):
         RunWriter(run_dir)
     # Untouched by the refused attempt.
-    assert RunReader(run_dir).summary == {"v": 1}
+    assert RunReader(run_dir).summary == summary(requests_completed=1).to_json()
     assert len(RunReader(run_dir).requests()) == 4
 
 
@@ -199,7 +200,7 @@ def test_overwrite_replaces_the_old_run(tmp_path: Path) -> None:
     old = RunWriter(run_dir)
     old.write_manifest({"n": 1})
     old.append(_records())
-    old.finalize({"v": 1})
+    old.finalize(summary(requests_completed=1))
     new = RunWriter(run_dir, overwrite=True)
     assert not (run_dir / SUMMARY_FILE).exists()
     assert not (run_dir / REQUESTS_FILE).exists()
@@ -208,8 +209,8 @@ def test_overwrite_replaces_the_old_run(tmp_path: Path) -> None:
     reader = RunReader(run_dir)
     assert reader.recovered
     assert list(reader.requests()["request_id"]) == ["r7"]  # no rows of the old run
-    new.finalize({"v": 2})
-    assert RunReader(run_dir).summary == {"v": 2}
+    new.finalize(summary(requests_completed=2))
+    assert RunReader(run_dir).summary == summary(requests_completed=2).to_json()
 
 
 def test_failed_json_write_keeps_the_previous_file(tmp_path: Path) -> None:
@@ -222,20 +223,21 @@ def test_failed_json_write_keeps_the_previous_file(tmp_path: Path) -> None:
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")]
 
 
-def test_nan_in_summary_is_written_as_null(tmp_path: Path) -> None:
+def test_nan_in_an_extra_file_is_written_as_null(tmp_path: Path) -> None:
     writer = RunWriter(tmp_path / "run")
     writer.write_manifest({})
-    writer.finalize({"x": float("nan"), "y": float("inf"), "z": 1.5})
-    assert RunReader(tmp_path / "run").summary == {"x": None, "y": None, "z": 1.5}
+    writer.write_json("extra.json", {"x": float("nan"), "y": float("inf"), "z": 1.5})
+    reader = RunReader(tmp_path / "run")
+    assert reader.read_json("extra.json") == {"x": None, "y": None, "z": 1.5}
 
 
 def test_append_after_finalize_fails(tmp_path: Path) -> None:
     writer = RunWriter(tmp_path / "run")
-    writer.finalize({})
+    writer.finalize(summary())
     with pytest.raises(ResultsError):
         writer.append([_record(1)])
     with pytest.raises(ResultsError):
-        writer.finalize({})
+        writer.finalize(summary())
 
 
 def test_reader_errors_name_path_and_what_is_missing(tmp_path: Path) -> None:
@@ -278,7 +280,7 @@ def test_requests_frame_matches_what_the_reader_returns(tmp_path: Path) -> None:
     writer.write_manifest({})
     writer.append(records)
     recovered = RunReader(tmp_path / "run").requests()
-    writer.finalize({})
+    writer.finalize(summary())
     finished = RunReader(tmp_path / "run").requests()
     in_memory = requests_frame(records)
     _check_frame(in_memory, records)
@@ -313,7 +315,7 @@ def test_samples_stream_to_a_journal_readable_before_and_after_the_end(tmp_path:
     assert list(live["t_ns"]) == [10, 20]
     assert set(live.columns) == {"t_ns", "source", "cpu_pct", "device", "power_w"}
     assert pd.isna(live.loc[0, "power_w"])  # NaN written as null, not as a number
-    writer.finalize({"ok": True})
+    writer.finalize(summary())
     assert not (run_dir / "telemetry.partial.jsonl").exists()
     done = RunReader(run_dir).frame("telemetry")
     assert done is not None and list(done["t_ns"]) == [10, 20]
@@ -327,7 +329,7 @@ def test_seal_keeps_the_journals_until_the_summary_is_written(tmp_path: Path) ->
     writer.seal_tables()
     assert (tmp_path / "run" / "requests.parquet").is_file()
     assert (tmp_path / "run" / "requests.partial.jsonl").is_file()
-    writer.finalize({"ok": True})
+    writer.finalize(summary())
     assert not (tmp_path / "run" / "requests.partial.jsonl").exists()
 
 

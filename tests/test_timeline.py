@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from summary_builders import summary, telemetry_block
 
 from harness.plots import timeline_chart
 from harness.timeline import build_timeline, in_flight, unavailable_sources
@@ -49,15 +50,11 @@ def test_series_share_the_first_send_as_zero() -> None:
 
 
 def test_missing_gpu_is_named_not_drawn_as_zero() -> None:
-    summary = {
-        "telemetry": {
-            "gpu": {"available": False, "reason": "NVML did not initialise"},
-            "rapl": {"available": True, "reason": None},
-        }
-    }
+    rapl = {"available": True, "reason": None, "zones": ["package-0"], "problems": []}
+    run = summary(telemetry=telemetry_block(rapl=rapl))
     cpu_only = pd.DataFrame([{"t_ns": 0, "source": "cpu", "device": None, "system_cpu_pct": 5.0}])
     requests = pd.DataFrame({"sent_ns": [0], "done_ns": [S]})
-    tl = build_timeline(cpu_only, requests, None, unavailable_sources(summary))
+    tl = build_timeline(cpu_only, requests, None, unavailable_sources(run))
     assert tl.power_w == []
     assert tl.unavailable == ["GPU: NVML did not initialise"]
     png = timeline_chart(tl, "run")

@@ -21,11 +21,13 @@ from harness.compare import (
     sweep_entry,
 )
 from harness.errors import ConfigError, ResultsError
+from harness.figures import Section
 from harness.html_report import render_html
 from harness.plots import ratio_bars_chart, throughput_latency_chart
-from harness.report import Section, print_sections, sections_markdown
+from harness.report import print_sections, sections_markdown
 from harness.results import RunReader, read_json_file, write_run_file
 from harness.run_summary import read_summary
+from harness.summary import Summary
 
 CURVES_FIGURE = "throughput_latency.png"
 RATIOS_FIGURE = "ratios.png"
@@ -77,7 +79,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=compare)
 
 
-def _point_summary(sweep_dir: Path, capacity: dict[str, Any]) -> dict[str, Any] | None:
+def _point_summary(sweep_dir: Path, capacity: dict[str, Any]) -> Summary | None:
     """summary.json of the sweep's capacity point, where that run directory holds one."""
     rel = (capacity.get("capacity") or {}).get("run_dir")
     if not rel:

@@ -22,6 +22,7 @@ from harness.report import (
 )
 from harness.results import RunReader, write_run_file
 from harness.run_summary import read_summary
+from harness.summary import LatencySplit
 from harness.timeline import build_timeline, unavailable_sources
 
 SPLIT_FIGURE = "latency_split.png"
@@ -52,7 +53,7 @@ def add_parser(sub: Any) -> None:
 def report(args: argparse.Namespace) -> int:
     """Handler of `harness report`."""
     console = make_console()
-    splits: list[tuple[str, dict[str, Any]]] = []
+    splits: list[tuple[str, LatencySplit]] = []
     for run_dir in args.run_dir:
         reader = RunReader(run_dir)
         summary = read_summary(reader)
@@ -60,8 +61,8 @@ def report(args: argparse.Namespace) -> int:
         for note in run_notes(summary):
             console.print(f"note: {note}", markup=False, highlight=False)
         figures: list[str] = []
-        split = summary.get("latency_split")
-        if split:
+        split = summary.latency_split
+        if split is not None:
             name = str(reader.manifest.get("run_name") or Path(run_dir).name)
             splits.append((name, split))
             png = latency_breakdown_chart(

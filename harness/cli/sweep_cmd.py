@@ -33,9 +33,9 @@ from harness.cli.run_cmd import run_plan, server_choice, show_result
 from harness.cli.run_options import add_load_options, add_server_args, apply_overrides
 from harness.cli.run_view import ConsoleView
 from harness.errors import ConfigError, ResultsError
+from harness.figures import MISSING, format_value
 from harness.fleet.catalog import load_catalog, match_accelerator
 from harness.model_shape import model_shape
-from harness.report import MISSING, format_value
 from harness.results import RunReader, write_run_file
 from harness.run.engine import EXIT_INTERRUPTED, execute
 from harness.run.plan import RunPlan
@@ -43,6 +43,7 @@ from harness.run.prepare import check_workload
 from harness.run.stop_signals import StopRequested, stop_signals
 from harness.run_summary import read_summary
 from harness.server import ServerInfo
+from harness.summary import Summary
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
 from harness.workload.spec import WorkloadSpec
@@ -139,7 +140,7 @@ _SLO_OPTIONS: dict[tuple[str, ...], str] = {
 """The workload keys the SLO options set, and each option's argparse dest."""
 
 
-def _point_summary(run_dir: Path) -> dict[str, Any] | None:
+def _point_summary(run_dir: Path) -> Summary | None:
     """A point's summary, recovered from its journals where it did not finish; None where the
     point left no run at all."""
     try:

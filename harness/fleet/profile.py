@@ -12,9 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from harness.capacity import CAPACITY_FILE
 from harness.config_files import Count, FiniteFloat, read_json, read_yaml, validate
 from harness.errors import ConfigError
+from harness.figures import slo_text
 from harness.fleet.catalog import Precision
 from harness.fleet.shape import ModelShape
-from harness.report import slo_text
+from harness.workload.slo import RecordedSlo
 
 
 class HardwareProfile(BaseModel):
@@ -58,12 +59,6 @@ class _Loose(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class _Slo(_Loose):
-    ttft_ms: FiniteFloat | None = None
-    tpot_ms: FiniteFloat | None = None
-    e2el_ms: FiniteFloat | None = None
-
-
 class _Capacity(_Loose):
     load: FiniteFloat | None
     run_dir: str | None
@@ -92,11 +87,11 @@ class _Model(_Loose):
 
 class _CapacityFile(_Loose):
     kind: Literal["harness-capacity"]
-    schema_version: Literal[1]
+    schema_version: Literal[1, 2]
     name: str = Field(min_length=1)
     workload: str
     load_kind: Literal["rate", "concurrency"]
-    slo: _Slo
+    slo: RecordedSlo
     slo_target_attainment: FiniteFloat = Field(ge=0, le=1)
     capacity: _Capacity
     model: _Model
@@ -159,7 +154,7 @@ def profile_from_capacity(data: Any, sweep_dir: Path, path: Path) -> HardwarePro
     assumptions: list[str] = []
     unavailable: dict[str, str] = {}
     where = f"{cap_file.load_kind} {cap.load:g}" if cap.load is not None else "no load"
-    slo = slo_text(cap_file.slo.model_dump(), number="{:g}".format, at_most="≤", none="no SLO set")
+    slo = slo_text(cap_file.slo, number="{:g}".format, at_most="≤", none="no SLO set")
     source = (
         f"measured: harness sweep {sweep_dir} (workload {cap_file.workload}, capacity at "
         f"{where}, SLO {slo}, attainment ≥ {cap_file.slo_target_attainment:g})"

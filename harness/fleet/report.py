@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from harness.report import Section, format_share, format_value
+from harness.figures import Section, format_share, format_value
 
 Row = tuple[str, str, Callable[[Any], str]]
 

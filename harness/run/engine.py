@@ -37,6 +37,7 @@ from harness.run.stop_signals import StopRequested, StopSignals, stop_signals
 from harness.run.telemetry import RunTelemetry
 from harness.run.workers import choose_workers
 from harness.server import ServerInfo
+from harness.summary import ClientHealth, Summary, Workers
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
 from harness.telemetry.server_metrics import Samples
@@ -68,7 +69,7 @@ class RunResult:
     exit_code: int
     status: str
     """finished, aborted, interrupted or failed; `not started` when no run directory was made."""
-    summary: dict[str, Any] | None
+    summary: Summary | None
     manifest: dict[str, Any] | None
 
 
@@ -237,10 +238,11 @@ def _execute_on(
                 writer.write_manifest(manifest)
                 raise
             worker_errors = generator.worker_errors if generator is not None else []
-            summary["run"]["worker_errors"] = list(worker_errors)
-            summary["workers"] = choice.to_dict()
+            summary.run.worker_errors = list(worker_errors)
+            summary.workers = Workers.model_validate(choice.to_dict())
             health = generator.health if generator is not None else []
-            summary["client"] = client_health([WorkerHealth.model_validate(h) for h in health])
+            workers_health = [WorkerHealth.model_validate(h) for h in health]
+            summary.client = ClientHealth.model_validate(client_health(workers_health))
             # summary.json first: a manifest that says how the run ended always has it.
             writer.finalize(summary)
             manifest["status"] = "failed" if crash is not None else _status(outcome)
@@ -253,10 +255,10 @@ def _execute_on(
     )
 
 
-def _exit_code(outcome: ReplayOutcome, summary: dict[str, Any], signals: StopSignals) -> int:
+def _exit_code(outcome: ReplayOutcome, summary: Summary, signals: StopSignals) -> int:
     if outcome.interrupted:
         return signals.exit_code or EXIT_INTERRUPTED
-    failed = summary.get("requests_failed") or summary["run"].get("worker_errors")
+    failed = summary.requests_failed or summary.run.worker_errors
     if failed or outcome.aborted_reason or outcome.sessions_failed:
         return EXIT_FAILED_REQUESTS
     return EXIT_OK

@@ -11,13 +11,13 @@ from typing import Any
 import aiohttp
 import pandas as pd
 
-from harness.analysis import Slo
 from harness.latency_split import session_split, step_split
 from harness.replay import ReplayOutcome
 from harness.results import RunReader, RunWriter, table_frame
 from harness.run.telemetry import RunTelemetry
 from harness.run_summary import read_requests, table_figures, token_mismatches
 from harness.server import ServerInfo
+from harness.summary import Summary, new_summary
 from harness.telemetry.server_metrics import Samples, phase_deltas, scrape
 from harness.workload.spec import WorkloadSpec
 
@@ -75,16 +75,16 @@ def finish(
     telemetry: RunTelemetry | None,
     metrics_before: Samples | str,
     warn: Callable[[str], None],
-) -> dict[str, Any]:
-    """Seal the tables and compute the summary from what was written."""
+) -> Summary:
+    """Seal the tables and compute the summary from what was written; a summary that does not
+    fit its schema is an error here, before anything is written."""
     summary_metrics = server_metrics_delta(info, metrics_before, warn)
     writer.seal_tables()
     reader = RunReader(out)
     requests = read_requests(reader)
     steps = reader.table("steps") if reader.has_table("steps") else None
     tools = reader.table("tools") if reader.has_table("tools") else None
-    slo = Slo(**spec.slo.model_dump()) if spec.slo is not None else None
-    summary = table_figures(requests, steps, tools, slo, spec.name)
+    summary = table_figures(requests, steps, tools, spec.slo, spec.name)
     summary["run"] = run_block(outcome, counted, requests.frame)
     summary["server_metrics"] = summary_metrics
     if telemetry is not None:
@@ -98,4 +98,4 @@ def finish(
         tools_df = tools if tools is not None else table_frame("tools", [])
         writer.write_frame("step_split", step_split(steps, tools_df))
         writer.write_frame("session_split", session_split(steps, tools_df))
-    return summary
+    return new_summary(summary)

@@ -20,6 +20,7 @@ from harness.workload.limits import (
     MAX_TIME_SCALE,
     MAX_TOOL_WORKERS,
 )
+from harness.workload.slo import Slo
 from harness.workload.synthetic import validate_params
 
 TraceFormat = Literal["mooncake", "azure", "burstgpt", "sharegpt", "sessions"]
@@ -109,14 +110,6 @@ class LimitSpec(_Strict):
     warmup_requests: Count = Field(default=0, ge=0, le=MAX_REQUESTS)
 
 
-class SloSpec(_Strict):
-    """Service-level objectives; goodput counts requests that meet every one given."""
-
-    ttft_ms: FiniteFloat | None = Field(default=None, gt=0, le=MAX_DURATION_S * 1000)
-    tpot_ms: FiniteFloat | None = Field(default=None, gt=0, le=MAX_DURATION_S * 1000)
-    e2el_ms: FiniteFloat | None = Field(default=None, gt=0, le=MAX_DURATION_S * 1000)
-
-
 class WorkloadSpec(_Strict):
     """A whole workload file."""
 
@@ -128,7 +121,8 @@ class WorkloadSpec(_Strict):
     limits: LimitSpec = Field(default_factory=LimitSpec)
     tools: ToolsSpec = Field(default_factory=ToolsSpec)
     client: ClientSpec = Field(default_factory=ClientSpec)
-    slo: SloSpec | None = None
+    slo: Slo | None = None
+    """Service-level objectives; goodput counts requests that meet every one given."""
 
 
 def parse_workload(data: Any, path: Path) -> WorkloadSpec:

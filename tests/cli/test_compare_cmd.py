@@ -8,34 +8,42 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from summary_builders import energy_block, stats, summary_dict
 
 from harness.cli import main
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _stats(p50: float, p99: float) -> dict[str, float]:
-    return {"count": 4, "mean": p50, "p50": p50, "p90": (p50 + p99) / 2, "p99": p99, "std": 1.0}
+def _stats(p50: float, p99: float) -> dict[str, Any]:
+    return stats(p50, (p50 + p99) / 2, p99, count=4)
 
 
 def _summary(scale: float, energy: bool = False) -> dict[str, Any]:
-    summary: dict[str, Any] = {
-        "requests_completed": 4,
-        "requests_failed": 0,
-        "request_throughput_rps": 2.0 * scale,
-        "output_throughput_tok_s": 100.0 * scale,
-        "total_throughput_tok_s": 1000.0 * scale,
-        "ttft_ms": _stats(20.0 / scale, 40.0 / scale),
-        "tpot_ms": _stats(5.0, 8.0),
-        "itl_ms": _stats(4.0, 10.0),
-        "e2el_ms": _stats(200.0, 400.0),
-        "slo": {"ttft_ms": 100.0, "tpot_ms": 50.0},
-        "goodput_rps": 2.0 * scale,
-        "slo_attainment": 1.0,
-    }
-    if energy:
-        summary["energy"] = {"j_per_output_token": 0.5, "avg_power_w": 300.0}
-    return summary
+    return summary_dict(
+        requests_completed=4,
+        requests_failed=0,
+        request_throughput_rps=2.0 * scale,
+        output_throughput_tok_s=100.0 * scale,
+        total_throughput_tok_s=1000.0 * scale,
+        ttft_ms=_stats(20.0 / scale, 40.0 / scale),
+        tpot_ms=_stats(5.0, 8.0),
+        itl_ms=_stats(4.0, 10.0),
+        e2el_ms=_stats(200.0, 400.0),
+        slo={"ttft_ms": 100.0, "tpot_ms": 50.0},
+        goodput_rps=2.0 * scale,
+        slo_attainment=1.0,
+        energy=(
+            energy_block(
+                j_per_output_token=0.5,
+                avg_power_w=300.0,
+                gpu_energy_j=300.0,
+                gpu_source="nvml-counter",
+            )
+            if energy
+            else None
+        ),
+    )
 
 
 def _write_run(run_dir: Path, summary: dict[str, Any]) -> Path:

@@ -6,22 +6,16 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+from summary_builders import split_block, summary_dict
+
 from harness.cli import main
 
-_SUMMARY = {
-    "requests_completed": 2,
-    "output_throughput_tok_s": 50.0,
-    "latency_split": {
-        "llm_s": 1.0,
-        "tool_s": 3.0,
-        "orchestration_s": 0.5,
-        "total_s": 4.5,
-        "cpu_share": 3.5 / 4.5,
-        "gpu_share": 1.0 / 4.5,
-        "sessions": 1,
-        "per_tool_kind": {},
-    },
-}
+_SUMMARY = summary_dict(
+    requests_completed=2,
+    output_throughput_tok_s=50.0,
+    latency_split=split_block(llm_s=1.0, tool_s=3.0, orchestration_s=0.5),
+)
 
 
 def _run(tmp_path: Path) -> Path:
@@ -67,3 +61,30 @@ def test_timeline_figure_when_telemetry_was_sampled(tmp_path: Path) -> None:
     assert (run / "timeline.png").read_bytes().startswith(b"\x89PNG")
     assert "(timeline.png)" in (run / "report.md").read_text()
     assert (run / "report.html").read_text().count('<img src="data:image/png;base64,') == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (
+            {"requests_completed": "two"},
+            "key 'requests_completed': Input should be a valid integer",
+        ),
+        ({"ttft_ms": {"count": 1, "mean": 1.0, "p50": 1.0, "p90": 1.0, "p99": 1.0}}, "ttft_ms.std"),
+        ({"output_thruput_tok_s": 50.0}, "unknown key 'output_thruput_tok_s'"),
+    ],
+)
+def test_a_hand_edited_summary_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, object], needle: str
+) -> None:
+    """A summary.json with a wrong type, a missing figure or a misspelt key: one line naming
+    the file and the key, exit 2, never a traceback."""
+    run = tmp_path / "invalid-on-purpose"
+    run.mkdir()
+    (run / "manifest.json").write_text(json.dumps({"run_name": "run"}))
+    (run / "summary.json").write_text(json.dumps({**_SUMMARY, **change}))
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'summary.json'}: invalid summary: " in err and needle in err
+    assert "Traceback" not in err and "internal error" not in err
+    assert not (run / "report.md").exists()

@@ -252,7 +252,7 @@ def test_sweep_where_no_load_met_the_slo(tmp_path: Path, catalog: dict[str, Acce
     ("change", "needle"),
     [
         ({"kind": "other"}, "key 'kind'"),
-        ({"schema_version": 2}, "key 'schema_version'"),
+        ({"schema_version": 3}, "key 'schema_version'"),
         ({"capacity": {**CAPACITY["capacity"], "capacity_tok_s": 0}}, "'capacity.capacity_tok_s'"),
         ({"capacity": {**CAPACITY["capacity"], "busy_w_source": "guess"}}, "busy_w_source"),
         # json.dumps writes Infinity and NaN, which Python's json reads back

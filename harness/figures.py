@@ -1,0 +1,74 @@
+"""Figures as text, shared by the computing modules (capacity, compare, fleet) and the
+presentation ones (report, HTML pages): the n/a marker, numbers and shares, SLO limits,
+report sections (titled tables of strings) and dotted lookups in parsed JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.workload.slo import Slo
+
+MISSING = "n/a"
+"""Shown where a figure is absent (never a made-up 0)."""
+
+
+@dataclass(slots=True)
+class Section:
+    """One titled table of a report, already formatted as strings."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+
+
+def format_value(value: Any, digits: int = 2) -> str:
+    """A figure as text: ints plain, floats to `digits` decimals, None as n/a."""
+    if value is None:
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def format_share(value: Any) -> str:
+    """A fraction as a percentage ("42.0 %"), None as n/a."""
+    return MISSING if value is None else f"{100 * float(value):.1f} %"
+
+
+def slo_text(
+    slo: Slo | None,
+    *,
+    number: Callable[[Any], str] = format_value,
+    at_most: str = "<=",
+    none: str = "none set",
+) -> str:
+    """SLO limits as "TTFT <= 25.00 ms, TPOT <= 6.00 ms": each limit written with `number`,
+    limits that are not set left out, `none` where none is."""
+    limits = slo.limits_ms() if slo is not None else {}
+    text = [
+        f"{key.removesuffix('_ms').upper()} {at_most} {number(value)} ms"
+        for key, value in limits.items()
+    ]
+    return ", ".join(text) or none
+
+
+def lookup(mapping: Mapping[str, Any] | None, *paths: str) -> Any:
+    """The first present value among dotted `paths` (e.g. "server.model"), else None (also
+    where `mapping`, or any level on the way, is not a mapping). For untyped JSON such as a
+    manifest; a run's summary is read through harness.summary's model."""
+    for path in paths:
+        node: Any = mapping
+        for key in path.split("."):
+            if not isinstance(node, Mapping) or key not in node:
+                node = None
+                break
+            node = node[key]
+        if node is not None:
+            return node
+    return None

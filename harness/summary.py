@@ -1,0 +1,467 @@
+"""The schema of summary.json, defined once: every block a run's summary holds, versioned
+(`schema_version`) and exported as JSON Schema (`harness schema summary`).
+
+The run engine validates the summary it computed before writing it, and every reader
+(report, compare, capacity, fleet, plots) gets a `Summary` and reads figures by attribute or
+through `Summary.figures()`, so a key is spelled in one place. Blocks the harness writes
+forbid unknown keys (a misspelt key is an error); blocks that carry a vendor's free-form
+data (a server's /metrics phases) keep what they do not know. A summary written before the
+schema was versioned has no `schema_version`: it is read as version 0 where it fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+
+from harness.config_files import error_lines, read_json
+from harness.errors import ConfigError, ResultsError
+from harness.run.health import WorkerHealth
+from harness.workload.slo import Slo
+
+SCHEMA_VERSION = 1
+"""The version of summary.json this harness writes; readers accept it and older ones."""
+UNVERSIONED = 0
+"""The version of a summary written before `schema_version` existed."""
+
+
+class _Block(BaseModel):
+    """A block the harness writes: every key known, so an unknown (misspelt) one is an error.
+    Numbers are finite: unavailable is null, never NaN."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        allow_inf_nan=False,
+        validate_assignment=True,
+        validate_by_name=True,
+        serialize_by_alias=True,
+        use_attribute_docstrings=True,
+    )
+
+
+class _Vendor(BaseModel):
+    """A block built from a vendor's data: the keys it names are checked, others are kept."""
+
+    model_config = ConfigDict(
+        extra="allow", allow_inf_nan=False, validate_assignment=True, use_attribute_docstrings=True
+    )
+
+
+class Stats(_Block):
+    """One figure over its samples: count, mean, p50/p90/p99 (linear interpolation) and
+    population std, in the unit its key names; every figure null when count is 0."""
+
+    count: NonNegativeInt
+    mean: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    std: float | None
+
+
+class RunBlock(_Block):
+    """What was planned, sent and not, and how the replay ended. A summary recovered from
+    journals knows less: what it cannot know is null."""
+
+    requests_planned: NonNegativeInt | None
+    requests_sent: NonNegativeInt
+    requests_not_sent: NonNegativeInt | None = None
+    requests_clipped: NonNegativeInt | None = None
+    requests_skipped_overlength: NonNegativeInt | None = None
+    prompt_token_mismatches: NonNegativeInt
+    output_token_mismatches: NonNegativeInt
+    sessions_started: NonNegativeInt | None = None
+    sessions_failed: NonNegativeInt | None = None
+    session_errors: list[str] | None = None
+    worker_errors: list[str] | None = None
+    """Load worker processes that died mid-run, each with why and what it lost."""
+    interrupted: bool | None
+    aborted_reason: str | None
+
+
+class SplitShares(_Block):
+    """Each row's share of the split's total (they add up to 1); null when the total is 0."""
+
+    llm: float | None
+    tool: float | None
+    tool_queue: float | None
+    slot_queue: float | None
+    orchestration: float | None
+
+
+class SumCheck(_Block):
+    """The split's rows against the sessions' wall time less think time."""
+
+    session_wall_less_think_s: float
+    relative_error: float | None
+
+
+class ToolKindSplit(_Block):
+    """One tool kind's calls and its part of the split's tool and tool-queue rows."""
+
+    calls: NonNegativeInt
+    failures: NonNegativeInt
+    calls_wall_s: float
+    calls_wait_s: float
+    calls_work_s: float
+    tool_s: float
+    queue_s: float
+    tool_cpu_s: float | None
+    share: float | None
+    call_s: Stats
+    limits_clamped: NonNegativeInt | None = None
+    sandbox: str | None = None
+
+
+class WorkloadSplit(_Block):
+    """One workload's rows and shares (a run replays one workload)."""
+
+    llm_s: float
+    tool_s: float
+    tool_queue_s: float
+    slot_queue_s: float
+    orchestration_s: float
+    tool_cpu_s: float | None
+    total_s: float
+    cpu_share: float | None
+    gpu_share: float | None
+    queue_share: float | None
+
+
+class LatencySplit(_Block):
+    """The CPU/GPU latency split of agent sessions, in seconds summed over sessions: five
+    rows that add up to the sessions' wall time less think time (harness.latency_split)."""
+
+    llm_s: float
+    tool_s: float
+    tool_queue_s: float
+    slot_queue_s: float
+    orchestration_s: float
+    tool_cpu_s: float | None
+    think_s: float
+    total_s: float
+    cpu_share: float | None
+    gpu_share: float | None
+    queue_share: float | None
+    shares: SplitShares
+    queue_note: str | None
+    sum_check: SumCheck
+    sessions: NonNegativeInt
+    steps: NonNegativeInt
+    per_tool_kind: dict[str, ToolKindSplit]
+    per_workload: dict[str, WorkloadSplit]
+
+    @property
+    def queued_s(self) -> float:
+        """Seconds spent in the harness's own queues (tool workers and concurrency slots)."""
+        return self.tool_queue_s + self.slot_queue_s
+
+    @property
+    def tool_cpu_s_per_session(self) -> float | None:
+        """Tool CPU seconds per session; null (never 0) where no tool ran or no call
+        measured its CPU."""
+        calls = sum(k.calls for k in self.per_tool_kind.values())
+        if self.tool_cpu_s is None or not self.sessions or not calls:
+            return None
+        return self.tool_cpu_s / self.sessions
+
+
+class SessionFigures(_Block):
+    """Per-session figures of an agent run."""
+
+    sessions: NonNegativeInt
+    sessions_completed: NonNegativeInt
+    session_latency_s: Stats
+    steps_per_session: Stats
+    tokens_per_session: Stats
+    sessions_per_hour: float | None
+
+
+class ServerPhase(_Vendor):
+    """One request phase from the server's /metrics histograms, as a delta over the run;
+    `reset` where the counters went backwards (a server restart)."""
+
+    requests: NonNegativeInt | None = None
+    total_s: float | None = None
+    mean_s: float | None = None
+    reset: bool = False
+
+
+class ServerMetrics(_Block):
+    """Server-side request phases and token counters over the run, or why they are missing."""
+
+    available: bool
+    reason: str | None = None
+    phases: dict[str, ServerPhase] = Field(default_factory=dict)
+    counters: dict[str, float | None] = Field(default_factory=dict)
+
+
+GpuSource = Literal["nvml-counter", "nvml-power", "unavailable"]
+
+
+class Energy(_Block):
+    """Energy over the measured window (first send → last completion), from telemetry; every
+    unmeasured figure null, with its source `unavailable`."""
+
+    window_ns: list[int] = Field(min_length=2, max_length=2)
+    gpu_energy_j: float | None
+    gpu_source: GpuSource
+    gpu_energy_per_device_j: dict[str, float]
+    gpu_counter_resets: dict[str, NonNegativeInt]
+    idle_power_w: float | None
+    avg_power_w: float | None
+    """Average GPU power over the window."""
+    peak_power_w: float | None
+    gpu_dynamic_energy_j: float | None
+    j_per_output_token: float | None
+    j_per_request: float | None
+    j_per_session: float | None
+    gpu_energy_while_tools_j: float | None
+    tool_time_s: float
+    cpu_energy_j: float | None
+    cpu_source: Literal["rapl", "unavailable"]
+
+
+class GpuStatus(_Block):
+    """Whether NVML could be read, why not, and read failures."""
+
+    available: bool
+    reason: str | None
+    devices: NonNegativeInt
+    read_errors: dict[str, NonNegativeInt]
+    not_supported: list[str]
+
+
+class RaplStatus(_Block):
+    """Whether RAPL (CPU package energy) could be read, and why not."""
+
+    available: bool
+    reason: str | None
+    zones: list[str]
+    problems: list[str]
+
+
+class SamplerOverhead(_Block):
+    """The sampler's own cost over the run."""
+
+    cpu_s: float
+    wall_s: float
+    samples: float
+
+
+class Telemetry(_Block):
+    """What the background sampler read and what it could not, and its own cost."""
+
+    rate_hz: float
+    gpu: GpuStatus
+    rapl: RaplStatus
+    server_pid: int | None
+    problems: list[str]
+    sampler_overhead: SamplerOverhead
+    sampler_cpu_pct_of_one_core: float | None
+    idle_baseline_s: float
+
+    def unavailable_sources(self) -> list[tuple[str, str]]:
+        """(source, reason) for each power source the run could not read."""
+        out: list[tuple[str, str]] = []
+        for source, status in (("gpu", self.gpu), ("rapl", self.rapl)):
+            if not status.available:
+                out.append((source, status.reason or "unavailable"))
+        return out
+
+
+class Recovered(_Block):
+    """Set where the run never wrote its summary: figures come from its journals."""
+
+    from_: Literal["journals"] = Field(alias="from")
+    status: str
+    note: str
+
+
+class ClientLimits(_Block):
+    """The limits above which a run is marked client bound."""
+
+    loop_lag_p99_ms: float
+    cpu_util: float
+
+
+class ClientHealth(_Block):
+    """The load generator's own health (harness.run.health): per worker, the worst of each
+    figure, and `client_bound` (true: the client may have set the pace; null: unknown)."""
+
+    workers: list[WorkerHealth]
+    loop_lag_p99_ms_worst: float | None
+    cpu_util_max: float | None
+    cpu_s_total: float | None
+    limits: ClientLimits
+    client_bound: bool | None
+    client_bound_reasons: list[str]
+    unavailable_reasons: list[str]
+
+
+class Workers(_Block):
+    """The load worker processes asked for, used, and why that many."""
+
+    requested: Annotated[int, Field(ge=1)] | Literal["auto"]
+    used: Annotated[int, Field(ge=1)]
+    reason: str
+
+
+class Summary(_Block):
+    """A run's summary.json: request metrics as `vllm bench serve` defines them (over
+    completed measured requests; warmup excluded), goodput against the workload's SLO, the
+    latency split and session figures of agent runs, the run's accounting, server-side
+    phases, energy and telemetry, and the client's own health."""
+
+    model_config = ConfigDict(title="harness summary.json")
+
+    schema_version: int = Field(ge=UNVERSIONED, le=SCHEMA_VERSION)
+    """The schema this summary follows (0: written before summaries were versioned)."""
+    requests_total: NonNegativeInt
+    requests_warmup_excluded: NonNegativeInt
+    requests_completed: NonNegativeInt
+    requests_failed: NonNegativeInt
+    requests_missing_usage: NonNegativeInt
+    sessions: NonNegativeInt | None
+    duration_s: float | None
+    input_tokens: NonNegativeInt | None
+    output_tokens: NonNegativeInt | None
+    request_throughput_rps: float | None
+    output_throughput_tok_s: float | None
+    total_throughput_tok_s: float | None
+    ttft_ms: Stats
+    tpot_ms: Stats
+    itl_ms: Stats
+    e2el_ms: Stats
+    e2el_from_scheduled_ms: Stats
+    send_lag_ms: Stats
+    max_concurrency_observed: NonNegativeInt | None
+    errors: dict[str, NonNegativeInt]
+    """Failed requests by error text (the most frequent kinds)."""
+    slo: Slo | None = None
+    requests_meeting_slo: NonNegativeInt | None = None
+    goodput_rps: float | None = None
+    slo_attainment: Annotated[float, Field(ge=0, le=1)] | None = None
+    latency_split: LatencySplit | None = None
+    session_figures: SessionFigures | None = None
+    run: RunBlock
+    server_metrics: ServerMetrics
+    energy: Energy | None = None
+    telemetry: Telemetry | None = None
+    recovered: Recovered | None = None
+    client: ClientHealth | None = None
+    workers: Workers | None = None
+
+    def figures(self) -> dict[str, float | int | None]:
+        """The run's headline figures under one flat name each (FIGURES): the names of
+        capacity.json's load points and of `harness compare`."""
+        energy, split, sessions = self.energy, self.latency_split, self.session_figures
+        per_hour = sessions.sessions_per_hour if sessions is not None else None
+        out: dict[str, float | int | None] = {
+            "requests_completed": self.requests_completed,
+            "requests_failed": self.requests_failed,
+            "request_throughput_rps": self.request_throughput_rps,
+            "output_throughput_tok_s": self.output_throughput_tok_s,
+            "total_throughput_tok_s": self.total_throughput_tok_s,
+            "goodput_rps": self.goodput_rps,
+            "slo_attainment": self.slo_attainment,
+        }
+        for name in LATENCY_FIGURES:
+            stats: Stats = getattr(self, name)
+            out.update({f"{name}_{p}": getattr(stats, p) for p in PERCENTILE_KEYS})
+        out.update(
+            {
+                "avg_power_w": energy.avg_power_w if energy is not None else None,
+                "idle_power_w": energy.idle_power_w if energy is not None else None,
+                "j_per_output_token": energy.j_per_output_token if energy is not None else None,
+                "cpu_share": split.cpu_share if split is not None else None,
+                "gpu_share": split.gpu_share if split is not None else None,
+                "sessions_per_s": None if per_hour is None else per_hour / 3600.0,
+                "tool_cpu_s_per_session": (
+                    split.tool_cpu_s_per_session if split is not None else None
+                ),
+            }
+        )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON form written as summary.json."""
+        return self.model_dump(mode="json")
+
+
+LATENCY_FIGURES: tuple[str, ...] = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
+"""The latency stats `Summary.figures` flattens, as `<name>_<percentile>`."""
+PERCENTILE_KEYS: tuple[str, ...] = ("p50", "p90", "p99")
+
+FIGURES: tuple[str, ...] = (
+    "requests_completed",
+    "requests_failed",
+    "request_throughput_rps",
+    "output_throughput_tok_s",
+    "total_throughput_tok_s",
+    "goodput_rps",
+    "slo_attainment",
+    *(f"{m}_{p}" for m in LATENCY_FIGURES for p in PERCENTILE_KEYS),
+    "avg_power_w",
+    "idle_power_w",
+    "j_per_output_token",
+    "cpu_share",
+    "gpu_share",
+    "sessions_per_s",
+    "tool_cpu_s_per_session",
+)
+"""Every name `Summary.figures` gives, in its order."""
+
+
+def summary_schema() -> dict[str, Any]:
+    """summary.json's JSON Schema (draft 2020-12)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **Summary.model_json_schema(),
+    }
+
+
+def new_summary(figures: Mapping[str, Any]) -> Summary:
+    """The summary of this version from the figures a run computed; a figure that does not
+    fit the schema (a misspelt key, a wrong type) is a pydantic ValidationError: a bug of
+    the harness, not of its input."""
+    return Summary.model_validate({**figures, "schema_version": SCHEMA_VERSION})
+
+
+def parse_summary(data: Any, path: Path | str) -> Summary:
+    """A summary.json's parsed content as a Summary; anything that does not fit (a wrong
+    type, a misspelt key, a newer version) is a ResultsError naming the file and the key."""
+    if not isinstance(data, Mapping):
+        raise ResultsError(f"{path}: not a summary: expected a JSON object")
+    version = data.get("schema_version", UNVERSIONED)
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: summary schema_version {version} is newer than this harness reads "
+            f"({SCHEMA_VERSION}): upgrade the harness"
+        )
+    unversioned = "schema_version" not in data
+    content = {"schema_version": UNVERSIONED, **data} if unversioned else dict(data)
+    try:
+        return Summary.model_validate(content, strict=True)
+    except ValidationError as err:
+        lines = error_lines(err)
+        more = f" (and {len(lines) - 1} more)" if len(lines) > 1 else ""
+        old = (
+            f"; it has no schema_version (written by an older harness) and does not fit "
+            f"schema {SCHEMA_VERSION}"
+            if unversioned
+            else ""
+        )
+        raise ResultsError(f"{path}: invalid summary: {lines[0]}{more}{old}") from None
+
+
+def read_summary_file(path: Path) -> Summary:
+    """A summary.json file as a Summary (errors name the file and the key)."""
+    try:
+        data = read_json(path, "summary")
+    except ConfigError as err:
+        raise ResultsError(str(err)) from None
+    return parse_summary(data, path)
