@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -113,6 +114,19 @@ def _to_jsonable(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} to JSON: {obj!r}")
 
 
+_JOURNAL_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _journal_default(obj: Any) -> Any:
+    """What orjson does not write itself (paths, pandas NA, dataclasses), made plain."""
+    return _to_jsonable(obj)
+
+
+def journal_line(row: Mapping[str, Any]) -> bytes:
+    """One journal line: the row as JSON (NaN and infinities null), newline-terminated."""
+    return orjson.dumps(row, default=_journal_default, option=_JOURNAL_OPTIONS)
+
+
 def _atomic_write_text(path: Path, text: str | bytes) -> None:
     """Write `text` (or bytes) to `path` via a temp file and os.replace: never half-written."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -161,8 +175,8 @@ def _journal_batches(
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                row = orjson.loads(line)
+            except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
                 if not line.endswith(b"\n"):
                     break  # the torn tail of a killed writer
                 raise ResultsError(f"{path}:{lineno}: corrupt journal line: {exc}") from None
@@ -291,9 +305,9 @@ class RunWriter:
             (self.run_dir / name).unlink()
         self._journal_path = self.run_dir / JOURNAL_FILE
         # Created at once so a run killed before its first append is still recoverable.
-        self._journal: IO[str] | None = self._journal_path.open("a", encoding="utf-8")
-        self._other_journals: dict[str, IO[str]] = {}
-        self._samples: IO[str] | None = None
+        self._journal: IO[bytes] | None = self._journal_path.open("ab")
+        self._other_journals: dict[str, IO[bytes]] = {}
+        self._samples: IO[bytes] | None = None
         self._samples_lock = threading.Lock()
         self._samples_closed = False
         self._finalized = False
@@ -321,11 +335,9 @@ class RunWriter:
         """Append records to the journal and flush, so a hard kill loses none of them."""
         if self._journal is None:
             raise ResultsError(f"{self.run_dir}: append after finalize/close")
-        lines = [
-            json.dumps(_to_jsonable(record_to_row(r)), allow_nan=False) + "\n" for r in records
-        ]
+        lines = [journal_line(record_to_row(r)) for r in records]
         if lines:
-            self._journal.write("".join(lines))
+            self._journal.write(b"".join(lines))
             self._journal.flush()
         return len(lines)
 
@@ -346,30 +358,25 @@ class RunWriter:
             raise ResultsError(f"{self.run_dir}: append after finalize/close")
         journal = self._other_journals.get(table)
         if journal is None:
-            journal = (self.run_dir / journal_file(table)).open("a", encoding="utf-8")
+            journal = (self.run_dir / journal_file(table)).open("ab")
             self._other_journals[table] = journal
         columns = tuple(TABLE_COLUMN_KINDS[table])
-        lines = [
-            json.dumps(_to_jsonable(record_to_row(r, columns)), allow_nan=False) + "\n"
-            for r in records
-        ]
+        lines = [journal_line(record_to_row(r, columns)) for r in records]
         if lines:
-            journal.write("".join(lines))
+            journal.write(b"".join(lines))
             journal.flush()
         return len(lines)
 
     def append_samples(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Append telemetry samples to their journal and flush; safe from any thread. Samples
         that arrive after the tables were sealed are dropped (the run is over)."""
-        lines = [json.dumps(_to_jsonable(row), allow_nan=False) + "\n" for row in rows]
+        lines = [journal_line(row) for row in rows]
         with self._samples_lock:
             if self._samples_closed or not lines:
                 return 0
             if self._samples is None:
-                self._samples = (self.run_dir / journal_file(SAMPLES_TABLE)).open(
-                    "a", encoding="utf-8"
-                )
-            self._samples.write("".join(lines))
+                self._samples = (self.run_dir / journal_file(SAMPLES_TABLE)).open("ab")
+            self._samples.write(b"".join(lines))
             self._samples.flush()
         return len(lines)
 
