@@ -67,6 +67,7 @@ TARGET_ADDED_P99_MS = 1.0
 TARGET_ADDED_UP_TO_TOK_S = 20_000
 TARGET_SCALING = 0.8
 SERVER_BUSY_WARN = 0.9
+OTHER_LOAD_WARN = 0.2
 LISTENING = re.compile(r"listening on (http://\S+)")
 
 
@@ -393,6 +394,9 @@ class ClientRun:
     itl_p50_ms: float | None = None
     itl_p99_ms: float | None = None
     server_busy: float | None = None
+    other_cores: float | None = None
+    """CPU that processes other than this client and the null server used meanwhile, in cores
+    on average over the run: above a few tenths the machine's other load is in the figures."""
     """Server CPU over the load's wall time; near 1.0 the server, not the client, set the pace."""
     first_send_ns: int | None = None
     last_send_ns: int | None = None
@@ -495,10 +499,11 @@ class Bench:
             cmd += ["--idle-baseline", "0"]
         if workers is not None and self.workers_supported:
             cmd += ["--workers", str(workers)]
-        server_before = server.cpu_s()
+        server_before, busy_before = server.cpu_s(), machine_busy_s()
         proc = run_pinned(cmd, self.client_cores, folder / "harness.log", self.args.timeout_s)
         server_cpu = server.cpu_s() - server_before
         run.cpu_s, run.wall_s = proc.cpu_s, proc.wall_s
+        run.other_cores = other_cores(machine_busy_s() - busy_before, proc, server_cpu)
         if proc.rc != 0:
             run.error = f"harness run exited {proc.rc}: {log_error(folder / 'harness.log')}"
             return run
@@ -558,10 +563,11 @@ class Bench:
             cmd += ["--max-concurrency", str(max_concurrency)]
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
         env["VLLM_NO_USAGE_STATS"] = "1"
-        server_before = server.cpu_s()
+        server_before, busy_before = server.cpu_s(), machine_busy_s()
         proc = run_pinned(cmd, self.client_cores, folder / "vllm.log", self.args.timeout_s, env)
         server_cpu = server.cpu_s() - server_before
         run.cpu_s, run.wall_s = proc.cpu_s, proc.wall_s
+        run.other_cores = other_cores(machine_busy_s() - busy_before, proc, server_cpu)
         if proc.rc != 0:
             run.error = f"vllm bench serve exited {proc.rc}: {log_error(folder / 'vllm.log')}"
             return run
@@ -585,6 +591,20 @@ class Bench:
             run.receipts = None
         run.server_busy = _busy(server_cpu, run)
         return run
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the host has spent busy so far (all but idle and iowait)."""
+    t = psutil.cpu_times()
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
+
+
+def other_cores(busy_s: float, proc: Proc, server_cpu_s: float) -> float | None:
+    """Cores' worth of CPU others used during a run: the host's busy time less the client's
+    and the server's, over the run's wall time."""
+    if proc.wall_s <= 0:
+        return None
+    return max(busy_s - proc.cpu_s - server_cpu_s, 0.0) / proc.wall_s
 
 
 def _busy(server_cpu_s: float, run: ClientRun) -> float | None:
@@ -776,6 +796,8 @@ def part_scaling(bench: Bench, sizes: Sizes) -> dict[str, Any]:
 
 def _progress(run: ClientRun) -> None:
     state = f"error: {run.error[:300]}" if run.error else f"{fmt(run.tok_s, ',.0f')} tok/s"
+    if run.other_cores is not None:
+        state += f"; other processes {run.other_cores:.2f} cores"
     if run.client_bound:
         state += " (the harness says: client bound)"
     print(f"  .. {run.client:10s} {run.label}: {state}", flush=True)
@@ -822,6 +844,12 @@ def _busy_note(runs: Sequence[Mapping[str, Any]]) -> str:
             f"  note: the null server was {max(busy):.0%} busy in a run: that run's pace may be "
             "the server's, not the client's (more --server-cores / --server-procs)"
         )
+    other = [r["other_cores"] for r in runs if r.get("other_cores") is not None]
+    if other and max(other) >= OTHER_LOAD_WARN:
+        notes.append(
+            f"  note: other processes on this host used up to {max(other):.2f} cores during "
+            "these runs: their load is in the figures"
+        )
     bound = [r["label"] for r in runs if r.get("client_bound")]
     if bound:
         notes.append(f"  note: the harness reported itself client bound in: {'; '.join(bound)}")
@@ -840,6 +868,11 @@ def report(result: Mapping[str, Any]) -> str:
     if m["server_and_client_share_a_core"]:
         lines.append("warning: one usable core: server and client share it")
     lines.append(f"workload: {PROMPT_TOKENS}-token prompts, {OUTPUT_TOKENS} output tokens")
+    if result.get("quick"):
+        lines.append(
+            "--quick: small runs, a smoke of the script; a client's start-up noise can swamp "
+            "its marginal CPU at these sizes"
+        )
     cpu = result.get("cpu")
     if cpu:
         s = cpu["server"]

@@ -129,3 +129,10 @@ def test_log_error_skips_printed_tables(tmp_path: Path) -> None:
     log.write_text("starting\n┏━━━┓\n│ a │ 1 │\nerror: server at x refused\n└───┘\n")
     assert bench.log_error(log) == "starting | error: server at x refused"
     assert bench.log_error(tmp_path / "missing.log") == "(no log)"
+
+
+def test_other_cores_is_the_hosts_busy_time_less_client_and_server() -> None:
+    proc = bench.Proc(rc=0, cpu_s=3.0, wall_s=4.0)
+    assert bench.other_cores(5.0, proc, 1.0) == pytest.approx(0.25)
+    assert bench.other_cores(3.5, proc, 1.0) == 0.0  # sampling slack never goes negative
+    assert bench.other_cores(5.0, bench.Proc(0, 1.0, 0.0), 1.0) is None
