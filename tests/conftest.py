@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: one real vLLM CPU server per test session for integration tests."""
+"""Shared pytest fixtures: one real vLLM CPU server per test session for integration tests,
+and a check at the session's end that every summary.json the tests wrote fits its schema."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from summary_builders import misfit_summaries
 
 from harness.errors import ServerError
 from harness.server import AttachedServer, Server, ServerInfo
@@ -14,6 +16,20 @@ from harness.server_process import EmbeddedServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_SERVER_URL_ENV = "HARNESS_TEST_SERVER_URL"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _summaries_fit_their_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the last test: every summary.json written under the session's temporary folder
+    (the engine's, the builders', a test's by hand) validates against the summary schema."""
+    yield
+    errors = misfit_summaries(tmp_path_factory.getbasetemp())
+    if errors:
+        pytest.fail(
+            f"{len(errors)} summary.json written by the tests do not fit the schema:\n"
+            + "\n".join(errors),
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")

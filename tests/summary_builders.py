@@ -1,13 +1,20 @@
 """Summaries for tests, complete and valid against harness.summary: a run's figures with
 round numbers, blocks given by keyword override the defaults (nested blocks are merged, so
-a test names only the figures it is about)."""
+a test names only the figures it is about). And the check, run after the last test, that
+every summary.json the tests wrote fits the schema."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from harness.summary import SCHEMA_VERSION, Summary
+from harness.errors import ResultsError
+from harness.results import SUMMARY_FILE
+from harness.summary import SCHEMA_VERSION, Summary, read_summary_file
+
+INVALID_ON_PURPOSE = "invalid-on-purpose"
+"""A folder whose name holds this keeps summaries a test broke on purpose: not checked."""
 
 
 def stats(
@@ -212,3 +219,17 @@ def summary_dict(**overrides: Any) -> dict[str, Any]:
 def summary(**overrides: Any) -> Summary:
     """`summary_dict(**overrides)` as the model."""
     return Summary.model_validate(summary_dict(**overrides))
+
+
+def misfit_summaries(root: Path) -> list[str]:
+    """Why each summary.json under `root` does not fit the schema (read as `harness schema
+    summary --check` reads it), leaving out those under an INVALID_ON_PURPOSE folder."""
+    errors: list[str] = []
+    for path in sorted(root.rglob(SUMMARY_FILE)):
+        if any(INVALID_ON_PURPOSE in part for part in path.relative_to(root).parts):
+            continue
+        try:
+            read_summary_file(path)
+        except ResultsError as err:
+            errors.append(str(err))
+    return errors

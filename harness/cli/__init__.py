@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         fleet_cmd,
         report_cmd,
         run_cmd,
+        schema_cmd,
         serve_cmd,
         sweep_cmd,
         tools_cmd,
@@ -61,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     tools_cmd.add_parser(sub)
     compare_cmd.add_parser(sub)
     fleet_cmd.add_parser(sub)
+    schema_cmd.add_parser(sub)
     return parser
 
 
