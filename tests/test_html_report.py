@@ -6,9 +6,9 @@ import base64
 import re
 from html.parser import HTMLParser
 
+from harness.figures import Section
 from harness.html_report import render_html
 from harness.plots import ratio_bars_chart
-from harness.report import Section
 
 _PNG = ratio_bars_chart(["a", "b"], [("x", [1.0, 2.0]), ("y", [1.0, None])], "t")
 
