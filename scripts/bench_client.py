@@ -18,6 +18,10 @@ client's own, measured against a null server, never an inference server's:
 
     .venv/bin/python scripts/bench_client.py --json bench-client.json
     .venv/bin/python scripts/bench_client.py --quick
+    # a 16-core host: two server cores and processes, so eight workers do not outrun it
+    .venv/bin/python scripts/bench_client.py --server-cores 2 --server-procs 2 --max-workers 8
+
+Other processes on the host share its cores: each run says how much CPU they used meanwhile.
 """
 
 from __future__ import annotations
@@ -294,6 +298,8 @@ class NullServer:
         procs: int = 1,
     ) -> None:
         self.ttft_ms, self.itl_ms, self.procs = ttft_ms, itl_ms, procs
+        self.cores_used = max(1, min(procs, len(cores)))
+        """Cores the server can keep busy at once (its processes, at most its cores)."""
         self.log = tmp / f"null-server-{time.monotonic_ns()}.log"
         cmd = [
             sys.executable,
@@ -397,7 +403,8 @@ class ClientRun:
     other_cores: float | None = None
     """CPU that processes other than this client and the null server used meanwhile, in cores
     on average over the run: above a few tenths the machine's other load is in the figures."""
-    """Server CPU over the load's wall time; near 1.0 the server, not the client, set the pace."""
+    """Server CPU over the load's wall time, per server core it can use; near 1.0 the server,
+    not the client, set the pace."""
     first_send_ns: int | None = None
     last_send_ns: int | None = None
     client_health: dict[str, Any] | None = None
@@ -530,7 +537,7 @@ class Bench:
             if run.first_send_ns is not None and run.last_send_ns is not None:
                 run.first_send_ns += anchor
                 run.last_send_ns += anchor
-        run.server_busy = _busy(server_cpu, run)
+        run.server_busy = _busy(server_cpu / server.cores_used, run)
         return run
 
     def vllm_run(
@@ -589,7 +596,7 @@ class Bench:
             run.first_send_ns, run.last_send_ns = round(min(starts) * 1e9), round(max(starts) * 1e9)
         except (KeyError, TypeError, ValueError):
             run.receipts = None
-        run.server_busy = _busy(server_cpu, run)
+        run.server_busy = _busy(server_cpu / server.cores_used, run)
         return run
 
 
@@ -608,7 +615,7 @@ def other_cores(busy_s: float, proc: Proc, server_cpu_s: float) -> float | None:
 
 
 def _busy(server_cpu_s: float, run: ClientRun) -> float | None:
-    """Server CPU seconds over the load's span (tokens / tok/s)."""
+    """Server CPU seconds (per core it can use) over the load's span (tokens / tok/s)."""
     if not run.tok_s or not run.output_tokens:
         return None
     return server_cpu_s / (run.output_tokens / run.tok_s)
