@@ -425,6 +425,21 @@ class Connection(asyncio.Protocol):
             self._respond(400, message, close=self.close_after)
             return
         state = self.state
+        if n_prompt + n_out > state.cfg.max_model_len:
+            # As vLLM answers, and it bounds what one request can make the server write.
+            message = orjson.dumps(
+                {
+                    "error": {
+                        "message": (
+                            f"This model's maximum context length is {state.cfg.max_model_len} "
+                            f"tokens; the request asks for {n_prompt + n_out} "
+                            f"({n_prompt} in the prompt, {n_out} to generate)"
+                        )
+                    }
+                }
+            )
+            self._respond(400, message, close=self.close_after)
+            return
         usage = {
             "prompt_tokens": n_prompt,
             "total_tokens": n_prompt + n_out,
@@ -480,12 +495,14 @@ class Connection(asyncio.Protocol):
         due = t0 + state.ttft_ns + (n_out - 1) * state.itl_ns
         wait_ns = max(due - time.perf_counter_ns(), 0)
         self.stream = Stream(self, due, 0, 0, [], [], b"", None)  # holds the connection
+        state.running += 1
         close = self.close_after
 
         def send() -> None:
             if self.stream is None or self.stream.closed:
-                return
+                return  # the connection was lost, and counted out, meanwhile
             self.stream = None
+            state.running -= 1
             self._respond(200, body, close=close)
             self._serve_buffered()
 

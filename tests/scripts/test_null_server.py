@@ -257,3 +257,32 @@ def test_connections_queue_while_the_server_is_busy(tmp_path: Path) -> None:
             sock.close()
         server.stop()
     assert len(socks) == 300
+
+
+async def test_over_the_context_window_is_refused_as_vllm_does(tmp_path: Path) -> None:
+    server = NullServer(tmp_path, "--ttft-ms", "0", "--itl-ms", "0", "--max-model-len", "64")
+    try:
+        async with aiohttp.ClientSession() as session:
+            body = _body(60)  # 12 prompt tokens + 60 > 64
+            async with session.post(server.url + "/v1/completions", json=body) as resp:
+                assert resp.status == 400
+                assert "maximum context length is 64" in (await resp.json())["error"]["message"]
+            _, times, _ = await _stream(session, server.url, _body(52))  # exactly 64: served
+            assert len(times) == 53
+    finally:
+        server.stop()
+
+
+async def test_running_gauge_after_a_dropped_whole_answer(paced: NullServer) -> None:
+    """A non-streaming request whose client leaves before the answer is counted in and out
+    once: /metrics shows 0 running afterwards, never -1."""
+    host, port = paced.url.removeprefix("http://").rsplit(":", 1)
+    body = orjson.dumps({"prompt": [1, 2], "max_tokens": 5})
+    head = f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(head.encode() + body)
+        time.sleep(0.02)
+    time.sleep(0.2)  # past the answer's due time (50 + 4 x 10 ms)
+    async with aiohttp.ClientSession() as session, session.get(paced.url + "/metrics") as resp:
+        text = await resp.text()
+    assert 'vllm:num_requests_running{model_name="null-model"} 0\n' in text
