@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from harness.summary import Summary
+from harness.workload.slo import Slo
 
 CAPACITY_FILE = "capacity.json"
 CAPACITY_KIND = "harness-capacity"
@@ -184,7 +185,7 @@ def capacity_document(
     name: str,
     workload: str,
     load_kind: str,
-    slo: Mapping[str, Any],
+    slo: Slo,
     target_attainment: float,
     points: Sequence[Mapping[str, Any]],
     status: str,
@@ -208,7 +209,7 @@ def capacity_document(
         "workload": workload,
         "status": status,
         "load_kind": load_kind,
-        "slo": {key: slo.get(key) for key in ("ttft_ms", "tpot_ms", "e2el_ms")},
+        "slo": slo.model_dump(),
         "slo_target_attainment": target_attainment,
         "points": ordered,
         "saturated": stopped == "saturated",

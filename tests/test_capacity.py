@@ -30,6 +30,7 @@ from harness.capacity import (
     stop_reason,
 )
 from harness.summary import Summary
+from harness.workload.slo import Slo
 
 TARGET = 0.9
 
@@ -338,7 +339,7 @@ def test_capacity_document_keys_match_the_contract() -> None:
         name="sweep-x",
         workload="chat",
         load_kind="rate",
-        slo={"ttft_ms": 500.0, "extra": 1},
+        slo=Slo(ttft_ms=500.0),
         target_attainment=TARGET,
         points=points,
         status="finished",
@@ -369,7 +370,7 @@ def test_points_are_sorted_by_load_with_their_run_order() -> None:
         name="s",
         workload="w",
         load_kind="rate",
-        slo={"ttft_ms": 1.0},
+        slo=Slo(ttft_ms=1.0),
         target_attainment=TARGET,
         points=[_point(4), _point(8, attainment=0.1), _point(6)],  # 6 ran last (refinement)
         status="finished",

@@ -46,6 +46,7 @@ from harness.server import ServerInfo
 from harness.summary import Summary
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
+from harness.workload.slo import Slo
 from harness.workload.spec import WorkloadSpec
 
 
@@ -225,7 +226,7 @@ def sweep(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
     host = {**host_inventory(), "gpu": gpus}
     points: list[dict[str, Any]] = []
-    slo = base.slo.model_dump() if base.slo is not None else {}
+    slo = base.slo if base.slo is not None else Slo()
     status = "running"
     interrupted_code = EXIT_INTERRUPTED
     stopped: str | None = None
