@@ -224,6 +224,12 @@ def build_sections(summary: Summary, manifest: Mapping[str, Any]) -> list[Sectio
     ):
         if count is not None:
             acc.rows.append((label, format_value(count)))
+    if summary.workers is not None:
+        workers = summary.workers
+        acc.rows.append(("Load workers", f"{workers.used} ({workers.reason})"))
+    if summary.client is not None:
+        verdict = {True: "yes", False: "no", None: "unknown"}[summary.client.client_bound]
+        acc.rows.append(("Client bound (the harness may have set the pace)", verdict))
     sections.append(acc)
     if summary.slo is not None:
         good = Section("Goodput", ("metric", "value"))
@@ -233,11 +239,39 @@ def build_sections(summary: Summary, manifest: Mapping[str, Any]) -> list[Sectio
         good.rows.append(("SLO attainment", format_share(summary.slo_attainment)))
         sections.append(good)
 
+    client = _client_section(summary)
+    if client is not None:
+        sections.append(client)
     if summary.errors:
         err = Section("Errors", ("error", "count"))
         err.rows.extend((str(k), format_value(v)) for k, v in summary.errors.items())
         sections.append(err)
     return sections
+
+
+def _client_section(summary: Summary) -> Section | None:
+    """The load generator's own health, one row per worker: whether the client, not the
+    server, may have set a figure."""
+    client = summary.client
+    if client is None:
+        return None
+    sec = Section(
+        "Client (the harness's own load workers)",
+        ("worker", "loop lag p50 ms", "loop lag p99 ms", "loop lag max ms", "CPU % of a core"),
+    )
+    for w in client.workers:
+        util = None if w.cpu_util is None else 100 * w.cpu_util
+        lag = w.loop_lag_ms
+        sec.rows.append(
+            (
+                str(w.worker),
+                format_value(lag.p50, 2),
+                format_value(lag.p99, 2),
+                format_value(lag.max, 2),
+                format_value(util, 0),
+            )
+        )
+    return sec
 
 
 def render_console(summary: Summary, manifest: Mapping[str, Any], console: Console) -> None:
@@ -355,7 +389,8 @@ class RunReportContent:
 
 def run_notes(summary: Summary) -> list[str]:
     """What a reader must know before trusting the figures: a recovered run, sessions the
-    harness failed, the harness's queues dominating the session time."""
+    harness failed, a load worker that died, the client setting the pace, the harness's
+    queues dominating the session time."""
     notes: list[str] = []
     if summary.recovered is not None:
         notes.append(summary.recovered.note)
@@ -366,6 +401,11 @@ def run_notes(summary: Summary) -> list[str]:
         notes.append(
             f"{accounting.sessions_failed} sessions ended on an error of the harness{first}"
         )
+    for error in accounting.worker_errors or []:
+        notes.append(f"{error}; the other workers went on")
+    client = summary.client
+    if client is not None and client.client_bound:
+        notes.extend(f"client bound: {reason}" for reason in client.client_bound_reasons)
     split = summary.latency_split
     if split is not None and split.queue_note:
         notes.append(split.queue_note)

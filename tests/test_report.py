@@ -14,7 +14,7 @@ from harness.analysis import percentile_stats, summarize_requests
 from harness.errors import ResultsError
 from harness.figures import MISSING
 from harness.records import RequestRecord, record_to_row
-from harness.report import render_console, render_markdown, write_report
+from harness.report import build_sections, render_console, render_markdown, run_notes, write_report
 from harness.results import RunWriter
 from harness.summary import Summary, new_summary
 from harness.workload.slo import Slo
@@ -251,3 +251,46 @@ def test_figures_are_linked_right_after_the_title() -> None:
         "- a note",
     ]
     assert sections_markdown("Title", sections) == sections_markdown("Title", sections, (), ())
+
+
+def _client(bound: bool | None, reasons: list[str]) -> dict[str, object]:
+    worker = {
+        "worker": 0,
+        "loop_lag_ms": {"count": 100, "p50": 0.2, "p99": 12.5, "max": 30.0},
+        "cpu_s": 1.0,
+        "wall_s": 2.0,
+        "cpu_util": 0.5,
+    }
+    return {
+        "workers": [worker],
+        "loop_lag_p99_ms_worst": 12.5,
+        "cpu_util_max": 0.5,
+        "cpu_s_total": 1.0,
+        "limits": {"loop_lag_p99_ms": 5.0, "cpu_util": 0.9},
+        "client_bound": bound,
+        "client_bound_reasons": reasons,
+        "unavailable_reasons": [],
+    }
+
+
+def test_a_client_bound_run_says_so_in_its_notes_and_shows_each_worker() -> None:
+    reason = "worker 0's event loop ran 12.5 ms late at p99 (limit 5 ms)"
+    s = summary(
+        client=_client(True, [reason]),
+        workers={"requested": "auto", "used": 1, "reason": "auto: 1 core free"},
+    )
+    assert f"client bound: {reason}" in run_notes(s)
+    sections = {sec.title: sec for sec in build_sections(s, {"run_name": "r"})}
+    client = sections["Client (the harness's own load workers)"]
+    assert client.rows == [("0", "0.20", "12.50", "30.00", "50")]
+    accounting = dict(sections["Run accounting"].rows)
+    assert accounting["Load workers"] == "1 (auto: 1 core free)"
+    assert accounting["Client bound (the harness may have set the pace)"] == "yes"
+    calm = summary(client=_client(False, []))
+    assert not any(n.startswith("client bound") for n in run_notes(calm))
+
+
+def test_a_dead_load_worker_is_a_note() -> None:
+    error = "load worker 1 exited with code -9; 2 requests in flight recorded as failed"
+    s = summary(run=run_block(worker_errors=[error]))
+    assert f"{error}; the other workers went on" in run_notes(s)

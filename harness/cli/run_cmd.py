@@ -76,9 +76,6 @@ def show_result(result: RunResult, view: ConsoleView, show_summary: bool = True)
         render_console(result.summary, result.manifest, view.console)
     for note in run_notes(result.summary):
         view.say(f"note: {note}")
-    client = result.summary.client
-    for reason in client.client_bound_reasons if client is not None else []:
-        view.warn(f"client bound: {reason}")
     view.say(f"results: {result.out}")
 
 
