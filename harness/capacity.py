@@ -52,6 +52,8 @@ def point_figures(
     point.update({key: figures[key] for key in POINT_FIGURES})
     point["gpu_source"] = summary.energy.gpu_source if summary.energy else "unavailable"
     point["error"] = None
+    # Whether the client, not the server, may have set this point's pace (None: unknown).
+    point["client_bound"] = summary.client.client_bound if summary.client is not None else None
     attainment = point["slo_attainment"]
     completed = bool(point["requests_completed"])
     point["meets_slo"] = completed and attainment is not None and attainment >= target_attainment
@@ -77,6 +79,7 @@ def failed_point(load: float, run_dir: str, error: str) -> dict[str, Any]:
     point: dict[str, Any] = {"load": float(load), "run_dir": run_dir}
     point.update(dict.fromkeys(POINT_FIGURES))
     point.update({"gpu_source": "unavailable", "error": error, "meets_slo": False})
+    point["client_bound"] = None
     return point
 
 

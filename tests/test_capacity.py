@@ -410,9 +410,27 @@ def test_point_keys_are_the_capacity_json_contract() -> None:
         "tool_cpu_s_per_session",
         *(f"{m}_{s}" for m in ("ttft_ms", "tpot_ms", "e2el_ms") for s in ("p50", "p99")),
     }
-    keys = {"load", "run_dir", "gpu_source", "error", "meets_slo", *figures}
+    keys = {"load", "run_dir", "gpu_source", "error", "meets_slo", "client_bound", *figures}
     assert set(_point(1)) == keys
     assert _point(1)["avg_power_w"] == 600.0 and _point(1)["ttft_ms_p99"] == 40.0
+
+
+def test_a_point_says_whether_the_client_set_its_pace() -> None:
+    """A load the client could not keep up with is marked, so a sweep can say so."""
+    summary = Summary.model_validate(_summary())
+    assert point_figures(1, "p", summary, TARGET)["client_bound"] is None  # no client block
+    bound = {
+        "workers": [],
+        "loop_lag_p99_ms_worst": 9.0,
+        "cpu_util_max": 0.99,
+        "cpu_s_total": 3.0,
+        "limits": {"loop_lag_p99_ms": 5.0, "cpu_util": 0.9},
+        "client_bound": True,
+        "client_bound_reasons": ["worker 0 used 99 % of a core"],
+        "unavailable_reasons": [],
+    }
+    busy = Summary.model_validate({**_summary(), "client": bound})
+    assert point_figures(1, "p", busy, TARGET)["client_bound"] is True
 
 
 def test_point_figures_are_the_summary_figures_of_the_same_name() -> None:

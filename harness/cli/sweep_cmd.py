@@ -334,6 +334,13 @@ def sweep(args: argparse.Namespace) -> int:
             _note(console, f"lower loads missed the SLO ({lower}): a noisy server")
         if cap["power_note"]:
             _note(console, str(cap["power_note"]))
+    bound = [f"{p['load']:g}" for p in points if p.get("client_bound")]
+    if bound:
+        _note(
+            console,
+            f"the client may have set the pace at {load_kind} {', '.join(bound)} (see each "
+            "point's summary: client); give it more --workers or cores before trusting those",
+        )
     console.print(f"capacity: {out / CAPACITY_FILE}")
     return interrupted_code if status == "interrupted" else 0
 
