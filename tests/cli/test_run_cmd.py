@@ -7,12 +7,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from run_children import HARNESS_RUN, start_run, wait_for_records
 
 from harness.cli import main
 from harness.server import ServerInfo
@@ -22,21 +22,8 @@ AZURE = REPO / "workloads" / "traces" / "azure2023_AzureLLMInferenceTrace_conv.c
 MOONCAKE = REPO / "workloads" / "traces" / "mooncake_conversation_trace.jsonl"
 
 
-HARNESS_RUN = (sys.executable, "-m", "harness", "run")
-"""`harness run` in a child process, for tests that signal or outlive it."""
-
-
 def _run(args: list[str]) -> int:
     return main(["run", *args])
-
-
-def _wait_for_records(journal: Path, count: int, timeout_s: float = 120) -> None:
-    """Wait until a running harness has journalled `count` request records."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if journal.exists() and journal.read_text().count("\n") >= count:
-            return
-        time.sleep(0.2)
 
 
 def _summary(run_dir: Path) -> dict[str, object]:
@@ -161,29 +148,6 @@ def test_agent_sessions_grow_context(vllm_server: ServerInfo, tmp_path: Path) ->
         assert g["cached_prompt_tokens"].iloc[2] >= 512  # the grown context was reused
 
 
-def _start_run(server: ServerInfo, out: Path, requests: int = 400) -> subprocess.Popen[bytes]:
-    """`harness run` of the Azure trace in a child process, two requests in flight."""
-    return subprocess.Popen(
-        [
-            *HARNESS_RUN,
-            str(AZURE),
-            "--server",
-            server.base_url,
-            "--time-scale",
-            "0",
-            "--max-concurrency",
-            "2",
-            "--max-requests",
-            str(requests),
-            "--out",
-            str(out),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ),
-    )
-
-
 @pytest.mark.integration
 @pytest.mark.parametrize(
     "signals",
@@ -196,9 +160,9 @@ def test_stop_signals_write_what_was_measured(
     """SIGINT, SIGTERM or a second SIGINT mid-run: exit 128 + the first signal, summary and
     requests written, manifest says interrupted, no journal left."""
     out = tmp_path / "interrupted"
-    proc = _start_run(vllm_server, out)
+    proc = start_run(vllm_server, out)
     journal = out / "requests.partial.jsonl"
-    _wait_for_records(journal, 1)
+    wait_for_records(journal, 1)
     time.sleep(1.0)
     for sig in signals:
         proc.send_signal(sig)
@@ -221,8 +185,8 @@ def test_a_killed_run_is_read_back_by_report(
     """SIGKILL mid-run leaves journals only; `harness report` recovers the figures from them
     and says the run was recovered."""
     out = tmp_path / "killed"
-    proc = _start_run(vllm_server, out)
-    _wait_for_records(out / "requests.partial.jsonl", 3)
+    proc = start_run(vllm_server, out)
+    wait_for_records(out / "requests.partial.jsonl", 3)
     proc.kill()
     proc.communicate(timeout=60)
     assert not (out / "summary.json").exists()
@@ -304,7 +268,7 @@ def test_server_dying_mid_run_keeps_results(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        _wait_for_records(out / "requests.partial.jsonl", 5)
+        wait_for_records(out / "requests.partial.jsonl", 5)
     finally:
         server.stop()
     output, _ = proc.communicate(timeout=300)

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,13 +15,13 @@ from typing import Any
 import pandas as pd
 import psutil
 import pytest
+from run_children import start_run, wait_for_records
 
 from harness.cli import main
 from harness.server import ServerInfo
 
 REPO = Path(__file__).resolve().parents[2]
 AZURE = REPO / "workloads" / "traces" / "azure2023_AzureLLMInferenceTrace_conv.csv"
-HARNESS_RUN = (sys.executable, "-m", "harness", "run")
 
 
 def _summary(run_dir: Path) -> dict[str, Any]:
@@ -74,31 +72,6 @@ def test_two_workers_send_the_trace_as_one_does(vllm_server: ServerInfo, tmp_pat
     assert lag_p99[2] <= max(2 * lag_p99[1], lag_p99[1] + 5.0), lag_p99
 
 
-def _start(server: ServerInfo, out: Path) -> subprocess.Popen[bytes]:
-    """A long two-worker run of the Azure trace in a child process."""
-    return subprocess.Popen(
-        [
-            *HARNESS_RUN,
-            str(AZURE),
-            "--server",
-            server.base_url,
-            "--time-scale",
-            "0",
-            "--max-concurrency",
-            "4",
-            "--max-requests",
-            "400",
-            "--workers",
-            "2",
-            "--out",
-            str(out),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ),
-    )
-
-
 def _workers(proc: subprocess.Popen[bytes], timeout_s: float = 120) -> list[psutil.Process]:
     """The run's two load worker processes, once both are up."""
     deadline = time.monotonic() + timeout_s
@@ -114,22 +87,14 @@ def _workers(proc: subprocess.Popen[bytes], timeout_s: float = 120) -> list[psut
     raise AssertionError("the load workers did not start")
 
 
-def _wait_for_records(journal: Path, count: int, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if journal.exists() and journal.read_text().count("\n") >= count:
-            return
-        time.sleep(0.2)
-
-
 @pytest.mark.integration
 def test_a_dead_worker_leaves_its_requests_failed_and_the_rest_go_on(
     vllm_server: ServerInfo, tmp_path: Path
 ) -> None:
     out = tmp_path / "killed-worker"
-    proc = _start(vllm_server, out)
+    proc = start_run(vllm_server, out, "--workers", "2", in_flight=4)
     victim = _workers(proc)[1]
-    _wait_for_records(out / "requests.partial.jsonl", 4)
+    wait_for_records(out / "requests.partial.jsonl", 4)
     victim.kill()
     time.sleep(3.0)  # the other worker goes on meanwhile
     proc.send_signal(signal.SIGINT)
@@ -151,9 +116,9 @@ def test_ctrl_c_stops_every_worker_and_writes_what_was_measured(
     vllm_server: ServerInfo, tmp_path: Path
 ) -> None:
     out = tmp_path / "interrupted"
-    proc = _start(vllm_server, out)
+    proc = start_run(vllm_server, out, "--workers", "2", in_flight=4)
     workers = _workers(proc)
-    _wait_for_records(out / "requests.partial.jsonl", 2)
+    wait_for_records(out / "requests.partial.jsonl", 2)
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=180)
     assert proc.returncode == 130, output.decode()[-2000:]

@@ -1,0 +1,50 @@
+"""`harness run` in a child process, for integration tests that signal it or outlive it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.server import ServerInfo
+
+REPO = Path(__file__).resolve().parents[1]
+AZURE = REPO / "workloads" / "traces" / "azure2023_AzureLLMInferenceTrace_conv.csv"
+HARNESS_RUN = (sys.executable, "-m", "harness", "run")
+
+
+def start_run(
+    server: ServerInfo, out: Path, *extra: str, requests: int = 400, in_flight: int = 2
+) -> subprocess.Popen[bytes]:
+    """A long run of the Azure trace sent at once, `in_flight` requests at a time."""
+    return subprocess.Popen(
+        [
+            *HARNESS_RUN,
+            str(AZURE),
+            "--server",
+            server.base_url,
+            "--time-scale",
+            "0",
+            "--max-concurrency",
+            str(in_flight),
+            "--max-requests",
+            str(requests),
+            "--out",
+            str(out),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ),
+    )
+
+
+def wait_for_records(journal: Path, count: int, timeout_s: float = 120) -> None:
+    """Wait until a running harness has journalled `count` request records."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if journal.exists() and journal.read_text().count("\n") >= count:
+            return
+        time.sleep(0.2)
