@@ -2,8 +2,9 @@
 
 Speaks `/v1/completions` (token-ID prompts, token-exact) and `/v1/chat/completions`.
 Timestamps follow `vllm bench serve`: TTFT at the first chunk carrying generated tokens,
-one ITL per later token chunk, output tokens from the final `usage` chunk. The SSE stream is
-parsed from bulk reads; every event in one read carries that read's arrival time.
+one ITL per later token chunk, output tokens from the final `usage` chunk. Streams go over
+harness.http_stream, which parses SSE from each socket read as it arrives; every event in
+one read carries that read's arrival time. Non-streaming probes use aiohttp.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ import aiohttp
 import orjson
 
 from harness.errors import ServerError
+from harness.http_stream import HttpStreamError, StreamPool
 from harness.records import RequestRecord
 
 Api = Literal["completions", "chat"]
+
+_loads = orjson.loads
 
 REQUEST_ID_HEADER = "X-Harness-Request-Id"
 """Sent with each streaming request: the record's id, so a null server can key its per-chunk
@@ -116,53 +120,109 @@ async def chat_overhead_tokens(opts: ClientOptions, content: Callable[[int], str
     return counts[0]
 
 
+class _Recorder:
+    """The SSE events of one streaming response, written into its record as they arrive."""
+
+    def __init__(self, api: Api, record: RequestRecord) -> None:
+        self.api = api
+        self.record = record
+        self.output_ids: list[int] = []
+        self.have_ids = True  # every token chunk carried its ids
+        self._chunk_ns = record.chunk_ns
+        self._chunk_tokens = record.chunk_tokens
+
+    def on_status(self, status: int) -> None:
+        self.record.http_status = status
+
+    def on_event(self, data: bytes, now_ns: int) -> bool:
+        """One `data:` field and the arrival time of the read that completed it; True at
+        the end of the stream (`[DONE]`, or an error event)."""
+        if data == b"[DONE]":
+            return True
+        record = self.record
+        try:
+            event = _loads(data)
+            choices = event.get("choices")
+            if choices:
+                choice = choices[0]
+                ids = choice.get("token_ids")
+                if type(ids) is list:  # vLLM's return_token_ids: the hot path, inlined
+                    count = len(ids)
+                    for token_id in ids:
+                        if type(token_id) is not int:
+                            raise TypeError(f"token id {token_id!r} is not an integer")
+                else:
+                    count, ids = _chunk_tokens(self.api, choice)
+                if count > 0:
+                    if record.first_token_ns is None:
+                        record.first_token_ns = now_ns
+                    self._chunk_ns.append(now_ns)
+                    self._chunk_tokens.append(count)
+                    record.last_token_ns = now_ns
+                    if ids is None:
+                        self.have_ids = False
+                    else:
+                        self.output_ids.extend(ids)
+            elif "error" in event:
+                record.error = f"server error in stream: {json.dumps(event['error'])[:300]}"
+                return True
+            usage = event.get("usage")
+            if usage:
+                record.prompt_tokens = usage.get("prompt_tokens")
+                record.output_tokens = usage.get("completion_tokens")
+                details = usage.get("prompt_tokens_details") or {}
+                record.cached_prompt_tokens = details.get("cached_tokens")
+        except (TypeError, AttributeError) as err:  # valid JSON of the wrong shape
+            raise ValueError(f"unexpected event {data[:200]!r}: {err}") from None
+        return False
+
+
 class Client:
-    """Sends streaming requests over one shared aiohttp session."""
+    """Sends streaming requests over a pool of keep-alive connections (harness.http_stream).
+
+    Every event of a streamed response carries the arrival time of the socket read that
+    completed it."""
 
     def __init__(self, opts: ClientOptions, now_ns: Callable[[], int]) -> None:
         self.opts = opts
         self._now_ns = now_ns
         path = "/v1/completions" if opts.api == "completions" else "/v1/chat/completions"
         self._url = opts.base_url.rstrip("/") + path
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: StreamPool | None = None
 
     async def __aenter__(self) -> Client:
-        # Pooled connections are dropped after 4 s idle, before uvicorn's 5 s keep-alive
-        # closes them server-side: reusing one the server is closing fails the request.
-        connector = aiohttp.TCPConnector(
-            limit=self.opts.max_connections, keepalive_timeout=4.0, force_close=False
-        )
-        timeout = aiohttp.ClientTimeout(total=self.opts.timeout_s)
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, headers=dict(self.opts.headers)
+        # Pooled connections are dropped after 4 s idle (http_stream.IDLE_S), before
+        # uvicorn's 5 s keep-alive closes them server-side: reusing one the server is
+        # closing fails the request.
+        self._pool = StreamPool(
+            self._url, self.opts.headers, self.opts.max_connections, self._now_ns
         )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     async def send(self, record: RequestRecord, prompt: list[int] | str) -> Completion:
         """Send one request and fill `record` in place; never raises for request failures."""
-        assert self._session is not None, "Client used outside 'async with'"
+        assert self._pool is not None, "Client used outside 'async with'"
         body = _encode(_payload(self.opts, prompt, record.output_tokens_expected))
-        headers = {"Content-Type": "application/json", REQUEST_ID_HEADER: record.request_id}
-        output_ids: list[int] = []
-        have_ids = False
+        recorder = _Recorder(self.opts.api, record)
         record.sent_ns = self._now_ns()
         try:
-            async with self._session.post(self._url, data=body, headers=headers) as resp:
-                record.http_status = resp.status
-                if resp.status != 200:
-                    text = (await resp.text())[:500]
-                    record.error = f"HTTP {resp.status}: {text}"
-                    record.done_ns = self._now_ns()
-                    return Completion(None)
-                have_ids = await self._read_stream(resp.content, record, output_ids)
+            async with asyncio.timeout(self.opts.timeout_s):
+                response = await self._pool.post(
+                    body, ((REQUEST_ID_HEADER, record.request_id),), recorder
+                )
+            if response.status != 200:
+                text = response.body.decode("utf-8", errors="replace")[:500]
+                record.error = f"HTTP {response.status}: {text}"
+                record.done_ns = self._now_ns()
+                return Completion(None)
         except TimeoutError:
             record.error = f"timeout after {self.opts.timeout_s:g} s"
-        except aiohttp.ClientError as err:
+        except HttpStreamError as err:
             record.error = f"{type(err).__name__}: {err}"
         except (ValueError, KeyError) as err:
             record.error = f"malformed stream: {err}"
@@ -173,67 +233,5 @@ class Client:
         record.done_ns = self._now_ns()
         if record.error is None and record.output_tokens is None:
             record.error = "stream ended without a usage chunk"
-        return Completion(output_ids if have_ids and record.error is None else None)
-
-    async def _read_stream(
-        self, content: aiohttp.StreamReader, record: RequestRecord, output_ids: list[int]
-    ) -> bool:
-        """Parse the SSE stream into `record` from bulk reads: one timestamp per read, taken
-        when its bytes reached the client, shared by every event in it. Returns whether every
-        token chunk carried its ids (collected in `output_ids`)."""
-        read = content.readany
-        now_ns = self._now_ns
-        loads = orjson.loads
-        api = self.opts.api
-        chunk_ns = record.chunk_ns
-        chunk_tokens = record.chunk_tokens
-        have_ids = True
-        pending = b""  # an incomplete last line, completed by the next read
-        data = b""
-        try:
-            while True:
-                chunk = await read()
-                now = now_ns()
-                if chunk:
-                    if pending:
-                        chunk = pending + chunk
-                    lines = chunk.splitlines()
-                    last = chunk[-1]
-                    pending = b"" if last == 10 or last == 13 else lines.pop()
-                elif pending:  # end of stream after a line without its newline
-                    lines = [pending]
-                    pending = b""
-                else:
-                    return have_ids
-                for line in lines:
-                    line = line.strip()
-                    if not line.startswith(b"data:"):
-                        continue  # blank line, comment (keep-alive), event:, id:
-                    data = line[5:].lstrip()
-                    if data == b"[DONE]":
-                        return have_ids
-                    event = loads(data)
-                    choices = event.get("choices")
-                    if choices:
-                        count, ids = _chunk_tokens(api, choices[0])
-                        if count > 0:
-                            if record.first_token_ns is None:
-                                record.first_token_ns = now
-                            chunk_ns.append(now)
-                            chunk_tokens.append(count)
-                            record.last_token_ns = now
-                            if ids is None:
-                                have_ids = False
-                            else:
-                                output_ids.extend(ids)
-                    elif "error" in event:
-                        record.error = f"server error in stream: {json.dumps(event['error'])[:300]}"
-                        return have_ids
-                    usage = event.get("usage")
-                    if usage:
-                        record.prompt_tokens = usage.get("prompt_tokens")
-                        record.output_tokens = usage.get("completion_tokens")
-                        details = usage.get("prompt_tokens_details") or {}
-                        record.cached_prompt_tokens = details.get("cached_tokens")
-        except (TypeError, AttributeError) as err:  # valid JSON of the wrong shape
-            raise ValueError(f"unexpected event {data[:200]!r}: {err}") from None
+        ok = recorder.have_ids and record.error is None
+        return Completion(recorder.output_ids if ok else None)

@@ -465,3 +465,113 @@ async def test_json_of_the_wrong_shape_is_malformed(
     completion = await _send(url, record, [1])
     assert record.error is not None and record.error.startswith("malformed stream: ")
     assert record.done_ns is not None and completion.output_ids is None
+
+
+# --- the transport under Client.send -----------------------------------------------------
+
+
+def _peer(request: web.Request) -> int:
+    """The client's port: one per connection."""
+    assert request.transport is not None
+    return int(request.transport.get_extra_info("peername")[1])
+
+
+async def test_requests_share_a_keep_alive_connection(protocol_fixture: ProtocolFixture) -> None:
+    ports: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        ports.append(_peer(request))
+        return await _stream([*_TOKENS[:1], _FINAL, "[DONE]"], gap_s=0.0)(request)
+
+    url = await protocol_fixture(handler)
+    clock = RunClock()
+    async with Client(ClientOptions(base_url=url, model="tiny"), clock.now_ns) as client:
+        records = [_record(output=5, request_id=f"r{i}") for i in range(3)]
+        for record in records:
+            await client.send(record, [1])
+    assert all(r.ok for r in records)
+    assert len(ports) == 3 and len(set(ports)) == 1
+
+
+async def test_content_length_stream(protocol_fixture: ProtocolFixture) -> None:
+    """A whole SSE body sent with a Content-Length instead of chunks."""
+    body = b"".join(_sse(e) for e in [*_TOKENS, _FINAL, "[DONE]"])
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type="text/event-stream")
+
+    url = await protocol_fixture(handler)
+    record = _record(output=5)
+    completion = await _send(url, record, [1])
+    assert record.ok and record.chunk_tokens == [1, 2, 1, 1]
+    assert completion.output_ids == [10, 11, 12, 13, 14]
+
+
+async def test_http_error_text_is_cut(protocol_fixture: ProtocolFixture) -> None:
+    async def busy(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=503, text="overloaded " + "x" * 600)
+
+    url = await protocol_fixture(busy)
+    record = _record()
+    await _send(url, record, [1])
+    assert record.error == "HTTP 503: " + ("overloaded " + "x" * 600)[:500]
+    assert record.http_status == 503
+
+
+async def test_headers_sent(protocol_fixture: ProtocolFixture) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def capture(request: web.Request) -> web.StreamResponse:
+        seen.append(dict(request.headers))
+        return await _stream([_usage(1, 0), "[DONE]"], gap_s=0.0)(request)
+
+    url = await protocol_fixture(capture)
+    await _send(url, _record(), [1], headers=(("Authorization", "Bearer sk-1"),))
+    headers = seen[0]
+    assert headers["Authorization"] == "Bearer sk-1"
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Accept"] == "text/event-stream"
+    assert headers["Host"] == url.removeprefix("http://")
+
+
+async def test_server_closing_mid_stream(protocol_fixture: ProtocolFixture) -> None:
+    async def cut(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(_sse(_TOKENS[0]))
+        await asyncio.sleep(0.02)
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    url = await protocol_fixture(cut)
+    record = _record()
+    completion = await _send(url, record, [1])
+    assert record.error is not None and record.error.startswith("ServerDisconnectedError: ")
+    assert record.http_status == 200 and record.chunk_tokens == [1]
+    assert record.done_ns is not None and completion.output_ids is None
+
+
+async def test_cancelled_stream_is_not_reused(protocol_fixture: ProtocolFixture) -> None:
+    ports: list[int] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        ports.append(_peer(request))
+        gap = 5.0 if len(ports) == 1 else 0.0
+        return await _stream([*_TOKENS[:1], _FINAL, "[DONE]"], gap_s=gap)(request)
+
+    url = await protocol_fixture(handler)
+    clock = RunClock()
+    opts = ClientOptions(base_url=url, model="tiny", max_connections=1)
+    async with Client(opts, clock.now_ns) as client:
+        first = _record(request_id="r0")
+        task = asyncio.create_task(client.send(first, [1]))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        second = _record(output=5, request_id="r1")
+        async with asyncio.timeout(2):  # the one slot was freed
+            await client.send(second, [1])
+    assert first.error == "cancelled" and second.ok
+    assert len(ports) == 2 and ports[0] != ports[1]
