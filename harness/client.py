@@ -4,7 +4,8 @@ Speaks `/v1/completions` (token-ID prompts, token-exact) and `/v1/chat/completio
 Timestamps follow `vllm bench serve`: TTFT at the first chunk carrying generated tokens,
 one ITL per later token chunk, output tokens from the final `usage` chunk. Streams go over
 harness.http_stream, which parses SSE from each socket read as it arrives; every event in
-one read carries that read's arrival time. Non-streaming probes use aiohttp.
+one read carries that read's arrival time; msgspec decodes only the fields of an event the
+record needs. Non-streaming probes use aiohttp.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
+import msgspec
 import orjson
 
 from harness.errors import ServerError
@@ -23,8 +25,6 @@ from harness.http_stream import HttpStreamError, StreamPool
 from harness.records import RequestRecord
 
 Api = Literal["completions", "chat"]
-
-_loads = orjson.loads
 
 REQUEST_ID_HEADER = "X-Harness-Request-Id"
 """Sent with each streaming request: the record's id, so a null server can key its per-chunk
@@ -120,6 +120,32 @@ async def chat_overhead_tokens(opts: ClientOptions, content: Callable[[int], str
     return counts[0]
 
 
+class _Details(msgspec.Struct, gc=False):
+    cached_tokens: int | None = None
+
+
+class _Usage(msgspec.Struct, gc=False):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    prompt_tokens_details: _Details | None = None
+
+
+class _Choice(msgspec.Struct, gc=False):
+    token_ids: list[int] | None = None
+    delta: dict[str, Any] | None = None
+
+
+class _Event(msgspec.Struct, gc=False):
+    """The fields of a stream chunk the record needs; the rest are skipped, not decoded."""
+
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: Any = msgspec.UNSET
+
+
+_decode_event = msgspec.json.Decoder(_Event).decode
+
+
 class _Recorder:
     """The SSE events of one streaming response, written into its record as they arrive."""
 
@@ -141,39 +167,36 @@ class _Recorder:
             return True
         record = self.record
         try:
-            event = _loads(data)
-            choices = event.get("choices")
-            if choices:
-                choice = choices[0]
-                ids = choice.get("token_ids")
-                if type(ids) is list:  # vLLM's return_token_ids: the hot path, inlined
-                    count = len(ids)
-                    for token_id in ids:
-                        if type(token_id) is not int:
-                            raise TypeError(f"token id {token_id!r} is not an integer")
-                else:
-                    count, ids = _chunk_tokens(self.api, choice)
-                if count > 0:
-                    if record.first_token_ns is None:
-                        record.first_token_ns = now_ns
-                    self._chunk_ns.append(now_ns)
-                    self._chunk_tokens.append(count)
-                    record.last_token_ns = now_ns
-                    if ids is None:
-                        self.have_ids = False
-                    else:
-                        self.output_ids.extend(ids)
-            elif "error" in event:
-                record.error = f"server error in stream: {json.dumps(event['error'])[:300]}"
-                return True
-            usage = event.get("usage")
-            if usage:
-                record.prompt_tokens = usage.get("prompt_tokens")
-                record.output_tokens = usage.get("completion_tokens")
-                details = usage.get("prompt_tokens_details") or {}
-                record.cached_prompt_tokens = details.get("cached_tokens")
-        except (TypeError, AttributeError) as err:  # valid JSON of the wrong shape
+            event = _decode_event(data)
+        except msgspec.ValidationError as err:  # valid JSON of the wrong shape
             raise ValueError(f"unexpected event {data[:200]!r}: {err}") from None
+        choices = event.choices
+        if choices:
+            choice = choices[0]
+            ids = choice.token_ids
+            if ids is not None:  # vLLM's return_token_ids: the hot path
+                count = len(ids)
+            else:
+                count, ids = _chunk_tokens(self.api, msgspec.structs.asdict(choice))
+            if count > 0:
+                if record.first_token_ns is None:
+                    record.first_token_ns = now_ns
+                self._chunk_ns.append(now_ns)
+                self._chunk_tokens.append(count)
+                record.last_token_ns = now_ns
+                if ids is None:
+                    self.have_ids = False
+                else:
+                    self.output_ids.extend(ids)
+        elif event.error is not msgspec.UNSET:
+            record.error = f"server error in stream: {json.dumps(event.error)[:300]}"
+            return True
+        usage = event.usage
+        if usage is not None:
+            record.prompt_tokens = usage.prompt_tokens
+            record.output_tokens = usage.completion_tokens
+            details = usage.prompt_tokens_details
+            record.cached_prompt_tokens = None if details is None else details.cached_tokens
         return False
 
 

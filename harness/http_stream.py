@@ -262,14 +262,15 @@ class _Connection(asyncio.Protocol):
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        if not self._complete:
-            if self._until_eof and self._status:  # a body delimited by the connection's end
-                self.on_message_complete()
-            elif exc is None:
+        try:
+            if not self._complete and self._until_eof and self._status:
+                self.on_message_complete()  # a body delimited by the connection's end
+        finally:  # a request not finished by now fails (a no-op for one that is)
+            if exc is None:
                 self._fail(ServerDisconnectedError("Server disconnected"))
             else:
                 self._fail(ClientOSError(str(exc) or type(exc).__name__))
-        self._pool._lost(self)
+            self._pool._lost(self)
 
     # --- httptools callbacks ------------------------------------------------------------
 
@@ -304,11 +305,11 @@ class _Connection(asyncio.Protocol):
         on_event = self._on_event
         now = self._now
         if (  # the usual piece, one whole event `data: ...\n\n`: what the loop below would do
-            not self._pending
-            and body.startswith(b"data:")
-            and body.find(b"\n") == len(body) - 2
-            and body.endswith(b"\n")
-            and b"\r" not in body
+            body[-2:] == b"\n\n"  # (operators: bytes methods cost more here)
+            and not self._pending
+            and 13 not in body  # no CR
+            and body[:5] == b"data:"
+            and 10 not in body[:-2]
         ):
             try:
                 if on_event(body[5:-2].strip(), now):

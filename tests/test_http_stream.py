@@ -213,6 +213,19 @@ async def test_chunked_body_events_and_request_bytes(raw_server: Start) -> None:
     assert headers[b"Content-Length"] == b"18" and body == b'{"prompt": [1, 2]}'
 
 
+async def test_pieces_of_one_byte(raw_server: Start) -> None:
+    """Every byte its own HTTP chunk, and a lone blank line: the same events."""
+    server = await raw_server(chunked_answer(*(SSE[i : i + 1] for i in range(len(SSE)))))
+    p = pool(server.url())
+    sink = Sink()
+    assert (await post(p, sink)).status == 200
+    server.respond = chunked_answer(SSE[:15], SSE[15:16], b"\n\n", SSE[16:])
+    sink2 = Sink()
+    assert (await post(p, sink2)).status == 200
+    await p.close()
+    assert sink.data == EVENTS and sink2.data == EVENTS
+
+
 async def test_content_length_body(raw_server: Start) -> None:
     async def respond(writer: Writer, index: int) -> bool:
         writer.write(head("200 OK", f"Content-Length: {len(SSE)}") + SSE)
