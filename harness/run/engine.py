@@ -35,7 +35,7 @@ from harness.run.prepare import (
 )
 from harness.run.stop_signals import StopRequested, StopSignals, stop_signals
 from harness.run.telemetry import RunTelemetry
-from harness.run.workers import choose_workers
+from harness.run.worker_count import choose_workers
 from harness.server import ServerInfo
 from harness.summary import ClientHealth, Summary, Workers
 from harness.telemetry.cpu import host_inventory

@@ -22,8 +22,8 @@ from harness.replay import MAX_SESSION_ERRORS, ReplayOutcome
 from harness.results import RunWriter
 from harness.run.load import LoadPlan
 from harness.run.stop_signals import StopSignals
+from harness.run.worker_count import share
 from harness.run.worker_process import Shared, WorkerSpec, worker_main
-from harness.run.workers import share
 from harness.tools.workers import tool_workers
 
 READY_TIMEOUT_S = 180.0

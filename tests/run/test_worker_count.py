@@ -10,12 +10,12 @@ import pytest
 from harness.client import ClientOptions
 from harness.errors import ConfigError
 from harness.replay import ReplayOptions, ReplayOutcome
-from harness.run import workers as workers_mod
+from harness.run import worker_count as workers_mod
 from harness.run.load import LoadPlan
 from harness.run.plan import RunPlan
 from harness.run.pool import merge_outcomes
+from harness.run.worker_count import WORKER_TOK_S, choose_workers, expected_tok_s, share
 from harness.run.worker_process import SharedTickets, WorkerSpec
-from harness.run.workers import WORKER_TOK_S, choose_workers, expected_tok_s, share
 from harness.workload.spec import SourceSpec, WorkloadSpec
 
 COUNTED = {"sessions": 100, "requests": 100, "output_tokens": 25_600, "start_span_ms": 10_000}
