@@ -95,11 +95,21 @@ def _join(where: str, key: object) -> str:
     return f"{where}.{key}" if where else str(key)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable_key(key: str) -> str:
+    """A key as it can stand in a one-line message: control characters and line breaks
+    escaped (`\\n`, `\\x1b`), every other character as it is."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], key)
+
+
 def dotted(loc: tuple[int | str, ...], prefix: str = "") -> str:
-    """A pydantic error location as a dotted key ("demand.tokens_per_day", "values.2")."""
+    """A pydantic error location as a dotted key ("demand.tokens_per_day", "values.2"),
+    printable on one line."""
     parts = [prefix] if prefix else []
     parts.extend(str(p) for p in loc)
-    return ".".join(parts) if parts else "(top level)"
+    return printable_key(".".join(parts)) if parts else "(top level)"
 
 
 def error_lines(err: ValidationError, prefix: str = "") -> list[str]:
@@ -149,7 +159,7 @@ def _checked(path: Path, data: Any, kind: str) -> Any:
     """Parsed content without a string that is not Unicode text."""
     where = lone_surrogate(data)
     if where is not None:
-        shown = where.encode("utf-8", "backslashreplace").decode()
+        shown = printable_key(where.encode("utf-8", "backslashreplace").decode())
         key = f"key '{shown}'" if where else "the document"
         raise ConfigError(
             f"{path}: invalid {kind}: {key} holds a lone surrogate escape (\\ud800-\\udfff), "

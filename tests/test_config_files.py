@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.config_files import read_json, read_yaml, validate
 from harness.errors import ConfigError
+from harness.workload.spec import load_workload
 
 
 class _Inner(BaseModel):
@@ -111,3 +112,17 @@ def test_an_empty_key_is_named_as_such(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         validate(_Outer, {"inner": {"rate": 1}, "": 2}, tmp_path / "s.yaml")
     assert str(err.value).endswith("unknown key ''")
+
+
+def test_a_key_with_control_characters_stays_on_one_line(tmp_path: Path) -> None:
+    """A key holding a line break or an escape code is shown escaped, so every line of the
+    error still names the file."""
+    from harness.config_files import printable_key
+
+    assert printable_key("a\nb\r\x1bc é") == "a\\nb\\r\\x1bc é"
+    path = tmp_path / "w.yaml"
+    path.write_text('name: x\nsource:\n  synthetic: chatbot\n"bad\\nkey": 1\n')
+    with pytest.raises(ConfigError) as err:
+        load_workload(path)
+    assert all(line.startswith(str(path)) for line in str(err.value).splitlines())
+    assert "bad\\nkey" in str(err.value)

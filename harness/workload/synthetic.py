@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.config_files import Count, FiniteFloat
+from harness.config_files import Count, FiniteFloat, printable_key
 from harness.errors import ConfigError
 from harness.units import MS_PER_S
 from harness.workload.limits import (
@@ -156,7 +156,7 @@ def _validate(kind: str, model: type[P], params: dict[str, Any], key_prefix: str
         return model.model_validate(params)
     except ValidationError as err:
         first = err.errors()[0]
-        key = key_prefix + ".".join(str(part) for part in first["loc"]) or "(params)"
+        key = printable_key(key_prefix + ".".join(str(part) for part in first["loc"])) or "(params)"
         if first["type"] == "extra_forbidden":
             raise ConfigError(f"synthetic '{kind}': unknown key '{key}'") from None
         message = str(first["msg"]).removeprefix("Value error, ")
