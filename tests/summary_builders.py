@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ResultsError
+from harness.records import RequestRecord
 from harness.results import SUMMARY_FILE
 from harness.summary import SCHEMA_VERSION, Summary, read_summary_file
+
+MS = 1_000_000
 
 INVALID_ON_PURPOSE = "invalid-on-purpose"
 """A folder whose name holds this keeps summaries a test broke on purpose: not checked."""
@@ -233,3 +236,28 @@ def misfit_summaries(root: Path) -> list[str]:
         except ResultsError as err:
             errors.append(str(err))
     return errors
+
+
+def request_record(i: int, ok: bool = True, sessions: int | None = None) -> RequestRecord:
+    """Request `i` of a small run: 10 prompt and 3 output tokens over 4 ms, 10 ms apart; one
+    session each, or steps of `sessions` sessions dealt round robin; a failure is an HTTP 500."""
+    base = 10 * MS * i
+    return RequestRecord(
+        request_id=f"r{i}",
+        session_id=f"s{i if sessions is None else i % sessions}",
+        step_index=0 if sessions is None else i // sessions,
+        api="completions",
+        prompt_tokens_expected=10,
+        output_tokens_expected=3,
+        scheduled_ns=base,
+        sent_ns=base,
+        first_token_ns=base + 2 * MS,
+        last_token_ns=base + 4 * MS,
+        done_ns=base + 4 * MS,
+        chunk_ns=[base + 2 * MS, base + 3 * MS, base + 4 * MS],
+        chunk_tokens=[1, 1, 1],
+        prompt_tokens=10,
+        output_tokens=3,
+        http_status=200 if ok else 500,
+        error=None if ok else "http 500",
+    )

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from summary_builders import (
     energy_block,
     misfit_summaries,
+    request_record,
     split_block,
     stats,
     summary,
@@ -47,26 +48,7 @@ S = 1_000_000_000
 
 
 def _record(i: int, ok: bool = True) -> RequestRecord:
-    base = 10 * MS * i
-    return RequestRecord(
-        request_id=f"r{i}",
-        session_id=f"s{i % 2}",
-        step_index=i // 2,
-        api="completions",
-        prompt_tokens_expected=10,
-        output_tokens_expected=3,
-        scheduled_ns=base,
-        sent_ns=base,
-        first_token_ns=base + 2 * MS,
-        last_token_ns=base + 4 * MS,
-        done_ns=base + 4 * MS,
-        chunk_ns=[base + 2 * MS, base + 3 * MS, base + 4 * MS],
-        chunk_tokens=[1, 1, 1],
-        prompt_tokens=10,
-        output_tokens=3,
-        http_status=200 if ok else 500,
-        error=None if ok else "http 500",
-    )
+    return request_record(i, ok, sessions=2)
 
 
 def _produced() -> dict[str, Any]:
