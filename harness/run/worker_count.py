@@ -91,8 +91,8 @@ def choose_workers(
     used = max(1, min(wanted, free, most))
     local = "; the server shares this host" if server_local else ""
     reason = (
-        f"auto: ~{rate:,.0f} tok/s expected ({how}), {WORKER_TOK_S:,} tok/s per worker; "
-        f"{free} cores free ({why}{local})"
+        f"auto: ~{rate:,.0f} tok/s expected ({how}) at {WORKER_TOK_S:,} tok/s per worker; "
+        f"{free} {'core' if free == 1 else 'cores'} free ({why}{local})"
     )
     if used < wanted:
         reason += f"; {wanted} wanted, capped at {used}"
