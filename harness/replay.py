@@ -380,7 +380,7 @@ class Replayer:
             assert self._opts.max_model_len is not None
             if self._opts.overlength == "skip":
                 # Context only grows, so every later step of the session is too long as well.
-                self.outcome.requests_skipped_overlength += len(session.steps) - index
+                self.outcome.requests_skipped_overlength += planned.requests - index
                 return None
             clip_to, output_len = clipped_lengths(
                 expected_prompt, output_len, self._opts.max_model_len

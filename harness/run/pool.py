@@ -7,12 +7,12 @@ and what they measured is written."""
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
-import queue
+import signal
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
@@ -45,15 +45,12 @@ class WorkerPool:
         self._writer = writer
         ctx = mp.get_context("spawn")  # no fork of a parent with threads (telemetry, rich)
         self._shared = Shared(
-            messages=ctx.Queue(),
-            go=ctx.Event(),
-            stop=ctx.Event(),
-            start_ns=ctx.Value("q", 0),
-            tickets=ctx.Value("q", 0),
+            start_ns=ctx.RawValue("q", 0), stop=ctx.RawValue("b", 0), tickets=ctx.Value("q", 0)
         )
         opts = load.replay
         spec = load.plan.spec
         total_tools = tool_workers(spec.tools.workers)[0] if spec.tools.mode == "execute" else None
+        slots = opts.concurrency if opts.pattern == "closed" else opts.max_concurrency
         self._specs = [
             WorkerSpec(
                 load=load,
@@ -63,20 +60,29 @@ class WorkerPool:
                 max_concurrency=(
                     share(opts.max_concurrency, count, k) if opts.max_concurrency else None
                 ),
-                slots=opts.concurrency if opts.pattern == "closed" else None,
+                slots=slots,
                 tool_workers=max(1, total_tools // count) if total_tools else None,
                 parent_pid=os.getpid(),
             )
             for k in range(count)
         ]
+        pipes = [ctx.Pipe(duplex=False) for _ in range(count)]
+        self._conns: list[Connection | None] = [reader for reader, _ in pipes]
+        self._writers: list[Connection] = [writer_end for _, writer_end in pipes]
         self._procs: list[SpawnProcess] = [
-            ctx.Process(target=worker_main, args=(s, self._shared), name=f"harness-load-{s.index}")
+            ctx.Process(
+                target=worker_main,
+                args=(s, self._shared, self._writers[s.index]),
+                name=f"harness-load-{s.index}",
+            )
             for s in self._specs
         ]
         self._in_flight: list[dict[str, tuple[Any, ...]]] = [{} for _ in range(count)]
         self._outcomes: list[ReplayOutcome | None] = [None] * count
         self._seen: list[ReplayOutcome] = [ReplayOutcome() for _ in range(count)]
         self._ended: list[bool] = [False] * count
+        self._ready: set[int] = set()
+        self._stop_asked = False
         self.health: list[dict[str, Any]] = []
         self.worker_errors: list[str] = []
         self._done: Callable[[bool], None] = lambda ok: None
@@ -90,25 +96,25 @@ class WorkerPool:
     def start(self) -> None:
         """Start the workers and wait until each is ready to send (before the idle baseline,
         so their start-up is not in it)."""
-        for proc in self._procs:
-            proc.start()
-        ready: set[int] = set()
+        # A terminal's Ctrl-C goes to the whole group: workers start with it blocked and
+        # ignore it before they unblock it (the parent stops them itself).
+        stops = {signal.SIGINT, signal.SIGTERM}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            for proc in self._procs:
+                proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for writer_end in self._writers:
+            writer_end.close()  # the worker's copy is the only one: its exit is an EOF here
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while len(ready) + sum(self._ended) < self.count:
-            try:
-                msg = self._shared.messages.get(timeout=0.2)
-            except queue.Empty:
-                self._reap()
-                if time.monotonic() > deadline:
-                    raise HarnessError(
-                        f"load workers not ready after {READY_TIMEOUT_S:g} s"
-                    ) from None
-                continue
-            if msg[0] == "ready":
-                ready.add(msg[1])
-            else:
-                self._handle(msg)
-        if not ready:
+        while not all(k in self._ready or self._ended[k] for k in range(self.count)):
+            self._pump(0.2)
+            if time.monotonic() > deadline:
+                raise HarnessError(f"load workers not ready after {READY_TIMEOUT_S:g} s")
+        if not self._ready - {
+            k for k in range(self.count) if self._ended[k] and k not in self._ready
+        }:
             raise HarnessError("no load worker started: " + "; ".join(self.worker_errors))
 
     def run(self, done: Callable[[bool], None], signals: StopSignals) -> ReplayOutcome:
@@ -116,43 +122,69 @@ class WorkerPool:
         self._done = done
         clock = self.load.clock()
         self._shared.start_ns.value = clock.now_ns() + START_DELAY_NS
-        self._shared.go.set()
         stop_at: float | None = None
         with signals.replay(self.stop):
             while not all(self._ended):
-                if stop_at is None and self._shared.stop.is_set():
+                if self._stop_asked and not self._shared.stop.value:
+                    self._shared.stop.value = 1
+                if stop_at is None and self._stop_asked:
                     stop_at = time.monotonic() + STOP_GRACE_S
                 if stop_at is not None and time.monotonic() > stop_at:
                     self._kill("did not stop within the grace period after a stop")
-                try:
-                    msg = self._shared.messages.get(timeout=0.1)
-                except queue.Empty:
-                    self._reap()
-                    continue
-                self._handle(msg)
+                self._pump(0.1)
         for proc in self._procs:
             proc.join(timeout=5)
         return self.outcome
 
     def stop(self) -> None:
-        """Tell every worker to stop now (called from the stop-signal handler)."""
-        self._shared.stop.set()
-        self._shared.go.set()
+        """Ask every worker to stop (from the stop-signal handler: it only sets a flag)."""
+        self._stop_asked = True
 
     def close(self) -> None:
         """Make sure no worker outlives the run."""
-        self._shared.stop.set()
-        self._shared.go.set()
+        self._shared.stop.value = 1
         for proc in self._procs:
+            if proc.pid is None:
+                continue
             if proc.is_alive():
                 proc.join(timeout=2)
             if proc.is_alive():
                 proc.kill()
                 proc.join(timeout=2)
+        for conn in self._conns:
+            if conn is not None:
+                conn.close()
+
+    def _pump(self, timeout_s: float) -> None:
+        """Handle what the workers sent within `timeout_s`; a pipe at its end (the worker
+        exited, or died mid-message) ends that worker."""
+        live = [c for c in self._conns if c is not None]
+        if not live:
+            return
+        for conn in wait(live, timeout=timeout_s):
+            assert isinstance(conn, Connection)
+            k = self._conns.index(conn)
+            self._read(k, conn)
+
+    def _read(self, k: int, conn: Connection) -> None:
+        """One message from worker k, or its end."""
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            self._conns[k] = None
+            conn.close()
+            if not self._ended[k]:
+                proc = self._procs[k]
+                proc.join(timeout=5)
+                self._worker_failed(k, f"load worker {k} exited with code {proc.exitcode}")
+            return
+        self._handle(msg)
 
     def _handle(self, msg: tuple[Any, ...]) -> None:
         kind, k = msg[0], msg[1]
-        if kind == "start":
+        if kind == "ready":
+            self._ready.add(k)
+        elif kind == "start":
             notice = msg[2]
             self._in_flight[k][notice[0]] = notice
         elif kind == "batch":
@@ -185,25 +217,19 @@ class WorkerPool:
         self._ended[k] = True
         self._in_flight[k].clear()
 
-    def _reap(self) -> None:
-        """Workers that exited without saying how they ended (killed, crashed hard)."""
-        for k, proc in enumerate(self._procs):
-            if self._ended[k] or proc.exitcode is None:
-                continue
-            self._drain()  # what it sent before it exited is in the queue
-            if not self._ended[k]:
-                self._worker_failed(k, f"load worker {k} exited with code {proc.exitcode}")
-
-    def _drain(self) -> None:
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self._handle(self._shared.messages.get_nowait())
-
     def _kill(self, why: str) -> None:
         for k, proc in enumerate(self._procs):
             if not self._ended[k] and proc.is_alive():
                 proc.kill()
                 proc.join(timeout=5)
+                conn, self._conns[k] = self._conns[k], None
+                while conn is not None:  # what it sent before it was killed is the run's
+                    try:
+                        msg = conn.recv()
+                    except (EOFError, OSError):
+                        conn.close()
+                        break
+                    self._handle(msg)
                 self._worker_failed(k, f"load worker {k} {why}")
 
     def _worker_failed(self, k: int, reason: str) -> None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import queue
 import signal
+import threading
+import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from multiprocessing.queues import Queue
+from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Event
 from typing import Any
 
 from harness.client import Client
@@ -49,7 +52,8 @@ class WorkerSpec:
     max_concurrency: int | None
     """Its share of the run's cap on requests in flight."""
     slots: int | None
-    """The run's closed-loop concurrency: sessions are dealt out slot by slot."""
+    """The run's slots (closed-loop concurrency, else the in-flight cap): sessions are dealt
+    out slot by slot, so each worker's share of sessions matches its share of slots."""
     tool_workers: int | None
     parent_pid: int
 
@@ -62,13 +66,43 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class Shared:
-    """What every worker of a run shares with the parent."""
+    """What every worker of a run shares with the parent. The start instant and the stop
+    flag are lock-free values: a process killed while reading them holds no lock, and the
+    parent's stop-signal handler takes none."""
 
-    messages: Queue[tuple[Any, ...]]
-    go: Event
-    stop: Event
-    start_ns: Synchronized[int]
+    start_ns: Any
+    """The run clock's start instant; 0 until the parent releases the workers."""
+    stop: Any
+    """Non-zero once the parent says stop."""
     tickets: Synchronized[int]
+
+
+class Outbox:
+    """A worker's messages to the parent over its own pipe, sent by a thread so the event
+    loop never blocks on a full pipe; a parent that is gone ends the sending, not the worker."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._send_all, daemon=True)
+        self._thread.start()
+
+    def put(self, message: tuple[Any, ...]) -> None:
+        """Queue one message (never blocks)."""
+        self._queue.put(message)
+
+    def _send_all(self) -> None:
+        while (message := self._queue.get()) is not None:
+            try:
+                self._conn.send(message)
+            except OSError:  # the parent is gone: nobody to tell
+                return
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Send what is queued, then close the pipe."""
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        self._conn.close()
 
 
 class SharedTickets:
@@ -104,31 +138,33 @@ def start_notice(record: RequestRecord, now_ns: int) -> tuple[Any, ...]:
     )
 
 
-def worker_main(spec: WorkerSpec, shared: Shared) -> None:
+def worker_main(spec: WorkerSpec, shared: Shared, conn: Connection) -> None:
     """Entry point of a worker process."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
-    messages = shared.messages
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    messages = Outbox(conn)
     try:
-        _work(spec, shared)
-    except BaseException as err:  # the parent records it; the worker's own output is lost
+        _work(spec, shared, messages)
+    except BaseException as err:  # the parent records it
         detail = traceback.format_exc(limit=3).strip().splitlines()[-1]
         messages.put(("failed", spec.index, f"{error_text(err)} ({detail})"))
         messages.close()
-        messages.join_thread()
         os._exit(1)
     messages.close()
-    messages.join_thread()
 
 
-def _work(spec: WorkerSpec, shared: Shared) -> None:
+def _parent_gone(spec: WorkerSpec) -> bool:
+    return os.getppid() != spec.parent_pid
+
+
+def _work(spec: WorkerSpec, shared: Shared, messages: Outbox) -> None:
     load = spec.load
     clock = load.clock()
     space = open_token_space(load.tokenizer, load.client.api)
     records: list[RequestRecord] = []
     steps: list[StepRecord] = []
     tools_done: list[ToolRecord] = []
-    messages = shared.messages
 
     def flush() -> None:
         if records or steps or tools_done:
@@ -174,9 +210,10 @@ def _work(spec: WorkerSpec, shared: Shared) -> None:
         try:
             async with client:
                 messages.put(("ready", spec.index))
-                while not shared.go.wait(0.05):  # before the clock matters: blocking is fine
-                    if shared.stop.is_set():
+                while not shared.start_ns.value:  # before the clock matters: blocking is fine
+                    if shared.stop.value or _parent_gone(spec):
                         return replayer.outcome
+                    time.sleep(0.001)
                 monitor.start()
                 task = asyncio.ensure_future(
                     replayer.run(sessions(load.plan, space), start_ns=int(shared.start_ns.value))
@@ -193,8 +230,10 @@ def _work(spec: WorkerSpec, shared: Shared) -> None:
 
     gc.collect()
     gc.freeze()
-    outcome = run_loop(main())
-    flush()
+    try:
+        outcome = run_loop(main())
+    finally:
+        flush()  # what finished is the parent's, however the loop ended
     messages.put(("done", spec.index, outcome, monitor.health(spec.index).to_dict()))
 
 
@@ -203,7 +242,7 @@ async def _watch(
     shared: Shared,
     replayer: Replayer,
     task: asyncio.Future[ReplayOutcome],
-    flush: Any,
+    flush: Callable[[], None],
 ) -> None:
     """Flush records every FLUSH_S; stop the replay when the parent says so or is gone."""
     ticks_per_watch = max(1, round(WATCH_S / FLUSH_S))
@@ -214,11 +253,11 @@ async def _watch(
         tick += 1
         if tick % ticks_per_watch:
             continue
-        if shared.stop.is_set():
+        if shared.stop.value:
             replayer.interrupt("interrupted by a stop signal")
             task.cancel()
             return
-        if os.getppid() != spec.parent_pid:
+        if _parent_gone(spec):
             replayer.interrupt("the run's parent process exited")
             task.cancel()
             return
