@@ -141,6 +141,17 @@ class ReplayOutcome:
     session_errors: list[str] = field(default_factory=list)
     """The first MAX_SESSION_ERRORS errors that ended a session (the harness's own failures)."""
 
+    def count_record(self, record: RequestRecord) -> None:
+        """Count a recorded request: sent (with the first send and last completion) or not."""
+        if record.sent_ns is None:
+            self.requests_not_sent += 1
+            return
+        self.requests_sent += 1
+        first = self.first_send_ns
+        self.first_send_ns = record.sent_ns if first is None else min(first, record.sent_ns)
+        if record.done_ns is not None:
+            self.last_done_ns = max(self.last_done_ns or 0, record.done_ns)
+
     def note_session_error(self, session_id: str, err: BaseException) -> None:
         """Count a session ended by an error of the harness, keeping the first few messages."""
         self.sessions_failed += 1
@@ -347,16 +358,6 @@ class Replayer:
         elif record.error is None:
             self._unreachable_in_a_row = 0
 
-    def _count_sent(self, record: RequestRecord) -> None:
-        if record.sent_ns is None:
-            self.outcome.requests_not_sent += 1
-            return
-        self.outcome.requests_sent += 1
-        first = self.outcome.first_send_ns
-        self.outcome.first_send_ns = record.sent_ns if first is None else min(first, record.sent_ns)
-        if record.done_ns is not None:
-            self.outcome.last_done_ns = max(self.outcome.last_done_ns or 0, record.done_ns)
-
     async def _step(
         self,
         planned: PlannedSession,
@@ -429,7 +430,7 @@ class Replayer:
             # Only requests that were sent (or that the harness failed) are records; one still
             # queued when the run stopped or was cancelled never reached the server.
             if record.sent_ns is not None or harness_error is not None:
-                self._count_sent(record)
+                self.outcome.count_record(record)
                 self._on_record(record)
         if harness_error is not None:
             raise harness_error

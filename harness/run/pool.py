@@ -264,15 +264,8 @@ def _failed_record(notice: tuple[Any, ...], reason: str) -> RequestRecord:
 
 def _count(outcome: ReplayOutcome, record: RequestRecord) -> None:
     """What the parent can count of a worker from its records alone."""
-    if record.sent_ns is None:
-        outcome.requests_not_sent += 1
-        return
-    outcome.requests_sent += 1
-    first = outcome.first_send_ns
-    outcome.first_send_ns = record.sent_ns if first is None else min(first, record.sent_ns)
-    if record.done_ns is not None:
-        outcome.last_done_ns = max(outcome.last_done_ns or 0, record.done_ns)
-    if record.step_index == 0:
+    outcome.count_record(record)
+    if record.sent_ns is not None and record.step_index == 0:
         outcome.sessions_started += 1
 
 
