@@ -51,11 +51,12 @@ def _azure30(server: ServerInfo, out: Path, workers: int) -> int:
 def test_two_workers_send_the_trace_as_one_does(vllm_server: ServerInfo, tmp_path: Path) -> None:
     """The first 30 Azure requests at their recorded times: with two workers the token totals
     equal the trace's sums, every request matches the one-worker run's (id, session,
-    lengths), and the send lag stays within what one worker achieves."""
+    lengths) and is due at the same offset from the run's start: the arrivals are decided in
+    one place. (How late they leave is timing, left to a benchmark: a loaded CI host is no
+    measure of it.)"""
     with AZURE.open() as f:
         rows = list(csv.DictReader(f))[:30]
     runs: dict[int, pd.DataFrame] = {}
-    lag_p99: dict[int, float] = {}
     for workers in (1, 2):
         out = tmp_path / f"w{workers}"
         assert _azure30(vllm_server, out, workers) == 0
@@ -64,12 +65,14 @@ def test_two_workers_send_the_trace_as_one_does(vllm_server: ServerInfo, tmp_pat
         assert summary["output_tokens"] == sum(int(r["GeneratedTokens"]) for r in rows)
         assert summary["workers"]["used"] == workers
         assert len(summary["client"]["workers"]) == workers
-        lag_p99[workers] = summary["send_lag_ms"]["p99"]
-        runs[workers] = pd.read_parquet(out / "requests.parquet").sort_values("request_id")
-    cols = ["request_id", "session_id", "step_index", "prompt_tokens", "output_tokens"]
+        assert summary["send_lag_ms"]["p99"] is not None
+        frame = pd.read_parquet(out / "requests.parquet").sort_values("request_id")
+        frame["due_ns"] = frame["scheduled_ns"] - frame["scheduled_ns"].min()
+        runs[workers] = frame
+    cols = ["request_id", "session_id", "step_index", "prompt_tokens", "output_tokens", "due_ns"]
     one, two = (runs[w][cols].reset_index(drop=True) for w in (1, 2))
     pd.testing.assert_frame_equal(one, two)
-    assert lag_p99[2] <= max(2 * lag_p99[1], lag_p99[1] + 5.0), lag_p99
+    assert one["due_ns"].nunique() > 1  # the trace's spacing, not one burst
 
 
 def _workers(proc: subprocess.Popen[bytes], timeout_s: float = 120) -> list[psutil.Process]:
