@@ -15,6 +15,8 @@ client's own, measured against a null server, never an inference server's:
 3. Client-added latency p50/p99 at several token rates: each chunk's receipt time minus the
    server's send stamp for it; and each client's own TTFT and ITL p99 against the set ones.
 4. Throughput with 1, 2, … workers (`harness run --workers N`) against N × one worker's.
+5. The send lag (how late requests leave against the trace's times) of the shared Azure
+   trace's first requests at time scale 1, with one worker and with two.
 
     .venv/bin/python scripts/bench_client.py --json bench-client.json
     .venv/bin/python scripts/bench_client.py --quick
@@ -65,6 +67,10 @@ CPU_SERVER = (5.0, 1.0)
 for up to 64k tok/s, token by token, as a busy GPU server sends them."""
 LATENCY_SERVER = (50.0, 10.0)
 PEAK_SERVER = (0.0, 0.0)
+TRACE = ROOT / "workloads" / "traces" / "azure2023_AzureLLMInferenceTrace_conv.csv"
+TRACE_SERVER = (20.0, 1.0)
+TRACE_WORKERS = 2
+TARGET_SEND_LAG_SLACK_MS = 1.0
 
 TARGET_CPU_RATIO = 1 / 3
 TARGET_ADDED_P99_MS = 1.0
@@ -86,10 +92,11 @@ class Sizes:
     rate_seconds: float
     scaling_requests_per_worker: int
     scaling_streams_per_worker: int
+    trace_requests: int
 
 
-DEFAULT_SIZES = Sizes((200, 1000), (64, 128, 256), 1000, (5000, 10000, 20000), 8.0, 800, 128)
-QUICK_SIZES = Sizes((40, 160), (64, 128), 300, (5000, 20000), 4.0, 200, 128)
+DEFAULT_SIZES = Sizes((200, 1000), (64, 128, 256), 1000, (5000, 10000, 20000), 8.0, 800, 128, 300)
+QUICK_SIZES = Sizes((40, 160), (64, 128), 300, (5000, 20000), 4.0, 200, 128, 40)
 
 
 # --- pure helpers -------------------------------------------------------------------------
@@ -410,6 +417,9 @@ class ClientRun:
     client_health: dict[str, Any] | None = None
     """The harness summary's own `client` block (event-loop lag, worker CPU), where it has one."""
     client_bound: bool | None = None
+    send_lag_p50_ms: float | None = None
+    send_lag_p99_ms: float | None = None
+    """How late requests left against their due times (the harness summary's send_lag_ms)."""
     receipts: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def public(self) -> dict[str, Any]:
@@ -476,29 +486,34 @@ class Bench:
         requests: int,
         arrival: dict[str, Any],
         workers: int | None = None,
+        trace: tuple[Path, int] | None = None,
     ) -> ClientRun:
-        """`harness run` of a synthetic random workload: 128-token prompts, 256 outputs."""
+        """`harness run` of a synthetic random workload (128-token prompts, 256 outputs), or
+        of the first requests of a trace at its recorded times (`trace`: file, count)."""
         run = ClientRun("harness", label)
         folder = self._dir("harness")
         workload = folder / "workload.yaml"
-        workload.write_text(
-            json.dumps(
-                {
-                    "name": "bench-client",
-                    "description": f"{LABEL}: client self-check",
-                    "source": {
-                        "synthetic": "random",
-                        "params": {
-                            "requests": requests,
-                            "input_tokens": PROMPT_TOKENS,
-                            "output_tokens": OUTPUT_TOKENS,
-                            "range_ratio": 0.0,
+        if trace is not None:
+            workload = trace[0]
+        else:
+            workload.write_text(
+                json.dumps(
+                    {
+                        "name": "bench-client",
+                        "description": f"{LABEL}: client self-check",
+                        "source": {
+                            "synthetic": "random",
+                            "params": {
+                                "requests": requests,
+                                "input_tokens": PROMPT_TOKENS,
+                                "output_tokens": OUTPUT_TOKENS,
+                                "range_ratio": 0.0,
+                            },
                         },
-                    },
-                    "arrival": arrival,
-                }
+                        "arrival": arrival,
+                    }
+                )
             )
-        )
         out = folder / "run"
         cmd = [str(self.harness), "run", str(workload), "--server", server.url]
         cmd += ["--tokenizer", str(self.args.tokenizer), "--out", str(out), "--overwrite"]
@@ -506,6 +521,8 @@ class Bench:
             cmd += ["--idle-baseline", "0"]
         if workers is not None and self.workers_supported:
             cmd += ["--workers", str(workers)]
+        if trace is not None:
+            cmd += ["--max-requests", str(trace[1]), "--time-scale", "1"]
         server_before, busy_before = server.cpu_s(), machine_busy_s()
         proc = run_pinned(cmd, self.client_cores, folder / "harness.log", self.args.timeout_s)
         server_cpu = server.cpu_s() - server_before
@@ -527,6 +544,10 @@ class Bench:
         if not ok.empty:
             run.first_send_ns = int(ok["sent_ns"].min())
             run.last_send_ns = int(ok["sent_ns"].max())
+        send_lag = summary.get("send_lag_ms")
+        if isinstance(send_lag, dict):
+            run.send_lag_p50_ms = send_lag.get("p50")
+            run.send_lag_p99_ms = send_lag.get("p99")
         health = summary.get("client")
         if isinstance(health, dict):
             run.client_health = health
@@ -801,6 +822,32 @@ def part_scaling(bench: Bench, sizes: Sizes) -> dict[str, Any]:
     return out
 
 
+def part_trace(bench: Bench, sizes: Sizes) -> dict[str, Any]:
+    """A trace at its recorded times with one worker and with two: the send lag's p99."""
+    if not bench.workers_supported:
+        return {"unavailable": "`harness run` has no --workers option in this checkout"}
+    ttft, itl = TRACE_SERVER
+    out: dict[str, Any] = {
+        "server": {"ttft_ms": ttft, "itl_ms": itl},
+        "trace": TRACE.name,
+        "requests": sizes.trace_requests,
+        "runs": [],
+    }
+    lag: dict[int, float | None] = {}
+    with null_server(bench.server_cores, bench.tmp, ttft, itl) as server:
+        for n in (1, TRACE_WORKERS):
+            label = f"{n} worker(s), first {sizes.trace_requests} requests at time scale 1"
+            trace = (TRACE, sizes.trace_requests)
+            run = bench.harness_run(server, label, 0, {}, workers=n, trace=trace)
+            _progress(run)
+            out["runs"].append(run.public())
+            lag[n] = run.send_lag_p99_ms
+    one, many = lag[1], lag[TRACE_WORKERS]
+    out["target_ms"] = None if one is None else one + TARGET_SEND_LAG_SLACK_MS
+    out["target_met"] = None if one is None or many is None else many <= out["target_ms"]
+    return out
+
+
 def _progress(run: ClientRun) -> None:
     state = f"error: {run.error[:300]}" if run.error else f"{fmt(run.tok_s, ',.0f')} tok/s"
     if run.other_cores is not None:
@@ -1016,6 +1063,33 @@ def report(result: Mapping[str, Any]) -> str:
             errors = [r["error"] for r in scaling["runs"] if r.get("error")]
             if errors:
                 lines.append(f"  error: {errors[0][:300]}")
+    trace = result.get("trace")
+    if trace:
+        lines.append(
+            f"\n5. Send lag of a trace at its recorded times: the first {trace.get('requests')} "
+            f"requests of {trace.get('trace')} ({LABEL} TTFT {TRACE_SERVER[0]:g} ms, "
+            f"ITL {TRACE_SERVER[1]:g} ms)"
+        )
+        if trace.get("unavailable"):
+            lines.append(f"  unavailable: {trace['unavailable']}; trace part skipped")
+        else:
+            rows = [
+                [
+                    r["label"],
+                    fmt(r["send_lag_p50_ms"], ".2f"),
+                    fmt(r["send_lag_p99_ms"], ".2f"),
+                    (r["error"] or "")[:60],
+                ]
+                for r in trace["runs"]
+            ]
+            lines.append(_table(["run", "send lag p50 ms", "send lag p99 ms", ""], rows))
+            lines.append(
+                f"  target: {TRACE_WORKERS} workers' p99 ≤ one worker's + "
+                f"{TARGET_SEND_LAG_SLACK_MS:g} ms = {fmt(trace['target_ms'], '.2f')} ms: "
+                f"{verdict(trace['target_met'])}"
+            )
+            if note := _busy_note(trace["runs"]):
+                lines.append(note)
     return "\n".join(lines)
 
 
@@ -1024,6 +1098,7 @@ PARTS: dict[str, Callable[[Bench, Sizes], dict[str, Any]]] = {
     "peak": part_peak,
     "latency": part_latency,
     "scaling": part_scaling,
+    "trace": part_trace,
 }
 
 
