@@ -263,10 +263,12 @@ class Replayer:
         tickets: Tickets | None = None,
         owns: Callable[[int], bool] = owns_all,
         on_start: Callable[[RequestRecord], None] | None = None,
+        on_session_end: Callable[[], None] | None = None,
     ) -> None:
         """`tickets` and `owns` shard a run over load workers: the run's shared send-order
         numbers (for warm-up) and which sessions (by their index in the source) this replay
-        runs. `on_start` sees each request just before it is sent."""
+        runs. `on_start` sees each request just before it is sent; `on_session_end` hears
+        of each session that ran its last step or stopped (for live progress)."""
         self._sender = sender
         self._prompts = prompts
         self._opts = opts
@@ -280,6 +282,7 @@ class Replayer:
         self._tickets = tickets if tickets is not None else LocalTickets(None)
         self._owns = owns
         self._on_start = on_start
+        self._on_session_end = on_session_end or (lambda: None)
         self._sem = asyncio.Semaphore(opts.max_concurrency) if opts.max_concurrency else None
         self._stop = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
@@ -448,6 +451,7 @@ class Replayer:
             await self._session_steps(planned, start_ns)
         except Exception as err:
             self.outcome.note_session_error(planned.session.session_id, err)
+        self._on_session_end()
 
     async def _session_steps(self, planned: PlannedSession, start_ns: int) -> None:
         session = planned.session

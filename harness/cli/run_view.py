@@ -1,20 +1,132 @@
-"""The terminal's view of a running run: literal lines, warnings and a progress bar."""
+"""The console's view of a running run: literal lines, warnings and live progress, a rich
+bar with a line of live figures on a terminal, a plain line every few seconds elsewhere (CI
+logs, nohup), so a log shows the run move and where it stands at its end."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from harness.run.live import LiveBounds, LiveFigures, LiveStats
+
+PLAIN_INTERVAL_S = 5.0
+"""How often a console that is not a terminal gets a line of live figures."""
+
+LIVE_LABEL = "live estimate"
+"""What the figures shown are called: estimates for display; the summary has the numbers."""
+
+
+def _duration(seconds: float) -> str:
+    """A short duration: 42 s, 3 min 05 s, 1 h 02 min."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def _num(value: float | None, unit: str, digits: int = 0) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f} {unit}"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    digits = 2 if value < 10 else 1 if value < 1000 else 0
+    return f"{value:,.{digits}f} ms"
+
+
+def where(f: LiveFigures) -> str:
+    """Where the run stands against what bounds it: requests and the time left."""
+    if f.bound == "duration":
+        assert f.duration_s is not None
+        left = f"{_duration(f.remaining_s or 0.0)} left of {_duration(f.duration_s)}"
+    else:
+        eta = "" if f.remaining_s is None else f", ~{_duration(f.remaining_s)} left"
+        left = f"{f.remaining_requests:,} requests left{eta}"
+    return f"{_duration(f.elapsed_s)} elapsed, {left}"
+
+
+def figures_line(f: LiveFigures) -> str:
+    """The live figures in one line of plain text, labelled as estimates."""
+    requests = f"{f.done:,}/{f.requests:,} requests ({f.failed:,} failed)"
+    total = f"/{f.sessions:,}" if f.sessions is not None else ""
+    sessions = f"sessions {f.sessions_started:,}{total} started, {f.sessions_ended:,} ended"
+    rate = (
+        f"output {_num(f.output_tok_s_recent, 'tok/s')} (last 5 s), "
+        f"{_num(f.output_tok_s_overall, 'tok/s')} overall"
+    )
+    latency = f"TTFT p50 {_ms(f.ttft_p50_ms)}, ITL p50 {_ms(f.itl_p50_ms)}"
+    return f"[{LIVE_LABEL}] {requests} · {sessions} · {where(f)} · {rate} · {latency}"
+
+
+def live_display(stats: LiveStats, name: str) -> RenderableType:
+    """A bar against the run's bounding limit with the live figures under it, read from the
+    stats at each refresh (the feed itself never touches the display)."""
+    f = stats.figures()
+    if f.bound == "duration":
+        done = f"{_duration(f.elapsed_s)}/{_duration(f.duration_s or 0.0)}"
+    else:
+        done = f"{f.done:,}/{f.requests:,} requests"
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(
+        Text(name, style="bold"),
+        ProgressBar(total=1.0, completed=f.fraction, width=40),
+        Text(f"{done} · {where(f)}"),
+    )
+    return Group(grid, Text(figures_line(f), style="dim"))
+
+
+class PlainTicker:
+    """Prints the figures line every `interval_s` from a thread, and once when stopped."""
+
+    def __init__(
+        self,
+        stats: LiveStats,
+        say: Callable[[str], None],
+        interval_s: float = PLAIN_INTERVAL_S,
+    ) -> None:
+        self._stats = stats
+        self._say = say
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="harness-live", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            self._say(figures_line(self._stats.figures()))
+
+    def __enter__(self) -> PlainTicker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._say(figures_line(self._stats.figures()))
 
 
 class ConsoleView:
     """A RunView on a rich console; data (names, messages) is never read as markup."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(
+        self,
+        console: Console,
+        plain_interval_s: float = PLAIN_INTERVAL_S,
+        now_s: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.console = console
+        self.plain_interval_s = plain_interval_s
+        self._now_s = now_s
 
     def say(self, text: str) -> None:
         """A plain line."""
@@ -25,24 +137,17 @@ class ConsoleView:
         self.console.print(text, style="yellow", markup=False, highlight=False)
 
     @contextmanager
-    def progress(self, name: str, total: int) -> Iterator[Callable[[bool], None]]:
-        """A bar of requests done out of `total`, with the failures so far."""
-        bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[failed]} failed"),
-            console=self.console,
-            transient=False,
-        )
-        failed = 0
-        with bar:
-            task = bar.add_task(escape(name), total=total, failed=0)
-
-            def done(ok: bool) -> None:
-                nonlocal failed
-                failed += 0 if ok else 1
-                bar.update(task, advance=1, failed=failed)
-
-            yield done
+    def progress(self, name: str, bounds: LiveBounds) -> Iterator[LiveStats]:
+        """Live progress of the load that runs inside: the stats it feeds are shown as a bar
+        on a terminal, as a plain line every few seconds (and at the end) elsewhere."""
+        stats = LiveStats(bounds, now_s=self._now_s)
+        if self.console.is_terminal:
+            with Live(
+                get_renderable=lambda: live_display(stats, name),
+                console=self.console,
+                refresh_per_second=4,
+            ):
+                yield stats
+        else:
+            with PlainTicker(stats, self.say, self.plain_interval_s):
+                yield stats

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from harness.replay import ReplayOptions, ReplayOutcome
 from harness.results import RunWriter
 from harness.run.finish import finish, scrape_metrics
 from harness.run.health import WorkerHealth, client_health
+from harness.run.live import LiveBounds, LiveFeed
 from harness.run.load import LoadGenerator, LoadPlan
 from harness.run.plan import RunPlan
 from harness.run.pool import WorkerPool
@@ -57,8 +57,9 @@ class RunView(Protocol):
     def warn(self, text: str) -> None:
         """A line about something that went wrong but did not stop the run."""
 
-    def progress(self, name: str, total: int) -> AbstractContextManager[Callable[[bool], None]]:
-        """A progress display for `total` requests; the callable marks one done (True: ok)."""
+    def progress(self, name: str, bounds: LiveBounds) -> AbstractContextManager[LiveFeed]:
+        """A live progress display of the load run inside it, bounded by `bounds`; the load
+        hands the feed every finished request's record (ok or failed) and each session end."""
 
 
 @dataclass(frozen=True)
@@ -202,15 +203,16 @@ def _execute_on(
                 plan.server_pid,
                 sink=writer.append_samples,
             )
-            with view.progress(spec.name, counted["requests"]) as done:
-                try:
-                    generator.start()  # workers up before the idle baseline and the clock
-                    telemetry.start()
-                    metrics_before = scrape_metrics(info, view.warn)
-                    outcome = generator.run(done, signals)
-                finally:
-                    telemetry.stop()
-                    generator.close()
+            bounds = LiveBounds(counted["requests"], spec.limits.duration_s, counted["sessions"])
+            try:
+                generator.start()  # workers up before the idle baseline and the clock
+                telemetry.start()
+                metrics_before = scrape_metrics(info, view.warn)
+                with view.progress(spec.name, bounds) as feed:  # its clock starts with the load
+                    outcome = generator.run(feed, signals)
+            finally:
+                telemetry.stop()
+                generator.close()
         except KeyboardInterrupt:  # a stop signal (StopRequested) or a stray Ctrl-C
             outcome = generator.outcome if generator is not None else outcome
             outcome.interrupted = True

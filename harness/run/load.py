@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ from harness.records import RequestRecord, RunClock, StepRecord, ToolRecord
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome
 from harness.results import RunWriter
 from harness.run.health import LoopLagMonitor
+from harness.run.live import LiveFeed
 from harness.run.plan import RunPlan
 from harness.run.prepare import chat_renderer, make_tools, sessions
 from harness.run.stop_signals import StopSignals
@@ -109,14 +110,14 @@ class LoadGenerator:
         """How the replay ended (or stands, if it did not end)."""
         return self._replayer.outcome if self._replayer is not None else ReplayOutcome()
 
-    def run(self, done: Callable[[bool], None], signals: StopSignals) -> ReplayOutcome:
-        """Replay to the end; `done(ok)` is called as each request's record is journalled."""
+    def run(self, feed: LiveFeed, signals: StopSignals) -> ReplayOutcome:
+        """Replay to the end; `feed` gets each request's record as it is journalled."""
         load, writer = self.load, self._writer
         clock = load.clock()
 
         def on_record(record: RequestRecord) -> None:
             writer.append([record])
-            done(record.ok)
+            feed.record(record)
 
         def on_step(record: StepRecord) -> None:
             writer.append_rows("steps", [record])
@@ -139,6 +140,7 @@ class LoadGenerator:
             to_text=to_text,
             on_step=on_step,
             on_tool=on_tool,
+            on_session_end=feed.sessions_ended,
         )
         gc.collect()
         gc.freeze()  # as vllm bench does: no collector pauses over long-lived setup

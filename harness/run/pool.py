@@ -11,7 +11,6 @@ import multiprocessing as mp
 import os
 import signal
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import SpawnProcess
 from typing import Any
@@ -20,6 +19,7 @@ from harness.errors import HarnessError
 from harness.records import RequestRecord
 from harness.replay import MAX_SESSION_ERRORS, ReplayOutcome
 from harness.results import RunWriter
+from harness.run.live import LiveBounds, LiveFeed, LiveStats
 from harness.run.load import LoadPlan
 from harness.run.stop_signals import StopSignals
 from harness.run.worker_count import share
@@ -85,7 +85,7 @@ class WorkerPool:
         self._stop_asked = False
         self.health: list[dict[str, Any]] = []
         self.worker_errors: list[str] = []
-        self._done: Callable[[bool], None] = lambda ok: None
+        self._feed: LiveFeed = LiveStats(LiveBounds(0))  # until run() gets the run's feed
 
     @property
     def outcome(self) -> ReplayOutcome:
@@ -117,9 +117,10 @@ class WorkerPool:
         }:
             raise HarnessError("no load worker started: " + "; ".join(self.worker_errors))
 
-    def run(self, done: Callable[[bool], None], signals: StopSignals) -> ReplayOutcome:
-        """Release the workers at one instant and journal their records until all end."""
-        self._done = done
+    def run(self, feed: LiveFeed, signals: StopSignals) -> ReplayOutcome:
+        """Release the workers at one instant and journal their records until all end; `feed`
+        gets each record as it is journalled and the workers' session ends."""
+        self._feed = feed
         clock = self.load.clock()
         self._shared.start_ns.value = clock.now_ns() + START_DELAY_NS
         stop_at: float | None = None
@@ -189,6 +190,8 @@ class WorkerPool:
             self._in_flight[k][notice[0]] = notice
         elif kind == "batch":
             self._journal(k, msg[2], msg[3], msg[4])
+            if msg[5]:
+                self._feed.sessions_ended(msg[5])
         elif kind == "done":
             self._outcomes[k] = msg[2]
             self.health.append(msg[3])
@@ -207,7 +210,7 @@ class WorkerPool:
             for record in records:
                 flights.pop(record.request_id, None)
                 _count(seen, record)
-                self._done(record.ok)
+                self._feed.record(record)
         if steps:
             writer.append_rows("steps", steps)
         if tools:

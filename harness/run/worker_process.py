@@ -165,13 +165,19 @@ def _work(spec: WorkerSpec, shared: Shared, messages: Outbox) -> None:
     records: list[RequestRecord] = []
     steps: list[StepRecord] = []
     tools_done: list[ToolRecord] = []
+    sessions_ended = [0]  # since the last batch, for the parent's live progress
 
     def flush() -> None:
-        if records or steps or tools_done:
-            messages.put(("batch", spec.index, records[:], steps[:], tools_done[:]))
+        if records or steps or tools_done or sessions_ended[0]:
+            batch = ("batch", spec.index, records[:], steps[:], tools_done[:], sessions_ended[0])
+            messages.put(batch)
             records.clear()
             steps.clear()
             tools_done.clear()
+            sessions_ended[0] = 0
+
+    def on_session_end() -> None:
+        sessions_ended[0] += 1
 
     def on_record(record: RequestRecord) -> None:
         records.append(record)
@@ -201,6 +207,7 @@ def _work(spec: WorkerSpec, shared: Shared, messages: Outbox) -> None:
         tickets=SharedTickets(shared.tickets, None),
         owns=spec.owns,
         on_start=on_start,
+        on_session_end=on_session_end,
     )
     monitor = LoopLagMonitor()
 
