@@ -52,6 +52,9 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 NULL_SERVER = ROOT / "scripts" / "null_server.py"
+BARE_READER = ROOT / "scripts" / "bare_reader.py"
+FLOOR = "floor"
+"""scripts/bare_reader.py: a uvloop reader that stamps each read and parses nothing."""
 HARNESS = ROOT / ".venv" / "bin" / "harness"
 VLLM = ROOT / ".vllm" / "venv" / "bin" / "vllm"
 TOKENIZER = ROOT / ".vllm" / "model"
@@ -561,6 +564,31 @@ class Bench:
         run.server_busy = _busy(server_cpu / server.cores_used, run)
         return run
 
+    def floor_run(self, server: NullServer, label: str, requests: int) -> ClientRun:
+        """The bare reader (the floor of a Python client) with the CPU part's shape."""
+        run = ClientRun(FLOOR, label)
+        folder = self._dir("floor")
+        cmd = [sys.executable, str(BARE_READER), server.url, str(requests), str(CPU_STREAMS)]
+        cmd += [str(OUTPUT_TOKENS), str(PROMPT_TOKENS)]
+        server_before, busy_before = server.cpu_s(), machine_busy_s()
+        proc = run_pinned(cmd, self.client_cores, folder / "floor.log", self.args.timeout_s)
+        server_cpu = server.cpu_s() - server_before
+        run.cpu_s, run.wall_s = proc.cpu_s, proc.wall_s
+        run.other_cores = other_cores(machine_busy_s() - busy_before, proc, server_cpu)
+        try:
+            totals = json.loads((folder / "floor.log").read_text().strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError) as err:
+            run.error = f"bare reader exited {proc.rc}: {err}"
+            return run
+        if proc.rc != 0:
+            run.error = f"bare reader exited {proc.rc}: {totals}"
+            return run
+        run.completed, run.failed = totals["requests"], totals["failed"]
+        run.output_tokens = totals["tokens"]
+        run.tok_s = run.output_tokens / run.wall_s if run.wall_s else None
+        run.server_busy = _busy(server_cpu / server.cores_used, run)
+        return run
+
     def vllm_run(
         self,
         server: NullServer,
@@ -649,6 +677,10 @@ def _clients(bench: Bench) -> list[str]:
     return ["harness", "vllm bench"] if bench.vllm is not None else ["harness"]
 
 
+def _cpu_clients(bench: Bench) -> list[str]:
+    return [*_clients(bench), FLOOR]
+
+
 def _median_cpu(runs: Sequence[ClientRun]) -> tuple[float, int]:
     """Median CPU seconds and median output tokens of repeated runs of one size."""
     cpu = [r.cpu_s for r in runs if r.cpu_s is not None]
@@ -669,7 +701,7 @@ def part_cpu(bench: Bench, sizes: Sizes) -> dict[str, Any]:
         "reps": bench.args.reps,
     }
     with null_server(bench.server_cores, bench.tmp, ttft, itl) as server:
-        for client in _clients(bench):
+        for client in _cpu_clients(bench):
             by_size: dict[int, list[ClientRun]] = {small: [], big: []}
             for _ in range(bench.args.reps):
                 for n in (small, big):
@@ -677,6 +709,8 @@ def part_cpu(bench: Bench, sizes: Sizes) -> dict[str, Any]:
                     if client == "harness":
                         arrival = {"pattern": "closed", "concurrency": CPU_STREAMS}
                         run = bench.harness_run(server, label, n, arrival, workers=1)
+                    elif client == FLOOR:
+                        run = bench.floor_run(server, label, n)
                     else:
                         run = bench.vllm_run(server, label, n, max_concurrency=CPU_STREAMS)
                     by_size[n].append(run)
@@ -936,7 +970,7 @@ def report(result: Mapping[str, Any]) -> str:
         )
         rows = []
         all_runs = []
-        for client in ("harness", "vllm bench"):
+        for client in ("harness", "vllm bench", FLOOR):
             if client not in cpu:
                 continue
             c = cpu[client]
@@ -962,6 +996,12 @@ def report(result: Mapping[str, Any]) -> str:
             f"  target: harness ≤ 1/3 of vllm bench's = {fmt(cpu['target_us_per_token'], '.2f')} "
             f"µs/token: {verdict(cpu['target_met'])}"
         )
+        if FLOOR in cpu:
+            lines.append(
+                f"  {FLOOR}: scripts/bare_reader.py, a uvloop reader that stamps each read and "
+                "parses nothing: what the kernel, the loop and the interpreter cost any Python "
+                "client per token"
+            )
         if note := _busy_note(all_runs):
             lines.append(note)
     peak = result.get("peak")
