@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,38 +17,104 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harness.summary import DEFAULT_PERCENTILES, percentile_name
 from harness.timeline import in_flight
 from harness.units import NS_PER_MS, ns_to_ms, ns_to_s
 from harness.workload.slo import Slo
 
 PERCENTILES: tuple[int, ...] = (50, 90, 99)
-"""Percentiles reported for every latency figure (numpy, linear interpolation)."""
+"""Percentiles every stats block has (numpy, linear interpolation)."""
+LATENCY_STATS: tuple[str, ...] = (
+    "ttft_ms",
+    "tpot_ms",
+    "itl_ms",
+    "e2el_ms",
+    "e2el_from_scheduled_ms",
+    "send_lag_ms",
+)
+"""The request latency figures that report the chosen percentiles."""
+BURST_MS = 0.1
+"""An ITL or TPOT median below this is tokens arriving in bursts, not a server's pace."""
 
 MAX_ERROR_KINDS = 10
 """How many distinct error strings `summarize_requests` keeps (the most frequent)."""
 
 _MAX_ERROR_CHARS = 300
 
-Stats = dict[str, float | int | None]
 
-
-def percentile_stats(values: Iterable[float] | np.ndarray) -> Stats:
-    """count, mean, p50, p90, p99 and (population) std of `values`; all None when empty."""
+def percentile_stats(
+    values: Iterable[float] | np.ndarray, percentiles: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """count, mean, p50, p90, p99, (population) std, min and max of `values`, and under
+    `percentiles` each of the given ones by name (`p95`); all None when empty."""
     if isinstance(values, np.ndarray):
         arr = values.astype(np.float64, copy=False)
     else:
         arr = np.asarray(list(values), dtype=np.float64)
-    stats: Stats = {"count": int(arr.size)}
-    if arr.size == 0:
-        stats.update({"mean": None, **{f"p{p}": None for p in PERCENTILES}, "std": None})
-        return stats
-    if not np.all(np.isfinite(arr)):
+    stats: dict[str, Any] = {"count": int(arr.size)}
+    if arr.size and not np.all(np.isfinite(arr)):
         raise ValueError("percentile_stats: values contain NaN or infinity")
-    stats["mean"] = float(np.mean(arr))
-    for p in PERCENTILES:
-        stats[f"p{p}"] = float(np.percentile(arr, p, method="linear"))
-    stats["std"] = float(np.std(arr))
+
+    def at(p: float) -> float | None:
+        return float(np.percentile(arr, p, method="linear")) if arr.size else None
+
+    stats["mean"] = float(np.mean(arr)) if arr.size else None
+    stats.update({f"p{p}": at(p) for p in PERCENTILES})
+    stats["std"] = float(np.std(arr)) if arr.size else None
+    stats["min"] = float(np.min(arr)) if arr.size else None
+    stats["max"] = float(np.max(arr)) if arr.size else None
+    if percentiles is not None:
+        stats["percentiles"] = {percentile_name(p): at(p) for p in percentiles}
     return stats
+
+
+def min_samples(p: float) -> int:
+    """The fewest values that put at least one above the p-th percentile: 100 / (100 − p),
+    rounded up (p50: 2, p90: 10, p95: 20, p99: 100, p99.9: 1000)."""
+    return math.ceil(100.0 / (100.0 - p) - 1e-9)
+
+
+def timing_flags(figures: Mapping[str, Any], percentiles: Sequence[float]) -> list[dict[str, Any]]:
+    """Implausible or poorly backed latency figures of a summary's figures: an ITL or TPOT
+    median under BURST_MS (tokens arriving in bursts), and percentiles from fewer values
+    than `min_samples` (no value lies above them: they are the top values, interpolated)."""
+    flags: list[dict[str, Any]] = []
+    for figure in ("itl_ms", "tpot_ms"):
+        stats = figures.get(figure)
+        p50 = stats.get("p50") if isinstance(stats, Mapping) else None
+        if p50 is not None and p50 < BURST_MS:
+            what = "inter-token latency" if figure == "itl_ms" else "time per output token"
+            flags.append(
+                {
+                    "kind": "token_bursts",
+                    "figure": figure,
+                    "percentiles": ["p50"],
+                    "reason": f"{figure} p50 is {p50:.3g} ms, under {BURST_MS} ms: tokens "
+                    f"arrive in bursts (several per read), so the {what} is the client's "
+                    "read spacing, not the server's token pace",
+                }
+            )
+    for figure in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"):
+        stats = figures.get(figure)
+        if not isinstance(stats, Mapping) or not stats.get("count"):
+            continue
+        count = int(stats["count"])
+        thin = [p for p in percentiles if count < min_samples(p)]
+        if not thin:
+            continue
+        names = [percentile_name(p) for p in thin]
+        needs = ", ".join(f"{percentile_name(p)} needs {min_samples(p)}" for p in thin)
+        flags.append(
+            {
+                "kind": "few_samples",
+                "figure": figure,
+                "percentiles": names,
+                "reason": f"{figure} {', '.join(names)} from {count} values: a pP needs "
+                f"100/(100-P) values for one to lie above it ({needs}), so these are the "
+                "largest values seen, not tails",
+            }
+        )
+    return flags
 
 
 def _is_missing(value: Any) -> bool:
@@ -152,11 +218,16 @@ def itl_ms_from_chunks(chunk_ns: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def summarize_requests(
-    df: pd.DataFrame, slo: Slo | None = None, itl_ms: np.ndarray | None = None
+    df: pd.DataFrame,
+    slo: Slo | None = None,
+    itl_ms: np.ndarray | None = None,
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
 ) -> dict[str, Any]:
     """Run-level metrics from a request table (REQUEST_COLUMNS), defined as `vllm bench serve`.
     `itl_ms`, where given, are the pooled inter-token latencies of the table's completed
-    measured requests (see `itl_ms_from_chunks`); the table then needs no chunk columns."""
+    measured requests (see `itl_ms_from_chunks`); the table then needs no chunk columns.
+    The latency figures report `percentiles` besides p50/p90/p99, and implausible ones are
+    flagged (`timing_flags`)."""
     requests_warmup = len(df) - len(m := _measured(df))
     ok = _ok_flags(m)
     sent = _ints(m, "sent_ns")
@@ -255,15 +326,17 @@ def summarize_requests(
         "request_throughput_rps": per_s(completed),
         "output_throughput_tok_s": per_s(output_tokens),
         "total_throughput_tok_s": per_s(total_tokens),
-        "ttft_ms": percentile_stats(ttft),
-        "tpot_ms": percentile_stats(tpot),
-        "itl_ms": percentile_stats(itl if itl_ms is None else itl_ms),
-        "e2el_ms": percentile_stats(e2el),
-        "e2el_from_scheduled_ms": percentile_stats(e2el_sched),
-        "send_lag_ms": percentile_stats(send_lag),
+        "ttft_ms": percentile_stats(ttft, percentiles),
+        "tpot_ms": percentile_stats(tpot, percentiles),
+        "itl_ms": percentile_stats(itl if itl_ms is None else itl_ms, percentiles),
+        "e2el_ms": percentile_stats(e2el, percentiles),
+        "e2el_from_scheduled_ms": percentile_stats(e2el_sched, percentiles),
+        "send_lag_ms": percentile_stats(send_lag, percentiles),
         "max_concurrency_observed": _max_concurrency(intervals) if intervals else None,
         "errors": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_ERROR_KINDS]),
+        "percentiles": [float(p) for p in percentiles],
     }
+    summary["timing_flags"] = timing_flags(summary, percentiles)
     if slo is not None:
         summary["slo"] = slo.model_dump(exclude_none=True)
         summary["requests_meeting_slo"] = good

@@ -21,7 +21,18 @@ from harness.summary import LatencySplit, Stats, Summary
 
 REPORT_FILE = "report.md"
 _RUN_NAME_KEYS: tuple[str, ...] = ("run_name", "run", "name", "run_dir")
-_LATENCY_STATS: tuple[str, ...] = ("mean", "p50", "p90", "p99", "std", "count")
+
+
+def _latency_columns(summary: Summary) -> tuple[str, ...]:
+    """The latency table's figure columns: mean, min, the run's percentiles, max, std, count."""
+    return ("mean", "min", *summary.percentile_names(), "max", "std", "count")
+
+
+def _stat_cell(stats: Stats, column: str) -> str:
+    """One latency cell: a percentile by name, else the stats block's figure."""
+    if column.startswith("p"):
+        return format_value(stats.percentile(column))
+    return format_value(getattr(stats, column))
 
 
 def _latency_rows(summary: Summary) -> tuple[tuple[str, Stats], ...]:
@@ -204,11 +215,14 @@ def build_sections(summary: Summary, manifest: Mapping[str, Any]) -> list[Sectio
     ):
         tput.rows.append((label, format_value(value, digits)))
 
-    latency = Section("Latency (ms)", ("metric", *_LATENCY_STATS))
+    columns = _latency_columns(summary)
+    latency = Section("Latency (ms)", ("metric", *columns))
     for label, stats in _latency_rows(summary):
-        latency.rows.append((label, *(format_value(getattr(stats, s)) for s in _LATENCY_STATS)))
+        latency.rows.append((label, *(_stat_cell(stats, c) for c in columns)))
 
-    sections = [run, tput, latency, *_split_sections(summary)]
+    load = _load_section(summary)
+    sections = [run, *([load] if load is not None else []), tput, latency]
+    sections.extend(_split_sections(summary))
     accounting = summary.run
     acc = Section("Run accounting", ("figure", "value"))
     for label, count in (
@@ -247,6 +261,32 @@ def build_sections(summary: Summary, manifest: Mapping[str, Any]) -> list[Sectio
         err.rows.extend((str(k), format_value(v)) for k, v in summary.errors.items())
         sections.append(err)
     return sections
+
+
+def _load_section(summary: Summary) -> Section | None:
+    """The load the run applied (arrivals, rate or concurrency, caps, limits, workers); None
+    for a summary that does not record it (older, or recovered from journals)."""
+    load = summary.load
+    if load is None:
+        return None
+    sec = Section("Load applied", ("setting", "value"))
+    sec.rows.append(("Arrivals", load.description))
+    for label, value, digits in (
+        ("Time scale (trace gaps ×)", load.time_scale, 3),
+        ("Rate (sessions/s)", load.rate_per_s, 3),
+        ("Concurrency (closed-loop sessions)", load.concurrency, 0),
+        ("Max requests in flight", load.max_concurrency, 0),
+        ("Max requests", load.max_requests, 0),
+        ("Duration limit (s)", load.duration_s, 1),
+    ):
+        if value is not None:
+            sec.rows.append((label, format_value(value, digits)))
+    sec.rows.append(("Warmup requests", format_value(load.warmup_requests)))
+    if load.workers is not None:
+        sec.rows.append(("Load workers", format_value(load.workers)))
+    if load.trace_timing_replaced:
+        sec.rows.append(("Trace timing", "replaced (see the notes)"))
+    return sec
 
 
 def _client_section(summary: Summary) -> Section | None:
@@ -390,7 +430,8 @@ class RunReportContent:
 def run_notes(summary: Summary) -> list[str]:
     """What a reader must know before trusting the figures: a recovered run, sessions the
     harness failed, a load worker that died, the client setting the pace, the harness's
-    queues dominating the session time."""
+    queues dominating the session time, the workload's timing replaced by the options, and
+    implausible or thinly backed latency figures."""
     notes: list[str] = []
     if summary.recovered is not None:
         notes.append(summary.recovered.note)
@@ -409,6 +450,9 @@ def run_notes(summary: Summary) -> list[str]:
     split = summary.latency_split
     if split is not None and split.queue_note:
         notes.append(split.queue_note)
+    if summary.load is not None and summary.load.note:
+        notes.append(summary.load.note)
+    notes.extend(flag.reason for flag in summary.timing_flags or [])
     return notes
 
 

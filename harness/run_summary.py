@@ -3,7 +3,7 @@ finished and for one recovered from its journals after a crash, a kill or a lost
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from harness.errors import ResultsError
 from harness.latency_split import latency_split, session_figures
 from harness.records import TABLE_COLUMN_KINDS
 from harness.results import MANIFEST_FILE, SUMMARY_FILE, RunReader, arrow_frame, table_frame
-from harness.summary import Summary, new_summary, parse_summary
+from harness.summary import DEFAULT_PERCENTILES, Summary, new_summary, parse_summary
 from harness.workload.slo import Slo
 
 RECOVERED_NOTE = (
@@ -57,9 +57,13 @@ def table_figures(
     tools: pd.DataFrame | None,
     slo: Slo | None,
     workload: str,
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
 ) -> dict[str, Any]:
-    """Request metrics, and for agent runs the latency split and session figures."""
-    summary = summarize_requests(requests.frame, slo, itl_ms=requests.itl_ms)
+    """Request metrics (the latency figures with `percentiles`), and for agent runs the
+    latency split and session figures."""
+    summary = summarize_requests(
+        requests.frame, slo, itl_ms=requests.itl_ms, percentiles=percentiles
+    )
     if steps is not None and not steps.empty:
         tools_df = tools if tools is not None else table_frame("tools", [])
         summary["latency_split"] = latency_split(steps, tools_df, workload)
@@ -94,6 +98,20 @@ def _slo(reader: RunReader) -> Slo | None:
         raise ResultsError(validation_message(where, err, "workload.slo")) from None
 
 
+def _percentiles(plan: Mapping[str, Any]) -> Sequence[float]:
+    """The percentiles a run's manifest says it was asked for, else the default."""
+    chosen = plan.get("percentiles")
+    if (
+        isinstance(chosen, list)
+        and chosen
+        and all(
+            isinstance(p, int | float) and not isinstance(p, bool) and 0 < p < 100 for p in chosen
+        )
+    ):
+        return [float(p) for p in chosen]
+    return DEFAULT_PERCENTILES
+
+
 def recover_summary(reader: RunReader) -> Summary:
     """A summary for a run directory that has tables (or their journals) but no summary.json;
     it says it was recovered and why figures are missing."""
@@ -108,10 +126,10 @@ def recover_summary(reader: RunReader) -> Summary:
     tools = reader.table("tools") if reader.has_table("tools") else None
     workload = manifest.get("workload")
     name = str(workload.get("name")) if isinstance(workload, Mapping) else reader.run_dir.name
-    summary = table_figures(requests, steps, tools, _slo(reader), name)
     status = str(manifest.get("status") or "unknown")
     raw_plan = manifest.get("plan")
     plan: Mapping[str, Any] = raw_plan if isinstance(raw_plan, Mapping) else {}
+    summary = table_figures(requests, steps, tools, _slo(reader), name, _percentiles(plan))
     prompt_mismatch, output_mismatch = token_mismatches(requests.frame)
     summary["run"] = {
         "requests_planned": plan.get("requests"),

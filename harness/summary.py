@@ -7,6 +7,12 @@ through `Summary.figures()`, so a key is spelled in one place. Blocks the harnes
 forbid unknown keys (a misspelt key is an error); blocks that carry a vendor's free-form
 data (a server's /metrics phases) keep what they do not know. A summary written before the
 schema was versioned has no `schema_version`: it is read as version 0 where it fits.
+
+A version adds to the one before it, never changes a key: every key a version adds has a
+default (null: not known to the harness that wrote the summary), so older summaries read
+as the newer model. Version 2 added the load applied (`load`), min, max and the chosen
+percentiles of each figure (`percentiles`, `Stats.min`, `Stats.max`, `Stats.percentiles`)
+and implausible timings (`timing_flags`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from harness.errors import ConfigError, ResultsError
 from harness.run.health import WorkerHealth
 from harness.workload.slo import Slo
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The version of summary.json this harness writes; readers accept it and older ones."""
 UNVERSIONED = 0
 """The version of a summary written before `schema_version` existed."""
@@ -51,8 +57,8 @@ class _Vendor(BaseModel):
 
 
 class Stats(_Block):
-    """One figure over its samples: count, mean, p50/p90/p99 (linear interpolation) and
-    population std, in the unit its key names; every figure null when count is 0."""
+    """One figure over its samples: count, mean, p50/p90/p99 (linear interpolation), min, max
+    and population std, in the unit its key names; every figure null when count is 0."""
 
     count: NonNegativeInt
     mean: float | None
@@ -60,6 +66,18 @@ class Stats(_Block):
     p90: float | None
     p99: float | None
     std: float | None
+    min: float | None = None
+    """Null in a summary of version 1 or older too (not computed then)."""
+    max: float | None = None
+    percentiles: dict[str, float | None] | None = None
+    """The percentiles the run was asked for (`--percentiles`), by name (`p95`, `p99.9`);
+    null where the figure has only the fixed p50/p90/p99."""
+
+    def percentile(self, name: str) -> float | None:
+        """A percentile by name (`p95`): from the chosen ones, else the fixed p50/p90/p99."""
+        if self.percentiles is not None and name in self.percentiles:
+            return self.percentiles[name]
+        return getattr(self, name) if name in PERCENTILE_KEYS else None
 
 
 class RunBlock(_Block):
@@ -310,6 +328,46 @@ class Workers(_Block):
     reason: str
 
 
+ArrivalPattern = Literal["trace", "poisson", "constant", "closed"]
+
+
+class LoadApplied(_Block):
+    """The load the run applied: how sessions arrived, at what rate or concurrency, under
+    which caps and limits, from how many load workers."""
+
+    pattern: ArrivalPattern
+    description: str
+    """The arrivals in words: `trace timestamps × 0.5`, `Poisson at 5 sessions/s`."""
+    time_scale: float | None
+    """Trace gaps × this (0: sent as fast as the other limits allow); null off a trace."""
+    rate_per_s: float | None
+    """Sessions per second of Poisson or constant arrivals; null otherwise."""
+    concurrency: NonNegativeInt | None
+    """Closed-loop concurrent sessions; null for open-loop patterns."""
+    max_concurrency: NonNegativeInt | None
+    """The cap on requests in flight; null: none."""
+    max_requests: NonNegativeInt | None
+    duration_s: float | None
+    warmup_requests: NonNegativeInt
+    workers: NonNegativeInt | None
+    """Load worker processes used (summary.workers says why)."""
+    trace_timing_replaced: bool
+    """True where the workload's own timestamps were replaced by rated arrivals."""
+    note: str | None = None
+    """Why and by what the workload's timing was replaced, where it was."""
+
+
+class TimingFlag(_Block):
+    """A latency figure that is implausible or poorly backed, and why."""
+
+    kind: Literal["token_bursts", "few_samples"]
+    figure: str
+    """The stats block (`itl_ms`)."""
+    percentiles: list[str]
+    """Which of its percentiles are in doubt (`p50`, `p99`)."""
+    reason: str
+
+
 class Summary(_Block):
     """A run's summary.json: request metrics as `vllm bench serve` defines them (over
     completed measured requests; warmup excluded), goodput against the workload's SLO, the
@@ -354,6 +412,18 @@ class Summary(_Block):
     recovered: Recovered | None = None
     client: ClientHealth | None = None
     workers: Workers | None = None
+    load: LoadApplied | None = None
+    """The load applied; null in summaries of version 1 or older, and where recovered."""
+    percentiles: list[float] | None = None
+    """The percentiles each latency figure reports (`--percentiles`); null: p50, p90, p99."""
+    timing_flags: list[TimingFlag] | None = None
+    """Implausible or poorly backed latency figures; null: not checked (version 1 or older)."""
+
+    def percentile_names(self) -> tuple[str, ...]:
+        """The names of the percentiles this summary's latency figures report."""
+        if self.percentiles is None:
+            return PERCENTILE_KEYS
+        return tuple(percentile_name(p) for p in self.percentiles)
 
     def figures(self) -> dict[str, float | int | None]:
         """The run's headline figures under one flat name each (FIGURES): the names of
@@ -395,6 +465,18 @@ class Summary(_Block):
 LATENCY_FIGURES: tuple[str, ...] = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
 """The latency stats `Summary.figures` flattens, as `<name>_<percentile>`."""
 PERCENTILE_KEYS: tuple[str, ...] = ("p50", "p90", "p99")
+"""The percentiles every Stats block has, whatever the run chose (capacity and compare read
+them)."""
+
+
+DEFAULT_PERCENTILES: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
+"""Percentiles the latency figures report where a run names none (`--percentiles`)."""
+
+
+def percentile_name(p: float) -> str:
+    """A percentile's key: 50 → `p50`, 99.9 → `p99.9`."""
+    return f"p{p:.10g}"
+
 
 FIGURES: tuple[str, ...] = (
     "requests_completed",

@@ -144,7 +144,17 @@ def test_percentile_stats_known_values() -> None:
 
 def test_percentile_stats_empty_is_none_not_zero() -> None:
     stats = percentile_stats([])
-    assert stats == {"count": 0, "mean": None, "p50": None, "p90": None, "p99": None, "std": None}
+    assert stats == {
+        "count": 0,
+        "mean": None,
+        "p50": None,
+        "p90": None,
+        "p99": None,
+        "std": None,
+        "min": None,
+        "max": None,
+    }
+    assert percentile_stats([], [95.0])["percentiles"] == {"p95": None}
 
 
 def test_percentile_stats_rejects_nan() -> None:

@@ -61,11 +61,12 @@ def test_markdown_has_run_throughput_and_latency_lines() -> None:
     assert "| Duration (s) | 0.050 |" in lines
     assert "| Output throughput (tok/s) | 160.00 |" in lines
     assert "| Total throughput (tok/s) | 1,060.00 |" in lines
-    assert "| metric | mean | p50 | p90 | p99 | std | count |" in lines
-    assert "| TTFT | 20.00 | 20.00 | 28.00 | 29.80 | 8.16 | 3 |" in lines
-    assert "| TPOT | 7.50 | 7.50 | 9.50 | 9.95 | 2.50 | 2 |" in lines
+    # A summary that names no percentiles (schema 1) shows its p50, p90 and p99.
+    assert "| metric | mean | min | p50 | p90 | p99 | max | std | count |" in lines
+    assert "| TTFT | 20.00 | 10.00 | 20.00 | 28.00 | 29.80 | 30.00 | 8.16 | 3 |" in lines
+    assert "| TPOT | 7.50 | 5.00 | 7.50 | 9.50 | 9.95 | 10.00 | 2.50 | 2 |" in lines
     # No data is shown as missing, never as 0.
-    assert f"| ITL | {MISSING} | {MISSING} | {MISSING} | {MISSING} | {MISSING} | 0 |" in lines
+    assert f"| ITL | {' | '.join([MISSING] * 7)} | 0 |" in lines
     # Error text is escaped so the pipe does not split the cell.
     assert "| timeout \\| read | 1 |" in lines
     assert "## Goodput" not in md
@@ -170,7 +171,8 @@ def test_write_report_for_a_finished_run(tmp_path: Path) -> None:
     assert path == run_dir / "report.md"
     lines = path.read_text().splitlines()
     assert lines[0] == "# Benchmark report: finished"  # run name falls back to the dir name
-    assert "| TTFT | 10.00 | 10.00 | 10.00 | 10.00 | 0.00 | 3 |" in lines
+    assert "| metric | mean | min | p50 | p90 | p95 | p99 | max | std | count |" in lines
+    assert "| TTFT | 10.00 | 10.00 | 10.00 | 10.00 | 10.00 | 10.00 | 10.00 | 0.00 | 3 |" in lines
     assert "| Requests meeting SLO | 0 |" in lines
     assert not any("did not finish" in line for line in lines)
 
@@ -186,7 +188,7 @@ def test_write_report_for_a_killed_run(tmp_path: Path) -> None:
     assert "the run did not finish" in text
     assert "recovered from its journals" in text
     assert "| Requests completed | 2 |" in text
-    assert "| E2EL | 30.00 | 30.00 | 30.00 | 30.00 | 0.00 | 2 |" in text
+    assert "| E2EL | 30.00 | 30.00 | 30.00 | 30.00 | 30.00 | 30.00 | 30.00 | 0.00 | 2 |" in text
     writer.close()
 
 

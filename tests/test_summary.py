@@ -197,7 +197,8 @@ def test_a_bad_summary_names_the_file_and_the_first_bad_key(
 
 
 def test_a_newer_or_odd_summary_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(ResultsError, match=r"schema_version 2 is newer .* \(1\): upgrade"):
+    newer = rf"schema_version {SCHEMA_VERSION + 1} is newer .* \({SCHEMA_VERSION}\): upgrade"
+    with pytest.raises(ResultsError, match=newer):
         parse_summary(summary_dict(schema_version=SCHEMA_VERSION + 1), "s.json")
     with pytest.raises(ResultsError, match="not a summary: expected a JSON object"):
         parse_summary([1, 2], "s.json")

@@ -10,25 +10,21 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli.console import make_console
-from harness.html_report import render_html
-from harness.plots import latency_breakdown_chart, split_components, timeline_chart
+from harness.csv_export import write_csv
+from harness.plots import latency_breakdown_chart, split_components
 from harness.report import (
-    RunReportContent,
     breakdown_markdown,
     render_console,
     run_notes,
     run_report_content,
     write_report,
 )
+from harness.report_files import run_name, write_figures, write_html_report
 from harness.results import RunReader, write_run_file
 from harness.run_summary import read_summary
 from harness.summary import LatencySplit
-from harness.timeline import build_timeline, unavailable_sources
 
-SPLIT_FIGURE = "latency_split.png"
-TIMELINE_FIGURE = "timeline.png"
 BREAKDOWN_FIGURE = "breakdown.png"
-HTML_REPORT_FILE = "report.html"
 
 
 def add_parser(sub: Any) -> None:
@@ -47,6 +43,12 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="also write a self-contained report.html (figures embedded) beside report.md",
     )
+    p.add_argument(
+        "--csv",
+        action="store_true",
+        help="also write requests.csv (one row per request) and summary.csv (name, value, "
+        "unit per figure) into each run directory",
+    )
     p.set_defaults(handler=report)
 
 
@@ -60,29 +62,16 @@ def report(args: argparse.Namespace) -> int:
         render_console(summary, reader.manifest, console)
         for note in run_notes(summary):
             console.print(f"note: {note}", markup=False, highlight=False)
-        figures: list[str] = []
-        split = summary.latency_split
-        if split is not None:
-            name = str(reader.manifest.get("run_name") or Path(run_dir).name)
-            splits.append((name, split))
-            png = latency_breakdown_chart(
-                [(name, split_components(split))], f"{name}: seconds per session"
-            )
-            write_run_file(run_dir, SPLIT_FIGURE, png)
-            figures.append(SPLIT_FIGURE)
-        telemetry = reader.frame("telemetry")
-        if telemetry is not None:
-            name = str(reader.manifest.get("run_name") or Path(run_dir).name)
-            tools = reader.table("tools") if reader.has_table("tools") else None
-            timeline = build_timeline(
-                telemetry, reader.requests(), tools, unavailable_sources(summary)
-            )
-            write_run_file(run_dir, TIMELINE_FIGURE, timeline_chart(timeline, name))
-            figures.append(TIMELINE_FIGURE)
+        if summary.latency_split is not None:
+            splits.append((run_name(reader), summary.latency_split))
+        figures = write_figures(reader, summary)
         content = run_report_content(run_dir, reader)
         console.print(f"report: {write_report(run_dir, figures, content)}")
         if args.html:
             console.print(f"report: {write_html_report(run_dir, figures, content)}")
+        if args.csv:
+            for path in write_csv(reader, summary):
+                console.print(f"csv: {path}")
     if len(splits) > 1:
         out: Path = args.out or Path(args.run_dir[0]).resolve().parent / "breakdown"
         out.mkdir(parents=True, exist_ok=True)
@@ -93,11 +82,3 @@ def report(args: argparse.Namespace) -> int:
         path = write_run_file(out, "breakdown.md", breakdown_markdown(splits, BREAKDOWN_FIGURE))
         console.print(f"breakdown: {path}")
     return 0
-
-
-def write_html_report(run_dir: Path, figures: list[str], content: RunReportContent) -> Path:
-    """Write report.html into the run dir: the report's `content` (the sections report.md
-    shows), `figures` (PNG files in the run dir) embedded."""
-    embedded = [(name, (Path(run_dir) / name).read_bytes()) for name in figures]
-    page = render_html(content.title, content.sections, embedded, content.notes)
-    return write_run_file(Path(run_dir), HTML_REPORT_FILE, page)

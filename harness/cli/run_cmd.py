@@ -6,17 +6,20 @@ import argparse
 import datetime as dt
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from harness.cli.common import resolve_workload
 from harness.cli.console import make_console
-from harness.cli.run_options import add_run_args, apply_overrides
+from harness.cli.run_answers import write_answers
+from harness.cli.run_options import add_run_args, apply_overrides, timing_note
 from harness.cli.run_view import ConsoleView
 from harness.report import render_console, run_notes
 from harness.run.engine import RunResult, execute
 from harness.run.plan import RunPlan, ServerChoice
 from harness.run.prepare import check_workload
+from harness.summary import DEFAULT_PERCENTILES
 from harness.workload.spec import WorkloadSpec
 
 
@@ -65,6 +68,7 @@ def run_plan(args: argparse.Namespace, spec: WorkloadSpec, out: Path) -> RunPlan
         workers=getattr(args, "workers", None),
         server_local=server_choice(args).local,
         command=tuple(sys.argv),
+        percentiles=getattr(args, "percentiles", DEFAULT_PERCENTILES),
     )
 
 
@@ -81,10 +85,17 @@ def show_result(result: RunResult, view: ConsoleView, show_summary: bool = True)
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `harness run`."""
-    spec = apply_overrides(resolve_workload(args.workload, args.format), args)
-    plan = run_plan(args, spec, args.out or _default_out(spec))
+    base = resolve_workload(args.workload, args.format)
+    spec = apply_overrides(base, args)
+    note = timing_note(base, spec, args)
+    plan = replace(run_plan(args, spec, args.out or _default_out(spec)), load_note=note)
     checked = check_workload(plan)
     view = ConsoleView(make_console())
+    if note is not None:
+        view.say(f"note: {note}")
     result = execute(plan, server_choice(args).server(), view, checked=checked)
     show_result(result, view)
+    write_answers(
+        result.out, result.summary, view.say, view.warn, report=not args.no_report, csv=args.csv
+    )
     return result.exit_code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from harness.cli.common import add_workload_args, number_in, option_errors, out_dir
 from harness.errors import ConfigError
 from harness.run.prepare import DEFAULT_CALIBRATION
+from harness.summary import DEFAULT_PERCENTILES
 from harness.tools.sandbox import require_sandbox
 from harness.workload.limits import MAX_LOAD_WORKERS, MAX_SEED
 from harness.workload.spec import WorkloadSpec
@@ -43,9 +45,89 @@ def add_run_args(p: argparse.ArgumentParser) -> None:
         "--out", type=out_dir, default=None, help="run directory (default results/NAME-TIME)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing finished run")
-    p.add_argument("--rate", type=float, help="sessions per second for poisson/constant")
+    p.add_argument(
+        "--rate",
+        type=float,
+        help="sessions per second, Poisson arrivals as `vllm bench serve --request-rate` "
+        "(constant with --pattern constant or a constant workload); on a trace workload it "
+        "replaces the trace's own timestamps, and the run says so (console and summary.load)",
+    )
     p.add_argument("--concurrency", type=int, help="closed-loop concurrent sessions")
     add_load_options(p)
+    add_answer_options(p)
+
+
+def add_answer_options(p: argparse.ArgumentParser) -> None:
+    """What a run writes at its end besides its tables and summary: the reports, CSV, and
+    which percentiles its latency figures give."""
+    p.add_argument(
+        "--percentiles",
+        type=percentile_list,
+        default=DEFAULT_PERCENTILES,
+        metavar="P,P,...",
+        help="percentiles of TTFT, TPOT, ITL and E2EL in the summary, console and report, "
+        "each in (0, 100), as `vllm bench serve --metric-percentiles` (default "
+        f"{','.join(f'{p:g}' for p in DEFAULT_PERCENTILES)}; min and max always)",
+    )
+    p.add_argument(
+        "--csv",
+        action="store_true",
+        help="also write requests.csv (one row per request) and summary.csv (name, value, "
+        "unit per figure) into the run directory",
+    )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="do not write report.md and report.html at the end of the run",
+    )
+
+
+def percentile_list(text: str) -> tuple[float, ...]:
+    """An argparse `type` for `--percentiles`: comma-separated numbers in (0, 100), each once;
+    sorted."""
+    values: list[float] = []
+    for part in text.split(","):
+        item = part.strip()
+        if not item:
+            raise argparse.ArgumentTypeError(f"{text!r}: an empty item (give e.g. 50,90,99)")
+        try:
+            value = float(item.removeprefix("p"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is not a number") from None
+        if not math.isfinite(value) or not 0 < value < 100:
+            raise argparse.ArgumentTypeError(
+                f"{item} is not a percentile: each must be > 0 and < 100"
+            )
+        if value in values:
+            raise argparse.ArgumentTypeError(f"{item} is given twice")
+        values.append(value)
+    return tuple(sorted(values))
+
+
+def timing_note(base: WorkloadSpec, merged: WorkloadSpec, args: argparse.Namespace) -> str | None:
+    """What the options did to a trace workload's own timing, where they replaced it with
+    rated arrivals (said on the console and kept in summary.load); None where they did not."""
+    if base.arrival.pattern != "trace" or merged.arrival.pattern == "trace":
+        return None
+    arrival = merged.arrival
+    given = [
+        f"--{name} {value:g}" if isinstance(value, float) else f"--{name} {value}"
+        for name, value in (
+            ("pattern", args.pattern),
+            ("rate", args.rate),
+            ("concurrency", args.concurrency),
+        )
+        if value is not None
+    ]
+    if arrival.pattern == "closed":
+        arrivals = f"a closed loop of {arrival.concurrency} sessions"
+    else:
+        kind = "Poisson" if arrival.pattern == "poisson" else "constant"
+        arrivals = f"{kind} arrivals at {arrival.rate_per_s:g} sessions/s"
+    return (
+        f"{' '.join(given) or 'the options'} replaced the trace's own timestamps with "
+        f"{arrivals} (leave --rate out to replay the trace's timing, --time-scale to scale it)"
+    )
 
 
 def add_load_options(p: argparse.ArgumentParser) -> None:

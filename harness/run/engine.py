@@ -19,7 +19,7 @@ from harness.records import RunClock
 from harness.redact import redact
 from harness.replay import ReplayOptions, ReplayOutcome
 from harness.results import RunWriter
-from harness.run.finish import finish, scrape_metrics
+from harness.run.finish import finish, load_applied, scrape_metrics
 from harness.run.health import WorkerHealth, client_health
 from harness.run.live import LiveBounds, LiveFeed
 from harness.run.load import LoadGenerator, LoadPlan
@@ -151,6 +151,7 @@ def _execute_on(
     salt = plan.prompt_salt if plan.prompt_salt is not None else secrets.randbelow(2**24)
     counted["prompt_salt"] = salt
     counted["tool_workers"] = tool_workers_plan(spec)
+    counted["percentiles"] = list(plan.percentiles)
     if counted["tool_workers"] is not None:
         workers = counted["tool_workers"]
         view.say(
@@ -234,6 +235,7 @@ def _execute_on(
                     telemetry,
                     metrics_before,
                     view.warn,
+                    plan.percentiles,
                 )
             except Exception:
                 manifest["status"] = "failed"  # the journals stay: the run is recoverable
@@ -242,6 +244,7 @@ def _execute_on(
             worker_errors = generator.worker_errors if generator is not None else []
             summary.run.worker_errors = list(worker_errors)
             summary.workers = Workers.model_validate(choice.to_dict())
+            summary.load = load_applied(spec, choice.used, plan.load_note)
             health = generator.health if generator is not None else []
             workers_health = [WorkerHealth.model_validate(h) for h in health]
             summary.client = ClientHealth.model_validate(client_health(workers_health))

@@ -4,7 +4,7 @@ computed from what was written (never from memory), with how the replay ended.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from harness.results import RunReader, RunWriter, table_frame
 from harness.run.telemetry import RunTelemetry
 from harness.run_summary import read_requests, table_figures, token_mismatches
 from harness.server import ServerInfo
-from harness.summary import Summary, new_summary
+from harness.summary import DEFAULT_PERCENTILES, LoadApplied, Summary, new_summary
 from harness.telemetry.server_metrics import Samples, phase_deltas, scrape
 from harness.workload.spec import WorkloadSpec
 
@@ -75,16 +75,18 @@ def finish(
     telemetry: RunTelemetry | None,
     metrics_before: Samples | str,
     warn: Callable[[str], None],
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
 ) -> Summary:
-    """Seal the tables and compute the summary from what was written; a summary that does not
-    fit its schema is an error here, before anything is written."""
+    """Seal the tables and compute the summary from what was written (the latency figures
+    with `percentiles`); a summary that does not fit its schema is an error here, before
+    anything is written."""
     summary_metrics = server_metrics_delta(info, metrics_before, warn)
     writer.seal_tables()
     reader = RunReader(out)
     requests = read_requests(reader)
     steps = reader.table("steps") if reader.has_table("steps") else None
     tools = reader.table("tools") if reader.has_table("tools") else None
-    summary = table_figures(requests, steps, tools, spec.slo, spec.name)
+    summary = table_figures(requests, steps, tools, spec.slo, spec.name, percentiles)
     summary["run"] = run_block(outcome, counted, requests.frame)
     summary["server_metrics"] = summary_metrics
     if telemetry is not None:
@@ -99,3 +101,44 @@ def finish(
         writer.write_frame("step_split", step_split(steps, tools_df))
         writer.write_frame("session_split", session_split(steps, tools_df))
     return new_summary(summary)
+
+
+def _rate_text(rate: float) -> str:
+    """A rate in sessions per second, as few digits as it needs."""
+    return f"{rate:g} sessions/s"
+
+
+def load_applied(spec: WorkloadSpec, workers: int | None, note: str | None = None) -> LoadApplied:
+    """summary.load: the arrival pattern in words and figures, the caps and limits, and the
+    load workers; `note` says how the workload's own timing was replaced, where it was."""
+    arrival, limits = spec.arrival, spec.limits
+    pattern = arrival.pattern
+    if pattern == "trace":
+        scale = arrival.time_scale
+        description = (
+            "trace timestamps, sent as fast as the other limits allow (time scale 0)"
+            if scale == 0
+            else f"trace timestamps × {scale:g}"
+        )
+    elif pattern == "closed":
+        description = f"closed loop, {arrival.concurrency} concurrent sessions"
+    else:
+        rate = arrival.rate_per_s or 0.0
+        kind = "Poisson" if pattern == "poisson" else "constant"
+        description = f"{kind} arrivals at {_rate_text(rate)}"
+    if limits.max_concurrency is not None:
+        description += f", at most {limits.max_concurrency} requests in flight"
+    return LoadApplied(
+        pattern=pattern,
+        description=description,
+        time_scale=arrival.time_scale if pattern == "trace" else None,
+        rate_per_s=arrival.rate_per_s if pattern in ("poisson", "constant") else None,
+        concurrency=arrival.concurrency if pattern == "closed" else None,
+        max_concurrency=limits.max_concurrency,
+        max_requests=limits.max_requests,
+        duration_s=limits.duration_s,
+        warmup_requests=limits.warmup_requests,
+        workers=workers,
+        trace_timing_replaced=note is not None,
+        note=note,
+    )

@@ -10,6 +10,7 @@ from typing import Literal
 
 from harness.server import AttachedServer, Server
 from harness.server_process import EmbeddedServer, LaunchedServer
+from harness.summary import DEFAULT_PERCENTILES
 from harness.workload.spec import WorkloadSpec
 
 
@@ -65,6 +66,10 @@ class RunPlan:
     """Whether the server shares this host's cores (fewer are left for workers)."""
     command: tuple[str, ...] = field(default_factory=tuple)
     """The command line that made the plan, for the manifest (credentials redacted there)."""
+    percentiles: tuple[float, ...] = DEFAULT_PERCENTILES
+    """The percentiles each latency figure reports, besides min and max (`--percentiles`)."""
+    load_note: str | None = None
+    """How the command line replaced the workload's own timing, where it did (summary.load)."""
 
     def with_spec(self, spec: WorkloadSpec, out: Path) -> RunPlan:
         """The same plan for another workload (a sweep's load point) and run directory."""
