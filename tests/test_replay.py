@@ -407,6 +407,25 @@ async def test_request_ids_and_the_budget_follow_the_plan_not_the_timing() -> No
     ]
 
 
+async def test_every_session_end_is_heard_once() -> None:
+    """Live progress hears of each session that ends: run to its last step, or cut short by
+    the request budget; a session the budget leaves out never started, so never ends."""
+    clock = RunClock()
+    ended: list[None] = []
+    replayer = Replayer(
+        RecordingSender(clock.now_ns),
+        PromptBuilder(synthetic_token_space(1000), seed=0),
+        ReplayOptions(pattern="trace", time_scale=0.0, max_requests=5),
+        clock.now_ns,
+        lambda _: None,
+        tools=ReplayTools(clock.now_ns),
+        on_session_end=lambda: ended.append(None),
+    )
+    outcome = await replayer.run([_session(i, steps=((10, 2), (10, 2))) for i in range(4)])
+    assert outcome.sessions_started == 3
+    assert len(ended) == 3
+
+
 # --- the agent session loop -----------------------------------------------------------
 
 

@@ -41,7 +41,7 @@ def _num(value: float | None, unit: str, digits: int = 0) -> str:
 def _ms(value: float | None) -> str:
     if value is None:
         return "n/a"
-    digits = 2 if value < 10 else 1 if value < 1000 else 0
+    digits = 3 if value < 1 else 2 if value < 10 else 1 if value < 1000 else 0
     return f"{value:,.{digits}f} ms"
 
 
@@ -51,13 +51,15 @@ def where(f: LiveFigures) -> str:
         assert f.duration_s is not None
         left = f"{_duration(f.remaining_s or 0.0)} left of {_duration(f.duration_s)}"
     else:
-        eta = "" if f.remaining_s is None else f", ~{_duration(f.remaining_s)} left"
+        known = f.remaining_s is not None and f.remaining_requests > 0
+        eta = f", ~{_duration(f.remaining_s or 0.0)} left" if known else ""
         left = f"{f.remaining_requests:,} requests left{eta}"
     return f"{_duration(f.elapsed_s)} elapsed, {left}"
 
 
-def figures_line(f: LiveFigures) -> str:
-    """The live figures in one line of plain text, labelled as estimates."""
+def figures_line(f: LiveFigures, with_time: bool = True) -> str:
+    """The live figures in one line of plain text, labelled as estimates (`with_time`: with
+    the elapsed and remaining time, which a bar shows beside itself)."""
     requests = f"{f.done:,}/{f.requests:,} requests ({f.failed:,} failed)"
     total = f"/{f.sessions:,}" if f.sessions is not None else ""
     sessions = f"sessions {f.sessions_started:,}{total} started, {f.sessions_ended:,} ended"
@@ -66,7 +68,8 @@ def figures_line(f: LiveFigures) -> str:
         f"{_num(f.output_tok_s_overall, 'tok/s')} overall"
     )
     latency = f"TTFT p50 {_ms(f.ttft_p50_ms)}, ITL p50 {_ms(f.itl_p50_ms)}"
-    return f"[{LIVE_LABEL}] {requests} · {sessions} · {where(f)} · {rate} · {latency}"
+    parts = [requests, sessions, *([where(f)] if with_time else []), rate, latency]
+    return f"[{LIVE_LABEL}] " + " · ".join(parts)
 
 
 def live_display(stats: LiveStats, name: str) -> RenderableType:
@@ -83,7 +86,7 @@ def live_display(stats: LiveStats, name: str) -> RenderableType:
         ProgressBar(total=1.0, completed=f.fraction, width=40),
         Text(f"{done} · {where(f)}"),
     )
-    return Group(grid, Text(figures_line(f), style="dim"))
+    return Group(grid, Text(figures_line(f, with_time=False), style="dim"))
 
 
 class PlainTicker:
@@ -103,7 +106,10 @@ class PlainTicker:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval_s):
-            self._say(figures_line(self._stats.figures()))
+            try:
+                self._say(figures_line(self._stats.figures()))
+            except OSError:  # the reader went away (a closed pipe): the run itself says so
+                return
 
     def __enter__(self) -> PlainTicker:
         self._thread.start()
@@ -121,9 +127,10 @@ class ConsoleView:
     def __init__(
         self,
         console: Console,
-        plain_interval_s: float = PLAIN_INTERVAL_S,
+        plain_interval_s: float | None = None,
         now_s: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`plain_interval_s`: seconds between plain lines (None: PLAIN_INTERVAL_S)."""
         self.console = console
         self.plain_interval_s = plain_interval_s
         self._now_s = now_s
@@ -149,5 +156,6 @@ class ConsoleView:
             ):
                 yield stats
         else:
-            with PlainTicker(stats, self.say, self.plain_interval_s):
+            interval_s = self.plain_interval_s or PLAIN_INTERVAL_S
+            with PlainTicker(stats, self.say, interval_s):
                 yield stats
