@@ -9,12 +9,14 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, ValidationError
 
 from harness.errors import ConfigError
+from harness.suggest import close_names, did_you_mean, suggest
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -112,24 +114,89 @@ def dotted(loc: tuple[int | str, ...], prefix: str = "") -> str:
     return printable_key(".".join(parts)) if parts else "(top level)"
 
 
-def error_lines(err: ValidationError, prefix: str = "") -> list[str]:
-    """One phrase per problem: `key 'a.b': message`, `unknown key 'a'` or a top-level message."""
+def error_lines(
+    err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> list[str]:
+    """One phrase per problem: `key 'a.b': message`, `unknown key 'a'` or a top-level message;
+    a value outside a set of choices, and (given the `model` validated) an unknown key, end
+    with the closest known ones (`(did you mean 'poisson'?)`)."""
     lines = []
     for e in err.errors():
         key = dotted(e["loc"], prefix)
         msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown key '{key}'")
+            known = keys_at(model, e["loc"][:-1]) if model is not None else []
+            near = close_names(str(e["loc"][-1]), known)
+            parent = dotted(e["loc"][:-1], prefix) if e["loc"][:-1] or prefix else ""
+            hint = did_you_mean(f"{parent}.{n}" if parent else n for n in near)
+            lines.append(f"unknown key '{key}'{hint}")
         elif not e["loc"] and not prefix:
             lines.append(msg)
         else:
-            lines.append(f"key '{key}': {msg}")
+            lines.append(f"key '{key}': {msg}{_choice_hint(e)}")
     return lines
 
 
-def validation_message(path: Path | str, err: ValidationError, prefix: str = "") -> str:
+def _choice_hint(error: Any) -> str:
+    """`(did you mean 'x'?)` for a string given where one of a few literals is expected."""
+    given = error.get("input")
+    expected = (error.get("ctx") or {}).get("expected")
+    if error["type"] not in ("literal_error", "enum") or not isinstance(given, str):
+        return ""
+    return suggest(given, re.findall(r"'([^']*)'", str(expected or "")))
+
+
+def keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys a `model`'s section at the error location `loc` accepts (through nested
+    models, optional ones, lists and mappings of them); [] where `loc` leads to no model."""
+    node: Any = model
+    for part in loc:
+        node = _step(node, part)
+        if node is None:
+            return []
+    found = _model_of(node)
+    return [] if found is None else [f.alias or name for name, f in found.model_fields.items()]
+
+
+def _step(node: Any, part: int | str) -> Any:
+    """The type one location part below `node` (a field's, a list item's, a mapping value's)."""
+    found = _model_of(node)
+    if found is not None:
+        field = found.model_fields.get(str(part))
+        if field is None:
+            field = next((f for f in found.model_fields.values() if f.alias == part), None)
+        return None if field is None else field.annotation
+    for arg in _members(node):
+        origin = get_origin(arg)
+        if origin in (list, tuple, set, frozenset) and isinstance(part, int):
+            return get_args(arg)[0] if get_args(arg) else None
+        if origin is dict and get_args(arg):
+            return get_args(arg)[-1]
+    return None
+
+
+def _members(node: Any) -> list[Any]:
+    """A type's alternatives: a union's members (Annotated unwrapped), or the type itself."""
+    if get_origin(node) is Annotated:
+        return _members(get_args(node)[0])
+    if get_origin(node) in (Union, UnionType):
+        return [m for arg in get_args(node) for m in _members(arg)]
+    return [node]
+
+
+def _model_of(node: Any) -> type[BaseModel] | None:
+    """The pydantic model among a type's alternatives, if any."""
+    for arg in _members(node):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def validation_message(
+    path: Path | str, err: ValidationError, prefix: str = "", model: type[BaseModel] | None = None
+) -> str:
     """One line per problem, each starting with the file: `FILE: key 'a.b': message`."""
-    return "\n".join(f"{path}: {line}" for line in error_lines(err, prefix))
+    return "\n".join(f"{path}: {line}" for line in error_lines(err, prefix, model))
 
 
 def validate(model: type[M], data: Any, path: Path | str, prefix: str = "") -> M:
@@ -140,7 +207,7 @@ def validate(model: type[M], data: Any, path: Path | str, prefix: str = "") -> M
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(validation_message(path, err, prefix)) from None
+        raise ConfigError(validation_message(path, err, prefix, model)) from None
 
 
 def _read_text(path: Path, what: str) -> str:

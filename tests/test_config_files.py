@@ -126,3 +126,85 @@ def test_a_key_with_control_characters_stays_on_one_line(tmp_path: Path) -> None
         load_workload(path)
     assert all(line.startswith(str(path)) for line in str(err.value).splitlines())
     assert "bad\\nkey" in str(err.value)
+
+
+# --- did you mean ------------------------------------------------------------------------------
+
+_WORKLOAD_TYPOS = """\
+name: typos
+source:
+  synthetic: chatbot
+arrival:
+  pattern: poison
+  rate_per_s: 1
+limits:
+  max_concurency: 3
+"""
+
+
+def test_unknown_keys_and_choices_suggest_the_closest_known_ones(tmp_path: Path) -> None:
+    path = tmp_path / "typos.yaml"
+    path.write_text(_WORKLOAD_TYPOS)
+    with pytest.raises(ConfigError) as info:
+        load_workload(path)
+    lines = str(info.value).splitlines()
+    assert (
+        f"{path}: unknown key 'limits.max_concurency' (did you mean 'limits.max_concurrency'?)"
+        in lines
+    )
+    assert (
+        f"{path}: key 'arrival.pattern': Input should be 'trace', 'poisson', 'constant' or "
+        "'closed' (did you mean 'poisson'?)"
+    ) in lines
+
+
+def test_a_trace_format_typo_suggests_the_format(tmp_path: Path) -> None:
+    path = tmp_path / "fmt.yaml"
+    path.write_text("name: f\nsource:\n  trace: t.jsonl\n  format: mooncak\n")
+    with pytest.raises(ConfigError, match=r"key 'source.format': .*\(did you mean 'mooncake'\?\)"):
+        load_workload(path)
+
+
+class _Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tokens_per_day: float
+
+
+class _Nested(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[_Item]
+    named: dict[str, _Item]
+    maybe: _Inner | None = None
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"items": [], "named": {}, "mabye": {}}, "unknown key 'mabye' (did you mean 'maybe'?)"),
+        (
+            {"items": [{"tokens_per_dy": 1}], "named": {}},
+            "unknown key 'items.0.tokens_per_dy' (did you mean 'items.0.tokens_per_day'?)",
+        ),
+        (
+            {"items": [], "named": {"a": {"tokens_per_day": 1, "tokns_per_day": 2}}},
+            "unknown key 'named.a.tokns_per_day' (did you mean 'named.a.tokens_per_day'?)",
+        ),
+        (
+            {"items": [], "named": {}, "maybe": {"rate": 1, "rat": 2}},
+            "unknown key 'maybe.rat' (did you mean 'maybe.rate'?)",
+        ),
+        ({"items": [], "named": {}, "zzzz": 1}, "unknown key 'zzzz'"),
+    ],
+)
+def test_unknown_keys_are_matched_in_nested_lists_mappings_and_optional_sections(
+    tmp_path: Path, data: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(_Nested, data, tmp_path / "n.yaml")
+    assert f"{tmp_path / 'n.yaml'}: {message}" in str(info.value).splitlines()
+
+
+def test_a_prefix_is_part_of_the_suggested_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate(_Inner, {"rate": 1, "rte": 2}, "f.yaml", prefix="inner")
+    assert str(info.value) == "f.yaml: unknown key 'inner.rte' (did you mean 'inner.rate'?)"

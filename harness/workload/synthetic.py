@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness.config_files import Count, FiniteFloat, printable_key
 from harness.errors import ConfigError
+from harness.suggest import suggest
 from harness.units import MS_PER_S
 from harness.workload.limits import (
     MAX_RATE_PER_S,
@@ -158,7 +159,8 @@ def _validate(kind: str, model: type[P], params: dict[str, Any], key_prefix: str
         first = err.errors()[0]
         key = printable_key(key_prefix + ".".join(str(part) for part in first["loc"])) or "(params)"
         if first["type"] == "extra_forbidden":
-            raise ConfigError(f"synthetic '{kind}': unknown key '{key}'") from None
+            hint = suggest(str(first["loc"][-1]), model.model_fields)
+            raise ConfigError(f"synthetic '{kind}': unknown key '{key}'{hint}") from None
         message = str(first["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"synthetic '{kind}': key '{key}': {message}") from None
 

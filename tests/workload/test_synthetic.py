@@ -104,7 +104,11 @@ def test_random_like_vllm_bench() -> None:
 @pytest.mark.parametrize(
     ("kind", "params", "message"),
     [
-        ("chatbot", {"sesions": 3}, "synthetic 'chatbot': unknown key 'sesions'"),
+        (
+            "chatbot",
+            {"sesions": 3},
+            "synthetic 'chatbot': unknown key 'sesions' (did you mean 'sessions'?)",
+        ),
         ("chatbot", {"sessions": 0}, "synthetic 'chatbot': key 'sessions':"),
         ("agent", {"scale": "big"}, "synthetic 'agent': key 'scale':"),
         ("agent", {"steps_min": 5, "steps_max": 4}, "key 'steps_min': 5 exceeds steps_max 4"),
