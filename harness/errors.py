@@ -31,3 +31,13 @@ class ServerError(HarnessError):
 
 class ResultsError(HarnessError):
     """A run directory is missing, incomplete or unreadable."""
+
+
+class RunExistsError(ResultsError):
+    """A run directory already holds a run (`existing`: its files) and replacing it was not
+    asked for; the CLI names its own option for that."""
+
+    def __init__(self, run_dir: Path | str, existing: list[str]) -> None:
+        self.run_dir = Path(run_dir)
+        self.existing = list(existing)
+        super().__init__(f"{self.run_dir}: already holds a run ({', '.join(existing)})")

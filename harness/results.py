@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from harness.errors import ResultsError
+from harness.errors import ResultsError, RunExistsError
 from harness.records import TABLE_COLUMN_KINDS, ColumnKind, RequestRecord, record_to_row
 from harness.summary import Summary
 
@@ -291,10 +291,7 @@ class RunWriter:
             raise ResultsError(f"{self.run_dir}: exists and is not a directory")
         existing = [n for n in _RUN_FILES if (self.run_dir / n).exists()]
         if existing and not overwrite:
-            raise ResultsError(
-                f"{self.run_dir}: already holds a run ({', '.join(existing)}); "
-                "pass --overwrite or choose another run directory"
-            )
+            raise RunExistsError(self.run_dir, existing)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import select
 import shlex
 import sys
@@ -17,7 +18,8 @@ from rich.console import Console
 
 from harness import __version__
 from harness.cli.console import make_console, one_line, print_error
-from harness.errors import HarnessError
+from harness.errors import HarnessError, RunExistsError
+from harness.suggest import suggest
 
 EXIT_INTERNAL = 1
 EXIT_INPUT = 2
@@ -29,8 +31,22 @@ class _Parser(argparse.ArgumentParser):
     """argparse whose errors are one line naming the option (no usage block), exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        """Print `PROG: error: MESSAGE (see PROG --help)` on stderr and exit 2."""
-        self.exit(EXIT_INPUT, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+        """Print `PROG: error: MESSAGE (see PROG --help)` on stderr and exit 2; a choice not
+        among an option's choices gets the closest ones (`did you mean 'mooncake'?`)."""
+        text = one_line(message) + choice_hint(message)
+        self.exit(EXIT_INPUT, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '(?P<given>.*?)' \(choose from (?P<known>.*)\)")
+
+
+def choice_hint(message: str) -> str:
+    """` (did you mean 'x'?)` for argparse's `invalid choice: 'X' (choose from ...)`, else ""."""
+    found = _INVALID_CHOICE.search(message)
+    if found is None:
+        return ""
+    known = [c.strip().strip("'") for c in found["known"].split(",")]
+    return suggest(found["given"], known)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -77,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(given)
         code: int = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+    except RunExistsError as exc:
+        print_error(err, f"{exc}: pass --overwrite to replace it, or choose another --out")
+        return EXIT_INPUT
     except HarnessError as exc:
         print_error(err, str(exc))
         return EXIT_INPUT

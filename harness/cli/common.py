@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from harness.config_files import dotted
 from harness.errors import ConfigError
+from harness.suggest import close_files, did_you_mean
 from harness.workload.spec import (
     TRACE_FORMATS,
     SourceSpec,
@@ -19,6 +20,10 @@ from harness.workload.spec import (
     is_workload_file,
     load_workload,
 )
+
+WORKLOADS_DIR = Path("workloads")
+"""Where the shipped workloads lie (relative to the checkout): a missing workload file's
+close names are looked for here too."""
 
 
 def add_workload_args(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +46,8 @@ def resolve_workload(path: Path, fmt: str | None) -> WorkloadSpec:
     except OSError as err:  # a name too long, say
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
     if not found:
-        raise ConfigError(f"{path}: no such file")
+        hint = did_you_mean(close_files(path, [WORKLOADS_DIR]))
+        raise ConfigError(f"{path}: no such file{hint}")
     if is_workload_file(path):
         spec = load_workload(path)
         if fmt is not None:

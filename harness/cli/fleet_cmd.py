@@ -15,7 +15,13 @@ from typing import Any
 from harness.cli.console import make_console
 from harness.errors import ConfigError
 from harness.fleet.calibrate import calibration_document
-from harness.fleet.catalog import PRECISIONS, Accelerator, load_catalog
+from harness.fleet.catalog import (
+    PRECISIONS,
+    Accelerator,
+    catalog_name,
+    load_catalog,
+    unknown_accelerator,
+)
 from harness.fleet.model import fleet_study
 from harness.fleet.profile import HardwareProfile, load_profile
 from harness.fleet.report import (
@@ -111,12 +117,12 @@ def load_profiles(
         if profile.name in seen:
             other = seen[profile.name]
             raise ConfigError(f"{path}: key 'name': profile '{profile.name}' is also in {other}")
-        if profile.accelerator is not None and profile.accelerator not in catalog:
-            known = ", ".join(sorted(catalog))
-            raise ConfigError(
-                f"{path}: key 'accelerator': '{profile.accelerator}' is not in the catalog "
-                f"(known: {known}; add it with --catalog)"
-            )
+        if profile.accelerator is not None:
+            named = catalog_name(profile.accelerator, catalog)
+            if named is None:
+                why = unknown_accelerator(profile.accelerator, catalog)
+                raise ConfigError(f"{path}: key 'accelerator': {why} (add it with --catalog)")
+            profile = profile.model_copy(update={"accelerator": named})
         seen[profile.name] = path
         profiles.append(profile)
     return profiles

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.config_files import FiniteFloat, read_yaml, validate
 from harness.errors import ConfigError
+from harness.suggest import find_name, suggest
 
 Precision = Literal["bf16", "fp8"]
 PRECISIONS: tuple[Precision, ...] = ("bf16", "fp8")
@@ -75,4 +76,16 @@ def match_accelerator(device_name: str, catalog: dict[str, Accelerator]) -> str 
     for name, acc in catalog.items():
         if name.casefold() == wanted or any(d.casefold() == wanted for d in acc.device_names):
             return name
-    return None
+    return catalog_name(device_name, catalog)
+
+
+def catalog_name(name: str, catalog: dict[str, Accelerator]) -> str | None:
+    """The catalog's own name for an accelerator written `name`, matched ignoring case,
+    spaces, hyphens and underscores (`H100 SXM` is `H100-SXM`); None where none matches."""
+    return find_name(name, catalog)
+
+
+def unknown_accelerator(name: str, catalog: dict[str, Accelerator]) -> str:
+    """Why `name` is no catalog accelerator, with the closest names and every known one."""
+    hint = suggest(name, catalog, loose=True)
+    return f"'{name}' is not in the catalog{hint}; known: {', '.join(sorted(catalog))}"

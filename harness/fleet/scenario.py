@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from harness.config_files import Count, FiniteFloat, error_lines, read_yaml, validate
 from harness.errors import ConfigError
 from harness.fleet.shape import ModelShape
+from harness.suggest import close_files, did_you_mean
 
 
 class _Strict(BaseModel):
@@ -188,7 +189,10 @@ def _check_sweep(scenario: Scenario, path: Path | str) -> None:
 
 
 def parse_scenario(data: Any, path: Path | str) -> Scenario:
-    """Validate a mapping read from `path` (sweep values included)."""
+    """Validate a mapping read from `path` (sweep values included); without a `name`, the
+    scenario is named after its file (`dc-a.yaml` is `dc-a`)."""
+    if isinstance(data, dict) and "name" not in data:
+        data = {"name": Path(path).stem, **data}
     scenario = validate(Scenario, data, path)
     _check_sweep(scenario, path)
     return scenario
@@ -197,5 +201,6 @@ def parse_scenario(data: Any, path: Path | str) -> Scenario:
 def load_scenario(path: Path) -> Scenario:
     """Read and validate a scenario YAML file."""
     if not path.is_file():
-        raise ConfigError(f"{path}: no such scenario file")
+        hint = did_you_mean(close_files(path, [Path("scenarios")]))
+        raise ConfigError(f"{path}: no such scenario file{hint}")
     return parse_scenario(read_yaml(path, "scenario"), path)

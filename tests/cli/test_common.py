@@ -148,3 +148,23 @@ def test_numeric_options_are_checked_when_parsed(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "error: argument --" in err
     assert "Traceback" not in err
+
+
+def test_a_missing_workload_suggests_close_files_beside_it_and_in_workloads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped = tmp_path / "workloads"
+    shipped.mkdir()
+    (shipped / "demo-chatbot.yaml").write_text("")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "demo-chatbot-long.yaml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        resolve_workload(Path("mine/demo-chatbto.yaml"), None)
+    message = str(info.value)
+    assert message.startswith("mine/demo-chatbto.yaml: no such file (did you mean ")
+    assert "'mine/demo-chatbot-long.yaml'" in message
+    assert "'workloads/demo-chatbot.yaml'" in message
+    with pytest.raises(ConfigError) as info:
+        resolve_workload(Path("zzz.yaml"), None)
+    assert str(info.value) == "zzz.yaml: no such file"

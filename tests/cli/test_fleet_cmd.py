@@ -249,3 +249,30 @@ def test_a_cpu_measured_profile_counts_cpu_hosts(
     assert "6,510,417 (CPU hosts)" in printed
     html = page.read_text(encoding="utf-8")
     assert "6,510,417 (CPU hosts)" in html and "GPUs (CPU hosts for profiles measured" in html
+
+
+def _profile_with_accelerator(tmp_path: Path, accelerator: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"name: p\nsource: s\naccelerator: {accelerator}\ncapacity_tok_s: 1000\nbusy_w: 700\n"
+        "idle_w: 100\nprecision: bf16\n"
+    )
+    return path
+
+
+def test_a_profiles_accelerator_written_with_spaces_is_the_catalogs(tmp_path: Path) -> None:
+    out = tmp_path / "f.json"
+    profile = _profile_with_accelerator(tmp_path, "'h100 sxm'")
+    code = main(["fleet", str(SCENARIOS / "china-30t.yaml"), "--profile", str(profile),
+                 "--json", str(out)])  # fmt: skip
+    assert code == 0
+    assert "H100-SXM" in out.read_text() and "h100 sxm" not in out.read_text()
+
+
+def test_a_mistyped_accelerator_suggests_the_catalogs_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profile = _profile_with_accelerator(tmp_path, "H100-SMX")
+    assert main(["fleet", str(SCENARIOS / "china-30t.yaml"), "--profile", str(profile)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "key 'accelerator': 'H100-SMX' is not in the catalog (did you mean 'H100-SXM'" in err

@@ -228,3 +228,43 @@ def test_a_closed_stdout_exits_quietly(tmp_path: Path, json_flag: list[str]) -> 
         os.close(write_end)
     assert proc.returncode == 141, proc.stderr
     assert proc.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["runn"], "(did you mean 'run'?)"),
+        (["run", "w.yaml", "--format", "mooncak"], "(did you mean 'mooncake'?)"),
+        (["run", "w.yaml", "--pattern", "poison"], "(did you mean 'poisson'?)"),
+    ],
+)
+def test_an_invalid_choice_suggests_the_closest(tmp_path: Path, argv: list[str], hint: str) -> None:
+    line = _error_line(_harness(tmp_path, *argv), 2)
+    assert "invalid choice" in line and hint in line
+
+
+def test_a_run_directory_in_use_names_the_overwrite_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The library says the directory holds a run (RunExistsError, no option names); the
+    command line adds its own option for replacing it."""
+    from harness.cli import main, report_cmd
+    from harness.errors import RunExistsError
+    from harness.results import RunWriter
+
+    used = tmp_path / "run"
+    RunWriter(used).write_manifest({"run_name": "old"})
+    with pytest.raises(RunExistsError) as info:
+        RunWriter(used)
+    assert "overwrite" not in str(info.value)
+
+    def handler(args: object) -> int:
+        RunWriter(used)
+        return 0
+
+    monkeypatch.setattr(report_cmd, "report", handler)
+    assert main(["report", str(used)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"{used}: already holds a run (manifest.json" in err
+    assert "pass --overwrite to replace it, or choose another --out" in err
+    assert "overwrite=True" not in err

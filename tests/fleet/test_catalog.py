@@ -9,7 +9,13 @@ import pytest
 from fleet_builders import REPO
 
 from harness.errors import ConfigError
-from harness.fleet.catalog import builtin_catalog_path, load_catalog, match_accelerator
+from harness.fleet.catalog import (
+    builtin_catalog_path,
+    catalog_name,
+    load_catalog,
+    match_accelerator,
+    unknown_accelerator,
+)
 
 ROWS = {
     # name: (board W, HBM GB, TB/s, BF16 TFLOPS, FP8 TFLOPS, secondary source)
@@ -101,3 +107,18 @@ def test_match_accelerator_by_device_name() -> None:
     assert match_accelerator("nvidia h200", catalog) == "H200-SXM"
     assert match_accelerator("MI300X", catalog) == "MI300X"
     assert match_accelerator("NVIDIA H100 PCIe", catalog) is None
+
+
+@pytest.mark.parametrize("written", ["H100 SXM", "h100-sxm", "H100_SXM", "h100sxm"])
+def test_catalog_names_match_ignoring_case_spaces_hyphens_underscores(written: str) -> None:
+    catalog = load_catalog()
+    assert catalog_name(written, catalog) == "H100-SXM"
+    assert match_accelerator(written, catalog) == "H100-SXM"
+
+
+def test_an_unknown_accelerator_names_the_closest_and_every_known_one() -> None:
+    catalog = load_catalog()
+    assert catalog_name("H100 SXMM", catalog) is None
+    why = unknown_accelerator("H100 SXMM", catalog)
+    assert why.startswith("'H100 SXMM' is not in the catalog (did you mean 'H100-SXM'")
+    assert all(name in why.split("known: ")[1] for name in catalog)

@@ -195,3 +195,22 @@ def test_figures_stay_finite_at_the_bounds(catalog: dict[str, Accelerator]) -> N
     profile = make_profile(capacity_tok_s=tiny, busy_w=big, idle_w=big, tool_cpu_s_per_session=tiny)
     figures = fleet_figures(scenario, profile, catalog)
     json.dumps(figures, allow_nan=False)  # raises on Infinity or NaN
+
+
+def test_a_scenario_without_a_name_is_named_after_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "dc-east.yaml"
+    path.write_text("tokens_per_day: 1e12\n" + FACILITY)
+    assert load_scenario(path).name == "dc-east"
+    path.write_text("name: given\ntokens_per_day: 1e12\n" + FACILITY)
+    assert load_scenario(path).name == "given"
+
+
+def test_a_missing_scenario_file_suggests_close_names(tmp_path: Path) -> None:
+    (tmp_path / "china-30t.yaml").write_text("")
+    with pytest.raises(ConfigError) as info:
+        load_scenario(tmp_path / "china-3ot.yaml")
+    # Close names beside the path first, then the shipped scenarios/ (where the tests run).
+    assert str(info.value).startswith(
+        f"{tmp_path / 'china-3ot.yaml'}: no such scenario file "
+        f"(did you mean '{tmp_path / 'china-30t.yaml'}'"
+    )
