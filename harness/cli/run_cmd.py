@@ -13,7 +13,7 @@ from typing import Any
 from harness.cli.common import resolve_workload
 from harness.cli.console import make_console
 from harness.cli.run_answers import write_answers
-from harness.cli.run_options import add_run_args, apply_overrides, timing_note
+from harness.cli.run_options import add_run_args, apply_overrides, split_vllm_args, timing_note
 from harness.cli.run_view import ConsoleView
 from harness.report import render_console, run_notes
 from harness.run.engine import RunResult, execute
@@ -48,7 +48,7 @@ def server_choice(args: argparse.Namespace) -> ServerChoice:
         url=args.server or None,
         model=args.model or None,
         api_key_env=args.api_key_env,
-        vllm_args=tuple(args.vllm_arg),
+        vllm_args=split_vllm_args(args.vllm_arg),
     )
 
 
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     view = ConsoleView(make_console())
     if note is not None:
         view.say(f"note: {note}")
-    result = execute(plan, server_choice(args).server(), view, checked=checked)
+    result = execute(plan, server_choice(args).server(progress=view.say), view, checked=checked)
     show_result(result, view)
     write_answers(
         result.out, result.summary, view.say, view.warn, report=not args.no_report, csv=args.csv

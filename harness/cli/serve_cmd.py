@@ -11,7 +11,8 @@ from typing import Any
 from rich.text import Text
 
 from harness.cli.common import number_in
-from harness.cli.console import make_console
+from harness.cli.console import literal_printer, make_console
+from harness.cli.run_options import split_vllm_args
 from harness.run.plan import project_root
 from harness.server import Server
 from harness.server_process import EmbeddedServer, LaunchedServer
@@ -30,7 +31,12 @@ def add_parser(sub: Any) -> None:
         help="port on 127.0.0.1 (default: free)",
     )
     p.add_argument(
-        "--vllm-arg", action="append", default=[], metavar="ARG", help="extra vllm serve argument"
+        "--vllm-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra vllm serve argument (repeatable; `--vllm-arg --enforce-eager` works, and "
+        "one value may hold several words: --vllm-arg '--max-model-len 2048')",
     )
     p.add_argument(
         "--ready-file", type=Path, default=None, help="write the base URL here once it serves"
@@ -42,10 +48,12 @@ def serve(args: argparse.Namespace) -> int:
     """Handler of `harness serve`: start, report the URL, wait for SIGINT/SIGTERM, stop."""
     console = make_console()
     server: Server
+    say = literal_printer(console)
+    extra = split_vllm_args(args.vllm_arg)
     if args.model:
-        server = LaunchedServer(args.model, extra_args=tuple(args.vllm_arg), port=args.port)
+        server = LaunchedServer(args.model, extra_args=extra, port=args.port, progress=say)
     else:
-        server = EmbeddedServer(project_root(), port=args.port, extra_args=tuple(args.vllm_arg))
+        server = EmbeddedServer(project_root(), port=args.port, extra_args=extra, progress=say)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

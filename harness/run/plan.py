@@ -4,6 +4,7 @@ results go. The CLI turns arguments into one; a sweep makes one per load point."
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -35,13 +36,14 @@ class ServerChoice:
         """Whether the server runs on this host, sharing its cores with the client."""
         return self.url is None
 
-    def server(self) -> Server:
-        """The server as a context manager that yields its ServerInfo."""
+    def server(self, progress: Callable[[str], None] | None = None) -> Server:
+        """The server as a context manager that yields its ServerInfo; one the harness starts
+        tells `progress` how its start-up goes."""
         if self.url:
             return AttachedServer(self.url, api_key_env=self.api_key_env)
         if self.model:
-            return LaunchedServer(self.model, extra_args=self.vllm_args)
-        return EmbeddedServer(project_root(), extra_args=self.vllm_args)
+            return LaunchedServer(self.model, extra_args=self.vllm_args, progress=progress)
+        return EmbeddedServer(project_root(), extra_args=self.vllm_args, progress=progress)
 
 
 @dataclass(frozen=True)

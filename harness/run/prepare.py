@@ -11,6 +11,7 @@ from typing import Any
 from harness.client import ClientOptions, chat_overhead_tokens
 from harness.errors import ConfigError
 from harness.replay import ReplayOptions, preflight
+from harness.results import check_run_dir
 from harness.run.plan import RunPlan
 from harness.server import ServerInfo
 from harness.tools.calibrate import Calibration
@@ -154,11 +155,18 @@ class _CharCounter:
 
 
 def check_workload(plan: RunPlan) -> dict[str, Any] | None:
-    """What can be checked before a server starts: every session's steps and tool calls are
-    well formed and every prompt can be built (hash ids), so bad input fails in seconds.
-    Returns the counted plan where its lengths need no tokenizer (a trace of token counts,
-    a generator), for the run to reuse; None for a text trace."""
-    calibration_path(plan.spec)
+    """What can be checked before a server starts, so bad input fails in seconds, not after
+    a minute of server start-up: the run directory can take the run, execute mode's tool
+    calibration is there and readable, a given tokenizer loads, every session's steps and
+    tool calls are well formed and every prompt can be built (hash ids). Returns the counted
+    plan where its lengths need no tokenizer (a trace of token counts, a generator), for the
+    run to reuse; None for a text trace."""
+    check_run_dir(plan.out, overwrite=plan.overwrite)
+    calibration = calibration_path(plan.spec)
+    if calibration is not None:
+        Calibration.load(calibration)
+    if plan.tokenizer is not None:
+        load_token_space(str(plan.tokenizer))
     opts = ReplayOptions(max_requests=plan.spec.limits.max_requests, seed=plan.seed)
     counter = _CharCounter()
     counted = preflight(sessions(plan, counter), opts, KNOWN_TOOL_KINDS)
