@@ -77,7 +77,8 @@ def min_samples(p: float) -> int:
 def timing_flags(figures: Mapping[str, Any], percentiles: Sequence[float]) -> list[dict[str, Any]]:
     """Implausible or poorly backed latency figures of a summary's figures: an ITL or TPOT
     median under BURST_MS (tokens arriving in bursts), and percentiles from fewer values
-    than `min_samples` (no value lies above them: they are the top values, interpolated)."""
+    than `min_samples` (no value lies above them: they are the top values, interpolated);
+    figures in doubt for the same reason share one flag."""
     flags: list[dict[str, Any]] = []
     for figure in ("itl_ms", "tpot_ms"):
         stats = figures.get(figure)
@@ -87,31 +88,33 @@ def timing_flags(figures: Mapping[str, Any], percentiles: Sequence[float]) -> li
             flags.append(
                 {
                     "kind": "token_bursts",
-                    "figure": figure,
+                    "figures": [figure],
                     "percentiles": ["p50"],
-                    "reason": f"{figure} p50 is {p50:.3g} ms, under {BURST_MS} ms: tokens "
+                    "reason": f"{figure} p50 is {p50:.3f} ms, under {BURST_MS} ms: tokens "
                     f"arrive in bursts (several per read), so the {what} is the client's "
                     "read spacing, not the server's token pace",
                 }
             )
+    thin: dict[tuple[int, tuple[float, ...]], list[str]] = {}
     for figure in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"):
         stats = figures.get(figure)
         if not isinstance(stats, Mapping) or not stats.get("count"):
             continue
         count = int(stats["count"])
-        thin = [p for p in percentiles if count < min_samples(p)]
-        if not thin:
-            continue
-        names = [percentile_name(p) for p in thin]
-        needs = ", ".join(f"{percentile_name(p)} needs {min_samples(p)}" for p in thin)
+        few = tuple(p for p in percentiles if count < min_samples(p))
+        if few:
+            thin.setdefault((count, few), []).append(figure)
+    for (count, few), names in thin.items():
+        chosen = [percentile_name(p) for p in few]
+        needs = ", ".join(f"{percentile_name(p)} needs {min_samples(p)}" for p in few)
         flags.append(
             {
                 "kind": "few_samples",
-                "figure": figure,
-                "percentiles": names,
-                "reason": f"{figure} {', '.join(names)} from {count} values: a pP needs "
-                f"100/(100-P) values for one to lie above it ({needs}), so these are the "
-                "largest values seen, not tails",
+                "figures": names,
+                "percentiles": chosen,
+                "reason": f"{', '.join(names)}: {', '.join(chosen)} from {count} values; a pP "
+                f"needs 100/(100-P) values for one to lie above it ({needs}), so these are "
+                "the largest values seen, not tails",
             }
         )
     return flags

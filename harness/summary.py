@@ -361,10 +361,10 @@ class TimingFlag(_Block):
     """A latency figure that is implausible or poorly backed, and why."""
 
     kind: Literal["token_bursts", "few_samples"]
-    figure: str
-    """The stats block (`itl_ms`)."""
+    figures: list[str]
+    """The stats blocks in doubt for this reason (`itl_ms`)."""
     percentiles: list[str]
-    """Which of its percentiles are in doubt (`p50`, `p99`)."""
+    """Which of their percentiles are in doubt (`p50`, `p99`)."""
     reason: str
 
 

@@ -16,9 +16,11 @@ from summary_builders import summary
 
 from harness.analysis import (
     itl_ms_from_chunks,
+    min_samples,
     per_session_summary,
     percentile_stats,
     summarize_requests,
+    timing_flags,
 )
 from harness.records import REQUEST_COLUMNS, RequestRecord, record_to_row
 from harness.results import RunReader, RunWriter, requests_frame
@@ -385,3 +387,53 @@ def test_summary_with_arrow_itl_matches_the_row_by_row_summary() -> None:
     itl = itl_ms_from_chunks(pa.array(df["chunk_ns"].tolist(), type=pa.list_(pa.int64())))
     lean = df.drop(columns=["chunk_ns", "chunk_tokens"])
     assert summarize_requests(lean, itl_ms=itl) == summarize_requests(df)
+
+
+def test_chosen_percentiles_min_and_max_are_reported() -> None:
+    s = summarize_requests(frame(three_requests()), percentiles=[50.0, 75.0, 99.9])
+    ttft = s["ttft_ms"]
+    assert ttft["min"] == pytest.approx(10.0) and ttft["max"] == pytest.approx(30.0)
+    assert set(ttft["percentiles"]) == {"p50", "p75", "p99.9"}
+    assert ttft["percentiles"]["p75"] == pytest.approx(25.0)
+    assert ttft["p90"] == pytest.approx(28.0)  # the fixed ones stay, whatever was chosen
+    assert s["percentiles"] == [50.0, 75.0, 99.9]
+
+
+@pytest.mark.parametrize(("p", "n"), [(50, 2), (90, 10), (95, 20), (99, 100), (99.9, 1000)])
+def test_a_percentile_needs_one_value_above_it(p: float, n: int) -> None:
+    assert min_samples(p) == n
+
+
+def test_percentiles_from_few_values_are_flagged_with_the_rule() -> None:
+    """Three requests: p90, p95 and p99 of each figure are their largest values, flagged;
+    figures with as many values share one flag."""
+    s = summarize_requests(frame(three_requests()))
+    few = [f for f in s["timing_flags"] if f["kind"] == "few_samples"]
+    assert [f["figures"] for f in few] == [["ttft_ms", "e2el_ms"], ["tpot_ms"], ["itl_ms"]]
+    ttft = few[0]
+    assert ttft["percentiles"] == ["p90", "p95", "p99"]
+    assert ttft["reason"].startswith("ttft_ms, e2el_ms: p90, p95, p99 from 3 values; a pP")
+    assert "100/(100-P)" in ttft["reason"] and "p99 needs 100" in ttft["reason"]
+    assert few[1]["reason"].startswith("tpot_ms: p90, p95, p99 from 2 values")
+    assert not any("send_lag_ms" in f["figures"] for f in few)  # only the request latencies
+
+
+def test_enough_values_raise_no_flag() -> None:
+    figures = {"ttft_ms": {"count": 100, "p50": 10.0}, "itl_ms": {"count": 0, "p50": None}}
+    assert timing_flags(figures, [50.0, 90.0, 99.0]) == []
+    assert timing_flags(figures, [99.5])[0]["percentiles"] == ["p99.5"]  # needs 200
+
+
+def test_sub_0_1_ms_itl_and_tpot_medians_are_token_bursts() -> None:
+    figures = {
+        "itl_ms": {"count": 1000, "p50": 0.01},
+        "tpot_ms": {"count": 1000, "p50": 0.014},
+        "ttft_ms": {"count": 1000, "p50": 0.05},  # a fast TTFT is not a burst
+    }
+    flags = timing_flags(figures, [50.0])
+    assert [(f["kind"], f["figures"]) for f in flags] == [
+        ("token_bursts", ["itl_ms"]),
+        ("token_bursts", ["tpot_ms"]),
+    ]
+    assert "itl_ms p50 is 0.010 ms, under 0.1 ms: tokens arrive in bursts" in flags[0]["reason"]
+    assert timing_flags({"itl_ms": {"count": 1000, "p50": 0.1}}, [50.0]) == []

@@ -296,3 +296,61 @@ def test_a_dead_load_worker_is_a_note() -> None:
     error = "load worker 1 exited with code -9; 2 requests in flight recorded as failed"
     s = summary(run=run_block(worker_errors=[error]))
     assert f"{error}; the other workers went on" in run_notes(s)
+
+
+def _load(**overrides: Any) -> dict[str, Any]:
+    """summary.load of a Poisson run that replaced a trace's timing."""
+    return {
+        "pattern": "poisson",
+        "description": "Poisson arrivals at 5 sessions/s, at most 16 requests in flight",
+        "time_scale": None,
+        "rate_per_s": 5.0,
+        "concurrency": None,
+        "max_concurrency": 16,
+        "max_requests": 200,
+        "duration_s": None,
+        "warmup_requests": 0,
+        "workers": 2,
+        "trace_timing_replaced": True,
+        "note": "--rate 5 replaced the trace's own timestamps with Poisson arrivals at 5/s",
+        **overrides,
+    }
+
+
+def test_the_load_applied_is_a_section_after_the_run_and_its_note_is_said() -> None:
+    s = summary(load=_load())
+    sections = build_sections(s, MANIFEST)
+    assert [sec.title for sec in sections[:3]] == ["Run", "Load applied", "Throughput"]
+    rows = dict(sections[1].rows)
+    assert rows["Arrivals"] == "Poisson arrivals at 5 sessions/s, at most 16 requests in flight"
+    assert rows["Rate (sessions/s)"] == "5.000"
+    assert rows["Max requests in flight"] == "16" and rows["Max requests"] == "200"
+    assert rows["Load workers"] == "2" and rows["Trace timing"] == "replaced (see the notes)"
+    assert "Time scale (trace gaps ×)" not in rows and "Duration limit (s)" not in rows
+    assert s.load is not None and s.load.note in run_notes(s)
+    console = Console(record=True, width=160)
+    render_console(s, MANIFEST, console)
+    assert "Poisson arrivals at 5 sessions/s" in console.export_text()
+
+
+def test_an_older_summary_has_no_load_section() -> None:
+    titles = [sec.title for sec in build_sections(summary(), MANIFEST)]
+    assert "Load applied" not in titles
+
+
+def test_the_latency_table_shows_the_chosen_percentiles_between_min_and_max() -> None:
+    figures = summarize_requests(
+        pd.DataFrame([record_to_row(_record(i)) for i in range(3)]), percentiles=[75.0, 99.9]
+    )
+    s = summary(**figures)
+    lines = render_markdown(s, MANIFEST).splitlines()
+    assert "| metric | mean | min | p75 | p99.9 | max | std | count |" in lines
+    assert "| TTFT | 10.00 | 10.00 | 10.00 | 10.00 | 10.00 | 0.00 | 3 |" in lines
+
+
+def test_implausible_timings_are_notes_of_the_report_and_console() -> None:
+    reason = "itl_ms p50 is 0.010 ms, under 0.1 ms: tokens arrive in bursts"
+    flag = {"kind": "token_bursts", "figures": ["itl_ms"], "percentiles": ["p50"], "reason": reason}
+    s = summary(timing_flags=[flag])
+    assert reason in run_notes(s)
+    assert f"- {reason}" in render_markdown(s, MANIFEST, run_notes(s)).splitlines()

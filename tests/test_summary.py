@@ -276,3 +276,47 @@ def test_the_session_check_finds_misfits_and_leaves_out_those_broken_on_purpose(
     errors = misfit_summaries(tmp_path)
     assert errors == [f"{misfit / 'summary.json'}: invalid summary: unknown key 'typo_s'"]
     (misfit / "summary.json").unlink()  # leave nothing for the session's own check
+
+
+def test_a_version_1_summary_still_reads_and_knows_less() -> None:
+    """Version 2 only added keys, each with a default: a summary written by a harness of
+    version 1 reads, with the load, chosen percentiles and flags unknown (null), not empty."""
+    old = summary_dict(schema_version=1)
+    for key in ("load", "percentiles", "timing_flags"):
+        assert key not in old
+    parsed = parse_summary(old, "v1/summary.json")
+    assert parsed.schema_version == 1
+    assert parsed.load is None and parsed.percentiles is None and parsed.timing_flags is None
+    assert parsed.ttft_ms.min is None and parsed.ttft_ms.percentiles is None
+    assert parsed.percentile_names() == ("p50", "p90", "p99")
+    assert parsed.ttft_ms.percentile("p99") == 40.0 and parsed.ttft_ms.percentile("p95") is None
+
+
+def test_what_a_run_now_writes_has_its_percentiles_flags_and_load(tmp_path: Path) -> None:
+    produced = _produced()
+    flags = produced["timing_flags"]
+    assert flags and all(f["kind"] in ("few_samples", "token_bursts") for f in flags)
+    load = {
+        "pattern": "trace",
+        "description": "trace timestamps × 1",
+        "time_scale": 1.0,
+        "rate_per_s": None,
+        "concurrency": None,
+        "max_concurrency": None,
+        "max_requests": None,
+        "duration_s": None,
+        "warmup_requests": 0,
+        "workers": 1,
+        "trace_timing_replaced": False,
+    }
+    written = new_summary({**produced, "load": load}).to_json()
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(written))
+    parsed = read_summary_file(path)
+    assert parsed.percentiles == [50.0, 90.0, 95.0, 99.0]
+    assert parsed.percentile_names() == ("p50", "p90", "p95", "p99")
+    assert parsed.ttft_ms.percentiles is not None and "p95" in parsed.ttft_ms.percentiles
+    assert parsed.load is not None and parsed.load.description == "trace timestamps × 1"
+    jsonschema.Draft202012Validator(summary_schema()).validate(written)
+    with pytest.raises(ResultsError, match=r"timing_flags\.0\.kind"):
+        parse_summary({**written, "timing_flags": [{**flags[0], "kind": "odd"}]}, path)

@@ -174,3 +174,68 @@ def test_client_workers_in_the_workload_are_checked_naming_the_key(tmp_path: Pat
         resolve_workload(path, None)
     path.write_text(BASE + "client:\n  workers: 3\n")
     assert resolve_workload(path, None).client.workers == 3
+
+
+def _note(tmp_path: Path, *argv: str, text: str = BASE) -> str | None:
+    base = _spec(tmp_path, text)
+    args = _parse(*argv)
+    return run_options.timing_note(base, run_options.apply_overrides(base, args), args)
+
+
+def test_rate_on_a_trace_says_it_replaced_the_traces_timing(tmp_path: Path) -> None:
+    """`--rate 5` on a trace workload is Poisson at 5/s, as `vllm bench serve --request-rate`,
+    and the run says that the trace's own timestamps were not used."""
+    assert _note(tmp_path, "--rate", "5") == (
+        "--rate 5 replaced the trace's own timestamps with Poisson arrivals at 5 sessions/s "
+        "(leave --rate out to replay the trace's timing, --time-scale to scale it)"
+    )
+    constant = _note(tmp_path, "--pattern", "constant", "--rate", "2.5")
+    assert constant is not None
+    assert constant.startswith("--pattern constant --rate 2.5 replaced the trace's own")
+    assert "constant arrivals at 2.5 sessions/s" in constant
+    closed = _note(tmp_path, "--concurrency", "4")
+    assert closed is not None and "with a closed loop of 4 sessions" in closed
+
+
+def test_no_note_where_the_trace_timing_is_kept_or_there_was_none(tmp_path: Path) -> None:
+    assert _note(tmp_path) is None
+    assert _note(tmp_path, "--time-scale", "0") is None
+    poisson = BASE.replace("pattern: trace", "pattern: poisson\n  rate_per_s: 1")
+    assert _note(tmp_path, "--rate", "9", text=poisson) is None  # the file chose its pattern
+
+
+def test_the_rate_help_says_what_it_does_to_a_trace() -> None:
+    parser = argparse.ArgumentParser()
+    run_options.add_run_args(parser)
+    text = " ".join(parser.format_help().split())
+    assert "Poisson arrivals as `vllm bench serve --request-rate`" in text
+    assert "on a trace workload it replaces the trace's own timestamps" in text
+
+
+def test_percentiles_default_and_parse() -> None:
+    assert _parse().percentiles == (50.0, 90.0, 95.0, 99.0)
+    assert _parse("--percentiles", "99,50, 99.9,p75").percentiles == (50.0, 75.0, 99.0, 99.9)
+    assert _parse().csv is False and _parse("--csv").csv is True
+    assert _parse().no_report is False and _parse("--no-report").no_report is True
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0,50", "0 is not a percentile: each must be > 0 and < 100"),
+        ("100", "100 is not a percentile: each must be > 0 and < 100"),
+        ("-5", "-5 is not a percentile"),
+        ("nan", "nan is not a percentile"),
+        ("50,fast", "'fast' is not a number"),
+        ("50,,90", "an empty item (give e.g. 50,90,99)"),
+        ("90,90", "90 is given twice"),
+    ],
+)
+def test_bad_percentiles_are_usage_errors_naming_the_option(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        _parse("--percentiles", value)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --percentiles: " in err and message in err
