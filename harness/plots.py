@@ -84,10 +84,12 @@ def throughput_latency_chart(
     x_key: str,
     x_label: str,
     title: str,
+    marked: Sequence[Mapping[str, Any] | None] = (),
 ) -> bytes:
     """Throughput-vs-latency curves of sweeps, as PNG bytes: one panel per LATENCY_PANELS
     entry, one line per sweep (name, load points, SLO in ms), its SLO as a dashed line.
-    Points missing a figure are left out, never drawn at 0."""
+    Points missing a figure are left out, never drawn at 0. `marked[i]`, where given, is the
+    point of curve i drawn as a star (a sweep's capacity point)."""
     fig, axes = plt.subplots(1, len(LATENCY_PANELS), figsize=(5.0 * len(LATENCY_PANELS), 4.2))
     cmap = plt.get_cmap("tab10")
     for ax, (y_key, y_label, slo_limit) in zip(axes, LATENCY_PANELS, strict=True):
@@ -101,6 +103,19 @@ def throughput_latency_chart(
             xy.sort()
             if xy:
                 ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", color=color, label=name)
+            mark = marked[i] if i < len(marked) else None
+            if mark is not None and mark.get(x_key) is not None and mark.get(y_key) is not None:
+                ax.plot(
+                    float(mark[x_key]),
+                    float(mark[y_key]),
+                    marker="*",
+                    markersize=16,
+                    color=color,
+                    markeredgecolor="black",
+                    linestyle="none",
+                    zorder=5,
+                    label=f"{name} capacity",
+                )
             limit = slo_limit(slo) if slo is not None else None
             if limit is not None:
                 ax.axhline(

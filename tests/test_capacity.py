@@ -19,15 +19,19 @@ from harness.capacity import (
     CAPACITY_KIND,
     POINT_FIGURES,
     SCHEMA_VERSION,
+    attainment_text,
     capacity_block,
     capacity_document,
     capacity_points,
     failed_point,
+    lower_loads,
     mean_context_tok,
+    meets_target,
     point_figures,
     refine_load,
     saturated,
     stop_reason,
+    target_text,
 )
 from harness.summary import Summary
 from harness.workload.slo import Slo
@@ -449,3 +453,60 @@ def test_version_1_points_are_read_under_this_version_s_names() -> None:
     new = {"schema_version": 2, "points": [{"load": 1.0, "avg_power_w": 200.0}]}
     assert capacity_points(new) == [{"load": 1.0, "avg_power_w": 200.0}]
     assert capacity_points({"points": None}) == []
+
+
+# --- attainment shown as the verdict reads it ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attainment", "target", "shown"),
+    [
+        (0.897, 0.9, "89.7 %"),
+        (0.8999, 0.9, "89.99 %"),
+        (0.8999999999, 0.9, "89.999999 %"),
+        (0.9, 0.9, "90.0 %"),
+        (0.95, 0.9, "95.0 %"),
+        (0.9999, 1.0, "99.99 %"),
+        (1.0, 1.0, "100.0 %"),
+        (None, 0.9, "n/a"),
+    ],
+)
+def test_attainment_shows_enough_digits_to_agree_with_the_verdict(
+    attainment: float | None, target: float, shown: str
+) -> None:
+    assert attainment_text(attainment, target) == shown
+
+
+def test_a_miss_never_reads_as_meeting_the_target() -> None:
+    """Over a fine grid around several targets: the number shown is below the target's
+    exactly where the verdict is a miss."""
+    for target in (0.5, 0.9, 0.95, 0.99, 0.999, 1.0):
+        for step in range(-2000, 2001):
+            attainment = min(1.0, max(0.0, target + step * 1e-6))
+            shown = float(attainment_text(attainment, target).removesuffix(" %"))
+            assert (shown >= 100 * target - 1e-9) == meets_target(attainment, target), (
+                attainment,
+                target,
+            )
+    assert _point(1, attainment=0.897)["meets_slo"] is False
+    assert target_text(0.9) == "90 %" and target_text(0.995) == "99.5 %"
+
+
+# --- lower loads to try ------------------------------------------------------------------------
+
+
+def _missed(*loads: float) -> list[dict[str, Any]]:
+    return [_point(x, attainment=0.5) for x in loads]
+
+
+def test_lower_loads_halve_down_from_the_lowest_tried() -> None:
+    assert lower_loads(_missed(1, 2, 4), integer=False) == [0.125, 0.25, 0.5]
+    assert lower_loads(_missed(8, 16), integer=True) == [1.0, 2.0, 4.0]
+    assert lower_loads(_missed(4), integer=True) == [1.0, 2.0]
+    assert lower_loads(_missed(3), integer=True) == [1.0]
+
+
+def test_no_lower_loads_where_one_met_none_ran_or_none_is_lower() -> None:
+    assert lower_loads([_point(1), *_missed(2)], integer=False) == []
+    assert lower_loads([], integer=False) == []
+    assert lower_loads(_missed(1), integer=True) == []

@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     err = make_console(stderr=True)
     try:
         args = _parser().parse_args(attach_dash_values(given))
+        args.argv = given  # as typed: a command that suggests a rerun edits it
         code: int = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
     except RunExistsError as exc:

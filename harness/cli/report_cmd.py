@@ -23,6 +23,7 @@ from harness.report_files import run_name, write_figures, write_html_report
 from harness.results import RunReader, write_run_file
 from harness.run_summary import read_summary
 from harness.summary import LatencySplit
+from harness.sweep_report import is_sweep_dir, report_sweep
 
 BREAKDOWN_FIGURE = "breakdown.png"
 
@@ -57,6 +58,9 @@ def report(args: argparse.Namespace) -> int:
     console = make_console()
     splits: list[tuple[str, LatencySplit]] = []
     for run_dir in args.run_dir:
+        if is_sweep_dir(run_dir):  # a sweep's own report (its ladder), not a run's
+            report_sweep(Path(run_dir), console)
+            continue
         reader = RunReader(run_dir)
         summary = read_summary(reader)
         render_console(summary, reader.manifest, console)

@@ -8,20 +8,22 @@ import copy
 import itertools
 import json
 import math
+import shlex
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from harness.capacity import (
     CAPACITY_FILE,
     capacity_block,
     capacity_document,
+    capacity_points,
     failed_point,
+    lower_loads,
     mean_context_tok,
     point_figures,
     refine_load,
@@ -33,9 +35,14 @@ from harness.cli.run_cmd import run_plan, server_choice, show_result
 from harness.cli.run_options import add_load_options, add_server_args, apply_overrides
 from harness.cli.run_view import ConsoleView
 from harness.errors import ConfigError, ResultsError
-from harness.figures import MISSING, format_value
-from harness.fleet.catalog import load_catalog, match_accelerator
+from harness.fleet.catalog import (
+    catalog_name,
+    load_catalog,
+    match_accelerator,
+    unknown_accelerator,
+)
 from harness.model_shape import model_shape
+from harness.report import print_sections
 from harness.results import RunReader, write_run_file
 from harness.run.engine import EXIT_INTERRUPTED, execute
 from harness.run.plan import RunPlan
@@ -44,6 +51,13 @@ from harness.run.stop_signals import StopRequested, stop_signals
 from harness.run_summary import read_summary
 from harness.server import ServerInfo
 from harness.summary import Summary
+from harness.sweep_report import (
+    LOAD_FLAGS,
+    format_loads,
+    ladder_section,
+    lower_loads_note,
+    write_sweep_report,
+)
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.gpu import gpu_inventory
 from harness.workload.slo import Slo
@@ -157,36 +171,19 @@ def _point_name(kind: str, load: float) -> str:
 def _devices(args: argparse.Namespace, gpus: dict[str, Any]) -> tuple[int, str, str | None]:
     """(device count, 'gpu' or 'cpu', catalog accelerator name or None)."""
     catalog = load_catalog(args.catalog)
-    if args.accelerator is not None and args.accelerator not in catalog:
-        raise ConfigError(
-            f"--accelerator {args.accelerator!r} is not in the catalog ({', '.join(catalog)})"
-        )
+    named = None if args.accelerator is None else catalog_name(args.accelerator, catalog)
+    if args.accelerator is not None and named is None:
+        why = unknown_accelerator(args.accelerator, catalog)
+        raise ConfigError(f"--accelerator {why} (add it with --catalog)")
     if args.devices is not None and args.devices < 1:
         raise ConfigError(f"--devices must be at least 1, got {args.devices}")
     found = gpus.get("gpus") or [] if gpus.get("available") else []
-    kind = "gpu" if found or args.accelerator else "cpu"
+    kind = "gpu" if found or named else "cpu"
     count = args.devices or (len(found) if found else 1)
-    accelerator = args.accelerator
+    accelerator = named
     if accelerator is None and found:
         accelerator = match_accelerator(str(found[0].get("name", "")), catalog)
     return count, kind, accelerator
-
-
-def _table(points: list[dict[str, Any]], load_kind: str) -> Table:
-    table = Table(title=Text("sweep"))
-    for col in (load_kind, "total tok/s", "output tok/s", "TTFT p99 ms", "TPOT p99 ms", "SLO met"):
-        table.add_column(col, justify="right")
-
-    for p in points:
-        table.add_row(
-            f"{p['load']:g}",
-            format_value(p["total_throughput_tok_s"], 1),
-            format_value(p["output_throughput_tok_s"], 1),
-            format_value(p["ttft_ms_p99"], 1),
-            format_value(p["tpot_ms_p99"], 1),
-            MISSING if p["slo_attainment"] is None else f"{100 * p['slo_attainment']:.0f} %",
-        )
-    return table
 
 
 def sweep(args: argparse.Namespace) -> int:
@@ -312,7 +309,7 @@ def sweep(args: argparse.Namespace) -> int:
     best = capacity_block(points, devices, device_kind, accelerator)["run_dir"]
     model.update(_mean_context(out / best) if best else _NO_CONTEXT)
     doc = write(status)
-    console.print(_table(points, load_kind))
+    print_sections([ladder_section(doc, full=False)], console)
     cap = doc["capacity"]
     if cap["capacity_tok_s"] is None:
         console.print("no load met the SLO: capacity unavailable")
@@ -334,6 +331,8 @@ def sweep(args: argparse.Namespace) -> int:
             _note(console, f"lower loads missed the SLO ({lower}): a noisy server")
         if cap["power_note"]:
             _note(console, str(cap["power_note"]))
+    if status == "finished":
+        _suggest_lower_loads(console, doc, args, out)
     bound = [f"{p['load']:g}" for p in points if p.get("client_bound")]
     if bound:
         _note(
@@ -342,7 +341,46 @@ def sweep(args: argparse.Namespace) -> int:
             "point's summary: client); give it more --workers or cores before trusting those",
         )
     console.print(f"capacity: {out / CAPACITY_FILE}")
+    if not getattr(args, "no_report", False):
+        for path in write_sweep_report(out):
+            console.print(f"report: {path}", markup=False, highlight=False)
     return interrupted_code if status == "interrupted" else 0
+
+
+def _suggest_lower_loads(
+    console: Console, doc: dict[str, Any], args: argparse.Namespace, out: Path
+) -> None:
+    """Where every load missed the SLO: the lower loads to try and the command that runs
+    them (this one with the lower ladder, into a new folder beside this sweep's)."""
+    text = lower_loads_note(doc)
+    if text is None:
+        return
+    _note(console, text)
+    loads = lower_loads(capacity_points(doc), integer=doc["load_kind"] == "concurrency")
+    argv = getattr(args, "argv", None)
+    if loads and argv is not None:
+        flag = LOAD_FLAGS[doc["load_kind"]]
+        command = rerun_command(argv, flag, format_loads(loads), out.with_name(f"{out.name}-lower"))
+        console.print(f"  run: {shlex.join(command)}", markup=False, highlight=False)
+
+
+def rerun_command(argv: list[str], flag: str, loads: str, out: Path) -> list[str]:
+    """`harness` + `argv` with `flag` (--rates or --concurrencies) set to `loads` and `--out`
+    set to `out`, every other option kept as given."""
+    command: list[str] = []
+    skip = False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in (flag, "--out"):
+            skip = "=" not in arg and i + 1 < len(argv)
+            continue
+        if arg == "--overwrite":
+            continue
+        command.append(arg)
+    return ["harness", *command, flag, loads, "--out", str(out)]
 
 
 def _interrupted(code: int) -> bool:

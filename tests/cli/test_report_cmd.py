@@ -88,3 +88,41 @@ def test_a_hand_edited_summary_is_a_clear_error(
     assert f"{run / 'summary.json'}: invalid summary: " in err and needle in err
     assert "Traceback" not in err and "internal error" not in err
     assert not (run / "report.md").exists()
+
+
+def test_report_on_a_sweep_directory_writes_the_sweeps_own_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`harness report SWEEP_DIR` (capacity.json, no manifest.json): the ladder with verdicts,
+    report.md and report.html in the sweep directory, no "missing manifest.json"."""
+    from summary_builders import stats, summary
+
+    from harness.capacity import capacity_document, point_figures
+    from harness.workload.slo import Slo
+
+    def point(load: float, attainment: float) -> dict[str, object]:
+        run = summary(
+            requests_completed=10,
+            slo_attainment=attainment,
+            total_throughput_tok_s=1000.0 * load,
+            ttft_ms=stats(10.0, 20.0, 30.0 * load),
+        )
+        return point_figures(load, f"points/concurrency-{load:g}", run, 0.9)
+
+    doc = capacity_document(
+        name="sw", workload="chat", load_kind="concurrency", slo=Slo(ttft_ms=50.0),
+        target_attainment=0.9, points=[point(2, 0.97), point(4, 0.897)], status="finished",
+        stopped=None, devices=1, device_kind="cpu", accelerator=None, model={}, host={},
+    )  # fmt: skip
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    (sweep / "capacity.json").write_text(json.dumps(doc))
+    assert main(["report", str(sweep)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "manifest" not in out
+    assert "89.7 %" in out and "missed" in out and "met (capacity)" in out
+    assert "capacity at the SLO: concurrency 2" in out
+    assert f"report: {sweep / 'report.md'}" in out and f"report: {sweep / 'report.html'}" in out
+    md = (sweep / "report.md").read_text()
+    assert "## Load ladder" in md and "(throughput_latency.png)" in md
+    assert (sweep / "throughput_latency.png").is_file() and (sweep / "report.html").is_file()

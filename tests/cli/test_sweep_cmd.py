@@ -139,6 +139,23 @@ def test_accelerator_not_in_the_catalog(tmp_path: Path, capsys: pytest.CaptureFi
     assert not (tmp_path / "sweep" / "capacity.json").exists()
 
 
+@pytest.mark.parametrize("written", ["H100 SXM", "h100_sxm"])
+def test_accelerator_written_loosely_is_the_catalogs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], written: str
+) -> None:
+    """`H100 SXM` is the catalog's `H100-SXM`: past the catalog check to the next error."""
+    assert _sweep(tmp_path, "--rates", "1", "--accelerator", written, "--devices", "0") == 2
+    err = _err(capsys)
+    assert "not in the catalog" not in err and "--devices must be at least 1" in err
+
+
+def test_a_mistyped_accelerator_suggests_the_catalogs_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _sweep(tmp_path, "--rates", "1", "--accelerator", "H100 SXMM") == 2
+    assert "'H100 SXMM' is not in the catalog (did you mean 'H100-SXM'" in _err(capsys)
+
+
 def test_existing_sweep_needs_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "sweep"
     out.mkdir()
@@ -250,3 +267,66 @@ def test_sigterm_stops_a_sweep_and_keeps_its_points(
     assert [p["load"] for p in doc["points"]] == [2]
     assert (out / "points" / "rate-2" / "summary.json").exists()
     assert not (out / "points" / "rate-4").exists()
+
+
+def test_rerun_command_sets_the_ladder_and_a_new_out_keeping_the_rest() -> None:
+    from harness.cli.sweep_cmd import rerun_command
+
+    argv = [
+        "sweep",
+        "w.yaml",
+        "--rates",
+        "1,2",
+        "--server",
+        "http://h",
+        "--out",
+        "o",
+        "--overwrite",
+    ]
+    assert rerun_command(argv, "--rates", "0.25,0.5", Path("o-lower")) == [
+        "harness", "sweep", "w.yaml", "--server", "http://h", "--rates", "0.25,0.5",
+        "--out", "o-lower",
+    ]  # fmt: skip
+    argv = ["sweep", "w.yaml", "--concurrencies=4,8", "--duration", "3"]
+    assert rerun_command(argv, "--concurrencies", "1,2", Path("results/s-lower")) == [
+        "harness", "sweep", "w.yaml", "--duration", "3", "--concurrencies", "1,2",
+        "--out", "results/s-lower",
+    ]  # fmt: skip
+
+
+@pytest.mark.integration
+def test_a_sweep_whose_every_load_misses_suggests_lower_loads_and_writes_its_report(
+    vllm_server: ServerInfo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An SLO no load can meet (TTFT under 1 µs): the sweep stops after two misses, says
+    which lower rates to try and the command that runs them, and writes its own report."""
+    out = tmp_path / "sweep"
+    code = main(
+        [
+            "sweep",
+            str(REPO / "workloads" / "sweep-chatbot.yaml"),
+            "--server",
+            vllm_server.base_url,
+            "--rates",
+            "1,2,4",
+            "--duration",
+            "2",
+            "--refine",
+            "0",
+            "--slo-ttft-ms",
+            "0.001",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    doc = json.loads((out / "capacity.json").read_text())
+    assert [p["meets_slo"] for p in doc["points"]] == [False, False]
+    assert doc["stop_reason"] in ("slo_missed_twice", "saturated")
+    assert "no load met the SLO" in printed
+    assert "try lower loads, --rates 0.125,0.25,0.5" in printed
+    assert "--rates 0.125,0.25,0.5 --out" in printed and f"{out}-lower" in printed
+    md = (out / "report.md").read_text()
+    assert "## Load ladder" in md and "missed" in md and "--rates 0.125,0.25,0.5" in md
+    assert (out / "report.html").is_file() and (out / "throughput_latency.png").is_file()
