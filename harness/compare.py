@@ -112,6 +112,8 @@ class CompareEntry:
     notes: list[str] = field(default_factory=list)
     capacity: dict[str, Any] | None = None
     """A sweep's parsed capacity.json; None for a plain run."""
+    settings: dict[str, str] = field(default_factory=dict)
+    """How the run was made (load, limits, server, host), as shown beside its figures."""
 
 
 def number(value: Any) -> float | None:
@@ -181,6 +183,112 @@ def figures_from_capacity(
     return figures
 
 
+def _text(value: Any) -> str | None:
+    """A manifest value as a cell, None where absent or not a plain value."""
+    if value is None or isinstance(value, Mapping | list | tuple):
+        return None
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _arrivals(replay: Mapping[str, Any]) -> str | None:
+    """A run's arrival pattern in words, from the manifest's `replay` block."""
+    pattern = replay.get("pattern")
+    if pattern == "trace":
+        scale = number(replay.get("time_scale"))
+        if scale == 0:
+            return "trace, sent as fast as the limits allow (time scale 0)"
+        return "trace timestamps" + ("" if scale is None else f" × {scale:g}")
+    if pattern == "closed":
+        return f"closed loop, {_text(replay.get('concurrency')) or MISSING} sessions"
+    if pattern in ("poisson", "constant"):
+        kind = "Poisson" if pattern == "poisson" else "constant"
+        return f"{kind}, {_text(replay.get('rate_per_s')) or MISSING} sessions/s"
+    return _text(pattern)
+
+
+def _host_text(host: Any) -> str | None:
+    """The host as "CPU model, N cores"."""
+    if not isinstance(host, Mapping):
+        return None
+    return f"{host.get('cpu_model') or MISSING}, {host.get('cpu_logical_cores') or MISSING} cores"
+
+
+def _gpu_text(gpu: Any) -> str | None:
+    """The GPUs a manifest names, or "none (reason)"."""
+    if not isinstance(gpu, Mapping):
+        return None
+    if gpu.get("available"):
+        return ", ".join(str(g.get("name")) for g in gpu.get("gpus", [])) or MISSING
+    return "none"
+
+
+def _block(manifest: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A manifest's sub-mapping `key`, empty where absent or not a mapping."""
+    value = manifest.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def run_settings(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """How a run was made, from its manifest: arrivals, limits, API, server, load workers,
+    host; settings the manifest lacks are left out."""
+    replay, server = _block(manifest, "replay"), _block(manifest, "server")
+    version = _text(server.get("server_version"))
+    url = _text(server.get("base_url"))
+    launch = lookup(server, "launch.kind")
+    server_text = " ".join(
+        t for t in (url, None if version is None else f"vLLM {version}", _text(launch)) if t
+    )
+    values: dict[str, str | None] = {
+        "arrivals": _arrivals(replay),
+        "max concurrency": _text(replay.get("max_concurrency")),
+        "max requests": _text(replay.get("max_requests")),
+        "duration limit (s)": _text(replay.get("duration_s")),
+        "warmup requests": _text(replay.get("warmup_requests")),
+        "API": _text(lookup(manifest, "workload.request.api")),
+        "server": server_text or None,
+        "load workers": _text(lookup(manifest, "plan.load_workers.used")),
+        "host": _host_text(manifest.get("host")),
+        "GPUs": _gpu_text(manifest.get("gpu")),
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def sweep_settings(
+    capacity: Mapping[str, Any], point_manifest: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """How a sweep was made: its load ladder and SLO target, then the capacity point's run
+    settings (server, limits, host) where its manifest is at hand."""
+    loads = [number(p.get("load")) for p in capacity_points(capacity)]
+    ladder = ", ".join(f"{v:g}" for v in loads if v is not None) or MISSING
+    values: dict[str, str] = {"load ladder": f"{capacity.get('load_kind') or 'load'}: {ladder}"}
+    target = number(capacity.get("slo_target_attainment"))
+    if target is not None:
+        values["SLO attainment target"] = f"{100 * target:g} %"
+    devices = _text(lookup(capacity, "capacity.devices"))
+    kind = _text(lookup(capacity, "capacity.device_kind"))
+    if devices is not None:
+        values["devices"] = f"{devices} ({kind})" if kind else devices
+    if point_manifest is not None:
+        point = run_settings(point_manifest)
+        point.pop("arrivals", None)  # each point's arrivals are the ladder's
+        values.update(point)
+    elif (host := _host_text(capacity.get("host"))) is not None:
+        values["host"] = host
+    return values
+
+
+def settings_section(entries: Sequence[CompareEntry]) -> Section:
+    """Each compared run's settings side by side, one column per run (n/a where one run
+    lacks a setting another has)."""
+    labels: list[str] = []
+    for e in entries:
+        labels.extend(k for k in e.settings if k not in labels)
+    section = Section("Settings of each run", ("setting", *(e.name for e in entries)))
+    for label in labels:
+        section.rows.append((label, *(e.settings.get(label, MISSING) for e in entries)))
+    return section
+
+
 def run_entry(name: str, path: str, summary: Summary, manifest: Mapping[str, Any]) -> CompareEntry:
     """A plain run as a comparison entry."""
     workload = lookup(manifest, "workload.name")
@@ -195,6 +303,7 @@ def run_entry(name: str, path: str, summary: Summary, manifest: Mapping[str, Any
         workload=None if workload is None else str(workload),
         model=None if model is None or isinstance(model, Mapping) else str(model),
         slo=summary.slo,
+        settings=run_settings(manifest),
     )
 
 
@@ -203,9 +312,11 @@ def sweep_entry(
     path: str,
     capacity: Mapping[str, Any],
     point_summary: Summary | None = None,
+    point_manifest: Mapping[str, Any] | None = None,
 ) -> CompareEntry:
     """A sweep (capacity.json) as a comparison entry: its capacity point's figures and its
-    load points for the throughput-vs-latency curves."""
+    load points for the throughput-vs-latency curves; its settings from capacity.json and
+    the capacity point's manifest where given."""
     entry = CompareEntry(
         name=name,
         kind="sweep",
@@ -217,6 +328,7 @@ def sweep_entry(
         slo=_capacity_slo(capacity, path),
         points=capacity_points(capacity),
         capacity=dict(capacity),
+        settings=sweep_settings(capacity, point_manifest),
     )
     if entry.load is None:
         entry.notes.append(f"{name}: no load point met the SLO, so its figures are n/a.")
@@ -303,7 +415,7 @@ def comparison_sections(entries: Sequence[CompareEntry]) -> list[Section]:
     for metric in METRICS:
         if metric.group not in groups:
             groups.append(metric.group)
-    sections = [runs]
+    sections = [runs, settings_section(entries)]
     for group in groups:
         if group == CAPACITY and not any(e.kind == "sweep" for e in entries):
             continue

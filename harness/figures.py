@@ -4,6 +4,7 @@ report sections (titled tables of strings) and dotted lookups in parsed JSON."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,31 @@ class Section:
     title: str
     headers: tuple[str, ...]
     rows: list[tuple[str, ...]] = field(default_factory=list)
+    note: str | None = None
+    """One line under the table, e.g. rows left out because nothing was measured; a section
+    without rows is shown as this line alone ("Energy: not measured (...)")."""
+
+
+@dataclass(frozen=True, slots=True)
+class FigureRef:
+    """One figure of a report: what it shows (`caption`) and its image file beside the
+    report; `file` None where the chart was not drawn, the caption then saying why."""
+
+    caption: str
+    file: str | None = None
+
+
+_NUMERIC_CELL = re.compile(
+    r"[-+]?(\d[\d,]*)?\.?\d+(e[-+]?\d+)?(\s?(%|×|[kMGTPE]))?(\s\(.*\))?",
+    re.IGNORECASE,
+)
+"""A formatted figure: "1,234.5", "12.0 %", "1.25×", "30.00 T", "4.315e+24", "1,692 (per
+CPU host)"."""
+
+
+def is_numeric_cell(cell: str) -> bool:
+    """Whether a formatted cell reads as a figure (right-aligned in tables)."""
+    return _NUMERIC_CELL.fullmatch(cell.strip()) is not None
 
 
 def format_value(value: Any, digits: int = 2) -> str:

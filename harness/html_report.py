@@ -11,7 +11,7 @@ import base64
 import html
 from collections.abc import Sequence
 
-from harness.figures import Section
+from harness.figures import Section, is_numeric_cell
 
 RENDERED_ATTR = "data-rendered"
 """Body attribute the inline script sets: "ok" or "broken-images"."""
@@ -39,7 +39,14 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 tbody tr:nth-child(even) { background: #fafafa; }
 figure { margin: 1rem 0; page-break-inside: avoid; break-inside: avoid; }
 figure img { max-width: 100%; height: auto; border: 1px solid #ddd; }
-figcaption { font-size: .85rem; color: #555; }
+figcaption { font-size: .9rem; color: #333; margin-top: .3rem; }
+dl.headline { display: flex; flex-wrap: wrap; gap: .6rem; margin: 1rem 0; }
+dl.headline div { border: 1px solid #ccc; border-radius: 4px; padding: .4rem .8rem;
+  background: #f7f9fc; }
+dl.headline dt { font-size: .8rem; color: #555; }
+dl.headline dd { margin: 0; font-size: 1.1rem; font-weight: 600;
+  font-variant-numeric: tabular-nums; }
+p.section-note { font-size: .9rem; color: #444; margin: .2rem 0 1rem; }
 footer { margin-top: 2rem; font-size: .8rem; color: #777; }
 @media print {
   body { margin: 0; max-width: none; font-size: 10pt; }
@@ -66,31 +73,32 @@ def _esc(text: str) -> str:
 
 def _is_numeric(cell: str) -> bool:
     """Whether a formatted cell reads as a number (right-aligned), e.g. "1,234.5", "12.0 %"."""
-    core = cell.strip().removesuffix("%").removesuffix("×").strip().replace(",", "")
-    try:
-        float(core)
-    except ValueError:
-        return False
-    return True
+    return is_numeric_cell(cell)
 
 
 def _section_html(section: Section) -> list[str]:
-    """One section as a heading and a table."""
-    out = [f"<section><h2>{_esc(section.title)}</h2>", "<table>", "<thead><tr>"]
-    out.extend(f'<th scope="col">{_esc(h)}</th>' for h in section.headers)
-    out.append("</tr></thead>")
-    out.append("<tbody>")
-    for row in section.rows:
-        cells = []
-        for i, cell in enumerate(row):
-            if i == 0:
-                cells.append(f'<th scope="row">{_esc(cell)}</th>')
-            elif _is_numeric(cell):
-                cells.append(f'<td class="num">{_esc(cell)}</td>')
-            else:
-                cells.append(f"<td>{_esc(cell)}</td>")
-        out.append("<tr>" + "".join(cells) + "</tr>")
-    out.append("</tbody></table></section>")
+    """One section as a heading and a table (figures right-aligned, text left), its note
+    under it; a section without rows is its note alone."""
+    out = [f"<section><h2>{_esc(section.title)}</h2>"]
+    if section.rows:
+        out.extend(["<table>", "<thead><tr>"])
+        out.extend(f'<th scope="col">{_esc(h)}</th>' for h in section.headers)
+        out.append("</tr></thead>")
+        out.append("<tbody>")
+        for row in section.rows:
+            cells = []
+            for i, cell in enumerate(row):
+                if i == 0:
+                    cells.append(f'<th scope="row">{_esc(cell)}</th>')
+                elif _is_numeric(cell):
+                    cells.append(f'<td class="num">{_esc(cell)}</td>')
+                else:
+                    cells.append(f"<td>{_esc(cell)}</td>")
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out.append("</tbody></table>")
+    if section.note:
+        out.append(f'<p class="section-note">{_esc(section.note)}</p>')
+    out.append("</section>")
     return out
 
 
@@ -103,14 +111,25 @@ def _figure_html(caption: str, png: bytes) -> str:
     )
 
 
+def _headline_html(headline: Sequence[tuple[str, str]]) -> list[str]:
+    """The headline figures as a row of labelled values."""
+    out = ['<dl class="headline">']
+    for label, value in headline:
+        out.append(f"<div><dt>{_esc(label)}</dt><dd>{_esc(value)}</dd></div>")
+    out.append("</dl>")
+    return out
+
+
 def render_html(
     title: str,
     sections: Sequence[Section],
     figures: Sequence[tuple[str, bytes]] = (),
     notes: Sequence[str] = (),
+    headline: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """One self-contained HTML page: `title`, `notes` as a list, `figures` (caption, PNG bytes)
-    embedded, then each section as a table. Every text is escaped."""
+    """One self-contained HTML page: `title`, the `headline` figures (label, value), `notes`
+    as a list, `figures` (caption, PNG bytes) embedded, then each section as a table. Every
+    text is escaped."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en">',
@@ -125,6 +144,8 @@ def render_html(
         "<body>",
         f"<h1>{_esc(title)}</h1>",
     ]
+    if headline:
+        parts.extend(_headline_html(headline))
     if notes:
         parts.append('<ul class="notes">')
         parts.extend(f"<li>{_esc(note)}</li>" for note in notes)

@@ -5,17 +5,34 @@ from __future__ import annotations
 import io
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
 
 from harness.compare import number
 from harness.summary import LatencySplit
-from harness.timeline import Series, Timeline
+from harness.timeline import Timeline, not_drawn_panels
 from harness.workload.slo import Slo
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
+
+
+@dataclass(frozen=True, slots=True)
+class NotDrawn:
+    """A chart left out because it would show nothing measured: `reason` says why, and the
+    report prints it where the chart would be."""
+
+    reason: str
+
+    def __str__(self) -> str:
+        return f"not drawn: {self.reason}"
+
+
+Chart = bytes | NotDrawn
+"""A chart as PNG bytes, or why it was not drawn."""
 
 LLM = "LLM (inference server)"
 ORCHESTRATION = "orchestration"
@@ -41,13 +58,19 @@ def split_components(split: LatencySplit) -> dict[str, float]:
     return parts
 
 
-def latency_breakdown_chart(runs: Sequence[tuple[str, Mapping[str, float]]], title: str) -> bytes:
-    """Stacked bars, one per workload, of seconds per session by component, as PNG bytes."""
+def _wrapped(name: str, width: int = 16) -> str:
+    """A name on several lines of at most `width` characters: wrapped, never cut short."""
+    return "\n".join(textwrap.wrap(name, width, break_long_words=True)) or name
+
+
+def latency_breakdown_figure(runs: Sequence[tuple[str, Mapping[str, float]]], title: str) -> Any:
+    """Stacked bars, one per workload, of seconds per session by component (a matplotlib
+    figure): each total labelled above its bar, inside the axes and clear of the title."""
     components: list[str] = []
     for _, parts in runs:
         components.extend(c for c in parts if c not in components)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(runs) + 3), 4.5))
-    names = [name for name, _ in runs]
+    names = [_wrapped(name) for name, _ in runs]
     bottoms = [0.0] * len(runs)
     cmap = plt.get_cmap("tab10")
     for i, comp in enumerate(components):
@@ -55,18 +78,34 @@ def latency_breakdown_chart(runs: Sequence[tuple[str, Mapping[str, float]]], tit
         ax.bar(names, values, bottom=bottoms, label=comp, color=cmap(i % 10))
         bottoms = [b + v for b, v in zip(bottoms, values, strict=True)]
     for x, total in enumerate(bottoms):
-        ax.annotate(f"{total:.2f} s", (x, total), ha="center", va="bottom", fontsize=8)
+        ax.annotate(
+            f"{total:.2f} s",
+            (x, total),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    top = max(bottoms, default=0.0)
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)  # room for the totals under the title
     ax.set_ylabel("seconds per session")
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    return _png(fig)
+    return fig
+
+
+def latency_breakdown_chart(runs: Sequence[tuple[str, Mapping[str, float]]], title: str) -> bytes:
+    """Stacked bars, one per workload, of seconds per session by component, as PNG bytes."""
+    return _png(latency_breakdown_figure(runs, title))
 
 
 def _png(fig: Any) -> bytes:
     """A figure as PNG bytes; the figure is closed."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    # "tight": legends placed outside the axes (so they cover no bar) stay in the picture.
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     return buf.getvalue()
 
@@ -131,62 +170,127 @@ def throughput_latency_chart(
     return _png(fig)
 
 
-def ratio_bars_chart(
+def ratio_bars_figure(
     names: Sequence[str], metrics: Sequence[tuple[str, Sequence[float | None]]], title: str
-) -> bytes:
-    """Grouped bars of each metric's ratio to the first run (1.0 = same), as PNG bytes.
-    A missing ratio draws no bar and is labelled n/a, never shown as 0."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(metrics) + 3), 4.5))
+) -> Any:
+    """Grouped bars of each run's ratio to the first run, per metric (a matplotlib figure),
+    or NotDrawn where no ratio exists. The first run is the line at 1.0; a metric with no
+    ratio for any run is left out and named under the chart; a single missing ratio draws
+    no bar and is labelled n/a, never shown as 0. Each label sits under its tick."""
+    if len(names) < 2:
+        return NotDrawn("one run only: there is nothing to compare it with")
+    shown = [(label, ratios) for label, ratios in metrics if any(r is not None for r in ratios[1:])]
+    if not shown:
+        return NotDrawn(
+            f"no headline figure is available both for {names[0]} and for another run, "
+            "so no ratio exists (see the tables)"
+        )
+    others = list(names[1:])
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(shown) + 3), 4.8))
     cmap = plt.get_cmap("tab10")
-    width = 0.8 / max(1, len(names))
-    for j, name in enumerate(names):
-        labelled = False
-        for i, (_, ratios) in enumerate(metrics):
-            x = i + (j - (len(names) - 1) / 2) * width
+    width = 0.8 / len(others)
+    for j, name in enumerate(others, start=1):
+        xs: list[float] = []
+        values: list[float] = []
+        for i, (_, ratios) in enumerate(shown):
+            x = i + (j - 1 - (len(others) - 1) / 2) * width
             value = ratios[j]
             if value is None:
-                ax.annotate("n/a", (x, 0.02), ha="center", va="bottom", fontsize=7, rotation=90)
+                ax.annotate(
+                    "n/a",
+                    (x, 0.0),
+                    xytext=(0, 3),
+                    textcoords="offset points",
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    rotation=90,
+                )
                 continue
-            ax.bar(x, value, width=width, color=cmap(j % 10), label=None if labelled else name)
-            labelled = True
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(metrics)))
-    ax.set_xticklabels([label for label, _ in metrics], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel(f"ratio to {names[0]}" if names else "ratio")
-    ax.set_title(title)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    return _png(fig)
+            xs.append(x)
+            values.append(value)
+        bars = ax.bar(xs, values, width=width, color=cmap(j % 10), label=name)
+        ax.bar_label(bars, labels=[f"{v:.2f}×" for v in values], fontsize=7, padding=2)
+    ax.axhline(1.0, color="black", linewidth=0.9, label=f"{names[0]} (= 1)")
+    ax.set_xticks(range(len(shown)))
+    ax.set_xticklabels(
+        [label for label, _ in shown], rotation=30, ha="right", rotation_mode="anchor", fontsize=8
+    )
+    ax.set_ylim(0, max(1.0, *(r for _, rs in shown for r in rs[1:] if r is not None)) * 1.15)
+    ax.set_ylabel(f"ratio to {names[0]}")
+    ax.set_title(title, pad=28)
+    ax.legend(
+        fontsize=8,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncol=len(names),
+        frameon=False,
+        borderaxespad=0.2,
+    )
+    left_out = [label for label, ratios in metrics if label not in {lb for lb, _ in shown}]
+    if left_out:
+        fig.text(0.01, 0.01, "n/a for every run, not drawn: " + ", ".join(left_out), fontsize=7)
+    fig.tight_layout(rect=(0, 0.04 if left_out else 0, 1, 1))
+    return fig
 
 
-def timeline_chart(timeline: Timeline, title: str) -> bytes:
+def ratio_bars_chart(
+    names: Sequence[str], metrics: Sequence[tuple[str, Sequence[float | None]]], title: str
+) -> Chart:
+    """ratio_bars_figure as PNG bytes, or NotDrawn where no ratio exists."""
+    fig = ratio_bars_figure(names, metrics, title)
+    return fig if isinstance(fig, NotDrawn) else _png(fig)
+
+
+UTILISATION_LIMITS_PCT = (0.0, 100.0)
+"""The utilisation panel's axis: the whole percentage scale, never a zoom on rounding noise."""
+
+
+def timeline_figure(timeline: Timeline, title: str) -> Any:
     """Power, utilisation and request/tool activity over the run, one panel each on a shared
-    time axis, as PNG bytes; a panel with nothing measured says so instead of drawing zero."""
-    panels: list[tuple[str, list[Series]]] = [
-        ("power (W)", timeline.power_w),
-        ("utilisation (%)", timeline.utilization_pct),
-        ("in flight / running", timeline.activity),
+    time axis (a matplotlib figure), or NotDrawn where nothing was sampled. A panel with
+    nothing measured is not drawn (timeline_caption says why); legends sit right of the axes,
+    clear of the lines."""
+    panels = [
+        (ylabel, series)
+        for ylabel, series in (
+            ("power (W)", timeline.power_w),
+            ("utilisation (%)", timeline.utilization_pct),
+            ("in flight / running", timeline.activity),
+        )
+        if series
     ]
-    fig, axes = plt.subplots(3, 1, figsize=(9.0, 7.0), sharex=True)
-    for ax, (ylabel, series) in zip(axes, panels, strict=True):
+    if not panels:
+        return NotDrawn("no power, utilisation or request activity was recorded")
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(9.0, 1.0 + 2.2 * len(panels)), sharex=True, squeeze=False
+    )
+    column = [ax for (ax,) in axes]
+    for ax, (ylabel, series) in zip(column, panels, strict=True):
         for line in series:
-            ax.step(line.t_s, line.values, where="post", label=line.label, linewidth=1.0)
+            ax.step(
+                line.t_s, line.values, where="post", label=line.label, linewidth=1.0, clip_on=False
+            )
         ax.set_ylabel(ylabel)
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")
         if series is timeline.utilization_pct:
-            ax.set_ylim(0, 105)  # a percentage: the whole scale, not a zoom on rounding noise
-        if series:
-            ax.legend(fontsize=7, loc="upper right")
-        else:
-            ax.text(0.5, 0.6, "not measured", transform=ax.transAxes, ha="center", va="center")
-    if timeline.unavailable:
-        reasons = "\n".join(textwrap.shorten(u, 110) for u in timeline.unavailable)
-        axes[0].text(0.01, 0.04, reasons, transform=axes[0].transAxes, fontsize=7, va="bottom")
-    axes[-1].set_xlabel("seconds since the first request was sent")
+            ax.set_ylim(*UTILISATION_LIMITS_PCT)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        ax.grid(True, alpha=0.3)
+    column[-1].set_xlabel("seconds since the first request was sent")
     fig.suptitle(title)
-    fig.tight_layout()
-    return _png(fig)
+    missing = not_drawn_panels(timeline)
+    if missing:
+        text = "\n".join(textwrap.shorten(m, 130) for m in missing)
+        fig.text(0.01, 0.005, text, fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.03 + 0.025 * len(missing) if missing else 0, 1, 1))
+    return fig
+
+
+def timeline_chart(timeline: Timeline, title: str) -> Chart:
+    """timeline_figure as PNG bytes, or NotDrawn where nothing was sampled."""
+    fig = timeline_figure(timeline, title)
+    return fig if isinstance(fig, NotDrawn) else _png(fig)
 
 
 def _log_if_wide(values: Sequence[float], span: float = 20.0) -> bool:
@@ -197,66 +301,107 @@ def _log_if_wide(values: Sequence[float], span: float = 20.0) -> bool:
 _RIGHT_OF: dict[str, Any] = {"xytext": (3, 0), "textcoords": "offset points", "va": "center"}
 """Placement of a bar's label: just right of the point it names."""
 
-FLEET_MW_BARS: tuple[tuple[str, str], ...] = (
-    ("facility_power_avg_mw", "facility, average"),
-    ("facility_power_peak_mw", "facility, peak"),
+FleetPanel = tuple[str, tuple[tuple[str, str], ...]]
+"""One panel of the per-profile fleet chart: (axis label, bars as (figure key, legend label))."""
+
+FLEET_PANELS: tuple[FleetPanel, ...] = (
+    ("GPUs", (("gpus", "GPUs"),)),
+    (
+        "facility power (MW)",
+        (
+            ("facility_power_avg_mw", "facility, average"),
+            ("facility_power_peak_mw", "facility, peak"),
+        ),
+    ),
 )
-"""Bars of the fleet chart's power panel: (figure key, legend label)."""
+"""The fleet chart of a stated demand: the GPUs it needs and the facility power they draw."""
 
 
-def fleet_profiles_chart(profiles: Sequence[tuple[str, Mapping[str, Any]]], title: str) -> bytes:
-    """GPUs and facility MW (average and peak) per profile of a fleet study, as PNG bytes: two
-    panels of horizontal bars, one bar group per (name, fleet figures). A missing figure
-    draws no bar and is labelled n/a, never shown as 0."""
-    names = [name for name, _ in profiles]
-    fig, (ax_gpus, ax_mw) = plt.subplots(
-        1, 2, figsize=(12.0, max(3.0, 0.55 * len(names) + 1.8)), sharey=True
+def _bar_text(value: float) -> str:
+    """A bar's value label: whole numbers with separators, large ones with a suffix."""
+    for scale, suffix in ((1e12, " T"), (1e9, " G"), (1e6, " M")):
+        if abs(value) >= scale:
+            return f"{value / scale:,.2f}{suffix}"
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:,.2f}"
+
+
+def _tick_text(value: float) -> str:
+    """An axis tick: as few digits as it needs, large ones with a suffix (200 M, 1.5 G)."""
+    for scale, suffix in ((1e12, " T"), (1e9, " G"), (1e6, " M")):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:,.0f}" if abs(value) >= 10 else f"{value:g}"
+
+
+def fleet_profiles_figure(
+    profiles: Sequence[tuple[str, Mapping[str, Any]]],
+    title: str,
+    panels: Sequence[FleetPanel] = FLEET_PANELS,
+) -> Any:
+    """Horizontal bars per profile of a fleet study (a matplotlib figure): one panel per
+    `panels` entry, one bar group per (name, figures). A missing figure draws no bar and is
+    labelled n/a, never shown as 0; a panel's legend sits above it, clear of the bars; names
+    are wrapped, never cut."""
+    names = [_wrapped(name, 30) for name, _ in profiles]
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(6.0 * len(panels), max(3.0, 0.6 * len(names) + 2.0)),
+        sharey=True,
+        squeeze=False,
     )
     rows = list(range(len(names)))
-    gpus = [number(fig_.get("gpus")) for _, fig_ in profiles]
-    for y, value in zip(rows, gpus, strict=True):
-        if value is None:
-            ax_gpus.annotate("n/a", (0, y), fontsize=8, **_RIGHT_OF)
-            continue
-        ax_gpus.barh(y, value, color="tab:blue")
-        ax_gpus.annotate(f"{value:,.0f}", (value, y), fontsize=8, **_RIGHT_OF)
-    ax_gpus.set_xlabel("GPUs")
-    ax_gpus.xaxis.set_major_formatter("{x:,.0f}")
-    ax_gpus.locator_params(axis="x", nbins=5)
-    ax_gpus.tick_params(axis="x", labelsize=8)
-    ax_gpus.set_yticks(rows)
-    ax_gpus.set_yticklabels(names, fontsize=8)
-    ax_gpus.set_ylim(len(names) - 0.5, -0.5)  # first profile on top, rows without bars kept
-    height = 0.8 / len(FLEET_MW_BARS)
     cmap = plt.get_cmap("tab10")
-    for j, (key, label) in enumerate(FLEET_MW_BARS):
-        labelled = False
-        for y, (_, figures) in zip(rows, profiles, strict=True):
-            offset = (j - (len(FLEET_MW_BARS) - 1) / 2) * height
-            value = number(figures.get(key))
-            if value is None:
-                ax_mw.annotate("n/a", (0, y + offset), fontsize=7, **_RIGHT_OF)
-                continue
-            ax_mw.barh(
-                y + offset,
-                value,
-                height=height,
-                color=cmap(j + 1),
-                label=None if labelled else label,
-            )
-            labelled = True
-    ax_mw.set_xlabel("facility power (MW)")
-    if ax_mw.get_legend_handles_labels()[0]:
-        ax_mw.legend(fontsize=8, loc="lower right")
-    for ax, drawn in ((ax_gpus, any(g is not None for g in gpus)), (ax_mw, bool(ax_mw.patches))):
-        if not drawn:
+    colour = 0
+    for ax, (axis_label, bars) in zip(axes[0], panels, strict=True):
+        height = 0.8 / len(bars)
+        for j, (key, label) in enumerate(bars):
+            offset = (j - (len(bars) - 1) / 2) * height
+            ys: list[float] = []
+            values: list[float] = []
+            for y, (_, figures) in zip(rows, profiles, strict=True):
+                value = number(figures.get(key))
+                if value is None:
+                    ax.annotate("n/a", (0, y + offset), fontsize=7, **_RIGHT_OF)
+                    continue
+                ys.append(y + offset)
+                values.append(value)
+            drawn = ax.barh(ys, values, height=height, color=cmap(colour % 10), label=label)
+            ax.bar_label(drawn, labels=[_bar_text(v) for v in values], fontsize=7, padding=3)
+            colour += 1
+        ax.set_xlabel(axis_label)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _tick_text(v)))
+        ax.locator_params(axis="x", nbins=5)
+        ax.tick_params(axis="x", labelsize=8)
+        if not ax.patches:
             ax.text(0.5, 0.5, "not available", transform=ax.transAxes, ha="center", va="center")
-    for ax in (ax_gpus, ax_mw):
+        elif len(bars) > 1:
+            ax.legend(
+                fontsize=8,
+                loc="lower left",
+                bbox_to_anchor=(0.0, 1.0),
+                ncol=len(bars),
+                frameon=False,
+                borderaxespad=0.2,
+            )
         ax.grid(True, axis="x", alpha=0.3)
-        ax.margins(x=0.15)
+        ax.margins(x=0.18)
+    first = axes[0][0]
+    first.set_yticks(rows)
+    first.set_yticklabels(names, fontsize=8)
+    first.set_ylim(len(names) - 0.5, -0.5)  # first profile on top, rows without bars kept
     fig.suptitle(title)
     fig.tight_layout()
-    return _png(fig)
+    return fig
+
+
+def fleet_profiles_chart(
+    profiles: Sequence[tuple[str, Mapping[str, Any]]],
+    title: str,
+    panels: Sequence[FleetPanel] = FLEET_PANELS,
+) -> bytes:
+    """fleet_profiles_figure as PNG bytes."""
+    return _png(fleet_profiles_figure(profiles, title, panels))
 
 
 FLEET_SWEEP_PANELS: tuple[tuple[str, str], ...] = (
@@ -266,17 +411,19 @@ FLEET_SWEEP_PANELS: tuple[tuple[str, str], ...] = (
 """Panels of the fleet sweep chart: (row key, axis label)."""
 
 
-def fleet_sweep_chart(
+def fleet_sweep_figure(
     curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], x_label: str, title: str
-) -> bytes:
-    """Cards and facility MW against a scenario's swept parameter, as PNG bytes: one panel per
-    FLEET_SWEEP_PANELS entry, one line per (profile name, sweep rows with `value`). Rows
-    missing a figure are left out, never drawn at 0; wide ranges get log axes."""
+) -> Any:
+    """Cards and facility MW against a scenario's swept parameter (a matplotlib figure): one
+    panel per FLEET_SWEEP_PANELS entry, one line per (profile name, sweep rows with `value`),
+    one legend for both panels right of them (it covers no line). Rows missing a figure are
+    left out, never drawn at 0; wide ranges get log axes."""
     fig, axes = plt.subplots(
         1, len(FLEET_SWEEP_PANELS), figsize=(5.5 * len(FLEET_SWEEP_PANELS), 4.5)
     )
     cmap = plt.get_cmap("tab10")
     xs_all = [v for _, rows in curves for r in rows if (v := number(r.get("value"))) is not None]
+    legend: dict[str, Any] = {}
     for ax, (key, y_label) in zip(axes, FLEET_SWEEP_PANELS, strict=True):
         ys_all: list[float] = []
         for i, (name, rows) in enumerate(curves):
@@ -289,7 +436,8 @@ def fleet_sweep_chart(
             ys_all.extend(y for _, y in xy)
             if xy:
                 xs, ys = [x for x, _ in xy], [y for _, y in xy]
-                ax.plot(xs, ys, marker="o", color=cmap(i % 10), label=name)
+                (line,) = ax.plot(xs, ys, marker="o", color=cmap(i % 10), label=name)
+                legend.setdefault(name, line)
         if not ys_all:
             ax.text(0.5, 0.5, "not available", transform=ax.transAxes, ha="center", va="center")
         if _log_if_wide(xs_all):
@@ -298,9 +446,23 @@ def fleet_sweep_chart(
             ax.set_yscale("log")
         ax.set_ylabel(y_label)
         ax.grid(True, which="both", alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
     fig.supxlabel(textwrap.fill(x_label, 100), fontsize=10)
     fig.suptitle(title)
     fig.tight_layout()
-    return _png(fig)
+    if legend:
+        fig.legend(
+            list(legend.values()),
+            [_wrapped(n, 34) for n in legend],
+            fontsize=8,
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            frameon=False,
+        )
+    return fig
+
+
+def fleet_sweep_chart(
+    curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], x_label: str, title: str
+) -> bytes:
+    """fleet_sweep_figure as PNG bytes."""
+    return _png(fleet_sweep_figure(curves, x_label, title))

@@ -6,15 +6,22 @@ Both views are rendered from the same list of sections, so they always show the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from harness.figures import MISSING, Section, format_share, format_value, lookup, slo_text
+from harness import console_tables
+from harness.figures import (
+    MISSING,
+    FigureRef,
+    Section,
+    format_share,
+    format_value,
+    lookup,
+    slo_text,
+)
 from harness.results import RunReader, write_run_file
 from harness.run_summary import read_summary
 from harness.summary import LatencySplit, Stats, Summary
@@ -156,8 +163,19 @@ def _split_sections(summary: Summary) -> list[Section]:
             ("CPU package energy (J)", energy.cpu_energy_j, 1),
             ("CPU energy source", energy.cpu_source, 0),
         )
-        for label, figure, digits in rows:
-            en.rows.append((label, format_value(figure, digits)))
+        gpu_rows, cpu_rows = rows[:9], rows[9:]
+        reasons = dict(summary.telemetry.unavailable_sources()) if summary.telemetry else {}
+        missing: list[str] = []
+        for part, source, measured, part_rows in (
+            ("GPU", "gpu", energy.gpu_source != "unavailable", gpu_rows),
+            ("CPU package", "rapl", energy.cpu_source != "unavailable", cpu_rows),
+        ):
+            if measured:
+                en.rows.extend((label, format_value(v, digits)) for label, v, digits in part_rows)
+            else:  # one line for the source, not a row of n/a per figure
+                missing.append(f"{part} ({reasons.get(source, 'unavailable')})")
+        if missing:
+            en.note = "not measured: " + "; ".join(missing)
         out.append(en)
     server = summary.server_metrics
     if server.available:
@@ -320,15 +338,9 @@ def render_console(summary: Summary, manifest: Mapping[str, Any], console: Conso
 
 
 def print_sections(sections: Sequence[Section], console: Console) -> None:
-    """Print sections as rich tables (first column left, figures right-aligned); every title,
-    header and cell is literal text, never rich markup (names and paths are user data)."""
-    for section in sections:
-        table = Table(title=Text(section.title), title_justify="left")
-        for i, header in enumerate(section.headers):
-            table.add_column(Text(header), justify="left" if i == 0 else "right")
-        for row in section.rows:
-            table.add_row(*(Text(cell) for cell in row))
-        console.print(table)
+    """Print sections as rich tables that fit the console (harness.console_tables: text
+    left, figures right, names wrapped, never cut)."""
+    console_tables.print_sections(sections, console)
 
 
 def _md_cell(text: str) -> str:
@@ -352,24 +364,31 @@ def sections_markdown(
     sections: Sequence[Section],
     notes: Sequence[str] = (),
     figures: Sequence[tuple[str, str]] = (),
+    headline: Sequence[tuple[str, str]] = (),
 ) -> str:
-    """Sections as a Markdown document (GitHub tables) under `title`; `figures` (image file,
-    caption) are linked right after the title, `notes` become a bullet list above the
-    tables. The HTML page (harness.html_report) renders the same sections."""
+    """Sections as a Markdown document (GitHub tables) under `title`: the `headline`
+    figures (label, value) first, `notes` as a bullet list, `figures` (image file, caption)
+    each with its caption under it, then the tables. The HTML page (harness.html_report)
+    renders the same sections."""
     lines = [f"# {title}", ""]
-    if figures:
-        lines.extend(f"![{_md_alt(caption)}]({name})" for name, caption in figures)
+    if headline:
+        lines.append(" · ".join(f"**{_md_cell(k)}** {_md_cell(v)}" for k, v in headline))
         lines.append("")
     if notes:
         lines.extend(f"- {note}" for note in notes)
         lines.append("")
+    for name, caption in figures:
+        lines.extend((f"![{_md_alt(caption)}]({name})", "", f"*{_md_cell(caption)}*", ""))
     for section in sections:
         lines.append(f"## {section.title}")
         lines.append("")
-        lines.append("| " + " | ".join(_md_cell(h) for h in section.headers) + " |")
-        lines.append("|" + "|".join("---" for _ in section.headers) + "|")
-        lines.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in section.rows)
-        lines.append("")
+        if section.rows:
+            lines.append("| " + " | ".join(_md_cell(h) for h in section.headers) + " |")
+            lines.append("|" + "|".join("---" for _ in section.headers) + "|")
+            lines.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in section.rows)
+            lines.append("")
+        if section.note:
+            lines.extend((section.note, ""))
     return "\n".join(lines)
 
 
@@ -425,6 +444,30 @@ class RunReportContent:
     title: str
     sections: list[Section]
     notes: list[str]
+    headline: list[tuple[str, str]] = field(default_factory=list)
+    """The few figures a reader looks for first (label, value), shown above everything."""
+
+
+def run_headline(summary: Summary) -> list[tuple[str, str]]:
+    """A run's headline figures: requests done and failed, output throughput, TTFT, TPOT
+    and E2EL medians and p99, SLO attainment where an SLO was set."""
+
+    def ms(stats: Stats) -> str:
+        p50, p99 = stats.p50, stats.percentile("p99")
+        if p50 is None:
+            return MISSING
+        return f"{format_value(p50)} / {format_value(p99)} ms"
+
+    out = [
+        ("Requests", f"{summary.requests_completed:,} done, {summary.requests_failed:,} failed"),
+        ("Output throughput", f"{format_value(summary.output_throughput_tok_s, 1)} tok/s"),
+        ("TTFT p50 / p99", ms(summary.ttft_ms)),
+        ("TPOT p50 / p99", ms(summary.tpot_ms)),
+        ("E2EL p50 / p99", ms(summary.e2el_ms)),
+    ]
+    if summary.slo is not None:
+        out.append(("SLO attainment", format_share(summary.slo_attainment)))
+    return out
 
 
 def run_notes(summary: Summary) -> list[str]:
@@ -463,17 +506,19 @@ def run_report_content(run_dir: Path, reader: RunReader | None = None) -> RunRep
     manifest: dict[str, Any] = {"run_name": Path(run_dir).name, **reader.manifest}
     summary = read_summary(reader)
     notes = run_notes(summary)
-    return RunReportContent(report_title(manifest), build_sections(summary, manifest), notes)
+    sections = build_sections(summary, manifest)
+    return RunReportContent(report_title(manifest), sections, notes, run_headline(summary))
 
 
 def write_report(
-    run_dir: Path, figures: Sequence[str] = (), content: RunReportContent | None = None
+    run_dir: Path, figures: Sequence[FigureRef] = (), content: RunReportContent | None = None
 ) -> Path:
     """Write report.md into a run dir and return its path; an unfinished run is summarized.
-    `figures` are image files already in the run dir, linked at the top; `content` is the
-    report's, where already built (else it is built from the run dir)."""
+    `figures` (image files already in the run dir) are linked with their captions after the
+    headline; one not drawn is a note saying why; `content` is the report's, where already
+    built (else it is built from the run dir)."""
     content = run_report_content(run_dir) if content is None else content
-    text = sections_markdown(
-        content.title, content.sections, content.notes, [(f, f) for f in figures]
-    )
+    drawn = [(f.file, f.caption) for f in figures if f.file is not None]
+    notes = [*content.notes, *(f.caption for f in figures if f.file is None)]
+    text = sections_markdown(content.title, content.sections, notes, drawn, content.headline)
     return write_run_file(Path(run_dir), REPORT_FILE, text)

@@ -4,14 +4,16 @@ report.html. `harness report RUN_DIR` and the end of `harness run` write them th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from harness.figures import FigureRef
 from harness.html_report import render_html
-from harness.plots import latency_breakdown_chart, split_components, timeline_chart
+from harness.plots import NotDrawn, latency_breakdown_chart, split_components, timeline_chart
 from harness.report import RunReportContent, run_report_content, write_report
 from harness.results import RunReader, write_run_file
 from harness.summary import Summary
-from harness.timeline import build_timeline, unavailable_sources
+from harness.timeline import build_timeline, timeline_caption, unavailable_sources
 
 SPLIT_FIGURE = "latency_split.png"
 TIMELINE_FIGURE = "timeline.png"
@@ -23,31 +25,49 @@ def run_name(reader: RunReader) -> str:
     return str(reader.manifest.get("run_name") or reader.run_dir.name)
 
 
-def write_figures(reader: RunReader, summary: Summary) -> list[str]:
-    """The run's figures, written into its directory; their file names, in report order."""
+SPLIT_CAPTION = (
+    "Where a session's time goes: seconds per session in the LLM (inference server), each "
+    "tool kind, the harness's queues and orchestration"
+)
+
+
+def write_figures(reader: RunReader, summary: Summary) -> list[FigureRef]:
+    """The run's figures, written into its directory, in report order: each file with a
+    caption saying what it shows (a chart not drawn has no file; its caption says why)."""
     run_dir, name = reader.run_dir, run_name(reader)
-    figures: list[str] = []
+    figures: list[FigureRef] = []
     split = summary.latency_split
     if split is not None:
         png = latency_breakdown_chart(
             [(name, split_components(split))], f"{name}: seconds per session"
         )
         write_run_file(run_dir, SPLIT_FIGURE, png)
-        figures.append(SPLIT_FIGURE)
+        figures.append(FigureRef(SPLIT_CAPTION, SPLIT_FIGURE))
     telemetry = reader.frame("telemetry")
     if telemetry is not None:
         tools = reader.table("tools") if reader.has_table("tools") else None
         timeline = build_timeline(telemetry, reader.requests(), tools, unavailable_sources(summary))
-        write_run_file(run_dir, TIMELINE_FIGURE, timeline_chart(timeline, name))
-        figures.append(TIMELINE_FIGURE)
+        chart = timeline_chart(timeline, name)
+        if isinstance(chart, NotDrawn):
+            (run_dir / TIMELINE_FIGURE).unlink(missing_ok=True)
+            figures.append(FigureRef(f"Timeline {chart}."))
+        else:
+            write_run_file(run_dir, TIMELINE_FIGURE, chart)
+            figures.append(FigureRef(timeline_caption(timeline), TIMELINE_FIGURE))
     return figures
 
 
-def write_html_report(run_dir: Path, figures: list[str], content: RunReportContent) -> Path:
-    """Write report.html into the run dir: the report's `content` (the sections report.md
-    shows), `figures` (PNG files in the run dir) embedded."""
-    embedded = [(name, (Path(run_dir) / name).read_bytes()) for name in figures]
-    page = render_html(content.title, content.sections, embedded, content.notes)
+def write_html_report(
+    run_dir: Path, figures: Sequence[FigureRef], content: RunReportContent
+) -> Path:
+    """Write report.html into the run dir: the report's `content` (the headline and the
+    sections report.md shows), `figures` (PNG files in the run dir) embedded with their
+    captions; one not drawn is a note saying why."""
+    embedded = [
+        (f.caption, (Path(run_dir) / f.file).read_bytes()) for f in figures if f.file is not None
+    ]
+    notes = [*content.notes, *(f.caption for f in figures if f.file is None)]
+    page = render_html(content.title, content.sections, embedded, notes, content.headline)
     return write_run_file(Path(run_dir), HTML_REPORT_FILE, page)
 
 

@@ -310,3 +310,28 @@ def test_fleet_section_ratios() -> None:
     assert rows["IT power, average (MW)"] == ("IT power, average (MW)", "1.000", "0.500", "0.50×")
     assert rows["CPU cores needed"] == ("CPU cores needed", MISSING, "12", MISSING)
     assert rows["Servers"] == ("Servers", MISSING, MISSING, MISSING)
+
+
+def test_each_compared_run_has_its_settings_beside_it(entries: list[Any]) -> None:
+    from harness.compare import run_settings, settings_section, sweep_entry
+
+    manifest = {
+        "replay": {"pattern": "poisson", "rate_per_s": 5.0, "max_concurrency": 8},
+        "workload": {"request": {"api": "chat"}},
+        "server": {"base_url": "http://h:8000", "server_version": "0.9.2"},
+        "host": {"cpu_model": "EPYC", "cpu_logical_cores": 16},
+    }
+    settings = run_settings(manifest)
+    assert settings["arrivals"] == "Poisson, 5 sessions/s"
+    assert settings["max concurrency"] == "8" and settings["API"] == "chat"
+    assert settings["server"] == "http://h:8000 vLLM 0.9.2"
+    sweep = sweep_entry("s", "s", _capacity())
+    assert sweep.settings["load ladder"].startswith("rate: ")
+    entries = [*entries, sweep]
+    entries[0].settings = settings
+    section = settings_section(entries)
+    assert section.headers == ("setting", *(e.name for e in entries))
+    rows = {r[0]: r[1:] for r in section.rows}
+    assert rows["arrivals"][0] == "Poisson, 5 sessions/s" and rows["arrivals"][2] == MISSING
+    titles = [s.title for s in comparison_sections(entries)]
+    assert titles[:2] == ["Compared runs", "Settings of each run"]

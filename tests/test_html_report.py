@@ -102,3 +102,13 @@ def test_page_without_figures_or_notes() -> None:
     page = render_html("Empty", [])
     assert "<img" not in page and 'class="notes"' not in page
     assert "<h1>Empty</h1>" in page
+
+
+def test_headline_comes_before_figures_and_a_note_stands_for_an_empty_section() -> None:
+    sections = [Section("Energy", ("figure", "value"), note="not measured: GPU (no NVML)")]
+    png = _PNG if isinstance(_PNG, bytes) else b""
+    page = render_html("T", sections, [("GPUs per profile", png)], headline=[("TTFT", "3 ms")])
+    assert page.index('<dl class="headline">') < page.index("<figure>") < page.index("Energy")
+    assert '<p class="section-note">not measured: GPU (no NVML)</p>' in page
+    assert "<table>" not in page  # the empty section draws no table
+    assert "<figcaption>GPUs per profile</figcaption>" in page

@@ -238,19 +238,26 @@ def test_share_and_slo_text() -> None:
     assert slo_text(Slo(), none="none") == "none"
 
 
-def test_figures_are_linked_right_after_the_title() -> None:
+def test_headline_notes_then_figures_with_captions_come_first() -> None:
     from harness.figures import Section
     from harness.report import sections_markdown
 
     sections = [Section("T", ("a",), [("1",)])]
-    text = sections_markdown("Title", sections, ["a note"], [("x.png", "X [1]"), ("y.png", "Y")])
-    assert text.splitlines()[:6] == [
+    figures = [("x.png", "X [1]"), ("y.png", "Y")]
+    text = sections_markdown("Title", sections, ["a note"], figures, [("TTFT", "3 ms")])
+    assert text.splitlines()[:12] == [
         "# Title",
         "",
-        "![X (1)](x.png)",
-        "![Y](y.png)",
+        "**TTFT** 3 ms",
         "",
         "- a note",
+        "",
+        "![X (1)](x.png)",
+        "",
+        "*X [1]*",
+        "",
+        "![Y](y.png)",
+        "",
     ]
     assert sections_markdown("Title", sections) == sections_markdown("Title", sections, (), ())
 
@@ -354,3 +361,23 @@ def test_implausible_timings_are_notes_of_the_report_and_console() -> None:
     s = summary(timing_flags=[flag])
     assert reason in run_notes(s)
     assert f"- {reason}" in render_markdown(s, MANIFEST, run_notes(s)).splitlines()
+
+
+def test_unmeasured_energy_is_one_line_not_rows_of_na() -> None:
+    from summary_builders import energy_block, telemetry_block
+
+    run = summary(energy=energy_block(), telemetry=telemetry_block())
+    energy = next(s for s in build_sections(run, {}) if s.title == "Energy")
+    assert energy.rows == []  # no row of n/a per figure
+    assert energy.note is not None and energy.note.startswith("not measured: GPU (")
+    assert "CPU package (" in energy.note
+    markdown = render_markdown(run, {})
+    assert "## Energy\n\nnot measured: GPU (" in markdown
+    assert "GPU energy (J)" not in markdown
+
+
+def test_run_headline_has_the_figures_a_reader_looks_for_first() -> None:
+    from harness.report import run_headline
+
+    labels = [label for label, _ in run_headline(summary())]
+    assert labels[:3] == ["Requests", "Output throughput", "TTFT p50 / p99"]

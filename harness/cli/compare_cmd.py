@@ -23,7 +23,7 @@ from harness.compare import (
 from harness.errors import ConfigError, ResultsError
 from harness.figures import Section
 from harness.html_report import render_html
-from harness.plots import ratio_bars_chart, throughput_latency_chart
+from harness.plots import NotDrawn, ratio_bars_chart, throughput_latency_chart
 from harness.report import print_sections, sections_markdown
 from harness.results import RunReader, read_json_file, write_run_file
 from harness.run_summary import read_summary
@@ -79,15 +79,17 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=compare)
 
 
-def _point_summary(sweep_dir: Path, capacity: dict[str, Any]) -> Summary | None:
-    """summary.json of the sweep's capacity point, where that run directory holds one."""
+def _point_run(sweep_dir: Path, capacity: dict[str, Any]) -> tuple[Summary, dict[str, Any]] | None:
+    """The summary and manifest of the sweep's capacity point, where that run directory
+    holds them."""
     rel = (capacity.get("capacity") or {}).get("run_dir")
     if not rel:
         return None
     point_dir = sweep_dir / str(rel)
     if not (point_dir / "manifest.json").is_file():
         return None
-    return read_summary(RunReader(point_dir))
+    reader = RunReader(point_dir)
+    return read_summary(reader), reader.manifest
 
 
 def load_entry(path: Path, name: str) -> CompareEntry:
@@ -99,7 +101,10 @@ def load_entry(path: Path, name: str) -> CompareEntry:
         capacity = read_json_file(capacity_path)
         if not isinstance(capacity, dict) or capacity.get("kind") != CAPACITY_KIND:
             raise ResultsError(f"{capacity_path}: not a {CAPACITY_KIND} file")
-        return sweep_entry(name, str(path), capacity, _point_summary(path, capacity))
+        point = _point_run(path, capacity)
+        if point is None:
+            return sweep_entry(name, str(path), capacity)
+        return sweep_entry(name, str(path), capacity, *point)
     reader = RunReader(path)
     return run_entry(name, str(path), read_summary(reader), reader.manifest)
 
@@ -171,18 +176,29 @@ def compare(args: argparse.Namespace) -> int:
         raise ConfigError("--catalog needs --scenario")
 
     figures: list[tuple[str, str, bytes]] = []
+    if len(entries) > 1:
+        names = [e.name for e in entries]
+        chart = ratio_bars_chart(names, ratio_chart_series(entries), "Ratios to the first run")
+        if isinstance(chart, NotDrawn):
+            notes.append(f"Ratio chart {chart}.")
+        else:
+            caption = (
+                f"Each run's headline figures divided by {names[0]}'s (1 = the same; "
+                "above 1: more throughput, or more latency and energy)"
+            )
+            figures.append((RATIOS_FIGURE, caption, chart))
     curves = [(e.name, e.points, e.slo) for e in entries if e.points]
     if curves:
         x_key, x_label = _X_AXES[args.x_axis]
         png = throughput_latency_chart(curves, x_key, x_label, "Throughput vs latency (sweeps)")
-        figures.append((CURVES_FIGURE, "Throughput vs latency of each sweep", png))
-    if len(entries) > 1:
-        names = [e.name for e in entries]
-        png = ratio_bars_chart(names, ratio_chart_series(entries), "Ratios to the first run")
-        figures.append((RATIOS_FIGURE, f"Headline figures relative to {names[0]}", png))
+        caption = f"Latency against {x_label} at each load of each sweep, its SLO limit dashed"
+        figures.append((CURVES_FIGURE, caption, png))
 
     out: Path = args.out or paths[0].resolve().parent / "comparison"
     out.mkdir(parents=True, exist_ok=True)
+    drawn = {file_name for file_name, _, _ in figures}
+    for stale in {RATIOS_FIGURE, CURVES_FIGURE} - drawn:
+        (out / stale).unlink(missing_ok=True)  # an earlier comparison's, not this one's
     for file_name, _, png in figures:
         write_run_file(out, file_name, png)
     title = "Comparison: " + " vs ".join(e.name for e in entries)

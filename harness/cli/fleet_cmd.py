@@ -28,8 +28,10 @@ from harness.fleet.report import (
     CPU_HOSTS,
     any_cpu,
     calibration_sections,
+    chart_panels,
     fleet_sections,
     fleet_title,
+    is_inverse,
     profile_chart_series,
     sweep_chart_series,
 )
@@ -140,12 +142,19 @@ def fleet_charts(result: dict[str, Any]) -> list[tuple[str, bytes]]:
 
     title = fleet_title(result)
     hosts = f" ({CPU_HOSTS} for profiles measured on a CPU server)" if any_cpu(result) else ""
-    charts = [
-        (
-            f"GPUs{hosts} and facility power (average and peak, MW) per profile",
-            fleet_profiles_chart(profile_chart_series(result), title),
+    if is_inverse(result):
+        budget = (result.get("scenario") or {}).get("facility_power_mw")
+        caption = (
+            f"Sessions per day that {budget:,.0f} MW of facility power serves, and the "
+            f"GPUs{hosts} it runs, per profile (n/a: the profile lacks a figure it needs)"
         )
-    ]
+    else:
+        caption = (
+            f"GPUs{hosts} the demand needs and the facility power they draw (average and "
+            "peak, MW), per profile (n/a: the profile lacks a figure it needs)"
+        )
+    series = profile_chart_series(result)
+    charts = [(caption, fleet_profiles_chart(series, title, chart_panels(result)))]
     sweep = sweep_chart_series(result)
     if sweep is not None:
         axis, curves = sweep

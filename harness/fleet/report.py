@@ -136,13 +136,20 @@ def _cell(key: str, value: Any, fmt: Callable[[Any], str], cpu: bool) -> str:
 
 
 def _matrix(title: str, rows: Sequence[Row], columns: Mapping[str, Mapping[str, Any]]) -> Section:
-    """Figures as rows, one column per profile (rows no profile has are left out)."""
+    """Figures as rows, one column per profile (rows no profile has are left out; rows
+    that are n/a for every profile are named in one line under the table)."""
     sec = Section(title, ("figure", *columns))
+    absent: list[str] = []
     for label, key, fmt in rows:
         if not any(key in col for col in columns.values()):
             continue
+        if columns and all(col.get(key) is None for col in columns.values()):
+            absent.append(label)
+            continue
         cells = (_cell(key, col.get(key), fmt, _is_cpu(col)) for col in columns.values())
         sec.rows.append((label, *cells))
+    if absent:
+        sec.note = f"n/a for every profile: {', '.join(absent)} (why: Figures not available)"
     return sec
 
 
@@ -170,7 +177,10 @@ def _scenario_section(scenario: Any) -> Section:
 
 
 def _reasons(profiles: Mapping[str, Mapping[str, Any]]) -> Section:
-    sec = Section("Figures not available", ("profile", "figure", "reason"))
+    """Why figures are null: one row per reason, with the figures and profiles it holds
+    for (not one row per profile and figure)."""
+    sec = Section("Figures not available", ("reason", "figures", "profiles"))
+    grouped: dict[str, tuple[list[str], list[str]]] = {}
     for name, fig in profiles.items():
         for part, reasons in (
             ("", fig.get("reasons")),
@@ -178,7 +188,14 @@ def _reasons(profiles: Mapping[str, Mapping[str, Any]]) -> Section:
             ("inverse.", (fig.get("inverse") or {}).get("reasons")),
         ):
             for key, reason in (reasons or {}).items():
-                sec.rows.append((name, part + key, str(reason)))
+                keys, names = grouped.setdefault(str(reason), ([], []))
+                if part + key not in keys:
+                    keys.append(part + key)
+                if name not in names:
+                    names.append(name)
+    for reason, (keys, names) in grouped.items():
+        who = "every profile" if len(names) == len(profiles) > 1 else ", ".join(names)
+        sec.rows.append((reason, ", ".join(keys), who))
     return sec
 
 
@@ -306,14 +323,54 @@ def any_cpu(result: Mapping[str, Any]) -> bool:
     return any(_is_cpu(fig) for fig in profiles.values())
 
 
+ChartPanel = tuple[str, tuple[tuple[str, str], ...]]
+"""A panel of the per-profile chart: (axis label, bars as (figure key, legend label))."""
+
+DEMAND_CHART_PANELS: tuple[ChartPanel, ...] = (
+    ("GPUs", (("gpus", "GPUs"),)),
+    (
+        "facility power (MW)",
+        (
+            ("facility_power_avg_mw", "facility, average"),
+            ("facility_power_peak_mw", "facility, peak"),
+        ),
+    ),
+)
+"""A stated demand's answer: the GPUs it needs and the facility power they draw."""
+INVERSE_CHART_PANELS: tuple[ChartPanel, ...] = (
+    ("sessions per day served", (("inverse.sessions_per_day", "sessions per day"),)),
+    ("GPUs the power budget runs", (("inverse.gpus", "GPUs"),)),
+)
+"""A stated power budget's answer: the sessions per day it serves and the GPUs it runs (the
+budget itself is the input, the same for every profile, so it is not drawn)."""
+_INVERSE_CHART_KEYS: tuple[str, ...] = ("sessions_per_day", "gpus")
+
+
+def is_inverse(result: Mapping[str, Any]) -> bool:
+    """Whether a study answers a stated facility power budget (the scenario's
+    facility_power_mw) rather than a stated demand."""
+    scenario = result.get("scenario")
+    return isinstance(scenario, Mapping) and scenario.get("facility_power_mw") is not None
+
+
+def chart_panels(result: Mapping[str, Any]) -> tuple[ChartPanel, ...]:
+    """The per-profile chart's panels: the answer the study gives (GPUs and MW for a demand,
+    sessions per day and GPUs for a power budget)."""
+    return INVERSE_CHART_PANELS if is_inverse(result) else DEMAND_CHART_PANELS
+
+
 def profile_chart_series(result: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(profile label, {gpus, facility MW avg and peak}) per profile of a study, for the fleet
-    chart; absent figures stay None, CPU-measured profiles are labelled as CPU hosts."""
+    """(profile label, {gpus, facility MW avg and peak, inverse.sessions_per_day,
+    inverse.gpus}) per profile of a study, for the fleet chart; absent figures stay None,
+    CPU-measured profiles are labelled as CPU hosts."""
     profiles: Mapping[str, Mapping[str, Any]] = result.get("profiles") or {}
-    return [
-        (chart_label(name, fig), {k: fig.get(k) for k in CHART_KEYS})
-        for name, fig in profiles.items()
-    ]
+    series = []
+    for name, fig in profiles.items():
+        figures = {k: fig.get(k) for k in CHART_KEYS}
+        inverse = fig.get("inverse") or {}
+        figures.update({f"inverse.{k}": inverse.get(k) for k in _INVERSE_CHART_KEYS})
+        series.append((chart_label(name, fig), figures))
+    return series
 
 
 def sweep_chart_series(

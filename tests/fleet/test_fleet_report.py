@@ -45,7 +45,10 @@ def test_sections_of_a_plain_study(catalog: dict[str, Accelerator]) -> None:
     avg = next(r for r in fleet.rows if r[0] == "IT power, average (MW)")
     assert avg[2] == "n/a"
     reasons = next(s for s in sections if s.title == "Figures not available")
-    assert ("b", "it_power_avg_mw", "profile 'b' gives no idle_w") in reasons.rows
+    # one row per reason, naming the figures and profiles it holds for
+    idle = next(r for r in reasons.rows if r[0] == "profile 'b' gives no idle_w")
+    assert "it_power_avg_mw" in idle[1].split(", ") and idle[2] == "b"
+    assert len({r[0] for r in reasons.rows}) == len(reasons.rows)
     assumptions = [r[0] for r in sections[-1].rows]
     assert "1. scenario: pue 1.5: test" in assumptions
     assert fleet_title(result) == "Fleet study: hand"
@@ -100,7 +103,14 @@ def test_profile_chart_series_keep_absent_figures_null(catalog: dict[str, Accele
     series = profile_chart_series(fleet_study(make_scenario(), profiles, catalog))
     assert [name for name, _ in series] == ["hand-gpu", "no-power"]
     full, bare = series[0][1], series[1][1]
-    assert set(full) == {"gpus", "facility_power_avg_mw", "facility_power_peak_mw"}
+    assert set(full) == {
+        "gpus",
+        "facility_power_avg_mw",
+        "facility_power_peak_mw",
+        "inverse.sessions_per_day",
+        "inverse.gpus",
+    }
+    assert full["inverse.gpus"] is None  # no power budget: no inverse figures
     assert full["gpus"] == 40 and full["facility_power_avg_mw"] > 0
     assert bare["gpus"] == 40
     assert bare["facility_power_avg_mw"] is None and bare["facility_power_peak_mw"] is None
@@ -150,9 +160,13 @@ def test_cpu_measured_profiles_are_labelled_as_cpu_hosts(catalog: dict[str, Acce
     assert rows["GPUs"] == ("40", "40 (CPU hosts)")
     assert rows["Capacity per GPU (tok/s, input+output)"] == ("1,000", "1,000 (per CPU host)")
     assert rows["IT power, peak (MW)"][1] == "n/a"  # no suffix on an absent figure
-    flops = {r[0]: r[1:] for r in sections["FLOPs cross-check (the seeds' forecast model)"].rows}
+    flops_section = sections["FLOPs cross-check (the seeds' forecast model)"]
+    flops = {r[0]: r[1:] for r in flops_section.rows}
     assert flops["GPUs by the default model (peak ÷ headroom)"][1] == "40 (CPU hosts)"
-    assert flops["GPUs by the FLOPs rule (average load)"][1] == "n/a"
+    # n/a for both profiles: one line under the table, not a row of n/a
+    assert "GPUs by the FLOPs rule (average load)" not in flops
+    assert flops_section.note is not None
+    assert "GPUs by the FLOPs rule (average load)" in flops_section.note
     sweep = next(s for t, s in sections.items() if t.startswith("Sweep"))
     gpus_col = sweep.headers.index("GPUs")
     assert {r[gpus_col].endswith("(CPU hosts)") for r in sweep.rows if r[1] == "cpu-host"} == {True}

@@ -1,0 +1,178 @@
+"""The report figures: a chart with nothing measured is not drawn and says why, panels
+without data are left out, axes keep their whole scale, legends and labels cover no bar and
+no title, and each tick label sits under its tick."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pytest
+
+from harness.fleet.report import INVERSE_CHART_PANELS
+from harness.plots import (
+    UTILISATION_LIMITS_PCT,
+    NotDrawn,
+    fleet_profiles_figure,
+    fleet_sweep_figure,
+    latency_breakdown_figure,
+    ratio_bars_chart,
+    ratio_bars_figure,
+    timeline_chart,
+    timeline_figure,
+)
+from harness.timeline import Series, Timeline
+
+
+def _boxes(fig: Any) -> Any:
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    return bool(a.overlaps(b)) and a.width > 0 and b.width > 0
+
+
+def test_a_ratio_chart_without_any_ratio_is_not_drawn() -> None:
+    metrics = [("Output throughput", [None, None]), ("TTFT p99", [None, None])]
+    chart = ratio_bars_chart(["gen-b", "gen-a"], metrics, "t")
+    assert isinstance(chart, NotDrawn)
+    assert str(chart).startswith("not drawn: ") and "gen-b" in chart.reason
+    assert isinstance(ratio_bars_chart(["only"], [("x", [1.0])], "t"), NotDrawn)
+
+
+def test_ratio_chart_leaves_out_metrics_no_run_has_and_labels_sit_under_ticks() -> None:
+    metrics = [
+        ("tok/s", [1.0, 0.8, 1.1]),
+        ("J per token", [None, None, None]),
+        ("TTFT p99", [1.0, None, 1.2]),
+    ]
+    fig = ratio_bars_figure(["a", "b", "c"], metrics, "t")
+    assert not isinstance(fig, NotDrawn)
+    ax = fig.axes[0]
+    labels = ax.get_xticklabels()
+    assert [t.get_text() for t in labels] == ["tok/s", "TTFT p99"]
+    assert all(t.get_rotation_mode() == "anchor" for t in labels)
+    assert any("J per token" in t.get_text() for t in fig.texts)  # named under the chart
+    assert sum(t.get_text() == "n/a" for t in ax.texts) == 1  # b's TTFT: no bar, not 0
+    renderer = _boxes(fig)
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert not any(_overlap(legend, bar.get_window_extent(renderer)) for bar in ax.patches)
+    plt.close(fig)
+
+
+def _timeline(power: bool) -> Timeline:
+    t = [0.0, 1.0, 2.0]
+    return Timeline(
+        power_w=[Series("GPU 0", t, [100.0, 200.0, 150.0])] if power else [],
+        utilization_pct=[Series("host CPU (all cores)", t, [97.0, 99.0, 98.0])],
+        activity=[Series("requests in flight (client)", t, [1.0, 2.0, 0.0])],
+        unavailable=[] if power else ["GPU: NVML did not initialise"],
+    )
+
+
+def test_timeline_leaves_out_an_unmeasured_power_panel_and_keeps_0_to_100_percent() -> None:
+    fig = timeline_figure(_timeline(power=False), "run")
+    assert not isinstance(fig, NotDrawn)
+    labels = [ax.get_ylabel() for ax in fig.axes]
+    assert labels == ["utilisation (%)", "in flight / running"]
+    assert fig.axes[0].get_ylim() == UTILISATION_LIMITS_PCT == (0.0, 100.0)
+    assert any("power: not measured" in t.get_text() for t in fig.texts)
+    renderer = _boxes(fig)
+    for ax in fig.axes:  # legends right of the axes, over no line
+        legend = ax.get_legend().get_window_extent(renderer)
+        assert legend.x0 >= ax.get_window_extent(renderer).x1
+    plt.close(fig)
+    drawn = timeline_figure(_timeline(power=True), "run")
+    assert not isinstance(drawn, NotDrawn)
+    assert drawn.axes[0].get_ylabel() == "power (W)"
+    plt.close(drawn)
+
+
+def test_a_timeline_with_nothing_sampled_is_not_drawn() -> None:
+    chart = timeline_chart(Timeline(unavailable=["GPU: none"]), "run")
+    assert isinstance(chart, NotDrawn) and "recorded" in chart.reason
+
+
+def test_breakdown_totals_stay_inside_the_axes_clear_of_the_title() -> None:
+    runs = [
+        ("agent", {"LLM": 2.0, "tools": 0.31}),
+        ("azure2023_AzureLLMInferenceTrace", {"LLM": 1.0}),
+    ]
+    fig = latency_breakdown_figure(runs, "Latency breakdown per workload")
+    ax = fig.axes[0]
+    renderer = _boxes(fig)
+    title = ax.title.get_window_extent(renderer)
+    frame = ax.get_window_extent(renderer)
+    totals = [t for t in ax.texts if t.get_text().endswith(" s")]
+    assert [t.get_text() for t in totals] == ["2.31 s", "1.00 s"]
+    for total in totals:
+        box = total.get_window_extent(renderer)
+        assert box.y1 <= frame.y1 and not _overlap(box, title)
+    # a long name is wrapped onto lines, never cut
+    tick = ax.get_xticklabels()[1].get_text()
+    assert tick.replace("\n", "") == "azure2023_AzureLLMInferenceTrace" and "\n" in tick
+    plt.close(fig)
+
+
+def test_fleet_legends_cover_no_bar() -> None:
+    profiles = [
+        (
+            f"profile-{i}",
+            {
+                "gpus": 1000.0 * i,
+                "facility_power_avg_mw": 10.0 * i,
+                "facility_power_peak_mw": 12.0 * i,
+            },
+        )
+        for i in range(1, 7)
+    ]
+    fig = fleet_profiles_figure(profiles, "t")
+    renderer = _boxes(fig)
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is None:
+            continue
+        box = legend.get_window_extent(renderer)
+        assert not any(_overlap(box, bar.get_window_extent(renderer)) for bar in ax.patches)
+    plt.close(fig)
+    curves = [
+        (
+            n,
+            [
+                {"value": v, "gpus": f["gpus"] * v, "facility_power_avg_mw": v}
+                for v in (1.0, 10.0, 100.0)
+            ],
+        )
+        for n, f in profiles
+    ]
+    sweep = fleet_sweep_figure(curves, "multiplier", "t")
+    renderer = _boxes(sweep)
+    legend = sweep.legends[0].get_window_extent(renderer)
+    assert all(not _overlap(legend, ax.get_window_extent(renderer)) for ax in sweep.axes)
+    plt.close(sweep)
+
+
+def test_a_power_budget_study_charts_its_answer_not_its_input() -> None:
+    """The campus chart: sessions per day served and the GPUs the budget runs, not the
+    facility MW every profile shares."""
+    profiles = [
+        (
+            "h200",
+            {
+                "inverse.sessions_per_day": 3.4e8,
+                "inverse.gpus": 653_592.0,
+                "facility_power_peak_mw": 1000.0,
+            },
+        ),
+        ("cpu (CPU hosts)", {"inverse.sessions_per_day": None, "inverse.gpus": None}),
+    ]
+    fig = fleet_profiles_figure(profiles, "campus", INVERSE_CHART_PANELS)
+    assert [ax.get_xlabel() for ax in fig.axes] == [
+        "sessions per day served",
+        "GPUs the power budget runs",
+    ]
+    widths = [bar.get_width() for bar in fig.axes[0].patches]
+    assert widths == [pytest.approx(3.4e8)]
+    assert sum(t.get_text() == "n/a" for t in fig.axes[0].texts) == 1
+    plt.close(fig)
