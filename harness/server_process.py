@@ -411,11 +411,16 @@ class LaunchedServer(_ProcessServer):
         self.vllm_command = vllm_command
 
     def start(self) -> ServerInfo:
-        """Check that the vllm command exists, then launch and wait."""
+        """Check that the vllm command exists and that a model given as a path is there,
+        then launch and wait."""
         if shutil.which(self.vllm_command) is None:
             raise ServerError(
                 f"`{self.vllm_command}` is not on PATH; install the server "
                 "(`pip install 'harness[vllm]'`) or attach to a running one with a URL"
+            )
+        if self.model.startswith(("/", ".", "~")) and not Path(self.model).expanduser().exists():
+            raise ServerError(
+                f"--model {self.model}: no such folder; give a model folder or a hub id (ORG/NAME)"
             )
         return super().start()
 

@@ -238,3 +238,33 @@ def test_startup_progress_says_phase_and_time_and_a_timeout_names_the_last_phase
     message = str(caught.value)
     assert "not ready after 3 s (last phase: loading weights)" in message
     assert "no error in its log" in message and "Starting to load model" in message
+
+
+def test_a_model_path_that_is_not_there_fails_before_launching(tmp_path: Path) -> None:
+    """`--model ./missing` is refused before vllm runs (a hub id is left to vllm)."""
+    marker = tmp_path / "ran"
+    fake = _script(tmp_path / "vllm", f"touch {marker}\nexit 1\n")
+    with pytest.raises(ServerError, match=r"--model \./missing: no such folder"):
+        LaunchedServer("./missing", vllm_command=str(fake)).start()
+    assert not marker.exists()
+
+
+def test_embedded_server_says_its_start_up_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded server reports to progress as a launched one does, and a failed start
+    names the cause line of its log."""
+    monkeypatch.delenv("HARNESS_VLLM_VENV", raising=False)
+    (tmp_path / ".vllm" / "venv" / "bin").mkdir(parents=True)
+    _script(tmp_path / ".vllm" / "venv" / "bin" / "vllm", "exit 1\n")
+    (tmp_path / ".vllm" / "model").mkdir()
+    (tmp_path / ".vllm" / "model" / "config.json").write_text("{}")
+    (tmp_path / "scripts").mkdir()
+    failing = LOGS / "max-model-len.log"
+    (tmp_path / "scripts" / "serve_vllm_cpu.sh").write_text(f"cat {failing}\nexit 1\n")
+    said: list[str] = []
+    with pytest.raises(ServerError) as caught:
+        EmbeddedServer(tmp_path, progress=said.append).start()
+    assert said[0].startswith("server: starting embedded vLLM on 127.0.0.1:")
+    assert "User-specified max_model_len (10000000) is greater" in str(caught.value)
+    assert "(last phase: reading the config)" in str(caught.value)
