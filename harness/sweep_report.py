@@ -168,7 +168,7 @@ def capacity_section(doc: Mapping[str, Any]) -> Section:
         ("devices", devices),
         ("busy power (W)", format_value(cap.get("busy_w"), 1)),
         ("idle power (W)", format_value(cap.get("idle_w"), 1)),
-        ("SLO", slo_text(_slo(doc, CAPACITY_FILE))),
+        ("SLO", slo_text(_slo(doc, CAPACITY_FILE), number=lambda v: f"{v:,.6g}")),
         ("target attainment", target_text(_target(doc))),
         ("stopped", stop_text(doc)),
         ("status", str(doc.get("status", MISSING))),

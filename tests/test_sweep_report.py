@@ -133,6 +133,7 @@ def test_write_sweep_report_writes_markdown_html_and_curves(tmp_path: Path) -> N
     assert "| 2 |" in md and "89.7 %" in md and "missed" in md and "met (capacity)" in md
     assert "## Capacity at the SLO (per device)" in md and "below rate 2" in md
     assert "stopped: early: the server was saturated" in md
+    assert "| SLO | TTFT <= 100 ms |" in md
     html = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in html and "the star the capacity point" in html
 

@@ -53,6 +53,7 @@ from harness.server import ServerInfo
 from harness.summary import Summary
 from harness.sweep_report import (
     LOAD_FLAGS,
+    STOP_REASONS,
     format_loads,
     ladder_section,
     lower_loads_note,
@@ -268,7 +269,8 @@ def sweep(args: argparse.Namespace) -> int:
         return result.exit_code
 
     try:
-        with stop_signals(literal_printer(console)), server_choice(args).server() as info:
+        say = literal_printer(console)
+        with stop_signals(say), server_choice(args).server(progress=say) as info:
             model = _model(info)
             for i, (load, plan) in enumerate(specs):
                 code = run_point(info, load, plan, f"{i + 1}/{len(specs)}")
@@ -279,7 +281,8 @@ def sweep(args: argparse.Namespace) -> int:
                 write(status)
                 stopped = None if args.no_stop_early else stop_reason(points)
                 if stopped is not None and i + 1 < len(specs):
-                    console.print(f"stopping early at {load_kind} {load:g}: {stopped}")
+                    why = STOP_REASONS.get(stopped, stopped)
+                    console.print(f"stopping early at {load_kind} {load:g}: {why}")
                     break
                 stopped = None
             for r in range(args.refine if status == "running" else 0):
