@@ -104,11 +104,12 @@ def startup_failure(what: str, log_path: Path | None, phase: str | None) -> str:
     lines = read_lines(log_path)
     causes = failure_causes(lines)
     reached = f" (last phase: {phase})" if phase else ""
+    # One cause per line; the CLI's one-line errors join them with "; ".
     if causes:
-        body = "its log says:\n" + "\n".join(f"  {c}" for c in causes)
+        body = "its log says: " + "\n  ".join(causes)
     else:
         tail = last_lines(lines)
-        body = "no error in its log; its last lines:\n" + "\n".join(f"  {t}" for t in tail)
+        body = "no error in its log; its last lines: " + "\n  ".join(tail)
         if not tail:
             body = "its log is empty"
     return f"{what}{reached}; {body}\nfull log: {log_path}"
