@@ -67,8 +67,12 @@ def test_azure_first_30_token_totals_exact(vllm_server: ServerInfo, tmp_path: Pa
     assert energy["gpu_source"] == "unavailable" and energy["gpu_energy_j"] is None  # type: ignore[index]
     samples = pd.read_parquet(out / "telemetry.parquet")
     cpu = samples[samples["source"] == "cpu"]
-    # the first sample only sets the CPU-percent baseline
-    assert len(cpu) >= 2 and cpu["system_cpu_pct"].notna().sum() >= len(cpu) - 1
+    # the first sample only sets the CPU-percent baseline; a sample taken within one kernel
+    # tick (10 ms) of the one before has no time to measure over: unknown, never 0
+    gaps_ms = cpu["t_ns"].diff() / 1e6
+    unknown = cpu["system_cpu_pct"].isna()
+    assert len(cpu) >= 2 and unknown.sum() < len(cpu) / 2
+    assert ((gaps_ms[unknown].isna()) | (gaps_ms[unknown] < 20)).all(), cpu[unknown]
     if isinstance(pid, int):  # the server's process tree was sampled
         assert (cpu["server_rss_bytes"] > 1_000_000_000).any()
     server = summary["server_metrics"]
