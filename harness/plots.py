@@ -118,33 +118,46 @@ LATENCY_PANELS: tuple[tuple[str, str, Callable[[Slo], float | None]], ...] = (
 """Panels of the throughput-vs-latency chart: (point key, axis label, the SLO's limit)."""
 
 
-def throughput_latency_chart(
+SLO_OFF_SCALE = 3.0
+"""An SLO limit more than this many times the panel's highest point is named above the panel
+rather than drawn: a line there would flatten every curve to the axis."""
+
+
+def throughput_latency_figure(
     curves: Sequence[tuple[str, Sequence[Mapping[str, Any]], Slo | None]],
     x_key: str,
     x_label: str,
     title: str,
     marked: Sequence[Mapping[str, Any] | None] = (),
-) -> bytes:
-    """Throughput-vs-latency curves of sweeps, as PNG bytes: one panel per LATENCY_PANELS
-    entry, one line per sweep (name, load points, SLO in ms), its SLO as a dashed line.
-    Points missing a figure are left out, never drawn at 0. `marked[i]`, where given, is the
-    point of curve i drawn as a star (a sweep's capacity point)."""
+) -> Any:
+    """Throughput-vs-latency curves of sweeps (a matplotlib figure): one panel per
+    LATENCY_PANELS entry, one line per sweep (name, load points, SLO in ms), its SLO as a
+    dashed line, or named above the panel when far above every point. Points missing a
+    figure are left out, never drawn at 0. `marked[i]`, where given, is the point of curve i
+    drawn as a star (a sweep's capacity point). One legend, outside the panels."""
     fig, axes = plt.subplots(1, len(LATENCY_PANELS), figsize=(5.0 * len(LATENCY_PANELS), 4.2))
     cmap = plt.get_cmap("tab10")
+    legend: dict[str, Any] = {}
     for ax, (y_key, y_label, slo_limit) in zip(axes, LATENCY_PANELS, strict=True):
-        for i, (name, points, slo) in enumerate(curves):
+        ys: list[float] = []
+        off_scale: list[tuple[str, float, Any]] = []
+        for i, (name, points, _) in enumerate(curves):
             color = cmap(i % 10)
-            xy = [
+            xy = sorted(
                 (float(p[x_key]), float(p[y_key]))
                 for p in points
                 if p.get(x_key) is not None and p.get(y_key) is not None
-            ]
-            xy.sort()
+            )
+            ys.extend(y for _, y in xy)
             if xy:
-                ax.plot([x for x, _ in xy], [y for _, y in xy], marker="o", color=color, label=name)
+                (line,) = ax.plot(
+                    [x for x, _ in xy], [y for _, y in xy], marker="o", color=color, label=name
+                )
+                legend.setdefault(name, line)
             mark = marked[i] if i < len(marked) else None
             if mark is not None and mark.get(x_key) is not None and mark.get(y_key) is not None:
-                ax.plot(
+                ys.append(float(mark[y_key]))
+                (star,) = ax.plot(
                     float(mark[x_key]),
                     float(mark[y_key]),
                     marker="*",
@@ -155,19 +168,59 @@ def throughput_latency_chart(
                     zorder=5,
                     label=f"{name} capacity",
                 )
+                legend.setdefault(f"{name} capacity", star)
+        top = max(ys, default=None)
+        for i, (name, _, slo) in enumerate(curves):
             limit = slo_limit(slo) if slo is not None else None
-            if limit is not None:
-                ax.axhline(
-                    float(limit), color=color, linestyle="--", linewidth=1, label=f"{name} SLO"
-                )
+            if limit is None:
+                continue
+            color = cmap(i % 10)
+            if top is not None and top > 0 and float(limit) > SLO_OFF_SCALE * top:
+                off_scale.append((name, float(limit), color))
+                continue
+            rule = ax.axhline(
+                float(limit), color=color, linestyle="--", linewidth=1, label=f"{name} SLO"
+            )
+            legend.setdefault(f"{name} SLO", rule)
+        for k, (name, limit, color) in enumerate(off_scale):
+            shown = f"{limit:,.0f}" if limit >= 100 else f"{limit:g}"
+            ax.annotate(
+                f"{name} SLO {shown} ms: above the axis",
+                (0.01, 0.98 - 0.06 * k),
+                xycoords="axes fraction",
+                ha="left",
+                va="top",
+                fontsize=7,
+                color=color,
+            )
+        if off_scale and top is not None:
+            ax.set_ylim(0, top * (1.25 + 0.08 * len(off_scale)))
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
         ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    return _png(fig)
+    if legend:
+        fig.legend(
+            list(legend.values()),
+            list(legend),
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            fontsize=8,
+            frameon=False,
+        )
+    return fig
+
+
+def throughput_latency_chart(
+    curves: Sequence[tuple[str, Sequence[Mapping[str, Any]], Slo | None]],
+    x_key: str,
+    x_label: str,
+    title: str,
+    marked: Sequence[Mapping[str, Any] | None] = (),
+) -> bytes:
+    """throughput_latency_figure as PNG bytes."""
+    return _png(throughput_latency_figure(curves, x_key, x_label, title, marked))
 
 
 def ratio_bars_figure(

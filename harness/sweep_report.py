@@ -21,6 +21,7 @@ from harness.capacity import (
     lower_loads,
     target_text,
 )
+from harness.compare import capacity_point
 from harness.config_files import validation_message
 from harness.errors import ResultsError
 from harness.figures import MISSING, Section, format_value, slo_text
@@ -264,8 +265,7 @@ def curves_chart(doc: Mapping[str, Any]) -> bytes | None:
     points = capacity_points(doc)
     if not any(p.get(CURVES_X_KEY) is not None for p in points):
         return None
-    run_dir = _capacity(doc).get("run_dir")
-    best = next((p for p in points if run_dir and p.get("run_dir") == run_dir), None)
+    best = capacity_point(doc)
     name = str(doc.get("name") or "sweep")
     return throughput_latency_chart(
         [(name, points, _slo(doc, CAPACITY_FILE))],

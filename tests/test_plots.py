@@ -18,10 +18,12 @@ from harness.plots import (
     latency_breakdown_figure,
     ratio_bars_chart,
     ratio_bars_figure,
+    throughput_latency_figure,
     timeline_chart,
     timeline_figure,
 )
 from harness.timeline import Series, Timeline
+from harness.workload.slo import Slo
 
 
 def _boxes(fig: Any) -> Any:
@@ -175,4 +177,26 @@ def test_a_power_budget_study_charts_its_answer_not_its_input() -> None:
     widths = [bar.get_width() for bar in fig.axes[0].patches]
     assert widths == [pytest.approx(3.4e8)]
     assert sum(t.get_text() == "n/a" for t in fig.axes[0].texts) == 1
+    plt.close(fig)
+
+
+def test_sweep_curves_name_a_far_slo_above_the_panel_and_keep_one_legend_outside() -> None:
+    """A 60 s TTFT limit over points near 100 ms is not drawn (it would flatten them to the
+    axis) but named above the panel; a near limit is drawn; the star marks the capacity point;
+    one legend for the figure, none inside a panel."""
+    points = [
+        {"x": 1000.0, "ttft_ms_p99": 90.0, "tpot_ms_p99": 20.0, "e2el_ms_p50": 300.0},
+        {"x": 2000.0, "ttft_ms_p99": 140.0, "tpot_ms_p99": 30.0, "e2el_ms_p50": 400.0},
+    ]
+    slo = Slo(ttft_ms=60_000.0, tpot_ms=40.0)
+    fig = throughput_latency_figure([("gen-a", points, slo)], "x", "tok/s", "t", [points[0]])
+    ttft, tpot, _ = fig.axes
+    assert ttft.get_ylim()[1] < 1000  # the points keep the panel's scale
+    assert any("60,000 ms: above the axis" in t.get_text() for t in ttft.texts)
+    assert not [ln for ln in ttft.get_lines() if list(ln.get_ydata()) == [60_000.0, 60_000.0]]
+    assert [ln for ln in tpot.get_lines() if list(ln.get_ydata()) == [40.0, 40.0]]
+    assert any(ln.get_marker() == "*" for ln in ttft.get_lines())
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["gen-a", "gen-a capacity", "gen-a SLO"]
     plt.close(fig)

@@ -117,7 +117,7 @@ def test_curves_mark_the_capacity_point() -> None:
     doc = _doc([_point(1, 0.99, 900.0), _point(2, 0.5, 1800.0)])
     marked = curves_chart(doc)
     assert marked is not None and marked.startswith(b"\x89PNG")
-    unmarked = dict(doc, capacity={**doc["capacity"], "run_dir": None})
+    unmarked = dict(doc, capacity={**doc["capacity"], "load": None, "run_dir": None})
     assert curves_chart(unmarked) != marked  # the star is drawn only where there is a capacity
 
 

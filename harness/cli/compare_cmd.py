@@ -13,6 +13,7 @@ from harness.capacity import CAPACITY_FILE, CAPACITY_KIND
 from harness.cli.console import make_console
 from harness.compare import (
     CompareEntry,
+    capacity_point,
     comparison_json,
     comparison_sections,
     fleet_comparison_section,
@@ -190,8 +191,13 @@ def compare(args: argparse.Namespace) -> int:
     curves = [(e.name, e.points, e.slo) for e in entries if e.points]
     if curves:
         x_key, x_label = _X_AXES[args.x_axis]
-        png = throughput_latency_chart(curves, x_key, x_label, "Throughput vs latency (sweeps)")
-        caption = f"Latency against {x_label} at each load of each sweep, its SLO limit dashed"
+        marked = [capacity_point(e.capacity) if e.capacity else None for e in entries if e.points]
+        title = "Throughput vs latency (sweeps; star: capacity at the SLO)"
+        png = throughput_latency_chart(curves, x_key, x_label, title, marked)
+        caption = (
+            f"Latency against {x_label} at each load of each sweep, its SLO limit dashed and "
+            "its capacity point starred"
+        )
         figures.append((CURVES_FIGURE, caption, png))
 
     out: Path = args.out or paths[0].resolve().parent / "comparison"
