@@ -19,7 +19,7 @@ from harness.config_files import validation_message
 from harness.errors import ResultsError
 from harness.figures import MISSING, Section, format_share, lookup, slo_text
 from harness.figures import format_value as format_figure
-from harness.summary import Summary
+from harness.summary import LoadApplied, Summary, describe_arrivals
 from harness.workload.slo import RecordedSlo, Slo
 
 EntryKind = Literal["run", "sweep"]
@@ -191,19 +191,19 @@ def _text(value: Any) -> str | None:
 
 
 def _arrivals(replay: Mapping[str, Any]) -> str | None:
-    """A run's arrival pattern in words, from the manifest's `replay` block."""
+    """A run's arrivals in words from its manifest's `replay` block: the fallback for a run
+    whose summary has no `load` (summary schema 1)."""
     pattern = replay.get("pattern")
-    if pattern == "trace":
-        scale = number(replay.get("time_scale"))
-        if scale == 0:
-            return "trace, sent as fast as the limits allow (time scale 0)"
-        return "trace timestamps" + ("" if scale is None else f" × {scale:g}")
-    if pattern == "closed":
-        return f"closed loop, {_text(replay.get('concurrency')) or MISSING} sessions"
-    if pattern in ("poisson", "constant"):
-        kind = "Poisson" if pattern == "poisson" else "constant"
-        return f"{kind}, {_text(replay.get('rate_per_s')) or MISSING} sessions/s"
-    return _text(pattern)
+    if not isinstance(pattern, str):
+        return None
+    concurrency, cap = number(replay.get("concurrency")), number(replay.get("max_concurrency"))
+    return describe_arrivals(
+        pattern,
+        time_scale=number(replay.get("time_scale")),
+        rate_per_s=number(replay.get("rate_per_s")),
+        concurrency=None if concurrency is None else int(concurrency),
+        max_concurrency=None if cap is None else int(cap),
+    )
 
 
 def _host_text(host: Any) -> str | None:
@@ -228,9 +228,10 @@ def _block(manifest: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-def run_settings(manifest: Mapping[str, Any]) -> dict[str, str]:
-    """How a run was made, from its manifest: arrivals, limits, API, server, load workers,
-    host; settings the manifest lacks are left out."""
+def run_settings(manifest: Mapping[str, Any], load: LoadApplied | None = None) -> dict[str, str]:
+    """How a run was made: the arrivals as its summary's `load` says them (from the manifest
+    for a summary without one), limits, API, server, load workers and host from its
+    manifest; settings the manifest lacks are left out."""
     replay, server = _block(manifest, "replay"), _block(manifest, "server")
     version = _text(server.get("server_version"))
     url = _text(server.get("base_url"))
@@ -239,7 +240,7 @@ def run_settings(manifest: Mapping[str, Any]) -> dict[str, str]:
         t for t in (url, None if version is None else f"vLLM {version}", _text(launch)) if t
     )
     values: dict[str, str | None] = {
-        "arrivals": _arrivals(replay),
+        "arrivals": load.description if load is not None else _arrivals(replay),
         "max concurrency": _text(replay.get("max_concurrency")),
         "max requests": _text(replay.get("max_requests")),
         "duration limit (s)": _text(replay.get("duration_s")),
@@ -303,7 +304,7 @@ def run_entry(name: str, path: str, summary: Summary, manifest: Mapping[str, Any
         workload=None if workload is None else str(workload),
         model=None if model is None or isinstance(model, Mapping) else str(model),
         slo=summary.slo,
-        settings=run_settings(manifest),
+        settings=run_settings(manifest, summary.load),
     )
 
 

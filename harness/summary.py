@@ -70,8 +70,9 @@ class Stats(_Block):
     """Null in a summary of version 1 or older too (not computed then)."""
     max: float | None = None
     percentiles: dict[str, float | None] | None = None
-    """The percentiles the run was asked for (`--percentiles`), by name (`p95`, `p99.9`);
-    null where the figure has only the fixed p50/p90/p99."""
+    """The percentiles the run was asked for (`--percentiles`) beyond the fixed p50/p90/p99,
+    by name (`p95`, `p99.9`): a value is stored once (summary.percentiles lists every one
+    chosen); empty or null where the figure has only the fixed ones."""
 
     def percentile(self, name: str) -> float | None:
         """A percentile by name (`p95`): from the chosen ones, else the fixed p50/p90/p99."""
@@ -337,7 +338,8 @@ class LoadApplied(_Block):
 
     pattern: ArrivalPattern
     description: str
-    """The arrivals in words: `trace timestamps × 0.5`, `Poisson at 5 sessions/s`."""
+    """The arrivals in words (describe_arrivals): `trace timestamps × 0.5`, `Poisson arrivals
+    at 5 sessions/s`."""
     time_scale: float | None
     """Trace gaps × this (0: sent as fast as the other limits allow); null off a trace."""
     rate_per_s: float | None
@@ -355,6 +357,37 @@ class LoadApplied(_Block):
     """True where the workload's own timestamps were replaced by rated arrivals."""
     note: str | None = None
     """Why and by what the workload's timing was replaced, where it was."""
+
+
+def describe_arrivals(
+    pattern: str,
+    *,
+    time_scale: float | None = None,
+    rate_per_s: float | None = None,
+    concurrency: int | None = None,
+    max_concurrency: int | None = None,
+) -> str:
+    """The arrivals in words, one wording for summary.load, the console's note on a replaced
+    trace timing and a comparison's settings: `trace timestamps × 0.5`, `Poisson arrivals at
+    5 sessions/s`, `a closed loop of 8 concurrent sessions`, then the cap on requests in
+    flight where there is one. A figure not known is said so."""
+    if pattern == "trace":
+        if time_scale == 0:
+            text = "trace timestamps, sent as fast as the other limits allow (time scale 0)"
+        else:
+            text = "trace timestamps" + ("" if time_scale is None else f" × {time_scale:g}")
+    elif pattern == "closed":
+        sessions = "an unrecorded number of" if concurrency is None else f"{concurrency}"
+        text = f"a closed loop of {sessions} concurrent sessions"
+    elif pattern in ("poisson", "constant"):
+        kind = "Poisson" if pattern == "poisson" else "constant"
+        rate = "an unrecorded rate" if rate_per_s is None else f"{rate_per_s:g} sessions/s"
+        text = f"{kind} arrivals at {rate}"
+    else:
+        text = pattern
+    if max_concurrency is not None:
+        text += f", at most {max_concurrency} requests in flight"
+    return text
 
 
 class TimingFlag(_Block):

@@ -322,7 +322,8 @@ def test_each_compared_run_has_its_settings_beside_it(entries: list[Any]) -> Non
         "host": {"cpu_model": "EPYC", "cpu_logical_cores": 16},
     }
     settings = run_settings(manifest)
-    assert settings["arrivals"] == "Poisson, 5 sessions/s"
+    # A summary without `load` (schema 1): the manifest's arrivals, in the summary's words.
+    assert settings["arrivals"] == "Poisson arrivals at 5 sessions/s, at most 8 requests in flight"
     assert settings["max concurrency"] == "8" and settings["API"] == "chat"
     assert settings["server"] == "http://h:8000 vLLM 0.9.2"
     sweep = sweep_entry("s", "s", _capacity())
@@ -332,6 +333,30 @@ def test_each_compared_run_has_its_settings_beside_it(entries: list[Any]) -> Non
     section = settings_section(entries)
     assert section.headers == ("setting", *(e.name for e in entries))
     rows = {r[0]: r[1:] for r in section.rows}
-    assert rows["arrivals"][0] == "Poisson, 5 sessions/s" and rows["arrivals"][2] == MISSING
+    assert rows["arrivals"][0] == settings["arrivals"] and rows["arrivals"][2] == MISSING
     titles = [s.title for s in comparison_sections(entries)]
     assert titles[:2] == ["Compared runs", "Settings of each run"]
+
+
+def test_a_runs_arrivals_are_its_summarys_load_where_it_has_one(tmp_path: Path) -> None:
+    """summary.load.description is the arrivals setting; the manifest is only the fallback."""
+    load = {
+        "pattern": "poisson",
+        "description": "Poisson arrivals at 5 sessions/s (from the summary)",
+        "time_scale": None,
+        "rate_per_s": 5.0,
+        "concurrency": None,
+        "max_concurrency": None,
+        "max_requests": None,
+        "duration_s": None,
+        "warmup_requests": 0,
+        "workers": 1,
+        "trace_timing_replaced": True,
+        "note": "--rate 5 replaced the trace's own timestamps",
+    }
+    summary = _load(_write(tmp_path / "s.json", {**_summary_a(), "load": load}))
+    manifest = {"replay": {"pattern": "trace", "time_scale": 1.0}}
+    entry = run_entry("a", "a", summary, manifest)
+    assert entry.settings["arrivals"] == load["description"]
+    older = run_entry("b", "b", _load(_write(tmp_path / "o.json", _summary_a())), manifest)
+    assert older.settings["arrivals"] == "trace timestamps × 1"

@@ -320,3 +320,27 @@ def test_what_a_run_now_writes_has_its_percentiles_flags_and_load(tmp_path: Path
     jsonschema.Draft202012Validator(summary_schema()).validate(written)
     with pytest.raises(ResultsError, match=r"timing_flags\.0\.kind"):
         parse_summary({**written, "timing_flags": [{**flags[0], "kind": "odd"}]}, path)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "figures", "words"),
+    [
+        ("trace", {"time_scale": 0.5}, "trace timestamps × 0.5"),
+        ("trace", {}, "trace timestamps"),
+        (
+            "trace",
+            {"time_scale": 0},
+            "trace timestamps, sent as fast as the other limits allow (time scale 0)",
+        ),
+        ("poisson", {"rate_per_s": 5.0, "max_concurrency": 16}, "Poisson arrivals at 5 sessions/s"),
+        ("constant", {}, "constant arrivals at an unrecorded rate"),
+        ("closed", {"concurrency": 8}, "a closed loop of 8 concurrent sessions"),
+        ("bursty", {}, "bursty"),
+    ],
+)
+def test_arrivals_in_one_wording(pattern: str, figures: dict[str, Any], words: str) -> None:
+    from harness.summary import describe_arrivals
+
+    cap = figures.get("max_concurrency")
+    tail = f", at most {cap} requests in flight" if cap else ""
+    assert describe_arrivals(pattern, **figures) == words + tail

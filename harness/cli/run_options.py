@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from harness.cli.common import add_workload_args, number_in, option_errors, out_dir
 from harness.errors import ConfigError
 from harness.run.prepare import DEFAULT_CALIBRATION
-from harness.summary import DEFAULT_PERCENTILES
+from harness.summary import DEFAULT_PERCENTILES, describe_arrivals
 from harness.tools.sandbox import require_sandbox
 from harness.workload.limits import MAX_LOAD_WORKERS, MAX_SEED
 from harness.workload.spec import WorkloadSpec
@@ -159,11 +159,9 @@ def timing_note(base: WorkloadSpec, merged: WorkloadSpec, args: argparse.Namespa
         )
         if value is not None
     ]
-    if arrival.pattern == "closed":
-        arrivals = f"a closed loop of {arrival.concurrency} sessions"
-    else:
-        kind = "Poisson" if arrival.pattern == "poisson" else "constant"
-        arrivals = f"{kind} arrivals at {arrival.rate_per_s:g} sessions/s"
+    arrivals = describe_arrivals(
+        arrival.pattern, rate_per_s=arrival.rate_per_s, concurrency=arrival.concurrency
+    )
     return (
         f"{' '.join(given) or 'the options'} replaced the trace's own timestamps with "
         f"{arrivals} (leave --rate out to replay the trace's timing, --time-scale to scale it)"

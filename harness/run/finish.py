@@ -17,7 +17,13 @@ from harness.results import RunReader, RunWriter, table_frame
 from harness.run.telemetry import RunTelemetry
 from harness.run_summary import read_requests, table_figures, token_mismatches
 from harness.server import ServerInfo
-from harness.summary import DEFAULT_PERCENTILES, LoadApplied, Summary, new_summary
+from harness.summary import (
+    DEFAULT_PERCENTILES,
+    LoadApplied,
+    Summary,
+    describe_arrivals,
+    new_summary,
+)
 from harness.telemetry.server_metrics import Samples, phase_deltas, scrape
 from harness.workload.spec import WorkloadSpec
 
@@ -103,31 +109,18 @@ def finish(
     return new_summary(summary)
 
 
-def _rate_text(rate: float) -> str:
-    """A rate in sessions per second, as few digits as it needs."""
-    return f"{rate:g} sessions/s"
-
-
 def load_applied(spec: WorkloadSpec, workers: int | None, note: str | None = None) -> LoadApplied:
     """summary.load: the arrival pattern in words and figures, the caps and limits, and the
     load workers; `note` says how the workload's own timing was replaced, where it was."""
     arrival, limits = spec.arrival, spec.limits
     pattern = arrival.pattern
-    if pattern == "trace":
-        scale = arrival.time_scale
-        description = (
-            "trace timestamps, sent as fast as the other limits allow (time scale 0)"
-            if scale == 0
-            else f"trace timestamps × {scale:g}"
-        )
-    elif pattern == "closed":
-        description = f"closed loop, {arrival.concurrency} concurrent sessions"
-    else:
-        rate = arrival.rate_per_s or 0.0
-        kind = "Poisson" if pattern == "poisson" else "constant"
-        description = f"{kind} arrivals at {_rate_text(rate)}"
-    if limits.max_concurrency is not None:
-        description += f", at most {limits.max_concurrency} requests in flight"
+    description = describe_arrivals(
+        pattern,
+        time_scale=arrival.time_scale,
+        rate_per_s=arrival.rate_per_s,
+        concurrency=arrival.concurrency,
+        max_concurrency=limits.max_concurrency,
+    )
     return LoadApplied(
         pattern=pattern,
         description=description,

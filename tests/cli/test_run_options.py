@@ -194,7 +194,22 @@ def test_rate_on_a_trace_says_it_replaced_the_traces_timing(tmp_path: Path) -> N
     assert constant.startswith("--pattern constant --rate 2.5 replaced the trace's own")
     assert "constant arrivals at 2.5 sessions/s" in constant
     closed = _note(tmp_path, "--concurrency", "4")
-    assert closed is not None and "with a closed loop of 4 sessions" in closed
+    assert closed is not None and "with a closed loop of 4 concurrent sessions" in closed
+
+
+@pytest.mark.parametrize("argv", [("--rate", "5"), ("--concurrency", "4")])
+def test_the_note_says_the_arrivals_in_the_summarys_words(
+    tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    """The note and summary.load.description say the applied arrivals in one wording."""
+    from harness.run.finish import load_applied
+
+    base = _spec(tmp_path, BASE)
+    args = _parse(*argv)
+    merged = run_options.apply_overrides(base, args)
+    note = run_options.timing_note(base, merged, args)
+    arrivals = load_applied(merged, 1).description.removesuffix(", at most 8 requests in flight")
+    assert note is not None and f" with {arrivals} (" in note
 
 
 def test_no_note_where_the_trace_timing_is_kept_or_there_was_none(tmp_path: Path) -> None:

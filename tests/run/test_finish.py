@@ -28,7 +28,7 @@ def _spec(arrival: dict[str, Any], limits: dict[str, Any] | None = None) -> Work
         ({"pattern": "trace", "time_scale": 0}, "trace timestamps, sent as fast as the other"),
         ({"pattern": "poisson", "rate_per_s": 5}, "Poisson arrivals at 5 sessions/s"),
         ({"pattern": "constant", "rate_per_s": 2.5}, "constant arrivals at 2.5 sessions/s"),
-        ({"pattern": "closed", "concurrency": 8}, "closed loop, 8 concurrent sessions"),
+        ({"pattern": "closed", "concurrency": 8}, "a closed loop of 8 concurrent sessions"),
     ],
 )
 def test_the_arrivals_are_said_in_words(arrival: dict[str, Any], description: str) -> None:
