@@ -354,21 +354,6 @@ def _log_if_wide(values: Sequence[float], span: float = 20.0) -> bool:
 _RIGHT_OF: dict[str, Any] = {"xytext": (3, 0), "textcoords": "offset points", "va": "center"}
 """Placement of a bar's label: just right of the point it names."""
 
-FleetPanel = tuple[str, tuple[tuple[str, str], ...]]
-"""One panel of the per-profile fleet chart: (axis label, bars as (figure key, legend label))."""
-
-FLEET_PANELS: tuple[FleetPanel, ...] = (
-    ("GPUs", (("gpus", "GPUs"),)),
-    (
-        "facility power (MW)",
-        (
-            ("facility_power_avg_mw", "facility, average"),
-            ("facility_power_peak_mw", "facility, peak"),
-        ),
-    ),
-)
-"""The fleet chart of a stated demand: the GPUs it needs and the facility power they draw."""
-
 
 def _bar_text(value: float) -> str:
     """A bar's value label: whole numbers with separators, large ones with a suffix."""
@@ -386,27 +371,46 @@ def _tick_text(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 10 else f"{value:g}"
 
 
+def empty_fleet_panels(
+    profiles: Sequence[tuple[str, Mapping[str, Any]]],
+    panels: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+) -> list[str]:
+    """The axis labels of `panels` for which no profile has a figure: such a panel is left
+    out of the chart (and named under it)."""
+    return [
+        axis_label
+        for axis_label, bars in panels
+        if all(number(figures.get(key)) is None for key, _ in bars for _, figures in profiles)
+    ]
+
+
 def fleet_profiles_figure(
     profiles: Sequence[tuple[str, Mapping[str, Any]]],
     title: str,
-    panels: Sequence[FleetPanel] = FLEET_PANELS,
+    panels: Sequence[tuple[str, Sequence[tuple[str, str]]]],
 ) -> Any:
-    """Horizontal bars per profile of a fleet study (a matplotlib figure): one panel per
-    `panels` entry, one bar group per (name, figures). A missing figure draws no bar and is
-    labelled n/a, never shown as 0; a panel's legend sits above it, clear of the bars; names
-    are wrapped, never cut."""
+    """Horizontal bars per profile of a fleet study (a matplotlib figure), or NotDrawn where
+    no profile has a figure for any panel: one panel per `panels` entry with a figure, one
+    bar group per (name, figures). A panel no profile has is left out and named under the
+    chart; a single missing figure draws no bar and is labelled n/a, never shown as 0; a
+    panel's legend sits above it, clear of the bars; names are wrapped, never cut."""
+    empty = empty_fleet_panels(profiles, panels)
+    shown = [panel for panel in panels if panel[0] not in empty]
+    if not shown:
+        labels = " or ".join(axis_label for axis_label, _ in panels)
+        return NotDrawn(f"no profile has a figure for {labels} (see Figures not available)")
     names = [_wrapped(name, 30) for name, _ in profiles]
     fig, axes = plt.subplots(
         1,
-        len(panels),
-        figsize=(6.0 * len(panels), max(3.0, 0.6 * len(names) + 2.0)),
+        len(shown),
+        figsize=(6.0 * len(shown), max(3.0, 0.6 * len(names) + 2.0)),
         sharey=True,
         squeeze=False,
     )
     rows = list(range(len(names)))
     cmap = plt.get_cmap("tab10")
     colour = 0
-    for ax, (axis_label, bars) in zip(axes[0], panels, strict=True):
+    for ax, (axis_label, bars) in zip(axes[0], shown, strict=True):
         height = 0.8 / len(bars)
         for j, (key, label) in enumerate(bars):
             offset = (j - (len(bars) - 1) / 2) * height
@@ -426,9 +430,7 @@ def fleet_profiles_figure(
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _tick_text(v)))
         ax.locator_params(axis="x", nbins=5)
         ax.tick_params(axis="x", labelsize=8)
-        if not ax.patches:
-            ax.text(0.5, 0.5, "not available", transform=ax.transAxes, ha="center", va="center")
-        elif len(bars) > 1:
+        if len(bars) > 1:
             ax.legend(
                 fontsize=8,
                 loc="lower left",
@@ -444,17 +446,20 @@ def fleet_profiles_figure(
     first.set_yticklabels(names, fontsize=8)
     first.set_ylim(len(names) - 0.5, -0.5)  # first profile on top, rows without bars kept
     fig.suptitle(title)
-    fig.tight_layout()
+    if empty:
+        fig.text(0.01, 0.01, "no profile has it, not drawn: " + ", ".join(empty), fontsize=7)
+    fig.tight_layout(rect=(0, 0.05 if empty else 0, 1, 1))
     return fig
 
 
 def fleet_profiles_chart(
     profiles: Sequence[tuple[str, Mapping[str, Any]]],
     title: str,
-    panels: Sequence[FleetPanel] = FLEET_PANELS,
-) -> bytes:
-    """fleet_profiles_figure as PNG bytes."""
-    return _png(fleet_profiles_figure(profiles, title, panels))
+    panels: Sequence[tuple[str, Sequence[tuple[str, str]]]],
+) -> Chart:
+    """fleet_profiles_figure as PNG bytes, or NotDrawn where no profile has a figure."""
+    fig = fleet_profiles_figure(profiles, title, panels)
+    return fig if isinstance(fig, NotDrawn) else _png(fig)
 
 
 FLEET_SWEEP_PANELS: tuple[tuple[str, str], ...] = (
@@ -464,35 +469,46 @@ FLEET_SWEEP_PANELS: tuple[tuple[str, str], ...] = (
 """Panels of the fleet sweep chart: (row key, axis label)."""
 
 
+def _sweep_points(rows: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, float]]:
+    """(swept value, figure) of the rows that have both, in order of the value."""
+    xy = []
+    for row in rows:
+        x, y = number(row.get("value")), number(row.get(key))
+        if x is not None and y is not None:
+            xy.append((x, y))
+    return sorted(xy)
+
+
 def fleet_sweep_figure(
     curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], x_label: str, title: str
 ) -> Any:
-    """Cards and facility MW against a scenario's swept parameter (a matplotlib figure): one
-    panel per FLEET_SWEEP_PANELS entry, one line per (profile name, sweep rows with `value`),
-    one legend for both panels right of them (it covers no line). Rows missing a figure are
-    left out, never drawn at 0; wide ranges get log axes."""
-    fig, axes = plt.subplots(
-        1, len(FLEET_SWEEP_PANELS), figsize=(5.5 * len(FLEET_SWEEP_PANELS), 4.5)
-    )
+    """Cards and facility MW against a scenario's swept parameter (a matplotlib figure), or
+    NotDrawn where no row has either figure: one panel per FLEET_SWEEP_PANELS entry some row
+    has (one no row has is left out and named under the chart), one line per (profile name,
+    sweep rows with `value`), one legend for the panels right of them (it covers no line).
+    Rows missing a figure are left out, never drawn at 0; wide ranges get log axes."""
+    shown = [
+        (key, y_label)
+        for key, y_label in FLEET_SWEEP_PANELS
+        if any(_sweep_points(rows, key) for _, rows in curves)
+    ]
+    if not shown:
+        labels = " or ".join(label for _, label in FLEET_SWEEP_PANELS)
+        return NotDrawn(f"no profile has a figure for {labels} at any swept value")
+    empty = [label for key, label in FLEET_SWEEP_PANELS if (key, label) not in shown]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.5 * len(shown), 4.5), squeeze=False)
     cmap = plt.get_cmap("tab10")
     xs_all = [v for _, rows in curves for r in rows if (v := number(r.get("value"))) is not None]
     legend: dict[str, Any] = {}
-    for ax, (key, y_label) in zip(axes, FLEET_SWEEP_PANELS, strict=True):
+    for ax, (key, y_label) in zip(axes[0], shown, strict=True):
         ys_all: list[float] = []
         for i, (name, rows) in enumerate(curves):
-            xy = []
-            for row in rows:
-                x, y = number(row.get("value")), number(row.get(key))
-                if x is not None and y is not None:
-                    xy.append((x, y))
-            xy.sort()
+            xy = _sweep_points(rows, key)
             ys_all.extend(y for _, y in xy)
             if xy:
                 xs, ys = [x for x, _ in xy], [y for _, y in xy]
                 (line,) = ax.plot(xs, ys, marker="o", color=cmap(i % 10), label=name)
                 legend.setdefault(name, line)
-        if not ys_all:
-            ax.text(0.5, 0.5, "not available", transform=ax.transAxes, ha="center", va="center")
         if _log_if_wide(xs_all):
             ax.set_xscale("log")
         if _log_if_wide(ys_all):
@@ -501,21 +517,23 @@ def fleet_sweep_figure(
         ax.grid(True, which="both", alpha=0.3)
     fig.supxlabel(textwrap.fill(x_label, 100), fontsize=10)
     fig.suptitle(title)
-    fig.tight_layout()
-    if legend:
-        fig.legend(
-            list(legend.values()),
-            [_wrapped(n, 34) for n in legend],
-            fontsize=8,
-            loc="center left",
-            bbox_to_anchor=(1.0, 0.5),
-            frameon=False,
-        )
+    if empty:
+        fig.text(0.01, 0.005, "no profile has it, not drawn: " + ", ".join(empty), fontsize=7)
+    fig.tight_layout(rect=(0, 0.04 if empty else 0, 1, 1))
+    fig.legend(
+        list(legend.values()),
+        [_wrapped(n, 34) for n in legend],
+        fontsize=8,
+        loc="center left",
+        bbox_to_anchor=(1.0, 0.5),
+        frameon=False,
+    )
     return fig
 
 
 def fleet_sweep_chart(
     curves: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], x_label: str, title: str
-) -> bytes:
-    """fleet_sweep_figure as PNG bytes."""
-    return _png(fleet_sweep_figure(curves, x_label, title))
+) -> Chart:
+    """fleet_sweep_figure as PNG bytes, or NotDrawn where no row has a figure."""
+    fig = fleet_sweep_figure(curves, x_label, title)
+    return fig if isinstance(fig, NotDrawn) else _png(fig)

@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pytest
 
-from harness.fleet.report import INVERSE_CHART_PANELS
+from harness.fleet.report import DEMAND_CHART_PANELS, INVERSE_CHART_PANELS
 from harness.plots import (
     UTILISATION_LIMITS_PCT,
     NotDrawn,
@@ -129,7 +129,8 @@ def test_fleet_legends_cover_no_bar() -> None:
         )
         for i in range(1, 7)
     ]
-    fig = fleet_profiles_figure(profiles, "t")
+    fig = fleet_profiles_figure(profiles, "t", DEMAND_CHART_PANELS)
+    assert not isinstance(fig, NotDrawn)
     renderer = _boxes(fig)
     for ax in fig.axes:
         legend = ax.get_legend()
@@ -149,6 +150,7 @@ def test_fleet_legends_cover_no_bar() -> None:
         for n, f in profiles
     ]
     sweep = fleet_sweep_figure(curves, "multiplier", "t")
+    assert not isinstance(sweep, NotDrawn)
     renderer = _boxes(sweep)
     legend = sweep.legends[0].get_window_extent(renderer)
     assert all(not _overlap(legend, ax.get_window_extent(renderer)) for ax in sweep.axes)
@@ -170,6 +172,7 @@ def test_a_power_budget_study_charts_its_answer_not_its_input() -> None:
         ("cpu (CPU hosts)", {"inverse.sessions_per_day": None, "inverse.gpus": None}),
     ]
     fig = fleet_profiles_figure(profiles, "campus", INVERSE_CHART_PANELS)
+    assert not isinstance(fig, NotDrawn)
     assert [ax.get_xlabel() for ax in fig.axes] == [
         "sessions per day served",
         "GPUs the power budget runs",
@@ -200,3 +203,25 @@ def test_sweep_curves_name_a_far_slo_above_the_panel_and_keep_one_legend_outside
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels == ["gen-a", "gen-a capacity", "gen-a SLO"]
     plt.close(fig)
+
+
+def test_fleet_panels_no_profile_has_are_left_out_and_named() -> None:
+    """Profiles with GPUs but no power (CPU-measured ones): one panel, not a second one that
+    says "not available"; the panel left out is named under the chart. No figure at all:
+    no chart, a reason."""
+    profiles = [("cpu (CPU hosts)", {"gpus": 40.0, "facility_power_avg_mw": None})]
+    fig = fleet_profiles_figure(profiles, "t", DEMAND_CHART_PANELS)
+    assert not isinstance(fig, NotDrawn)
+    assert [ax.get_xlabel() for ax in fig.axes] == ["GPUs"]
+    assert "no profile has it, not drawn: facility power (MW)" in [t.get_text() for t in fig.texts]
+    plt.close(fig)
+    nothing = fleet_profiles_figure([("cpu", {"gpus": None})], "t", DEMAND_CHART_PANELS)
+    assert isinstance(nothing, NotDrawn)
+    assert nothing.reason.startswith("no profile has a figure for GPUs or facility power (MW)")
+    curves = [("cpu", [{"value": 1.0, "gpus": 4.0}, {"value": 2.0, "gpus": 8.0}])]
+    sweep = fleet_sweep_figure(curves, "x", "t")
+    assert not isinstance(sweep, NotDrawn)
+    assert [ax.get_ylabel() for ax in sweep.axes] == ["GPUs"]
+    assert any("facility power, average (MW)" in t.get_text() for t in sweep.texts)
+    plt.close(sweep)
+    assert isinstance(fleet_sweep_figure([("cpu", [{"value": 1.0}])], "x", "t"), NotDrawn)

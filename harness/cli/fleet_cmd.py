@@ -135,36 +135,53 @@ def _write_json(path: Path, document: Any) -> None:
     path.write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
-def fleet_charts(result: dict[str, Any]) -> list[tuple[str, bytes]]:
+def fleet_charts(result: dict[str, Any]) -> tuple[list[tuple[str, bytes]], list[str]]:
     """(caption, PNG) of a study's charts: GPUs and facility MW per profile, and for a scenario
-    with a `sweep:` cards and MW against the swept parameter (matplotlib loaded only here)."""
-    from harness.plots import fleet_profiles_chart, fleet_sweep_chart
+    with a `sweep:` cards and MW against the swept parameter; and a note for each chart not
+    drawn, saying why (matplotlib loaded only here)."""
+    from harness.plots import NotDrawn, empty_fleet_panels, fleet_profiles_chart, fleet_sweep_chart
 
     title = fleet_title(result)
     hosts = f" ({CPU_HOSTS} for profiles measured on a CPU server)" if any_cpu(result) else ""
     if is_inverse(result):
         budget = (result.get("scenario") or {}).get("facility_power_mw")
+        what = "Chart of the sessions per day the power budget serves"
         caption = (
-            f"Sessions per day that {budget:,.0f} MW of facility power serves, and the "
+            f"Sessions per day that {budget:,.6g} MW of facility power serves, and the "
             f"GPUs{hosts} it runs, per profile (n/a: the profile lacks a figure it needs)"
         )
     else:
+        what = "Chart of the GPUs and facility power per profile"
         caption = (
             f"GPUs{hosts} the demand needs and the facility power they draw (average and "
             "peak, MW), per profile (n/a: the profile lacks a figure it needs)"
         )
-    series = profile_chart_series(result)
-    charts = [(caption, fleet_profiles_chart(series, title, chart_panels(result)))]
+    series, panels = profile_chart_series(result), chart_panels(result)
+    empty = empty_fleet_panels(series, panels)
+    if empty:
+        caption += f"; not drawn, no profile has a figure for it: {', '.join(empty)}"
+    charts: list[tuple[str, bytes]] = []
+    notes: list[str] = []
+    chart = fleet_profiles_chart(series, title, panels)
+    if isinstance(chart, NotDrawn):
+        notes.append(f"{what} {chart}.")
+    else:
+        charts.append((caption, chart))
     sweep = sweep_chart_series(result)
     if sweep is not None:
         axis, curves = sweep
-        charts.append(
-            (
-                f"GPUs{hosts} and average facility power (MW) against {axis}, one line per profile",
-                fleet_sweep_chart(curves, axis, title),
+        drawn = fleet_sweep_chart(curves, axis, title)
+        if isinstance(drawn, NotDrawn):
+            notes.append(f"Chart against {axis} {drawn}.")
+        else:
+            charts.append(
+                (
+                    f"GPUs{hosts} and average facility power (MW) against {axis}, "
+                    "one line per profile",
+                    drawn,
+                )
             )
-        )
-    return charts
+    return charts, notes
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -183,7 +200,8 @@ def _write_study(args: argparse.Namespace, result: dict[str, Any]) -> list[str]:
         _write_text(args.md_out, sections_markdown(title, sections))
         written.append(f"fleet Markdown: {args.md_out}")
     if args.html_out is not None:
-        _write_text(args.html_out, render_html(title, sections, fleet_charts(result)))
+        charts, notes = fleet_charts(result)
+        _write_text(args.html_out, render_html(title, sections, charts, notes))
         written.append(f"fleet HTML: {args.html_out}")
     return written
 

@@ -219,9 +219,8 @@ def test_files_are_written_before_the_tables_are_printed(
     assert json.loads(out["json"].read_text())["scenario"]["name"] == "china-30t"
 
 
-def test_a_cpu_measured_profile_counts_cpu_hosts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _cpu_sweep(tmp_path: Path) -> Path:
+    """A sweep directory measured on a CPU server: capacity, no power."""
     sweep = tmp_path / "cpu-sweep"
     sweep.mkdir()
     capacity = {
@@ -238,6 +237,13 @@ def test_a_cpu_measured_profile_counts_cpu_hosts(
                   "n_layers": 2, "d_attn": 128, "mean_context_tok": 100.0},
     }  # fmt: skip
     (sweep / "capacity.json").write_text(json.dumps(capacity))
+    return sweep
+
+
+def test_a_cpu_measured_profile_counts_cpu_hosts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sweep = _cpu_sweep(tmp_path)
     out, page = tmp_path / "f.json", tmp_path / "f.html"
     argv = ["fleet", str(SCENARIOS / "china-30t.yaml"), "--profile", str(sweep),
             "--json", str(out), "--html", str(page)]  # fmt: skip
@@ -276,3 +282,44 @@ def test_a_mistyped_accelerator_suggests_the_catalogs_name(
     assert main(["fleet", str(SCENARIOS / "china-30t.yaml"), "--profile", str(profile)]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert "key 'accelerator': 'H100-SMX' is not in the catalog (did you mean 'H100-SXM'" in err
+
+
+@pytest.mark.parametrize(
+    ("budget", "shown"), [("0.5", "0.5 MW"), ("1.5", "1.5 MW"), ("1000", "1,000 MW")]
+)
+def test_a_power_budget_caption_keeps_the_given_figure(
+    tmp_path: Path, budget: str, shown: str
+) -> None:
+    """The campus chart's caption names the budget as given: 0.5 MW, not "0 MW"."""
+    text = (SCENARIOS / "campus-1gw.yaml").read_text(encoding="utf-8")
+    scenario = tmp_path / "campus.yaml"
+    scenario.write_text(text.replace("facility_power_mw: 1000\n", f"facility_power_mw: {budget}\n"))
+    page = tmp_path / "campus.html"
+    argv = ["fleet", str(scenario), "--profile", *PROFILES, "--html", str(page)]
+    assert main(argv) == 0
+    html = page.read_text(encoding="utf-8")
+    assert f"Sessions per day that {shown} of facility power serves" in html
+
+
+def test_charts_with_nothing_measured_are_not_drawn_and_the_page_says_why(
+    tmp_path: Path,
+) -> None:
+    """A CPU-measured profile has no power: its demand chart has the GPUs panel only (the
+    caption names the panel left out), and the power budget, which it cannot answer, gets
+    no chart but a note saying why."""
+    sweep = _cpu_sweep(tmp_path)
+    demand = tmp_path / "demand.html"
+    argv = ["fleet", str(SCENARIOS / "china-30t.yaml"), "--profile", str(sweep)]
+    assert main([*argv, "--html", str(demand)]) == 0
+    text = demand.read_text(encoding="utf-8")
+    assert count_images(text) == 1
+    assert "not drawn, no profile has a figure for it: facility power (MW)" in text
+    budget = tmp_path / "budget.html"
+    argv = ["fleet", str(SCENARIOS / "campus-1gw.yaml"), "--profile", str(sweep)]
+    assert main([*argv, "--html", str(budget)]) == 0
+    text = budget.read_text(encoding="utf-8")
+    assert count_images(text) == 0
+    assert (
+        "<li>Chart of the sessions per day the power budget serves not drawn: no profile has "
+        "a figure for sessions per day served or GPUs the power budget runs" in text
+    )

@@ -9,6 +9,7 @@ from harness.fleet.calibrate import calibration_document
 from harness.fleet.catalog import Accelerator
 from harness.fleet.model import fleet_study
 from harness.fleet.report import (
+    DEMAND_CHART_PANELS,
     calibration_sections,
     fleet_sections,
     fleet_title,
@@ -16,7 +17,7 @@ from harness.fleet.report import (
     sweep_chart_series,
 )
 from harness.fleet.scenario import Scenario
-from harness.plots import fleet_profiles_chart, fleet_sweep_chart
+from harness.plots import NotDrawn, fleet_profiles_chart, fleet_sweep_chart
 from harness.report import sections_markdown
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -138,12 +139,21 @@ def test_charts_draw_absent_figures_as_na(catalog: dict[str, Accelerator]) -> No
     study = fleet_study(_mix_sweep_scenario(), profiles, catalog)
     series = profile_chart_series(study)
     assert series[2][1] == {k: None for k in series[2][1]}
-    assert fleet_profiles_chart(series, "t").startswith(_PNG_MAGIC)
-    assert fleet_profiles_chart([("none", {"gpus": None})], "t").startswith(_PNG_MAGIC)
+    chart = fleet_profiles_chart(series, "t", DEMAND_CHART_PANELS)
+    assert isinstance(chart, bytes) and chart.startswith(_PNG_MAGIC)
     found = sweep_chart_series(study)
     assert found is not None
-    assert fleet_sweep_chart(found[1], found[0], "t").startswith(_PNG_MAGIC)
-    assert fleet_sweep_chart([("empty", [])], "x", "t").startswith(_PNG_MAGIC)
+    swept = fleet_sweep_chart(found[1], found[0], "t")
+    assert isinstance(swept, bytes) and swept.startswith(_PNG_MAGIC)
+
+
+def test_charts_with_nothing_measured_are_not_drawn() -> None:
+    """No profile with any figure: no chart of 'not available' panels, a reason instead."""
+    chart = fleet_profiles_chart([("none", {"gpus": None})], "t", DEMAND_CHART_PANELS)
+    assert isinstance(chart, NotDrawn)
+    assert "GPUs or facility power (MW)" in chart.reason
+    swept = fleet_sweep_chart([("empty", [])], "x", "t")
+    assert isinstance(swept, NotDrawn) and "swept value" in swept.reason
 
 
 def test_cpu_measured_profiles_are_labelled_as_cpu_hosts(catalog: dict[str, Accelerator]) -> None:
