@@ -225,3 +225,17 @@ def test_fleet_panels_no_profile_has_are_left_out_and_named() -> None:
     assert any("facility power, average (MW)" in t.get_text() for t in sweep.texts)
     plt.close(sweep)
     assert isinstance(fleet_sweep_figure([("cpu", [{"value": 1.0}])], "x", "t"), NotDrawn)
+
+
+def test_the_fleet_chart_takes_its_panels_from_its_caller() -> None:
+    """The per-profile chart's panels are defined once, by the fleet report that consumes
+    them: plots keeps no copy and no default."""
+    import inspect
+
+    import harness.plots
+
+    assert not hasattr(harness.plots, "FLEET_PANELS")
+    assert not hasattr(harness.plots, "FleetPanel")
+    for func in (harness.plots.fleet_profiles_figure, harness.plots.fleet_profiles_chart):
+        panels = inspect.signature(func).parameters["panels"]
+        assert panels.default is inspect.Parameter.empty
