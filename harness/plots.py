@@ -12,7 +12,7 @@ import matplotlib
 
 from harness.compare import number
 from harness.summary import LatencySplit
-from harness.timeline import Timeline, not_drawn_panels
+from harness.timeline import Timeline
 from harness.workload.slo import Slo
 
 matplotlib.use("Agg")
@@ -295,6 +295,18 @@ def ratio_bars_chart(
     return fig if isinstance(fig, NotDrawn) else _png(fig)
 
 
+def not_drawn_panels(timeline: Timeline) -> list[str]:
+    """The timeline's panels left out because nothing was measured, each with why:
+    "power: not measured (GPU: ...; CPU energy (RAPL): ...)"."""
+    out: list[str] = []
+    if not timeline.power_w:
+        reasons = "; ".join(timeline.unavailable) or "no source was readable"
+        out.append(f"power: not measured ({reasons})")
+    if not timeline.utilization_pct:
+        out.append("utilisation: not measured (no GPU or host CPU samples)")
+    return out
+
+
 UTILISATION_LIMITS_PCT = (0.0, 100.0)
 """The utilisation panel's axis: the whole percentage scale, never a zoom on rounding noise."""
 
@@ -302,7 +314,7 @@ UTILISATION_LIMITS_PCT = (0.0, 100.0)
 def timeline_figure(timeline: Timeline, title: str) -> Any:
     """Power, utilisation and request/tool activity over the run, one panel each on a shared
     time axis (a matplotlib figure), or NotDrawn where nothing was sampled. A panel with
-    nothing measured is not drawn (timeline_caption says why); legends sit right of the axes,
+    nothing measured is not drawn (not_drawn_panels says why); legends sit right of the axes,
     clear of the lines."""
     panels = [
         (ylabel, series)

@@ -9,11 +9,17 @@ from pathlib import Path
 
 from harness.figures import FigureRef
 from harness.html_report import render_html
-from harness.plots import NotDrawn, latency_breakdown_chart, split_components, timeline_chart
+from harness.plots import (
+    NotDrawn,
+    latency_breakdown_chart,
+    not_drawn_panels,
+    split_components,
+    timeline_chart,
+)
 from harness.report import RunReportContent, run_report_content, write_report
 from harness.results import RunReader, write_run_file
 from harness.summary import Summary
-from harness.timeline import build_timeline, timeline_caption, unavailable_sources
+from harness.timeline import Timeline, build_timeline, unavailable_sources
 
 SPLIT_FIGURE = "latency_split.png"
 TIMELINE_FIGURE = "timeline.png"
@@ -29,6 +35,25 @@ SPLIT_CAPTION = (
     "Where a session's time goes: seconds per session in the LLM (inference server), each "
     "tool kind, the harness's queues and orchestration"
 )
+
+
+def timeline_caption(timeline: Timeline) -> str:
+    """What the timeline figure shows, in words, and which panels it leaves out and why."""
+    shown = [
+        name
+        for name, series in (
+            ("power", timeline.power_w),
+            ("utilisation", timeline.utilization_pct),
+            ("requests in flight and tool calls running", timeline.activity),
+        )
+        if series
+    ]
+    text = ", ".join(shown) or "nothing"
+    caption = f"Over the run, on one time axis (0 = the first request sent): {text}."
+    missing = not_drawn_panels(timeline)
+    if missing:
+        caption += " Not drawn: " + "; ".join(missing) + "."
+    return caption
 
 
 def write_figures(reader: RunReader, summary: Summary) -> list[FigureRef]:

@@ -170,34 +170,3 @@ def unavailable_sources(summary: Summary) -> list[str]:
         return []
     labels = {"gpu": "GPU", "rapl": "CPU energy (RAPL)"}
     return [f"{labels[s]}: {reason}" for s, reason in summary.telemetry.unavailable_sources()]
-
-
-def not_drawn_panels(timeline: Timeline) -> list[str]:
-    """The timeline's panels left out because nothing was measured, each with why:
-    "power: not measured (GPU: ...; CPU energy (RAPL): ...)"."""
-    out: list[str] = []
-    if not timeline.power_w:
-        reasons = "; ".join(timeline.unavailable) or "no source was readable"
-        out.append(f"power: not measured ({reasons})")
-    if not timeline.utilization_pct:
-        out.append("utilisation: not measured (no GPU or host CPU samples)")
-    return out
-
-
-def timeline_caption(timeline: Timeline) -> str:
-    """What the timeline figure shows, in words, and which panels it leaves out and why."""
-    shown = [
-        name
-        for name, series in (
-            ("power", timeline.power_w),
-            ("utilisation", timeline.utilization_pct),
-            ("requests in flight and tool calls running", timeline.activity),
-        )
-        if series
-    ]
-    text = ", ".join(shown) or "nothing"
-    caption = f"Over the run, on one time axis (0 = the first request sent): {text}."
-    missing = not_drawn_panels(timeline)
-    if missing:
-        caption += " Not drawn: " + "; ".join(missing) + "."
-    return caption
