@@ -88,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
     base = resolve_workload(args.workload, args.format)
     spec = apply_overrides(base, args)
     note = timing_note(base, spec, args)
-    plan = replace(run_plan(args, spec, args.out or _default_out(spec)), load_note=note)
+    plan = replace(
+        run_plan(args, spec, args.out or _default_out(spec)),
+        load_note=note,
+        workload_pattern=base.arrival.pattern,
+    )
     checked = check_workload(plan)
     view = ConsoleView(make_console())
     if note is not None:

@@ -10,6 +10,7 @@ import json
 import math
 import shlex
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,12 @@ from harness.capacity import (
 from harness.cli.common import add_workload_args, option_errors, resolve_workload
 from harness.cli.console import literal_printer, make_console, rule
 from harness.cli.run_cmd import run_plan, server_choice, show_result
-from harness.cli.run_options import add_load_options, add_server_args, apply_overrides
+from harness.cli.run_options import (
+    add_load_options,
+    add_server_args,
+    apply_overrides,
+    timing_note,
+)
 from harness.cli.run_view import ConsoleView
 from harness.errors import ConfigError, ResultsError
 from harness.fleet.catalog import (
@@ -156,6 +162,24 @@ _SLO_OPTIONS: dict[tuple[str, ...], str] = {
 """The workload keys the SLO options set, and each option's argparse dest."""
 
 
+def point_plan(
+    template: RunPlan, base: WorkloadSpec, args: argparse.Namespace, load_kind: str, load: float
+) -> RunPlan:
+    """The plan of one load point: the workload at that rate or concurrency, in its folder
+    under the template's; where the load replaced a trace's own timing, the plan says how
+    (the point's console note and summary.load), as `harness run --rate` does."""
+    point_args = copy.copy(args)
+    point_args.rate = load if load_kind == "rate" else None
+    point_args.concurrency = int(load) if load_kind == "concurrency" else None
+    spec = apply_overrides(base, point_args)
+    plan = template.with_spec(spec, template.out / _point_name(load_kind, load))
+    return replace(
+        plan,
+        load_note=timing_note(base, spec, point_args),
+        workload_pattern=base.arrival.pattern,
+    )
+
+
 def _point_summary(run_dir: Path) -> Summary | None:
     """A point's summary, recovered from its journals where it did not finish; None where the
     point left no run at all."""
@@ -209,12 +233,7 @@ def sweep(args: argparse.Namespace) -> int:
     template = run_plan(args, base, point_dir)
 
     def point(load: float) -> tuple[float, RunPlan]:
-        """The plan of one load point: the workload at that rate or concurrency."""
-        point_args = copy.copy(args)
-        point_args.rate = load if load_kind == "rate" else None
-        point_args.concurrency = int(load) if load_kind == "concurrency" else None
-        spec = apply_overrides(base, point_args)
-        return load, template.with_spec(spec, point_dir / _point_name(load_kind, load))
+        return load, point_plan(template, base, args, load_kind, load)
 
     specs = [point(load) for load in loads]
     checked = check_workload(specs[0][1])
@@ -256,6 +275,8 @@ def sweep(args: argparse.Namespace) -> int:
     def run_point(info: ServerInfo, load: float, plan: RunPlan, title: str) -> int:
         name = _point_name(load_kind, load)
         rule(console, f"{base.name}: {load_kind} {load:g} ({title})")
+        if plan.load_note is not None:
+            view.say(f"note: {plan.load_note}")
         result = execute(plan, nullcontext(info), view, checked=checked)
         show_result(result, view, show_summary=False)
         # A point that stopped before its summary is recovered from its journals.

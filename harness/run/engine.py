@@ -244,7 +244,7 @@ def _execute_on(
             worker_errors = generator.worker_errors if generator is not None else []
             summary.run.worker_errors = list(worker_errors)
             summary.workers = Workers.model_validate(choice.to_dict())
-            summary.load = load_applied(spec, choice.used, plan.load_note)
+            summary.load = load_applied(spec, choice.used, plan.load_note, plan.workload_pattern)
             health = generator.health if generator is not None else []
             workers_health = [WorkerHealth.model_validate(h) for h in health]
             summary.client = ClientHealth.model_validate(client_health(workers_health))

@@ -19,6 +19,7 @@ from harness.run_summary import read_requests, table_figures, token_mismatches
 from harness.server import ServerInfo
 from harness.summary import (
     DEFAULT_PERCENTILES,
+    ArrivalPattern,
     LoadApplied,
     Summary,
     describe_arrivals,
@@ -109,11 +110,19 @@ def finish(
     return new_summary(summary)
 
 
-def load_applied(spec: WorkloadSpec, workers: int | None, note: str | None = None) -> LoadApplied:
+def load_applied(
+    spec: WorkloadSpec,
+    workers: int | None,
+    note: str | None = None,
+    workload_pattern: ArrivalPattern | None = None,
+) -> LoadApplied:
     """summary.load: the arrival pattern in words and figures, the caps and limits, and the
-    load workers; `note` says how the workload's own timing was replaced, where it was."""
+    load workers. The trace's timing was replaced where the workload's own pattern
+    (`workload_pattern`; None: the spec's) is a trace and the applied one is not; `note`
+    says by what."""
     arrival, limits = spec.arrival, spec.limits
     pattern = arrival.pattern
+    own = workload_pattern or pattern
     description = describe_arrivals(
         pattern,
         time_scale=arrival.time_scale,
@@ -132,6 +141,6 @@ def load_applied(spec: WorkloadSpec, workers: int | None, note: str | None = Non
         duration_s=limits.duration_s,
         warmup_requests=limits.warmup_requests,
         workers=workers,
-        trace_timing_replaced=note is not None,
+        trace_timing_replaced=own == "trace" and pattern != "trace",
         note=note,
     )

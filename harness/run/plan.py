@@ -11,7 +11,7 @@ from typing import Literal
 
 from harness.server import AttachedServer, Server
 from harness.server_process import EmbeddedServer, LaunchedServer
-from harness.summary import DEFAULT_PERCENTILES
+from harness.summary import DEFAULT_PERCENTILES, ArrivalPattern
 from harness.workload.spec import WorkloadSpec
 
 
@@ -72,6 +72,9 @@ class RunPlan:
     """The percentiles each latency figure reports, besides min and max (`--percentiles`)."""
     load_note: str | None = None
     """How the command line replaced the workload's own timing, where it did (summary.load)."""
+    workload_pattern: ArrivalPattern | None = None
+    """The workload file's own arrival pattern, before the command line's options (None: the
+    spec's); summary.load.trace_timing_replaced compares it with the pattern applied."""
 
     def with_spec(self, spec: WorkloadSpec, out: Path) -> RunPlan:
         """The same plan for another workload (a sweep's load point) and run directory."""

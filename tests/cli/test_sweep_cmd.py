@@ -3,6 +3,7 @@ before any server is started (ServerChoice.server is replaced by one that fails 
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import subprocess
@@ -330,3 +331,37 @@ def test_a_sweep_whose_every_load_misses_suggests_lower_loads_and_writes_its_rep
     md = (out / "report.md").read_text()
     assert "## Load ladder" in md and "missed" in md and "--rates 0.125,0.25,0.5" in md
     assert (out / "report.html").is_file() and (out / "throughput_latency.png").is_file()
+
+
+def _sweep_args(*argv: str) -> argparse.Namespace:
+    from harness.cli import sweep_cmd
+
+    parser = argparse.ArgumentParser()
+    sweep_cmd.add_parser(parser.add_subparsers())
+    return parser.parse_args(["sweep", *argv])
+
+
+def test_a_rate_on_a_trace_workload_is_said_for_each_point(tmp_path: Path) -> None:
+    """--rates on a trace workload: each point's plan carries the note that its rate
+    replaced the trace's timing and the workload's own pattern (summary.load's flag)."""
+    from harness.cli.common import resolve_workload
+    from harness.cli.run_cmd import run_plan
+    from harness.cli.sweep_cmd import point_plan
+    from harness.run.finish import load_applied
+
+    workload = REPO / "workloads" / "chatbot-azure.yaml"
+    args = _sweep_args(str(workload), "--rates", "2,4")
+    base = resolve_workload(workload, None)
+    plan = point_plan(run_plan(args, base, tmp_path / "points"), base, args, "rate", 4.0)
+    assert plan.out == tmp_path / "points" / "rate-4"
+    assert plan.spec.arrival.pattern == "poisson" and plan.spec.arrival.rate_per_s == 4.0
+    assert plan.load_note is not None
+    assert plan.load_note.startswith("--rate 4 replaced the trace's own timestamps with Poisson")
+    load = load_applied(plan.spec, 1, plan.load_note, plan.workload_pattern)
+    assert load.trace_timing_replaced is True and load.note == plan.load_note
+    # A Poisson workload's own timing is what a rate sets: nothing replaced, no note.
+    poisson = _sweep_args(str(_workload(tmp_path)), "--rates", "2")
+    spec = resolve_workload(_workload(tmp_path), None)
+    plan = point_plan(run_plan(poisson, spec, tmp_path / "p"), spec, poisson, "rate", 2.0)
+    assert plan.load_note is None
+    assert load_applied(plan.spec, 1, None, plan.workload_pattern).trace_timing_replaced is False

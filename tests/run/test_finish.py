@@ -51,5 +51,16 @@ def test_only_the_patterns_figures_are_set_with_the_caps_and_limits() -> None:
 
 def test_a_replaced_trace_timing_is_recorded_with_its_note() -> None:
     note = "--rate 5 replaced the trace's own timestamps with Poisson arrivals at 5 sessions/s"
-    load = load_applied(_spec({"pattern": "poisson", "rate_per_s": 5}), 1, note)
+    load = load_applied(_spec({"pattern": "poisson", "rate_per_s": 5}), 1, note, "trace")
     assert load.trace_timing_replaced is True and load.note == note
+
+
+def test_the_flag_comes_from_the_workloads_own_pattern_not_from_a_note() -> None:
+    """A trace replaced by rated arrivals is flagged with or without a note; a rated
+    workload given a rate is not, whatever a note says."""
+    poisson = _spec({"pattern": "poisson", "rate_per_s": 5})
+    assert load_applied(poisson, 1, None, "trace").trace_timing_replaced is True
+    assert load_applied(poisson, 1, "a note", "poisson").trace_timing_replaced is False
+    assert load_applied(poisson, 1, "a note").trace_timing_replaced is False
+    trace = _spec({"pattern": "trace", "time_scale": 2.0})
+    assert load_applied(trace, 1, None, "trace").trace_timing_replaced is False
