@@ -32,7 +32,8 @@ LATENCY_STATS: tuple[str, ...] = (
     "e2el_from_scheduled_ms",
     "send_lag_ms",
 )
-"""The request latency figures that report the chosen percentiles."""
+"""The request latency figures `summarize_requests` reports, each a stats block (Stats)
+with the chosen percentiles, in the summary's order."""
 BURST_MS = 0.1
 """An ITL or TPOT median below this is tokens arriving in bursts, not a server's pace."""
 
@@ -46,7 +47,8 @@ def percentile_stats(
     values: Iterable[float] | np.ndarray, percentiles: Sequence[float] | None = None
 ) -> dict[str, Any]:
     """count, mean, p50, p90, p99, (population) std, min and max of `values`, and under
-    `percentiles` each of the given ones by name (`p95`); all None when empty."""
+    `percentiles` each of the given ones beyond the fixed PERCENTILES by name (`p95`), so
+    no value is stored twice; all None when empty."""
     if isinstance(values, np.ndarray):
         arr = values.astype(np.float64, copy=False)
     else:
@@ -64,7 +66,8 @@ def percentile_stats(
     stats["min"] = float(np.min(arr)) if arr.size else None
     stats["max"] = float(np.max(arr)) if arr.size else None
     if percentiles is not None:
-        stats["percentiles"] = {percentile_name(p): at(p) for p in percentiles}
+        extra = sorted(set(percentiles) - set(PERCENTILES))
+        stats["percentiles"] = {percentile_name(p): at(p) for p in extra}
     return stats
 
 
@@ -78,7 +81,8 @@ def timing_flags(figures: Mapping[str, Any], percentiles: Sequence[float]) -> li
     """Implausible or poorly backed latency figures of a summary's figures: an ITL or TPOT
     median under BURST_MS (tokens arriving in bursts), and percentiles from fewer values
     than `min_samples` (no value lies above them: they are the top values, interpolated);
-    figures in doubt for the same reason share one flag."""
+    figures in doubt for the same reason share one flag. The percentiles checked are the
+    chosen ones and the fixed PERCENTILES, which every headline and sweep ladder shows."""
     flags: list[dict[str, Any]] = []
     for figure in ("itl_ms", "tpot_ms"):
         stats = figures.get(figure)
@@ -95,13 +99,14 @@ def timing_flags(figures: Mapping[str, Any], percentiles: Sequence[float]) -> li
                     "read spacing, not the server's token pace",
                 }
             )
+    shown = sorted({float(p) for p in (*percentiles, *PERCENTILES)})
     thin: dict[tuple[int, tuple[float, ...]], list[str]] = {}
     for figure in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"):
         stats = figures.get(figure)
         if not isinstance(stats, Mapping) or not stats.get("count"):
             continue
         count = int(stats["count"])
-        few = tuple(p for p in percentiles if count < min_samples(p))
+        few = tuple(p for p in shown if count < min_samples(p))
         if few:
             thin.setdefault((count, few), []).append(figure)
     for (count, few), names in thin.items():
@@ -244,12 +249,9 @@ def summarize_requests(
     chunks = _int_lists(m, "chunk_ns") if itl_ms is None else []
     errors_col = m["error"].tolist() if "error" in m.columns else [None] * len(m)
 
-    ttft: list[float] = []
-    tpot: list[float] = []
-    itl: list[float] = []
-    e2el: list[float] = []
-    e2el_sched: list[float] = []
-    send_lag: list[float] = []
+    samples: dict[str, list[float]] = {name: [] for name in LATENCY_STATS}
+    ttft, tpot, itl, e2el = (samples[n] for n in ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms"))
+    e2el_sched, send_lag = samples["e2el_from_scheduled_ms"], samples["send_lag_ms"]
     errors: Counter[str] = Counter()
     input_total = output_total = 0
     input_seen = output_seen = 0
@@ -329,12 +331,12 @@ def summarize_requests(
         "request_throughput_rps": per_s(completed),
         "output_throughput_tok_s": per_s(output_tokens),
         "total_throughput_tok_s": per_s(total_tokens),
-        "ttft_ms": percentile_stats(ttft, percentiles),
-        "tpot_ms": percentile_stats(tpot, percentiles),
-        "itl_ms": percentile_stats(itl if itl_ms is None else itl_ms, percentiles),
-        "e2el_ms": percentile_stats(e2el, percentiles),
-        "e2el_from_scheduled_ms": percentile_stats(e2el_sched, percentiles),
-        "send_lag_ms": percentile_stats(send_lag, percentiles),
+        **{
+            name: percentile_stats(
+                itl_ms if name == "itl_ms" and itl_ms is not None else values, percentiles
+            )
+            for name, values in samples.items()
+        },
         "max_concurrency_observed": _max_concurrency(intervals) if intervals else None,
         "errors": dict(sorted(errors.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_ERROR_KINDS]),
         "percentiles": [float(p) for p in percentiles],

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from summary_builders import summary
 
 from harness.analysis import (
+    LATENCY_STATS,
     itl_ms_from_chunks,
     min_samples,
     per_session_summary,
@@ -24,6 +25,7 @@ from harness.analysis import (
 )
 from harness.records import REQUEST_COLUMNS, RequestRecord, record_to_row
 from harness.results import RunReader, RunWriter, requests_frame
+from harness.summary import Stats, Summary
 from harness.workload.slo import Slo
 
 MS = 1_000_000  # ns per ms, spelled out so the expected values below read as ms
@@ -157,6 +159,7 @@ def test_percentile_stats_empty_is_none_not_zero() -> None:
         "max": None,
     }
     assert percentile_stats([], [95.0])["percentiles"] == {"p95": None}
+    assert percentile_stats([], [50.0, 95.0])["percentiles"] == {"p95": None}
 
 
 def test_percentile_stats_rejects_nan() -> None:
@@ -393,10 +396,41 @@ def test_chosen_percentiles_min_and_max_are_reported() -> None:
     s = summarize_requests(frame(three_requests()), percentiles=[50.0, 75.0, 99.9])
     ttft = s["ttft_ms"]
     assert ttft["min"] == pytest.approx(10.0) and ttft["max"] == pytest.approx(30.0)
-    assert set(ttft["percentiles"]) == {"p50", "p75", "p99.9"}
+    assert set(ttft["percentiles"]) == {"p75", "p99.9"}  # p50 is the fixed key's, once
     assert ttft["percentiles"]["p75"] == pytest.approx(25.0)
     assert ttft["p90"] == pytest.approx(28.0)  # the fixed ones stay, whatever was chosen
     assert s["percentiles"] == [50.0, 75.0, 99.9]
+
+
+def test_a_percentile_is_stored_once() -> None:
+    """The fixed p50/p90/p99 are not repeated under `percentiles` (one value, one key)."""
+    stats = percentile_stats([1.0, 2.0, 3.0], [50.0, 90.0, 95.0, 99.0])
+    assert stats["percentiles"] == {"p95": pytest.approx(2.9)}
+    assert stats["p99"] == pytest.approx(2.98)
+    assert percentile_stats([1.0], [50.0, 99.0])["percentiles"] == {}
+
+
+def test_latency_blocks_are_latency_stats_in_the_summary_schema_order() -> None:
+    """summarize_requests reports one stats block per LATENCY_STATS name, and those are the
+    summary schema's top-level Stats fields, in order."""
+    s = summarize_requests(frame(three_requests()))
+    blocks = [k for k, v in s.items() if isinstance(v, dict) and "count" in v]
+    assert blocks == list(LATENCY_STATS)
+    stats_fields = [n for n, f in Summary.model_fields.items() if f.annotation is Stats]
+    assert stats_fields == list(LATENCY_STATS)
+
+
+def test_the_fixed_percentiles_are_flagged_whatever_was_chosen() -> None:
+    """The headline and the sweep ladder show p90 and p99 even under --percentiles 50: from
+    3 values they are flagged all the same."""
+    s = summarize_requests(frame(three_requests()), percentiles=[50.0])
+    few = [f for f in s["timing_flags"] if f["kind"] == "few_samples"]
+    assert few and few[0]["figures"] == ["ttft_ms", "e2el_ms"]
+    assert few[0]["percentiles"] == ["p90", "p99"]
+    assert timing_flags({"ttft_ms": {"count": 7, "p50": 1.0}}, [50.0])[0]["percentiles"] == [
+        "p90",
+        "p99",
+    ]
 
 
 @pytest.mark.parametrize(("p", "n"), [(50, 2), (90, 10), (95, 20), (99, 100), (99.9, 1000)])
