@@ -1,6 +1,7 @@
 """CSV exports of a run, for spreadsheets and other tools (as GuideLLM and AIPerf write):
 requests.csv, one row per request from requests.parquet with its latencies in ms, and
-summary.csv, one row per figure of summary.json with its name, value and unit."""
+summary.csv, one row per number of summary.json with its name, value and unit (text and
+absent blocks are not figures; an unknown number is an empty value, never 0)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from pydantic import BaseModel
 
 from harness.records import TABLE_COLUMN_KINDS
 from harness.results import RunReader, write_run_file
-from harness.summary import Summary
+from harness.summary import PERCENTILE_KEYS, Stats, Summary
 
 REQUESTS_CSV = "requests.csv"
 SUMMARY_CSV = "summary.csv"
@@ -132,22 +135,63 @@ def unit_of(path: tuple[str, ...]) -> str:
     return unit_of(path[:-1]) if len(path) > 1 and parent not in ("counters",) else ""
 
 
-def summary_figures(data: Mapping[str, Any]) -> Iterator[tuple[str, int | float | None, str]]:
-    """Every number of a summary (null included, booleans and text left out) as (dotted
-    name, value, unit), in the summary's order; lists are left out (per-worker health,
-    the energy window) but their blocks' figures are kept."""
+def _numeric(annotation: Any) -> bool:
+    """Whether a field of this type holds a number (int or float, not bool) when set."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _numeric(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return any(_numeric(a) for a in get_args(annotation))
+    return annotation in (int, float)
 
-    def walk(
-        block: Mapping[str, Any], where: tuple[str, ...]
+
+def _dict_values(annotation: Any) -> Any:
+    """The value type of a dict type (through Optional and Annotated); Any where unknown."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _dict_values(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        found = [_dict_values(a) for a in get_args(annotation) if a is not type(None)]
+        return found[0] if found else Any
+    if origin is dict:
+        return get_args(annotation)[1]
+    return Any
+
+
+def summary_figures(summary: Summary) -> Iterator[tuple[str, int | float | None, str]]:
+    """Every number of a summary as (dotted name, value, unit), in the summary's order. A
+    numeric figure that is null is kept (an empty value: unknown, never 0); text, booleans,
+    lists (per-worker health, the energy window) and blocks that are null (no SLO, no
+    energy) are left out, as are the fixed p50/p90/p99 repeated under a stats block's
+    `percentiles` by early version 2 summaries (one row per value)."""
+
+    def value_rows(
+        value: Any, annotation: Any, path: tuple[str, ...]
     ) -> Iterator[tuple[str, int | float | None, str]]:
-        for key, value in block.items():
-            path = (*where, str(key))
-            if isinstance(value, Mapping):
-                yield from walk(value, path)
-            elif value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
-                yield ".".join(path), value, unit_of(path)
+        if isinstance(value, BaseModel):
+            yield from model_rows(value, path)
+        elif isinstance(value, Mapping):
+            inner = _dict_values(annotation)
+            for key, item in value.items():
+                yield from value_rows(item, inner, (*path, str(key)))
+        elif value is None:
+            if _numeric(annotation):
+                yield ".".join(path), None, unit_of(path)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            yield ".".join(path), value, unit_of(path)
 
-    yield from walk(data, ())
+    def model_rows(
+        model: BaseModel, where: tuple[str, ...]
+    ) -> Iterator[tuple[str, int | float | None, str]]:
+        for name, field in type(model).model_fields.items():
+            value = getattr(model, name)
+            if isinstance(model, Stats) and name == "percentiles" and value is not None:
+                value = {k: v for k, v in value.items() if k not in PERCENTILE_KEYS}
+            yield from value_rows(value, field.annotation, (*where, field.alias or name))
+        for key, value in (model.model_extra or {}).items():  # a vendor block's own keys
+            yield from value_rows(value, Any, (*where, key))
+
+    yield from model_rows(summary, ())
 
 
 def summary_csv(summary: Summary) -> str:
@@ -156,7 +200,7 @@ def summary_csv(summary: Summary) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(SUMMARY_CSV_HEADER)
-    for name, value, unit in summary_figures(summary.to_json()):
+    for name, value, unit in summary_figures(summary):
         writer.writerow((name, "" if value is None else repr(value), unit))
     return out.getvalue()
 

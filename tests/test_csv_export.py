@@ -21,6 +21,7 @@ from harness.csv_export import (
 )
 from harness.records import record_to_row
 from harness.results import RunReader, RunWriter
+from harness.summary import Summary
 
 
 def _run_dir(tmp_path: Path, n: int = 3, failed: tuple[int, ...] = ()) -> Path:
@@ -77,6 +78,56 @@ def test_summary_csv_has_name_value_unit_per_figure() -> None:
     # Unknown is empty, never 0; text and booleans are not figures.
     assert by_name["duration_s"] == ("", "s")
     assert "run.interrupted" not in by_name and "server_metrics.reason" not in by_name
+
+
+def _csv_names(parsed: Summary) -> dict[str, tuple[str, str]]:
+    rows = list(csv.reader(io.StringIO(summary_csv(parsed))))
+    return {name: (value, unit) for name, value, unit in rows[1:]}
+
+
+LOAD = {
+    "pattern": "poisson",
+    "description": "Poisson at 5 sessions/s",
+    "time_scale": None,
+    "rate_per_s": 5.0,
+    "concurrency": None,
+    "max_concurrency": None,
+    "max_requests": 10,
+    "duration_s": None,
+    "warmup_requests": 0,
+    "workers": 1,
+    "trace_timing_replaced": False,
+}
+
+
+def test_summary_csv_leaves_out_text_and_absent_blocks() -> None:
+    """Text (a reason, a description) and blocks that are null (no SLO, no energy, no split)
+    are not figures; a numeric figure that is null is kept as an empty value."""
+    names = _csv_names(summary(load=LOAD, run={"aborted_reason": None}))
+    for text in ("run.aborted_reason", "server_metrics.reason", "load.description"):
+        assert text not in names, text
+    for block in ("slo", "latency_split", "energy", "telemetry", "session_figures"):
+        assert not any(n == block or n.startswith(f"{block}.") for n in names), block
+    assert names["load.rate_per_s"] == ("5.0", "1/s")
+    assert names["load.concurrency"] == ("", "")  # numeric and unknown: empty, never 0
+    assert "load.pattern" not in names and "load.trace_timing_replaced" not in names
+    assert "load" not in _csv_names(summary()) and not any(
+        n.startswith("load.") for n in _csv_names(summary())
+    )
+
+
+def test_summary_csv_has_one_row_per_percentile() -> None:
+    """The fixed p50/p90/p99 are one row each, also where an early version 2 summary
+    repeats them under `percentiles`; the chosen ones beyond them have their own rows."""
+    repeated = {**stats(20.0, 30.0, 40.0), "percentiles": {"p50": 20.0, "p95": 35.0, "p99": 40.0}}
+    names = _csv_names(summary(ttft_ms=repeated))
+    assert names["ttft_ms.p50"] == ("20.0", "ms") and names["ttft_ms.p99"] == ("40.0", "ms")
+    assert names["ttft_ms.percentiles.p95"] == ("35.0", "ms")
+    assert "ttft_ms.percentiles.p50" not in names and "ttft_ms.percentiles.p99" not in names
+    frame = pd.DataFrame([record_to_row(request_record(i)) for i in range(4)])
+    fresh = _csv_names(summary(**summarize_requests(frame)))
+    assert not [n for n in fresh if ".percentiles.p50" in n or ".percentiles.p99" in n]
+    assert "ttft_ms.percentiles.p95" in fresh
 
 
 def test_units_follow_the_names() -> None:
