@@ -1,8 +1,9 @@
 """Token-exact prompt building.
 
-A prompt is a list of token ids of exactly the trace's input length. Equal Mooncake
-`hash_ids` give identical 512-token blocks; an agent step's prompt is the previous prompt,
-plus the previous output, plus fresh tokens, so the server's prefix cache sees the reuse.
+A prompt is a list of token ids of exactly the trace's input length. Equal `hash_ids` give
+identical blocks (of the step's `hash_block_tokens`, 512 for Mooncake); an agent step's
+prompt is the previous prompt, plus the previous output (or the prefix of them the step
+keeps), plus fresh tokens, so the server's prefix cache sees the reuse.
 Distinct sessions and distinct hash ids never share a prefix by accident: the first tokens
 of every session and every block spell out the run's salt and a unique (namespace, ordinal)
 number. The salt differs per run, so a second run on the same server does not find the
@@ -17,10 +18,10 @@ import numpy as np
 
 from harness.errors import ConfigError
 from harness.workload.limits import MAX_HASH_ID, MAX_SEED
-from harness.workload.model import Step
+from harness.workload.model import DEFAULT_BLOCK_TOKENS, Step, kept_tokens
 from harness.workload.tokenizer import TokenSpace
 
-HASH_BLOCK_TOKENS = 512
+HASH_BLOCK_TOKENS = DEFAULT_BLOCK_TOKENS
 _NS_BLOCK = 0
 _NS_SESSION = 1
 _TAG_TOKENS = 3
@@ -32,6 +33,10 @@ def prompt_problem(step: Step) -> str | None:
     range, a negative length), or None when it can."""
     if step.new_input_tokens < 0 or step.output_tokens < 0:
         return "token counts must be ≥ 0"
+    if step.kept_prefix_tokens is not None and step.kept_prefix_tokens < 0:
+        return "kept_prefix_tokens must be ≥ 0"
+    if step.hash_block_tokens < 1:
+        return "hash_block_tokens must be ≥ 1"
     for h in step.hash_ids or ():
         if isinstance(h, bool) or not isinstance(h, int) or not 0 <= h <= MAX_HASH_ID:
             return f"hash id {h!r} is not an integer from 0 to {MAX_HASH_ID}"
@@ -54,7 +59,7 @@ class PromptBuilder:
         self._seed = seed
         self.salt = salt
         self._salt_tokens = self._digits(salt, _SALT_TOKENS)
-        self._blocks: OrderedDict[int, list[int]] = OrderedDict()
+        self._blocks: OrderedDict[tuple[int, int], list[int]] = OrderedDict()
         self._block_cache = block_cache
 
     def _digits(self, value: int, count: int) -> list[int]:
@@ -73,15 +78,18 @@ class PromptBuilder:
         rng = np.random.default_rng([self._seed, self.salt, *key])
         return [int(t) for t in self._allowed[rng.integers(0, self._n, size=count)]]
 
-    def block(self, hash_id: int) -> list[int]:
-        """The 512 tokens of prefix block `hash_id` (same id, same tokens)."""
-        cached = self._blocks.get(hash_id)
+    def block(self, hash_id: int, size: int = HASH_BLOCK_TOKENS) -> list[int]:
+        """The `size` tokens of prefix block `hash_id` (same id and size, same tokens; a
+        block shorter than the tag is the tag's first tokens)."""
+        key = (hash_id, size)
+        cached = self._blocks.get(key)
         if cached is not None:
-            self._blocks.move_to_end(hash_id)
+            self._blocks.move_to_end(key)
             return cached
-        tokens = self._tag(_NS_BLOCK, hash_id)
-        tokens += self._random((_NS_BLOCK, hash_id), HASH_BLOCK_TOKENS - len(tokens))
-        self._blocks[hash_id] = tokens
+        tokens = self._tag(_NS_BLOCK, hash_id)[:size]
+        seed_key = (_NS_BLOCK, hash_id) if size == HASH_BLOCK_TOKENS else (_NS_BLOCK, hash_id, size)
+        tokens += self._random(seed_key, size - len(tokens))
+        self._blocks[key] = tokens
         if len(self._blocks) > self._block_cache:
             self._blocks.popitem(last=False)
         return tokens
@@ -111,27 +119,30 @@ class SessionPrompts:
         return tokens + self._b._random((_NS_SESSION, self._ordinal, self._draws), rest)
 
     def expected_next(self, step: Step) -> int:
-        """Length the next prompt will have by the agent-loop rule, before any clipping."""
-        return len(self._context) + step.new_input_tokens
+        """Length the next prompt will have (the context it keeps plus its new input),
+        before any clipping."""
+        return kept_tokens(step, len(self._context)) + step.new_input_tokens
 
     def next_prompt(self, step: Step, length: int | None = None) -> list[int]:
-        """The prompt for `step`: context so far plus its new input tokens.
+        """The prompt for `step`: the context so far (or the prefix of it the step keeps)
+        plus its new input tokens.
 
         `length` overrides the full prompt length (clipping); hash_ids steps are built from
         their blocks and then made exactly that length.
         """
         if step.hash_ids is not None:
-            target = len(self._context) + step.new_input_tokens
+            target = self.expected_next(step)
             prompt: list[int] = []
             for h in step.hash_ids:
-                prompt.extend(self._b.block(h))
+                prompt.extend(self._b.block(h, step.hash_block_tokens))
                 if len(prompt) >= target:
                     break
             if len(prompt) < target:
                 prompt.extend(self._fresh(target - len(prompt)))
             prompt = prompt[:target]
         else:
-            prompt = self._context + self._fresh(step.new_input_tokens)
+            kept = kept_tokens(step, len(self._context))
+            prompt = self._context[:kept] + self._fresh(step.new_input_tokens)
         if length is not None and length != len(prompt):
             prompt = (
                 prompt[:length]

@@ -143,3 +143,46 @@ def test_second_step_hash_ids_cover_the_grown_prompt(tmp_path: Path) -> None:
     path.write_text(_line(steps=steps) + "\n")
     [session] = iter_sessions(path)
     assert session.input_lengths() == [600, 710]
+
+
+def test_model_extension_keys_round_trip(tmp_path: Path) -> None:
+    line = {
+        "session_id": "sub",
+        "start_ms": 5,
+        "parent_id": "main",
+        "parent_offset_ms": 5,
+        "parent_step": 0,
+        "steps": [
+            {
+                "new_input_tokens": 100,
+                "output_tokens": 2,
+                "hash_ids": [1, 2],
+                "hash_block_tokens": 64,
+                "recorded_llm_ms": 12.5,
+                "tools": [{"kind": "code_exec", "duration_ms": 3, "name": "Bash"}],
+            },
+            {
+                "new_input_tokens": 8,
+                "output_tokens": 1,
+                "kept_prefix_tokens": 50,
+                "recorded_tools_ms": 4,
+            },
+        ],
+    }
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    (session,) = iter_sessions(path)
+    assert session.parent_id == "main" and session.parent_step == 0
+    assert session.steps[0].hash_block_tokens == 64 and session.steps[0].tools[0].name == "Bash"
+    assert session.input_lengths() == [100, 58]
+    assert session_to_json(session) == line
+
+
+def test_hash_ids_count_follows_the_block_size(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        '{"session_id": "a", "start_ms": 0, "steps": [{"new_input_tokens": 100, '
+        '"output_tokens": 1, "hash_ids": [1], "hash_block_tokens": 64}]}\n'
+    )
+    with pytest.raises(TraceFormatError, match=r"ceil\(100/64\) = 2"):
+        list(iter_sessions(path))

@@ -218,3 +218,28 @@ def test_negative_salt_and_seed_are_config_errors() -> None:
         PromptBuilder(space, salt=-1)
     with pytest.raises(ConfigError, match="seed must be an integer from 0"):
         PromptBuilder(space, seed=-5)
+
+
+def test_block_size_follows_the_step() -> None:
+    b = _builder()
+    assert len(b.block(5, 64)) == 64 and len(b.block(5, 16)) == 16
+    assert b.block(5, 64) == _builder().block(5, 64)
+    p1 = b.session(0).next_prompt(Step(200, 1, hash_ids=(1, 2, 3, 4), hash_block_tokens=64))
+    p2 = b.session(1).next_prompt(Step(200, 1, hash_ids=(1, 2, 9, 4), hash_block_tokens=64))
+    assert len(p1) == 200
+    assert 128 <= _common_prefix(p1, p2) < 128 + LEAD
+    assert p1[:64] == b.block(1, 64)
+
+
+def test_kept_prefix_prompt_is_a_prefix_of_the_context() -> None:
+    s = _builder().session(0)
+    first = s.next_prompt(Step(100, 10))
+    s.add_output(None, 10)
+    kept = Step(30, 5, kept_prefix_tokens=60)
+    assert s.expected_next(kept) == 90
+    second = s.next_prompt(kept)
+    assert len(second) == 90 and second[:60] == first[:60]
+    assert _common_prefix(second[60:], first[60:]) < LEAD
+    s.add_output(None, 5)
+    third = s.next_prompt(Step(40, 1, kept_prefix_tokens=0))
+    assert len(third) == 40 and _common_prefix(third, second) == 0

@@ -17,15 +17,15 @@ from harness.workload.formats._common import (
     require,
 )
 from harness.workload.limits import MAX_HASH_ID, MAX_TRACE_TIME_MS
-from harness.workload.model import Session, Step
+from harness.workload.model import DEFAULT_BLOCK_TOKENS, Session, Step
 
-BLOCK_TOKENS = 512
-"""Tokens per `hash_ids` block in Mooncake traces (and the native sessions format)."""
+BLOCK_TOKENS = DEFAULT_BLOCK_TOKENS
+"""Tokens per `hash_ids` block in Mooncake traces (and the native sessions format's default)."""
 
 
-def blocks_for(tokens: int) -> int:
-    """Number of 512-token blocks that cover a prompt of `tokens` tokens."""
-    return -(-tokens // BLOCK_TOKENS)
+def blocks_for(tokens: int, block_tokens: int = BLOCK_TOKENS) -> int:
+    """Number of `block_tokens`-token blocks (512 by default) that cover `tokens` tokens."""
+    return -(-tokens // block_tokens)
 
 
 def iter_mooncake(path: Path) -> Iterator[Session]:

@@ -5,12 +5,16 @@ Example line::
     {"session_id": "a1", "start_ms": 0, "steps": [{"new_input_tokens": 1500,
      "output_tokens": 120, "tools": [{"kind": "retrieval", "duration_ms": 900}]}]}
 
-Optional keys: step `think_ms`, `offset_ms`, `hash_ids` (512-token blocks of the step's
-whole prompt, so ceil(prompt / 512) of them); tool `size`, `parallel_group`, `timeout_ms`; session
-`metadata` (string to string). Unknown keys, wrong types (a string or boolean where a
-number belongs), negative or non-finite numbers, numbers beyond the bounds of
-`harness.workload.limits` and repeated session ids are errors naming the line and the dotted
-field (e.g. `steps.1.output_tokens`). Sessions may come in any order of `start_ms`.
+Optional keys: step `think_ms`, `offset_ms`, `hash_ids` (blocks of `hash_block_tokens`,
+default 512, of the step's whole prompt, so ceil(prompt / block) of them),
+`kept_prefix_tokens` (the prefix of the previous context the prompt keeps; 0 starts a new
+prefix), `recorded_llm_ms`, `recorded_tools_ms`; tool `size`, `parallel_group`,
+`timeout_ms`, `name` (the recorded tool name); session `metadata` (string to string),
+`parent_id`, `parent_offset_ms`, `parent_step` (a sub-agent's parent session). Unknown
+keys, wrong types (a string or boolean where a number belongs), negative or non-finite
+numbers, numbers beyond the bounds of `harness.workload.limits` and repeated session ids
+are errors naming the line and the dotted field (e.g. `steps.1.output_tokens`). Sessions
+may come in any order of `start_ms`.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class ToolRecord(_Strict):
     size: float | None = Field(default=None, ge=0, le=MAX_TOOL_SIZE, allow_inf_nan=False)
     parallel_group: int | None = Field(default=None, ge=0, le=MAX_PARALLEL_GROUP)
     timeout_ms: float | None = Field(default=None, gt=0, le=MAX_TRACE_TIME_MS, allow_inf_nan=False)
+    name: str | None = Field(default=None, min_length=1)
 
 
 class StepRecord(_Strict):
@@ -63,6 +68,10 @@ class StepRecord(_Strict):
     think_ms: TimeMs = 0.0
     offset_ms: TimeMs | None = None
     hash_ids: list[Annotated[int, Field(ge=0, le=MAX_HASH_ID)]] | None = None
+    kept_prefix_tokens: Tokens | None = None
+    hash_block_tokens: int = Field(default=BLOCK_TOKENS, ge=1, le=MAX_TOKENS)
+    recorded_llm_ms: TimeMs | None = None
+    recorded_tools_ms: TimeMs | None = None
 
 
 class SessionRecord(_Strict):
@@ -72,6 +81,9 @@ class SessionRecord(_Strict):
     start_ms: TimeMs
     steps: list[StepRecord] = Field(min_length=1)
     metadata: dict[str, str] = Field(default_factory=dict)
+    parent_id: str | None = Field(default=None, min_length=1)
+    parent_offset_ms: TimeMs | None = None
+    parent_step: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
 
 
 def iter_sessions(path: Path) -> Iterator[Session]:
@@ -130,12 +142,17 @@ def _to_session(record: SessionRecord, line: int) -> Session:
                     size=tool.size,
                     parallel_group=tool.parallel_group,
                     timeout_ms=tool.timeout_ms,
+                    name=tool.name,
                 )
                 for tool in step.tools
             ),
             hash_ids=tuple(step.hash_ids) if step.hash_ids is not None else None,
             think_ms=step.think_ms,
             offset_ms=step.offset_ms,
+            kept_prefix_tokens=step.kept_prefix_tokens,
+            hash_block_tokens=step.hash_block_tokens,
+            recorded_llm_ms=step.recorded_llm_ms,
+            recorded_tools_ms=step.recorded_tools_ms,
         )
         for step in record.steps
     )
@@ -145,19 +162,23 @@ def _to_session(record: SessionRecord, line: int) -> Session:
         steps=steps,
         source_line=line,
         metadata=dict(record.metadata),
+        parent_id=record.parent_id,
+        parent_offset_ms=record.parent_offset_ms,
+        parent_step=record.parent_step,
     )
 
 
 def _check_hash_ids(path: Path, line: int, session: Session) -> None:
-    """Each step's `hash_ids` must cover its whole prompt in 512-token blocks."""
+    """Each step's `hash_ids` must cover its whole prompt in `hash_block_tokens` blocks."""
     for i, (step, prompt) in enumerate(zip(session.steps, session.input_lengths(), strict=True)):
-        if step.hash_ids is not None and len(step.hash_ids) != blocks_for(prompt):
+        size = step.hash_block_tokens
+        if step.hash_ids is not None and len(step.hash_ids) != blocks_for(prompt, size):
             raise TraceFormatError(
                 path,
                 line,
                 f"steps.{i}.hash_ids",
                 f"has {len(step.hash_ids)} block ids but the step's prompt of {prompt} tokens "
-                f"needs ceil({prompt}/{BLOCK_TOKENS}) = {blocks_for(prompt)}",
+                f"needs ceil({prompt}/{size}) = {blocks_for(prompt, size)}",
             )
 
 
@@ -177,6 +198,13 @@ def session_to_json(session: Session) -> dict[str, Any]:
             item["offset_ms"] = step.offset_ms
         if step.hash_ids is not None:
             item["hash_ids"] = list(step.hash_ids)
+        if step.kept_prefix_tokens is not None:
+            item["kept_prefix_tokens"] = step.kept_prefix_tokens
+        if step.hash_block_tokens != BLOCK_TOKENS:
+            item["hash_block_tokens"] = step.hash_block_tokens
+        for key in ("recorded_llm_ms", "recorded_tools_ms"):
+            if getattr(step, key) is not None:
+                item[key] = getattr(step, key)
         steps.append(item)
     out: dict[str, Any] = {
         "session_id": session.session_id,
@@ -185,6 +213,9 @@ def session_to_json(session: Session) -> dict[str, Any]:
     }
     if session.metadata:
         out["metadata"] = dict(session.metadata)
+    for key in ("parent_id", "parent_offset_ms", "parent_step"):
+        if getattr(session, key) is not None:
+            out[key] = getattr(session, key)
     return out
 
 
@@ -197,4 +228,6 @@ def _tool_to_json(tool: ToolCall) -> dict[str, Any]:
         item["parallel_group"] = tool.parallel_group
     if tool.timeout_ms is not None:
         item["timeout_ms"] = tool.timeout_ms
+    if tool.name is not None:
+        item["name"] = tool.name
     return item
