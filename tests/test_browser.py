@@ -13,12 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from summary_builders import split_block, stats, summary_dict, tool_kind
+from summary_builders import split_block, stats, summary, summary_dict, tool_kind
 
 from harness.browser import BrowserError, check_rendered, count_images, dump_dom, find_chromium
+from harness.capacity import CAPACITY_FILE, capacity_document, point_figures
 from harness.cli import main
 from harness.figures import Section
 from harness.html_report import render_html
+from harness.sweep_report import SWEEP_HTML_FILE, write_sweep_report
+from harness.workload.slo import Slo
 
 pytestmark = [
     pytest.mark.browser,
@@ -97,6 +100,49 @@ def test_comparison_page_renders(tmp_path: Path) -> None:
     assert result.ok, result.describe()
     assert result.images_expected == count_images(page.read_text()) == 1
     assert "246.90 2.00×" in _visible_text(result.dom)
+
+
+def _sweep_point(load: float, attainment: float, total_tok_s: float) -> dict[str, object]:
+    run = summary(
+        requests_completed=20,
+        slo_attainment=attainment,
+        total_throughput_tok_s=total_tok_s,
+        output_throughput_tok_s=total_tok_s / 10,
+        ttft_ms=stats(20.0, 30.0, 40.0 * load),
+        tpot_ms=stats(5.0, 6.0, 8.0),
+        e2el_ms=stats(100.0 * load, 150.0, 300.0),
+    )
+    return point_figures(load, f"points/rate-{load:g}", run, 0.9)
+
+
+def test_sweep_report_page_renders_with_its_curves(tmp_path: Path) -> None:
+    """A sweep's own report.html (write_sweep_report): it renders, its curves decode, and
+    it shows the ladder's verdicts with the digits that decide them."""
+    doc = capacity_document(
+        name="sweep <&>",
+        workload="chat",
+        load_kind="rate",
+        slo=Slo(ttft_ms=100.0),
+        target_attainment=0.9,
+        points=[_sweep_point(1, 0.99, 900.0), _sweep_point(2, 0.897, 1800.0)],
+        status="finished",
+        stopped="saturated",
+        devices=1,
+        device_kind="cpu",
+        accelerator=None,
+        model={"name": "tiny"},
+        host={},
+    )
+    (tmp_path / CAPACITY_FILE).write_text(json.dumps(doc))
+    write_sweep_report(tmp_path)
+    page = tmp_path / SWEEP_HTML_FILE
+    result = check_rendered(page)
+    assert result.ok, result.describe()
+    assert result.images_expected == result.images_loaded == 1
+    text = _visible_text(result.dom)
+    assert "Sweep sweep &lt;&amp;&gt;: chat" in text
+    assert "89.7 % missed" in text and "met (capacity)" in text
+    assert "the star the capacity point" in text
 
 
 def test_missing_page_is_a_browser_error(tmp_path: Path) -> None:
