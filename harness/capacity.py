@@ -5,12 +5,10 @@ Pure functions of run summaries; `harness sweep` runs the points and writes the 
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.figures import MISSING
 from harness.summary import Summary
 from harness.workload.slo import Slo
 
@@ -64,30 +62,6 @@ def point_figures(
 def meets_target(attainment: float | None, target: float) -> bool:
     """The one rule of a load point's verdict: its SLO attainment is at least the target."""
     return attainment is not None and attainment >= target
-
-
-MAX_ATTAINMENT_DIGITS = 6
-
-
-def attainment_text(attainment: float | None, target: float) -> str:
-    """An attainment as a percentage with as many decimals (at least one) as it takes for the
-    shown number to agree with `meets_target`: 0.897 against 0.9 is "89.7 %", 0.8999 is
-    "89.99 %", never a "90.0 %" that missed. None is n/a."""
-    if attainment is None:
-        return MISSING
-    meets = meets_target(attainment, target)
-    for digits in range(1, MAX_ATTAINMENT_DIGITS + 1):
-        shown, wanted = round(100 * attainment, digits), round(100 * target, digits)
-        if (shown >= wanted) == meets:
-            return f"{shown:.{digits}f} %"
-    # A miss closer to the target than the digits shown: rounded down, so it still reads short.
-    scale = 10**MAX_ATTAINMENT_DIGITS
-    return f"{math.floor(100 * attainment * scale) / scale:.{MAX_ATTAINMENT_DIGITS}f} %"
-
-
-def target_text(target: float) -> str:
-    """The target attainment as a percentage, as few digits as it needs ("90 %", "99.5 %")."""
-    return f"{100 * target:.6g} %"
 
 
 LOWER_LOADS = 3

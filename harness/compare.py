@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from harness.capacity import CAPACITY_FILE, capacity_points
 from harness.config_files import validation_message
 from harness.errors import ResultsError
-from harness.figures import MISSING, Section, format_share, lookup, slo_text
+from harness.figures import MISSING, Section, format_share, lookup, slo_text, target_text
 from harness.figures import format_value as format_figure
 from harness.summary import LoadApplied, Summary, describe_arrivals
 from harness.workload.slo import RecordedSlo, Slo
@@ -264,7 +264,7 @@ def sweep_settings(
     values: dict[str, str] = {"load ladder": f"{capacity.get('load_kind') or 'load'}: {ladder}"}
     target = number(capacity.get("slo_target_attainment"))
     if target is not None:
-        values["SLO attainment target"] = f"{100 * target:g} %"
+        values["SLO attainment target"] = target_text(target)
     devices = _text(lookup(capacity, "capacity.devices"))
     kind = _text(lookup(capacity, "capacity.device_kind"))
     if devices is not None:

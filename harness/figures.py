@@ -1,14 +1,17 @@
-"""Figures as text, shared by the computing modules (capacity, compare, fleet) and the
-presentation ones (report, HTML pages): the n/a marker, numbers and shares, SLO limits,
-report sections (titled tables of strings) and dotted lookups in parsed JSON."""
+"""Figures as text, shared by the computing modules (compare, fleet) and the presentation
+ones (report, HTML pages, the sweep report): the n/a marker, numbers and shares, SLO limits
+and attainments, report sections (titled tables of strings) and dotted lookups in parsed
+JSON."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.capacity import meets_target
 from harness.workload.slo import Slo
 
 MISSING = "n/a"
@@ -98,3 +101,27 @@ def lookup(mapping: Mapping[str, Any] | None, *paths: str) -> Any:
         if node is not None:
             return node
     return None
+
+
+MAX_ATTAINMENT_DIGITS = 6
+
+
+def attainment_text(attainment: float | None, target: float) -> str:
+    """An attainment as a percentage with as many decimals (at least one) as it takes for the
+    shown number to agree with `meets_target`, the verdict's rule: 0.897 against 0.9 is
+    "89.7 %", 0.8999 is "89.99 %", never a "90.0 %" that missed. None is n/a."""
+    if attainment is None:
+        return MISSING
+    meets = meets_target(attainment, target)
+    for digits in range(1, MAX_ATTAINMENT_DIGITS + 1):
+        shown, wanted = round(100 * attainment, digits), round(100 * target, digits)
+        if (shown >= wanted) == meets:
+            return f"{shown:.{digits}f} %"
+    # A miss closer to the target than the digits shown: rounded down, so it still reads short.
+    scale = 10**MAX_ATTAINMENT_DIGITS
+    return f"{math.floor(100 * attainment * scale) / scale:.{MAX_ATTAINMENT_DIGITS}f} %"
+
+
+def target_text(target: float) -> str:
+    """The target attainment as a percentage, as few digits as it needs ("90 %", "99.5 %")."""
+    return f"{100 * target:.6g} %"

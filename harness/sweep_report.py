@@ -16,15 +16,20 @@ from rich.console import Console
 from harness.capacity import (
     CAPACITY_FILE,
     CAPACITY_KIND,
-    attainment_text,
     capacity_points,
     lower_loads,
-    target_text,
 )
 from harness.compare import capacity_point
 from harness.config_files import validation_message
 from harness.errors import ResultsError
-from harness.figures import MISSING, Section, format_value, slo_text
+from harness.figures import (
+    MISSING,
+    Section,
+    attainment_text,
+    format_value,
+    slo_text,
+    target_text,
+)
 from harness.html_report import render_html
 from harness.plots import throughput_latency_chart
 from harness.report import print_sections, sections_markdown
