@@ -390,7 +390,8 @@ def _suggest_lower_loads(
 
 def rerun_command(argv: list[str], flag: str, loads: str, out: Path) -> list[str]:
     """`harness` + `argv` with `flag` (--rates or --concurrencies) set to `loads` and `--out`
-    set to `out`, every other option kept as given."""
+    set to `out` with `--overwrite`, every other option kept as given: running the suggestion
+    a second time redoes the lower ladder in `out` instead of failing on the first one's."""
     command: list[str] = []
     skip = False
     for i, arg in enumerate(argv):
@@ -404,7 +405,7 @@ def rerun_command(argv: list[str], flag: str, loads: str, out: Path) -> list[str
         if arg == "--overwrite":
             continue
         command.append(arg)
-    return ["harness", *command, flag, loads, "--out", str(out)]
+    return ["harness", *command, flag, loads, "--out", str(out), "--overwrite"]
 
 
 def _interrupted(code: int) -> bool:

@@ -286,12 +286,12 @@ def test_rerun_command_sets_the_ladder_and_a_new_out_keeping_the_rest() -> None:
     ]
     assert rerun_command(argv, "--rates", "0.25,0.5", Path("o-lower")) == [
         "harness", "sweep", "w.yaml", "--server", "http://h", "--rates", "0.25,0.5",
-        "--out", "o-lower",
+        "--out", "o-lower", "--overwrite",
     ]  # fmt: skip
     argv = ["sweep", "w.yaml", "--concurrencies=4,8", "--duration", "3"]
     assert rerun_command(argv, "--concurrencies", "1,2", Path("results/s-lower")) == [
         "harness", "sweep", "w.yaml", "--duration", "3", "--concurrencies", "1,2",
-        "--out", "results/s-lower",
+        "--out", "results/s-lower", "--overwrite",
     ]  # fmt: skip
 
 
@@ -365,3 +365,14 @@ def test_a_rate_on_a_trace_workload_is_said_for_each_point(tmp_path: Path) -> No
     plan = point_plan(run_plan(poisson, spec, tmp_path / "p"), spec, poisson, "rate", 2.0)
     assert plan.load_note is None
     assert load_applied(plan.spec, 1, None, plan.workload_pattern).trace_timing_replaced is False
+
+
+def test_the_suggested_lower_ladder_can_be_run_twice(tmp_path: Path) -> None:
+    """The printed command replaces the lower ladder a first run of it left (--overwrite),
+    so running it again never stops at "a sweep is already there"."""
+    from harness.cli.sweep_cmd import rerun_command
+
+    out = tmp_path / "s-lower"
+    command = rerun_command(["sweep", "w.yaml", "--rates", "1,2"], "--rates", "0.5", out)
+    args = _sweep_args(*command[2:])
+    assert args.out == out and args.rates == "0.5" and args.overwrite is True
