@@ -4,6 +4,7 @@ options and counted plan against the server, the tokenizer, the chat renderer an
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,31 @@ from harness.workload.spec import WorkloadSpec
 from harness.workload.tokenizer import TokenSpace, load_token_space
 
 DEFAULT_CALIBRATION = Path("results") / "tool-calibration.json"
+
+_LOADED_KEPT = 4
+"""Tokenizers and calibrations kept once loaded: the check before the server loads them,
+the run (and each point of a sweep) reuses them instead of loading again."""
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a local file, so a file changed since it was loaded is loaded
+    again; None where there is no such file (a hub tokenizer's name)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=_LOADED_KEPT)
+def _calibration(path: Path, stamp: tuple[int, int] | None) -> Calibration:
+    return Calibration.load(path)
+
+
+def load_calibration(path: Path) -> Calibration:
+    """The calibration at `path`, read once per process while the file is unchanged
+    (ConfigError naming the file where it is unreadable or invalid; not kept then)."""
+    return _calibration(path, _file_stamp(path))
 
 
 def calibration_path(spec: WorkloadSpec) -> Path | None:
@@ -51,7 +77,7 @@ def make_tools(
     if workers is None:
         workers, _ = tool_workers(spec.tools.workers)
     return ExecuteTools(
-        Calibration.load(path),
+        load_calibration(path),
         workers,
         now_ns=now_ns,
         prepare_seed=seed,
@@ -72,11 +98,19 @@ def tokenizer_name(plan: RunPlan, info: ServerInfo) -> str:
     return str(plan.tokenizer or info.model_root or info.model)
 
 
-def open_token_space(name: str, api: str) -> TokenSpace:
-    """The prompt token space of tokenizer `name`; chat prompts use words that are one token
-    wherever they stand."""
+@functools.lru_cache(maxsize=_LOADED_KEPT)
+def _token_space(name: str, api: str, stamp: tuple[int, int] | None) -> TokenSpace:
     space = load_token_space(name)
     return space.stable_words() if api == "chat" else space
+
+
+def open_token_space(name: str, api: str) -> TokenSpace:
+    """The prompt token space of tokenizer `name`; chat prompts use words that are one token
+    wherever they stand. Loaded once per process (a hub tokenizer costs seconds and a round
+    trip): the check before the server and the run share it, while a local file is unchanged."""
+    local = Path(name)
+    file = local / "tokenizer.json" if local.is_dir() else local
+    return _token_space(name, api, _file_stamp(file))
 
 
 def chat_overhead(space: TokenSpace, opts: ClientOptions) -> int:
@@ -157,16 +191,17 @@ class _CharCounter:
 def check_workload(plan: RunPlan) -> dict[str, Any] | None:
     """What can be checked before a server starts, so bad input fails in seconds, not after
     a minute of server start-up: the run directory can take the run, execute mode's tool
-    calibration is there and readable, a given tokenizer loads, every session's steps and
-    tool calls are well formed and every prompt can be built (hash ids). Returns the counted
-    plan where its lengths need no tokenizer (a trace of token counts, a generator), for the
-    run to reuse; None for a text trace."""
+    calibration is there and readable, a given tokenizer loads (both are kept, so the run
+    does not load them again), every session's steps and tool calls are well formed and
+    every prompt can be built (hash ids). Returns the counted plan where its lengths need no
+    tokenizer (a trace of token counts, a generator), for the run to reuse; None for a text
+    trace."""
     check_run_dir(plan.out, overwrite=plan.overwrite)
     calibration = calibration_path(plan.spec)
     if calibration is not None:
-        Calibration.load(calibration)
+        load_calibration(calibration)  # kept: the run's tools reuse it
     if plan.tokenizer is not None:
-        load_token_space(str(plan.tokenizer))
+        open_token_space(str(plan.tokenizer), plan.spec.request.api)  # kept for the run
     opts = ReplayOptions(max_requests=plan.spec.limits.max_requests, seed=plan.seed)
     counter = _CharCounter()
     counted = preflight(sessions(plan, counter), opts, KNOWN_TOOL_KINDS)
