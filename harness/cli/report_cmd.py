@@ -1,7 +1,8 @@
 """`harness report DIR [DIR ...]`: print each run's summary, write its report.md (with a
 power/utilisation/activity timeline where telemetry was sampled, a latency-split chart for
-agent runs; with --html also a self-contained report.html) and, for
-several runs, a side-by-side breakdown."""
+agent runs) and its self-contained report.html where asked (--html) or where the run
+already has one (the end of `harness run` writes both: neither is left out of date), and,
+for several runs, a side-by-side breakdown."""
 
 from __future__ import annotations
 
@@ -12,14 +13,8 @@ from typing import Any
 from harness.cli.console import make_console
 from harness.csv_export import write_csv
 from harness.plots import latency_breakdown_chart, split_components
-from harness.report import (
-    breakdown_markdown,
-    render_console,
-    run_notes,
-    run_report_content,
-    write_report,
-)
-from harness.report_files import run_name, write_figures, write_html_report
+from harness.report import breakdown_markdown, render_console, run_notes
+from harness.report_files import HTML_REPORT_FILE, run_name, write_run_report
 from harness.results import RunReader, write_run_file
 from harness.run_summary import read_summary
 from harness.summary import LatencySplit
@@ -42,7 +37,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--html",
         action="store_true",
-        help="also write a self-contained report.html (figures embedded) beside report.md",
+        help="also write a self-contained report.html (figures embedded) beside report.md; "
+        "a run that has one (the end of harness run writes it) gets it rewritten anyway",
     )
     p.add_argument(
         "--csv",
@@ -68,11 +64,9 @@ def report(args: argparse.Namespace) -> int:
             console.print(f"note: {note}", markup=False, highlight=False)
         if summary.latency_split is not None:
             splits.append((run_name(reader), summary.latency_split))
-        figures = write_figures(reader, summary)
-        content = run_report_content(run_dir, reader)
-        console.print(f"report: {write_report(run_dir, figures, content)}")
-        if args.html:
-            console.print(f"report: {write_html_report(run_dir, figures, content)}")
+        html = args.html or (reader.run_dir / HTML_REPORT_FILE).is_file()
+        for path in write_run_report(reader, summary, html=html):
+            console.print(f"report: {path}", markup=False, highlight=False)
         if args.csv:
             for path in write_csv(reader, summary):
                 console.print(f"csv: {path}")

@@ -1,4 +1,5 @@
-"""`harness report --html`: report.html beside report.md, same sections, figure embedded."""
+"""`harness report --html`: report.html beside report.md, same sections, figure embedded;
+a report.html the run already has is rewritten with report.md."""
 
 from __future__ import annotations
 
@@ -30,6 +31,20 @@ def test_html_only_when_asked(tmp_path: Path) -> None:
     run = _run(tmp_path)
     assert main(["report", str(run)]) == 0
     assert (run / "report.md").is_file() and not (run / "report.html").exists()
+
+
+def test_a_report_html_the_run_wrote_is_rewritten_with_report_md(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The end of harness run writes report.html: harness report (without --html) rewrites
+    it with report.md, so the two never disagree; the console names both."""
+    run = _run(tmp_path)
+    (run / "report.html").write_text("<html>out of date</html>")
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "out of date" not in page and "<h1>Benchmark report: run</h1>" in page
+    out = capsys.readouterr().out
+    assert f"report: {run / 'report.md'}" in out and f"report: {run / 'report.html'}" in out
 
 
 def test_html_has_the_markdown_sections_and_the_figure(tmp_path: Path) -> None:
