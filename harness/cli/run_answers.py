@@ -27,20 +27,33 @@ def write_answers(
     if summary is None or not (report or csv):
         return []
     written: list[Path] = []
-    steps: list[tuple[str, Callable[[RunReader], list[Path]]]] = []
+    steps: list[tuple[str, Callable[[], list[Path]]]] = []
     if report:
-        steps.append(("report", lambda reader: write_run_report(reader, summary)))
+        steps.append(("report", lambda: write_run_report(RunReader(out), summary)))
     if csv:
-        steps.append(("csv", lambda reader: write_csv(reader, summary)))
+        steps.append(("csv", lambda: write_csv(RunReader(out), summary)))
     for what, step in steps:
-        try:
-            paths = step(RunReader(out))
-        except Exception as err:  # any failure to render: the run itself is already written
-            again = f"harness report {out}" + (" --csv" if what == "csv" else " --html")
-            why = f"{type(err).__name__}: {err}"
-            warn(f"{what} not written ({why}); the run's results are kept: {again}")
-            continue
-        for path in paths:
-            say(f"{what}: {path}")
-        written.extend(paths)
+        again = f"harness report {out}" + (" --csv" if what == "csv" else " --html")
+        written.extend(write_or_warn(what, step, again, say, warn))
     return written
+
+
+def write_or_warn(
+    what: str,
+    step: Callable[[], list[Path]],
+    again: str,
+    say: Callable[[str], None],
+    warn: Callable[[str], None],
+    kept: str = "the run's results",
+) -> list[Path]:
+    """Run one step that writes `what` and say each path written; a failure is a warning
+    naming the command (`again`) that tries again, since `kept` is already written."""
+    try:
+        paths = step()
+    except Exception as err:  # any failure to render: the results themselves are written
+        why = f"{type(err).__name__}: {err}"
+        warn(f"{what} not written ({why}); {kept} are kept: {again}")
+        return []
+    for path in paths:
+        say(f"{what}: {path}")
+    return paths

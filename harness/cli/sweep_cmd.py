@@ -32,8 +32,10 @@ from harness.capacity import (
 )
 from harness.cli.common import add_workload_args, option_errors, resolve_workload
 from harness.cli.console import literal_printer, make_console, rule
+from harness.cli.run_answers import write_answers, write_or_warn
 from harness.cli.run_cmd import run_plan, server_choice, show_result
 from harness.cli.run_options import (
+    add_answer_options,
     add_load_options,
     add_server_args,
     apply_overrides,
@@ -128,6 +130,7 @@ def add_parser(sub: Any) -> None:
         help="run every load even once the server is saturated",
     )
     add_load_options(p)
+    add_answer_options(p)
     p.set_defaults(handler=sweep)
 
 
@@ -279,6 +282,9 @@ def sweep(args: argparse.Namespace) -> int:
             view.say(f"note: {plan.load_note}")
         result = execute(plan, nullcontext(info), view, checked=checked)
         show_result(result, view, show_summary=False)
+        write_answers(
+            plan.out, result.summary, view.say, view.warn, report=not args.no_report, csv=args.csv
+        )
         # A point that stopped before its summary is recovered from its journals.
         summary = result.summary if result.summary is not None else _point_summary(plan.out)
         if summary is None:
@@ -323,6 +329,7 @@ def sweep(args: argparse.Namespace) -> int:
         status = "interrupted"
         interrupted_code = 128 + stop.signum
         write(status)
+        _write_report(view, out, args)
         return interrupted_code
     except BaseException:
         status = "failed"  # a crash leaves what was measured, marked as such
@@ -365,10 +372,18 @@ def sweep(args: argparse.Namespace) -> int:
             "point's summary: client); give it more --workers or cores before trusting those",
         )
     console.print(f"capacity: {out / CAPACITY_FILE}")
-    if not getattr(args, "no_report", False):
-        for path in write_sweep_report(out):
-            console.print(f"report: {path}", markup=False, highlight=False)
+    _write_report(view, out, args)
     return interrupted_code if status == "interrupted" else 0
+
+
+def _write_report(view: ConsoleView, out: Path, args: argparse.Namespace) -> None:
+    """The sweep's own report of the points so far (unless --no-report); a failure to write
+    it is a warning, as a run's is: capacity.json and the points are already written."""
+    if args.no_report:
+        return
+    again = f"harness report {out}"
+    kept = "the sweep's capacity.json and points"
+    write_or_warn("report", lambda: write_sweep_report(out), again, view.say, view.warn, kept)
 
 
 def _suggest_lower_loads(

@@ -4,11 +4,14 @@ before any server is started (ServerChoice.server is replaced by one that fails 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -376,3 +379,71 @@ def test_the_suggested_lower_ladder_can_be_run_twice(tmp_path: Path) -> None:
     command = rerun_command(["sweep", "w.yaml", "--rates", "1,2"], "--rates", "0.5", out)
     args = _sweep_args(*command[2:])
     assert args.out == out and args.rates == "0.5" and args.overwrite is True
+
+
+def _stopped_while_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's start-up is cut short by a real SIGTERM to this process (what a user's
+    `kill` does while vLLM starts); no server is made."""
+
+    @contextlib.contextmanager
+    def starting(self: ServerChoice, progress: object = None) -> Iterator[ServerInfo]:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises here
+        raise AssertionError("SIGTERM did not stop the sweep")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(ServerChoice, "server", starting)
+
+
+def test_a_sweep_stopped_before_its_points_still_writes_its_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stopped_while_starting(monkeypatch)
+    assert _sweep(tmp_path, "--rates", "1,2") == 143
+    out = tmp_path / "sweep"
+    assert json.loads((out / "capacity.json").read_text())["status"] == "interrupted"
+    assert "## Load ladder" in (out / "report.md").read_text()
+    assert (out / "report.html").is_file()
+
+
+def test_no_report_leaves_the_interrupted_sweep_without_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stopped_while_starting(monkeypatch)
+    assert _sweep(tmp_path, "--rates", "1,2", "--no-report") == 143
+    out = tmp_path / "sweep"
+    assert (out / "capacity.json").is_file() and not (out / "report.md").exists()
+
+
+def test_a_sweep_report_that_fails_is_a_warning_not_an_internal_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As at the end of `harness run`: capacity.json is written, so a report that cannot be
+    rendered is a warning naming the command that tries again; the exit is the sweep's."""
+    from harness.cli import sweep_cmd
+
+    def broken(sweep_dir: Path) -> list[Path]:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(sweep_cmd, "write_sweep_report", broken)
+    _stopped_while_starting(monkeypatch)
+    assert _sweep(tmp_path, "--rates", "1,2") == 143
+    out = tmp_path / "sweep"
+    captured = capsys.readouterr()
+    printed = " ".join((captured.out + captured.err).split())
+    assert "report not written (OSError: disk full)" in printed
+    assert f"the sweep's capacity.json and points are kept: harness report {out}" in printed
+    assert "internal error" not in printed and (out / "capacity.json").is_file()
+
+
+def test_a_sweep_takes_the_runs_answer_options(tmp_path: Path) -> None:
+    """--percentiles, --csv and --no-report as `harness run` has them, for every point."""
+    from harness.cli.common import resolve_workload
+    from harness.cli.run_cmd import run_plan
+
+    workload = _workload(tmp_path)
+    args = _sweep_args(str(workload), "--rates", "1", "--percentiles", "50,99", "--csv")
+    assert args.percentiles == (50.0, 99.0) and args.csv is True and args.no_report is False
+    plan = run_plan(args, resolve_workload(workload, None), tmp_path / "points")
+    assert plan.percentiles == (50.0, 99.0)
+    assert _sweep_args(str(workload), "--rates", "1", "--no-report").no_report is True
