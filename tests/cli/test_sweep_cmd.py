@@ -192,13 +192,23 @@ def test_rates_and_concurrencies_exclude_each_other(
 
 @pytest.mark.integration
 def test_sweep_against_the_real_server_writes_points_and_capacity(
-    vllm_server: ServerInfo, tmp_path: Path
+    vllm_server: ServerInfo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The sweep workload replayed from its trace's own timing, so each --rates point says
+    that its rate replaced it; each point gets its reports and CSV as a run does."""
     out = tmp_path / "sweep"
+    workload = tmp_path / "sweep-trace.yaml"
+    text = (REPO / "workloads" / "sweep-chatbot.yaml").read_text()
+    trace = REPO / "workloads" / "traces" / "azure2023_AzureLLMInferenceTrace_conv.csv"
+    text = text.replace("trace: traces/", f"trace: {trace.parent}/")
+    workload.write_text(text.replace("pattern: poisson", "pattern: trace"))
     code = main(
         [
             "sweep",
-            str(REPO / "workloads" / "sweep-chatbot.yaml"),
+            str(workload),
+            "--csv",
+            "--percentiles",
+            "50,99",
             "--server",
             vllm_server.base_url,
             "--rates",
@@ -217,10 +227,20 @@ def test_sweep_against_the_real_server_writes_points_and_capacity(
     doc = json.loads((out / "capacity.json").read_text())
     assert doc["kind"] == "harness-capacity" and doc["status"] == "finished"
     assert [p["load"] for p in doc["points"]] == [2.0, 4.0]
+    printed = " ".join(capsys.readouterr().out.split())
     for point in doc["points"]:
-        summary = json.loads((out / point["run_dir"] / "summary.json").read_text())
+        run_dir = out / point["run_dir"]
+        summary = json.loads((run_dir / "summary.json").read_text())
         assert point["total_throughput_tok_s"] == summary["total_throughput_tok_s"]
         assert point["requests_completed"] == summary["requests_completed"] > 0
+        load = summary["load"]
+        assert load["pattern"] == "poisson" and load["trace_timing_replaced"] is True
+        note = f"--rate {point['load']:g} replaced the trace's own timestamps with Poisson"
+        assert load["note"].startswith(note) and f"note: {note}" in printed
+        assert summary["percentiles"] == [50.0, 99.0]
+        for name in ("report.md", "report.html", "requests.csv", "summary.csv"):
+            assert (run_dir / name).is_file(), name
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
     cap = doc["capacity"]
     met = [p for p in doc["points"] if p["meets_slo"]]
     assert met, "a 60 s TTFT SLO is met on this server at 2-4 requests/s"
