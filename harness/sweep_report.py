@@ -292,7 +292,8 @@ def write_sweep_report(sweep_dir: Path) -> list[Path]:
     if png is not None:
         caption = (
             "Latency percentiles against throughput at each load point; the dashed line is "
-            "the SLO, the star the capacity point"
+            "the SLO (named at the top of a panel instead where it lies far above the points), "
+            "the star the capacity point"
         )
         write_run_file(sweep_dir, CURVES_FIGURE, png)
         figures.append((CURVES_FIGURE, caption, png))

@@ -143,6 +143,7 @@ def test_sweep_report_page_renders_with_its_curves(tmp_path: Path) -> None:
     assert "Sweep sweep &lt;&amp;&gt;: chat" in text
     assert "89.7 % missed" in text and "met (capacity)" in text
     assert "the star the capacity point" in text
+    assert "named at the top of a panel instead where it lies far above the points" in text
 
 
 def test_missing_page_is_a_browser_error(tmp_path: Path) -> None:

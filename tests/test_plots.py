@@ -195,7 +195,9 @@ def test_sweep_curves_name_a_far_slo_above_the_panel_and_keep_one_legend_outside
     fig = throughput_latency_figure([("gen-a", points, slo)], "x", "tok/s", "t", [points[0]])
     ttft, tpot, _ = fig.axes
     assert ttft.get_ylim()[1] < 1000  # the points keep the panel's scale
-    assert any("60,000 ms: above the axis" in t.get_text() for t in ttft.texts)
+    assert [t.get_text() for t in ttft.texts] == [
+        "SLO 60,000 ms (gen-a): far above the points, not drawn"
+    ]
     assert not [ln for ln in ttft.get_lines() if list(ln.get_ydata()) == [60_000.0, 60_000.0]]
     assert [ln for ln in tpot.get_lines() if list(ln.get_ydata()) == [40.0, 40.0]]
     assert any(ln.get_marker() == "*" for ln in ttft.get_lines())
@@ -239,3 +241,23 @@ def test_the_fleet_chart_takes_its_panels_from_its_caller() -> None:
     for func in (harness.plots.fleet_profiles_figure, harness.plots.fleet_profiles_chart):
         panels = inspect.signature(func).parameters["panels"]
         assert panels.default is inspect.Parameter.empty
+
+
+def test_sweep_curves_start_at_0_ms_and_name_a_shared_far_slo_once() -> None:
+    """Every latency axis starts at 0 (121 ms against 89 ms must not look tenfold); two
+    sweeps with the same far SLO get one line naming both; ticks have separators."""
+    a = [{"x": 11_000.0, "ttft_ms_p99": 12.0, "e2el_ms_p50": 112.0},
+         {"x": 18_000.0, "ttft_ms_p99": 9.6, "e2el_ms_p50": 121.0}]  # fmt: skip
+    b = [{"x": 14_000.0, "ttft_ms_p99": 6.9, "e2el_ms_p50": 89.0},
+         {"x": 24_000.0, "ttft_ms_p99": 6.6, "e2el_ms_p50": 88.8}]  # fmt: skip
+    slo = Slo(ttft_ms=5000.0)
+    fig = throughput_latency_figure([("a", a, slo), ("b", b, slo)], "x", "tok/s", "t")
+    ttft, _, e2el = fig.axes
+    assert e2el.get_ylim()[0] == 0.0 and ttft.get_ylim()[0] == 0.0
+    assert [t.get_text() for t in ttft.texts] == [
+        "SLO 5,000 ms (a, b): far above the points, not drawn"
+    ]
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in e2el.get_xticklabels() if t.get_text()]
+    assert "20,000" in ticks
+    plt.close(fig)

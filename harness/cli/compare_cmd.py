@@ -195,8 +195,9 @@ def compare(args: argparse.Namespace) -> int:
         title = "Throughput vs latency (sweeps; star: capacity at the SLO)"
         png = throughput_latency_chart(curves, x_key, x_label, title, marked)
         caption = (
-            f"Latency against {x_label} at each load of each sweep, its SLO limit dashed and "
-            "its capacity point starred"
+            f"Latency against {x_label} at each load of each sweep, its SLO limit dashed (named "
+            "at the top of a panel instead where it lies far above the points) and its capacity "
+            "point starred"
         )
         figures.append((CURVES_FIGURE, caption, png))
 
