@@ -59,13 +59,17 @@ def where(f: LiveFigures) -> str:
 
 def figures_line(f: LiveFigures, with_time: bool = True) -> str:
     """The live figures in one line of plain text, labelled as estimates (`with_time`: with
-    the elapsed and remaining time, which a bar shows beside itself)."""
+    the elapsed and remaining time, which a bar shows beside itself); each label says what
+    is counted (a session once its first request is done; warm-up tokens in the overall)."""
     requests = f"{f.done:,}/{f.requests:,} requests ({f.failed:,} failed)"
     total = f"/{f.sessions:,}" if f.sessions is not None else ""
-    sessions = f"sessions {f.sessions_started:,}{total} started, {f.sessions_ended:,} ended"
+    sessions = (
+        f"sessions {f.sessions_first_done:,}{total} with a first request done, "
+        f"{f.sessions_ended:,} ended"
+    )
     rate = (
         f"output {_num(f.output_tok_s_recent, 'tok/s')} (last 5 s), "
-        f"{_num(f.output_tok_s_overall, 'tok/s')} overall"
+        f"{_num(f.output_tok_s_overall, 'tok/s')} overall (warm-up included)"
     )
     latency = f"TTFT p50 {_ms(f.ttft_p50_ms)}, ITL p50 {_ms(f.itl_p50_ms)}"
     parts = [requests, sessions, *([where(f)] if with_time else []), rate, latency]

@@ -133,7 +133,9 @@ class LiveFigures:
 
     done: int
     failed: int
-    sessions_started: int
+    sessions_first_done: int
+    """Sessions whose first request finished (ok or failed): the feed hears of a session
+    when its first request ends, not when it starts."""
     sessions_ended: int
     sessions: int | None
     elapsed_s: float
@@ -148,6 +150,7 @@ class LiveFigures:
     duration_s: float | None
     output_tok_s_recent: float | None
     output_tok_s_overall: float | None
+    """Every output token so far, warm-up included, over the time since the load began."""
     ttft_p50_ms: float | None
     itl_p50_ms: float | None
 
@@ -168,7 +171,7 @@ class LiveStats:
         self._start_s = now_s()
         self.done = 0
         self.failed = 0
-        self.sessions_started = 0
+        self.sessions_first_done = 0
         self._sessions_ended = 0
         self.output_tokens = 0
         self._recent = RecentRate(window_s)
@@ -179,7 +182,7 @@ class LiveStats:
         """Count one finished request (O(1) amortised: ITLs are sampled, not all looked at)."""
         self.done += 1
         if record.step_index == 0 and record.sent_ns is not None:
-            self.sessions_started += 1
+            self.sessions_first_done += 1
         if not record.ok:
             self.failed += 1
             return
@@ -219,7 +222,7 @@ class LiveStats:
         return LiveFigures(
             done=done,
             failed=self.failed,
-            sessions_started=self.sessions_started,
+            sessions_first_done=self.sessions_first_done,
             sessions_ended=self._sessions_ended,
             sessions=b.sessions,
             elapsed_s=elapsed,

@@ -71,7 +71,7 @@ def test_a_console_that_is_not_a_terminal_gets_periodic_lines_and_one_at_the_end
         feed.record(_record(0))
         feed.record(_record(1, ok=False))
         feed.sessions_ended(2)
-        deadline = time.monotonic() + 0.5
+        deadline = time.monotonic() + 20.0  # ends as soon as two lines are seen
         while len(_live_lines(out.getvalue())) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         periodic = len(_live_lines(out.getvalue()))
@@ -82,11 +82,29 @@ def test_a_console_that_is_not_a_terminal_gets_periodic_lines_and_one_at_the_end
     assert len(lines) >= periodic + 1  # and once more at the end
     last = lines[-1]
     assert "3/10 requests (1 failed)" in last
-    assert "sessions 3/10 started, 2 ended" in last
+    assert "sessions 3/10 with a first request done, 2 ended" in last
     assert "7 requests left, ~9 s left" in last  # 7 left at 0.75 requests per second
-    assert "output 25 tok/s (last 5 s), 25 tok/s overall" in last  # 100 tokens in 4 s
+    assert "output 25 tok/s (last 5 s), 25 tok/s overall (warm-up included)" in last
     assert "TTFT p50 20.0 ms, ITL p50 4.00 ms" in last
     assert "\x1b[" not in out.getvalue()  # plain text: no terminal control codes
+
+
+def test_the_labels_say_what_is_counted() -> None:
+    """A session counts once its first request is done (the feed hears of it then, not as it
+    starts), and the overall tok/s includes warm-up tokens: the labels say so."""
+    clock = FakeClock()
+    stats = LiveStats(LiveBounds(requests=4, sessions=4), now_s=clock)
+    warm = _record(0)
+    warm.warmup = True
+    stats.record(warm)
+    later = _record(1)
+    later.step_index = 1  # a later step of a session: no session is counted for it
+    stats.record(later)
+    clock.t = 2.0
+    line = figures_line(stats.figures())
+    assert "sessions 1/4 with a first request done, 0 ended" in line
+    assert "50 tok/s overall (warm-up included)" in line  # 100 tokens, 50 of them warm-up
+    assert "started" not in line
 
 
 def test_no_line_before_the_interval_but_one_at_the_end() -> None:
@@ -121,7 +139,7 @@ def test_the_figures_line_says_what_is_unavailable() -> None:
     stats = LiveStats(LiveBounds(requests=5, duration_s=30.0), now_s=FakeClock())
     line = figures_line(stats.figures())
     assert line.startswith(f"[{LIVE_LABEL}] 0/5 requests (0 failed)")
-    assert "output n/a (last 5 s), n/a overall" in line
+    assert "output n/a (last 5 s), n/a overall (warm-up included)" in line
     assert "TTFT p50 n/a, ITL p50 n/a" in line
     assert "0 s elapsed, 30 s left of 30 s" in line
 
@@ -147,5 +165,5 @@ def test_harness_run_prints_live_lines_with_tok_s(
     assert lines, "no live line printed"
     assert all("tok/s" in line for line in lines)
     assert "12/12 requests (0 failed)" in lines[-1]
-    assert "sessions 12/12 started, 12 ended" in lines[-1]  # one request per Azure session
+    assert "sessions 12/12 with a first request done, 12 ended" in lines[-1]  # one each
     assert "output n/a" not in lines[-1].split("(last 5 s)")[1]  # an overall rate was measured

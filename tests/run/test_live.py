@@ -81,7 +81,7 @@ def test_counts_are_exact(rows: list[tuple[bool, int, int, bool]]) -> None:
     f = stats.figures()
     assert f.done == len(rows)
     assert f.failed == sum(1 for ok, *_ in rows if not ok)
-    assert f.sessions_started == sum(1 for _, _, step, _ in rows if step == 0)
+    assert f.sessions_first_done == sum(1 for _, _, step, _ in rows if step == 0)
     assert f.sessions_ended == 4
     assert stats.output_tokens == sum(out for ok, out, *_ in rows if ok)
     assert f.remaining_requests == 1000 - len(rows)
