@@ -351,11 +351,12 @@ def timeline_figure(timeline: Timeline, title: str) -> Any:
         ax.grid(True, alpha=0.3)
     column[-1].set_xlabel("seconds since the first request was sent")
     fig.suptitle(title)
-    missing = not_drawn_panels(timeline)
-    if missing:
-        text = "\n".join(textwrap.shorten(m, 130) for m in missing)
-        fig.text(0.01, 0.005, text, fontsize=7, va="bottom")
-    fig.tight_layout(rect=(0, 0.03 + 0.025 * len(missing) if missing else 0, 1, 1))
+    # Why a panel is missing, wrapped in full (never cut to "[...]").
+    lines = [line for m in not_drawn_panels(timeline) for line in textwrap.wrap(m, 150)]
+    if lines:
+        fig.text(0.01, 0.005, "\n".join(lines), fontsize=7, va="bottom")
+    height_in = fig.get_figheight()
+    fig.tight_layout(rect=(0, (0.08 + 0.13 * len(lines)) / height_in if lines else 0, 1, 1))
     return fig
 
 

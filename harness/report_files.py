@@ -31,23 +31,19 @@ def run_name(reader: RunReader) -> str:
     return str(reader.manifest.get("run_name") or reader.run_dir.name)
 
 
-SPLIT_CAPTION = (
-    "Where a session's time goes: seconds per session in the LLM (inference server), each "
-    "tool kind, the harness's queues and orchestration"
-)
+def split_caption(components: Sequence[str]) -> str:
+    """What the latency-split chart shows: the parts it stacks, as drawn (a run without tools
+    names no tool kind)."""
+    return "Where a session's time goes: seconds per session in " + ", ".join(components)
 
 
 def timeline_caption(timeline: Timeline) -> str:
-    """What the timeline figure shows, in words, and which panels it leaves out and why."""
-    shown = [
-        name
-        for name, series in (
-            ("power", timeline.power_w),
-            ("utilisation", timeline.utilization_pct),
-            ("requests in flight and tool calls running", timeline.activity),
-        )
-        if series
-    ]
+    """What the timeline figure shows, in words (the activity lines by name), and which
+    panels it leaves out and why."""
+    panels = (("power", timeline.power_w), ("utilisation", timeline.utilization_pct))
+    shown = [name for name, series in panels if series]
+    if timeline.activity:
+        shown.append("activity (" + ", ".join(s.label for s in timeline.activity) + ")")
     text = ", ".join(shown) or "nothing"
     caption = f"Over the run, on one time axis (0 = the first request sent): {text}."
     missing = not_drawn_panels(timeline)
@@ -63,11 +59,10 @@ def write_figures(reader: RunReader, summary: Summary) -> list[FigureRef]:
     figures: list[FigureRef] = []
     split = summary.latency_split
     if split is not None:
-        png = latency_breakdown_chart(
-            [(name, split_components(split))], f"{name}: seconds per session"
-        )
+        parts = split_components(split)
+        png = latency_breakdown_chart([(name, parts)], f"{name}: seconds per session")
         write_run_file(run_dir, SPLIT_FIGURE, png)
-        figures.append(FigureRef(SPLIT_CAPTION, SPLIT_FIGURE))
+        figures.append(FigureRef(split_caption(list(parts)), SPLIT_FIGURE))
     telemetry = reader.frame("telemetry")
     if telemetry is not None:
         tools = reader.table("tools") if reader.has_table("tools") else None

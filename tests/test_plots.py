@@ -69,7 +69,13 @@ def _timeline(power: bool) -> Timeline:
         power_w=[Series("GPU 0", t, [100.0, 200.0, 150.0])] if power else [],
         utilization_pct=[Series("host CPU (all cores)", t, [97.0, 99.0, 98.0])],
         activity=[Series("requests in flight (client)", t, [1.0, 2.0, 0.0])],
-        unavailable=[] if power else ["GPU: NVML did not initialise"],
+        unavailable=[]
+        if power
+        else [
+            "GPU: NVML did not initialise: NVMLError_LibraryNotFound: NVML Shared Library Not "
+            "Found (libnvidia-ml.so not found (no NVIDIA driver on this host))",
+            "CPU energy (RAPL): /sys/class/powercap does not exist (no powercap/RAPL on this host)",
+        ],
     )
 
 
@@ -80,6 +86,13 @@ def test_timeline_leaves_out_an_unmeasured_power_panel_and_keeps_0_to_100_percen
     assert labels == ["utilisation (%)", "in flight / running"]
     assert fig.axes[0].get_ylim() == UTILISATION_LIMITS_PCT == (0.0, 100.0)
     assert any("power: not measured" in t.get_text() for t in fig.texts)
+    renderer = _boxes(fig)
+    note = next(t for t in fig.texts if "not measured" in t.get_text())
+    assert "[...]" not in note.get_text()  # wrapped in full, never cut
+    assert (
+        note.get_window_extent(renderer).y1
+        < fig.axes[-1].xaxis.label.get_window_extent(renderer).y0
+    )  # under the time axis' label, not over it
     renderer = _boxes(fig)
     for ax in fig.axes:  # legends right of the axes, over no line
         legend = ax.get_legend().get_window_extent(renderer)
