@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from harness.config_files import dotted
 from harness.errors import ConfigError
 from harness.suggest import close_files, did_you_mean
+from harness.workload.limits import MAX_SCALE
 from harness.workload.spec import (
     TRACE_FORMATS,
     SourceSpec,
@@ -37,6 +38,38 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="tokenizer (local dir, tokenizer.json or hub name); default: the server's model",
     )
+    parser.add_argument(
+        "--token-scale",
+        type=float,
+        default=None,
+        metavar="F",
+        help="multiply every token length (inputs, outputs, appends, block sizes) by F, so a "
+        "real trace's shape fits a small server (default: the workload's, 1)",
+    )
+    parser.add_argument(
+        "--repair-tokens",
+        action="store_true",
+        help="repair recorded rounds whose tokens contradict their session instead of "
+        "refusing the trace",
+    )
+
+
+def with_source_flags(spec: WorkloadSpec, args: argparse.Namespace) -> WorkloadSpec:
+    """`spec` with `--token-scale` and `--repair-tokens` applied to its trace source."""
+    scale = getattr(args, "token_scale", None)
+    repair = bool(getattr(args, "repair_tokens", False))
+    if scale is None and not repair:
+        return spec
+    if spec.source.trace is None:
+        raise ConfigError("--token-scale and --repair-tokens apply to a trace source")
+    update: dict[str, object] = {}
+    if scale is not None:
+        if not (math.isfinite(scale) and 0 < scale <= MAX_SCALE):
+            raise ConfigError(f"--token-scale must be a number in (0, {MAX_SCALE:g}], got {scale}")
+        update["token_scale"] = scale
+    if repair:
+        update["repair_tokens"] = True
+    return spec.model_copy(update={"source": spec.source.model_copy(update=update)})
 
 
 def resolve_workload(path: Path, fmt: str | None) -> WorkloadSpec:

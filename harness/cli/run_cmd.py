@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.cli.common import resolve_workload
+from harness.cli.common import resolve_workload, with_source_flags
 from harness.cli.console import make_console
 from harness.cli.run_answers import write_answers
 from harness.cli.run_options import add_run_args, apply_overrides, split_vllm_args, timing_note
@@ -85,7 +85,7 @@ def show_result(result: RunResult, view: ConsoleView, show_summary: bool = True)
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `harness run`."""
-    base = resolve_workload(args.workload, args.format)
+    base = with_source_flags(resolve_workload(args.workload, args.format), args)
     spec = apply_overrides(base, args)
     note = timing_note(base, spec, args)
     plan = replace(

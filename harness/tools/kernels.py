@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.errors import ConfigError
-from harness.tools import file_search, parse, retrieval, summarize
+from harness.tools import file_search, file_write, parse, retrieval, summarize
 from harness.tools.code_exec import run_code_exec
 
 Summary = dict[str, float | int | str | None]
@@ -17,6 +17,7 @@ KERNELS: dict[str, Kernel] = {
     "code_exec": run_code_exec,
     "file_search": file_search.run_file_search,
     "parse": parse.run_parse,
+    "file_write": file_write.run_file_write,
 }
 
 SIZE_UNITS: dict[str, str] = {
@@ -25,6 +26,7 @@ SIZE_UNITS: dict[str, str] = {
     "code_exec": "thousand loop iterations of the generated program (sandboxed)",
     "file_search": "source files grepped",
     "parse": "KB of JSON and HTML parsed",
+    "file_write": "KB written to disk and fsync'd (files written whole, then edited)",
 }
 
 

@@ -45,12 +45,20 @@ __all__ = [
     "ToolRecord",
 ]
 
-TOOL_KINDS: tuple[str, ...] = ("retrieval", "summarize", "code_exec", "file_search", "parse")
-"""The tool kinds with a real CPU kernel."""
+TOOL_KINDS: tuple[str, ...] = (
+    "retrieval",
+    "summarize",
+    "code_exec",
+    "file_search",
+    "parse",
+    "file_write",
+)
+"""The tool kinds with a real kernel (CPU work; file_write's is disk work)."""
 
-WAIT_KINDS: tuple[str, ...] = ("web_search", "api_call")
+WAIT_KINDS: tuple[str, ...] = ("web_search", "api_call", "unmapped")
 """Remote calls (a search engine, an external API): wall time on the agent's clock but no
-work on this host, so they are waits of their recorded duration in both modes."""
+work on this host, so they are waits of their recorded duration in both modes; and
+`unmapped`, a recorded tool the mapping does not know, a wait of its recorded duration."""
 
 KNOWN_TOOL_KINDS: tuple[str, ...] = TOOL_KINDS + WAIT_KINDS
 """Every tool kind a workload may name."""

@@ -15,9 +15,9 @@ _PEEK_CHARS = 1 << 20
 
 _BY_SUFFIX: dict[str, frozenset[str]] = {
     ".csv": frozenset({"azure", "burstgpt"}),
-    ".jsonl": frozenset({"mooncake", "sessions"}),
-    ".ndjson": frozenset({"mooncake", "sessions"}),
-    ".json": frozenset({"sharegpt", "mooncake", "sessions"}),
+    ".jsonl": frozenset({"mooncake", "sessions", "tracelab"}),
+    ".ndjson": frozenset({"mooncake", "sessions", "tracelab"}),
+    ".json": frozenset({"sharegpt", "mooncake", "sessions", "tracelab"}),
 }
 
 
@@ -78,4 +78,6 @@ def _guess_json(line: str) -> str | None:
         return "sessions"
     if "input_length" in record and "hash_ids" in record:
         return "mooncake"
+    if "round_index" in record and "input_tokens_total" in record:
+        return "tracelab"
     return None

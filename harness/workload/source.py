@@ -10,8 +10,9 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.workload.detect import detect_format
-from harness.workload.formats import TokenCounter, iter_trace
+from harness.workload.formats import TokenCounter, TraceOptions, iter_trace
 from harness.workload.model import Session
+from harness.workload.scale import scale_sessions
 from harness.workload.spec import TRACE_FORMATS, SourceSpec
 from harness.workload.synthetic import generate
 
@@ -26,13 +27,15 @@ def open_source(
     `format`, and a trace without either is detected from its contents."""
     sessions: Iterator[Session]
     if spec.trace is not None:
-        sessions = _trace(spec.trace, format_override or spec.format, token_counter)
+        options = TraceOptions(tool_map=dict(spec.tool_map), repair_tokens=spec.repair_tokens)
+        fmt = format_override or spec.format
+        sessions = _trace(spec.trace, fmt, token_counter, options)
     elif spec.synthetic is not None:
         params: dict[str, Any] = dict(spec.params)
         sessions = generate(spec.synthetic, params, spec.seed)
     else:
         raise ConfigError("the workload source names neither a trace nor a synthetic generator")
-    return _limit(sessions, spec.limit_requests)
+    return _limit(scale_sessions(sessions, spec.token_scale), spec.limit_requests)
 
 
 def sessions_from_path(
@@ -52,7 +55,12 @@ def apply_request_limit(sessions: Iterable[Session], limit: int | None) -> Itera
     return _limit(iter(sessions), limit)
 
 
-def _trace(path: Path, fmt: str | None, token_counter: TokenCounter | None) -> Iterator[Session]:
+def _trace(
+    path: Path,
+    fmt: str | None,
+    token_counter: TokenCounter | None,
+    options: TraceOptions | None = None,
+) -> Iterator[Session]:
     """Open a trace file in a given or detected format."""
     if fmt is None:
         fmt = detect_format(path)
@@ -60,14 +68,19 @@ def _trace(path: Path, fmt: str | None, token_counter: TokenCounter | None) -> I
         raise ConfigError(
             f"unknown trace format {fmt!r}; known formats: {', '.join(TRACE_FORMATS)}"
         )
-    return iter_trace(path, fmt, token_counter=token_counter)
+    return iter_trace(path, fmt, token_counter=token_counter, options=options)
 
 
 def _limit(sessions: Iterator[Session], limit: int | None) -> Iterator[Session]:
-    """Yield sessions until `limit` requests, reading no further than needed."""
+    """Sessions until `limit` requests, reading no further than needed; without a limit the
+    loader's own stream (a columnar one keeps its fast path for `workload_stats`)."""
     if limit is None:
-        yield from sessions
-        return
+        return sessions
+    return _limited(sessions, limit)
+
+
+def _limited(sessions: Iterator[Session], limit: int) -> Iterator[Session]:
+    """Yield sessions until `limit` requests."""
     left = limit
     for session in sessions:
         if session.requests >= left:

@@ -16,15 +16,24 @@ from harness.workload.limits import (
     MAX_LOAD_WORKERS,
     MAX_RATE_PER_S,
     MAX_REQUESTS,
+    MAX_SCALE,
     MAX_SEED,
     MAX_TIME_SCALE,
     MAX_TOOL_WORKERS,
 )
 from harness.workload.slo import Slo
 from harness.workload.synthetic import validate_params
+from harness.workload.tool_names import check_tool_map
 
-TraceFormat = Literal["mooncake", "azure", "burstgpt", "sharegpt", "sessions"]
-TRACE_FORMATS: tuple[str, ...] = ("mooncake", "azure", "burstgpt", "sharegpt", "sessions")
+TraceFormat = Literal["mooncake", "azure", "burstgpt", "sharegpt", "sessions", "tracelab"]
+TRACE_FORMATS: tuple[str, ...] = (
+    "mooncake",
+    "azure",
+    "burstgpt",
+    "sharegpt",
+    "sessions",
+    "tracelab",
+)
 
 
 class _Strict(BaseModel):
@@ -42,6 +51,13 @@ class SourceSpec(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
     seed: Count = Field(default=0, ge=0, le=MAX_SEED)
     limit_requests: Count | None = Field(default=None, gt=0, le=MAX_REQUESTS)
+    token_scale: FiniteFloat = Field(default=1.0, gt=0, le=MAX_SCALE)
+    """Every token length (inputs, outputs, kept prefixes, hash-block sizes) times this, so a
+    real trace's shape runs on a small server (`--token-scale`)."""
+    tool_map: dict[str, str] = Field(default_factory=dict)
+    """Recorded tool names to kinds, over `harness.workload.tool_names.DEFAULT_TOOL_MAP`."""
+    repair_tokens: bool = False
+    """Repair a recorded round whose tokens contradict its session instead of refusing it."""
 
     @model_validator(mode="after")
     def _one_source(self) -> SourceSpec:
@@ -129,6 +145,7 @@ def parse_workload(data: Any, path: Path) -> WorkloadSpec:
     """Validate a mapping read from `path` (a synthetic source's parameters included); a trace
     path inside is resolved relative to it."""
     spec = validate(WorkloadSpec, data, path)
+    check_tool_map(spec.source.tool_map, str(path))
     if spec.source.synthetic is not None:
         try:
             validate_params(spec.source.synthetic, dict(spec.source.params), "source.params.")

@@ -9,27 +9,41 @@ from harness.errors import ConfigError
 from harness.workload.formats.azure import iter_azure
 from harness.workload.formats.burstgpt import iter_burstgpt
 from harness.workload.formats.mooncake import iter_mooncake
+from harness.workload.formats.options import TraceOptions
 from harness.workload.formats.sessions import iter_sessions
 from harness.workload.formats.sharegpt import TokenCounter, iter_sharegpt
+from harness.workload.formats.tracelab import iter_tracelab
 from harness.workload.model import Session
 from harness.workload.spec import TRACE_FORMATS
 
+RECORDED_FORMATS: tuple[str, ...] = ("tracelab",)
+"""Formats of recorded agents that time themselves (LLM calls, tools, human waits): inspect
+reports their recorded split and the run's report sets it beside the measured one."""
+
 __all__ = [
+    "RECORDED_FORMATS",
     "TRACE_FORMATS",
     "TokenCounter",
+    "TraceOptions",
     "iter_azure",
     "iter_burstgpt",
     "iter_mooncake",
     "iter_sessions",
     "iter_sharegpt",
     "iter_trace",
+    "iter_tracelab",
 ]
 
 
 def iter_trace(
-    path: Path, fmt: str, *, token_counter: TokenCounter | None = None
+    path: Path,
+    fmt: str,
+    *,
+    token_counter: TokenCounter | None = None,
+    options: TraceOptions | None = None,
 ) -> Iterator[Session]:
-    """Stream the Sessions of a trace file in the named format."""
+    """Stream the Sessions of a trace file in the named format; `options` reach the loaders
+    of recorded agent traces (tool names, token repair)."""
     if fmt == "mooncake":
         return iter_mooncake(path)
     if fmt == "azure":
@@ -40,4 +54,6 @@ def iter_trace(
         return iter_sharegpt(path, token_counter)
     if fmt == "sessions":
         return iter_sessions(path)
+    if fmt == "tracelab":
+        return iter_tracelab(path, options)
     raise ConfigError(f"unknown trace format {fmt!r}; known formats: {', '.join(TRACE_FORMATS)}")
