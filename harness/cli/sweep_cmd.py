@@ -30,7 +30,12 @@ from harness.capacity import (
     refine_load,
     stop_reason,
 )
-from harness.cli.common import add_workload_args, option_errors, resolve_workload
+from harness.cli.common import (
+    add_workload_args,
+    option_errors,
+    resolve_workload,
+    with_source_flags,
+)
 from harness.cli.console import literal_printer, make_console, rule
 from harness.cli.run_answers import write_answers, write_or_warn
 from harness.cli.run_cmd import run_plan, server_choice, show_result
@@ -227,7 +232,7 @@ def sweep(args: argparse.Namespace) -> int:
         if args.rates is not None
         else _loads(args.concurrencies, int, "--concurrencies")
     )
-    base = _with_slo(resolve_workload(args.workload, args.format), args)
+    base = _with_slo(with_source_flags(resolve_workload(args.workload, args.format), args), args)
     out: Path = args.out or Path("results") / f"sweep-{base.name}"
     if (out / CAPACITY_FILE).exists() and not args.overwrite:
         raise ConfigError(f"{out}: a sweep is already there; pass --overwrite or another --out")
