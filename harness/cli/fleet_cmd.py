@@ -145,13 +145,13 @@ def fleet_charts(result: dict[str, Any]) -> tuple[list[tuple[str, bytes]], list[
     hosts = f" ({CPU_HOSTS} for profiles measured on a CPU server)" if any_cpu(result) else ""
     if is_inverse(result):
         budget = (result.get("scenario") or {}).get("facility_power_mw")
-        what = "Chart of the sessions per day the power budget serves"
+        what = "The chart of the sessions per day the power budget serves"
         caption = (
             f"Sessions per day that {budget:,.6g} MW of facility power serves, and the "
             f"GPUs{hosts} it runs, per profile (n/a: the profile lacks a figure it needs)"
         )
     else:
-        what = "Chart of the GPUs and facility power per profile"
+        what = "The chart of the GPUs and facility power per profile"
         caption = (
             f"GPUs{hosts} the demand needs and the facility power they draw (average and "
             "peak, MW), per profile (n/a: the profile lacks a figure it needs)"
@@ -164,7 +164,7 @@ def fleet_charts(result: dict[str, Any]) -> tuple[list[tuple[str, bytes]], list[
     notes: list[str] = []
     chart = fleet_profiles_chart(series, title, panels)
     if isinstance(chart, NotDrawn):
-        notes.append(f"{what} {chart}.")
+        notes.append(f"{what} is {chart}.")
     else:
         charts.append((caption, chart))
     sweep = sweep_chart_series(result)
@@ -172,7 +172,7 @@ def fleet_charts(result: dict[str, Any]) -> tuple[list[tuple[str, bytes]], list[
         axis, curves = sweep
         drawn = fleet_sweep_chart(curves, axis, title)
         if isinstance(drawn, NotDrawn):
-            notes.append(f"Chart against {axis} {drawn}.")
+            notes.append(f"The chart against {axis} is {drawn}.")
         else:
             charts.append(
                 (

@@ -320,6 +320,7 @@ def test_charts_with_nothing_measured_are_not_drawn_and_the_page_says_why(
     text = budget.read_text(encoding="utf-8")
     assert count_images(text) == 0
     assert (
-        "<li>Chart of the sessions per day the power budget serves not drawn: no profile has "
+        "<li>The chart of the sessions per day the power budget serves is not drawn: no "
+        "profile has "
         "a figure for sessions per day served or GPUs the power budget runs" in text
     )
