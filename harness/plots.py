@@ -170,6 +170,7 @@ def throughput_latency_figure(
                 )
                 legend.setdefault(f"{name} capacity", star)
         top = max(ys, default=None)
+        drawn_top = top or 0.0
         for i, (name, _, slo) in enumerate(curves):
             limit = slo_limit(slo) if slo is not None else None
             if limit is None:
@@ -181,6 +182,7 @@ def throughput_latency_figure(
             rule = ax.axhline(
                 float(limit), color=color, linestyle="--", linewidth=1, label=f"{name} SLO"
             )
+            drawn_top = max(drawn_top, float(limit))
             legend.setdefault(f"{name} SLO", rule)
         # One line per limit: sweeps sharing an SLO are named together, in the first's colour.
         by_limit: dict[float, tuple[list[str], Any]] = {}
@@ -199,8 +201,8 @@ def throughput_latency_figure(
             )
         if by_limit and top is not None:
             ax.set_ylim(0, top * (1.25 + 0.08 * len(by_limit)))
-        else:
-            ax.set_ylim(bottom=0)  # latency from 0: a zoomed axis makes a small change look large
+        elif drawn_top > 0:  # latency from 0 (a zoomed axis makes a small change look large),
+            ax.set_ylim(0, drawn_top * 1.1)  # with room for the star on the highest point
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.set_xlabel(x_label)
         ax.set_ylabel(y_label)
