@@ -22,6 +22,7 @@ from harness.figures import (
     lookup,
     slo_text,
 )
+from harness.recorded_report import recorded_sections
 from harness.results import RunReader, write_run_file
 from harness.run_summary import read_summary
 from harness.summary import LatencySplit, Stats, Summary
@@ -241,6 +242,7 @@ def build_sections(summary: Summary, manifest: Mapping[str, Any]) -> list[Sectio
     load = _load_section(summary)
     sections = [run, *([load] if load is not None else []), tput, latency]
     sections.extend(_split_sections(summary))
+    sections.extend(recorded_sections(summary, manifest))
     accounting = summary.run
     acc = Section("Run accounting", ("figure", "value"))
     for label, count in (

@@ -18,8 +18,11 @@ from harness.server import ServerInfo
 from harness.tools.calibrate import Calibration
 from harness.tools.runner import KNOWN_TOOL_KINDS, ExecuteTools, ReplayTools
 from harness.tools.workers import tool_workers
+from harness.workload.detect import detect_format
+from harness.workload.formats import RECORDED_FORMATS
 from harness.workload.model import Session, Step
 from harness.workload.prompts import PromptBuilder, chat_content
+from harness.workload.recorded import RecordedSplit
 from harness.workload.source import open_source
 from harness.workload.spec import WorkloadSpec
 from harness.workload.tokenizer import TokenSpace, load_token_space
@@ -163,10 +166,8 @@ def counted_plan(
     fits_all = checked is not None and (
         info.max_model_len is None or checked["max_request_tokens"] <= info.max_model_len
     )
-    if checked is not None and fits_all:
-        counted = dict(checked)
-    else:
-        counted = preflight(sessions(plan, space), opts, KNOWN_TOOL_KINDS)
+    reuse = checked is not None and fits_all
+    counted = dict(checked) if checked is not None and reuse else _preflight(plan, space, opts)
     if counted["overlength_requests"] and opts.overlength == "error":
         raise ConfigError(
             f"{counted['overlength_requests']} of {counted['requests']} requests exceed the "
@@ -204,5 +205,24 @@ def check_workload(plan: RunPlan) -> dict[str, Any] | None:
         open_token_space(str(plan.tokenizer), plan.spec.request.api)  # kept for the run
     opts = ReplayOptions(max_requests=plan.spec.limits.max_requests, seed=plan.seed)
     counter = _CharCounter()
-    counted = preflight(sessions(plan, counter), opts, KNOWN_TOOL_KINDS)
+    counted = _preflight(plan, counter, opts)
     return None if counter.used else counted
+
+
+def _preflight(plan: RunPlan, counter: Any, opts: ReplayOptions) -> dict[str, Any]:
+    """`preflight`'s counts, with the recording's own split (`recorded_split`: its LLM, tool
+    and human time, tool calls by kind, unmapped ones by name) where the trace times itself."""
+    source = plan.spec.source
+    fmt = plan.trace_format or source.format
+    if source.trace is not None and fmt is None:
+        fmt = detect_format(source.trace)
+    if fmt not in RECORDED_FORMATS:
+        return dict(preflight(sessions(plan, counter), opts, KNOWN_TOOL_KINDS))
+    recorded = RecordedSplit()
+    counted: dict[str, Any] = dict(
+        preflight(recorded.tap(sessions(plan, counter)), opts, KNOWN_TOOL_KINDS)
+    )
+    split = recorded.to_json_dict()
+    del split["sessions"], split["sessions_listed"]
+    counted["recorded_split"] = split
+    return counted
