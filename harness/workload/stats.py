@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -68,10 +68,37 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+@dataclass(frozen=True, slots=True)
+class RequestBatch:
+    """Some requests of a trace in columns, as a loader parsed them: the figures its Sessions
+    would give, without building them (int64 token arrays, float64 starts)."""
+
+    sessions: int
+    input_tokens: np.ndarray
+    """Each request's prompt length (the agent-loop rule of `Session.input_lengths`)."""
+    output_tokens: np.ndarray
+    start_ms: np.ndarray
+    """The starts known from the trace (as `workload_stats` counts them)."""
+
+
+@runtime_checkable
+class ColumnarSessions(Protocol):
+    """A stream of Sessions that can also give its requests in columns, from the same parsing
+    (a flat trace of millions of rows summed without a Python object per row)."""
+
+    def __iter__(self) -> Iterator[Session]: ...
+
+    def request_batches(self) -> Iterator[RequestBatch]:
+        """The requests in batches; only before the Sessions are iterated."""
+        ...
+
+
 def workload_stats(sessions: Iterable[Session]) -> WorkloadStats:
     """Summarise Sessions in one streaming pass, keeping 4 bytes per request per token kind
     (a prompt of 2**32 tokens or more would overflow; loaders and generators keep every
-    count within `limits.MAX_TOKENS`)."""
+    count within `limits.MAX_TOKENS`). A columnar source is summed from its batches."""
+    if isinstance(sessions, ColumnarSessions):
+        return _columnar_stats(sessions.request_batches())
     inputs = array("I")
     outputs = array("I")
     count = 0
@@ -87,15 +114,37 @@ def workload_stats(sessions: Iterable[Session]) -> WorkloadStats:
             start = session.start_ms + (step.offset_ms or 0.0)
             first_ms = min(first_ms, start)
             last_ms = max(last_ms, start)
-    input_arr = _as_numpy(inputs)
-    output_arr = _as_numpy(outputs)
+    return _summary(count, _as_numpy(inputs), _as_numpy(outputs), first_ms, last_ms)
+
+
+def _columnar_stats(batches: Iterable[RequestBatch]) -> WorkloadStats:
+    """`workload_stats` of requests given in columns: the same sums, percentiles and span."""
+    inputs = array("I")
+    outputs = array("I")
+    count = 0
+    first_ms = float("inf")
+    last_ms = float("-inf")
+    for batch in batches:
+        count += batch.sessions
+        inputs.frombytes(batch.input_tokens.astype(np.uint32).tobytes())
+        outputs.frombytes(batch.output_tokens.astype(np.uint32).tobytes())
+        if batch.start_ms.size:
+            first_ms = min(first_ms, float(batch.start_ms.min()))
+            last_ms = max(last_ms, float(batch.start_ms.max()))
+    return _summary(count, _as_numpy(inputs), _as_numpy(outputs), first_ms, last_ms)
+
+
+def _summary(
+    sessions: int, inputs: np.ndarray, outputs: np.ndarray, first_ms: float, last_ms: float
+) -> WorkloadStats:
+    """The WorkloadStats of per-request token arrays and the first and last known start."""
     return WorkloadStats(
-        sessions=count,
-        requests=len(input_arr),
-        input_tokens=int(input_arr.sum(dtype=np.int64)),
-        output_tokens=int(output_arr.sum(dtype=np.int64)),
-        input_percentiles=_percentiles(input_arr),
-        output_percentiles=_percentiles(output_arr),
+        sessions=sessions,
+        requests=len(inputs),
+        input_tokens=int(inputs.sum(dtype=np.int64)),
+        output_tokens=int(outputs.sum(dtype=np.int64)),
+        input_percentiles=_percentiles(inputs),
+        output_percentiles=_percentiles(outputs),
         span_s=(last_ms - first_ms) / MS_PER_S if last_ms >= first_ms else 0.0,
     )
 

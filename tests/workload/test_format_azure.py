@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from harness.errors import TraceFormatError
+from harness.workload.formats import _batches, azure
 from harness.workload.formats.azure import iter_azure, parse_timestamp_ns
 from harness.workload.model import Step
+from harness.workload.stats import ColumnarSessions, workload_stats
 
 HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 ROW = "2023-11-16 18:15:46.6805900,374,44\n"
@@ -93,3 +95,97 @@ def test_a_huge_header_is_cut_short_in_the_error(tmp_path: Path) -> None:
         list(iter_azure(path))
     message = str(info.value)
     assert len(message) < 400 and "(99,988 more)" in message
+
+
+# --- read in batches ----------------------------------------------------------------------
+
+
+def _rows(count: int) -> list[str]:
+    """`count` sorted rows, one a millisecond apart."""
+    return [
+        f"2023-11-16 18:{i // 60_000:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}0000,"
+        f"{i % 977},{i % 31}\n"
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches of 64 KiB (about 1,800 rows), so a file of 70,000 rows spans dozens."""
+    monkeypatch.setattr(_batches, "BATCH_BYTES", 1 << 16)
+
+
+@pytest.mark.parametrize(
+    ("bad", "field", "message"),
+    [
+        ("2023-11-16 19:00:00.0,12,abc\n", "GeneratedTokens", "got 'abc'"),
+        ("2023-11-16 19:00:00.0,-5,1\n", "ContextTokens", "got '-5'"),
+        ("2023-11-16 18:00:00.0,1,1\n", "TIMESTAMP", "earlier than line 70000's"),
+        ("2023-02-30 19:00:00.0,1,1\n", "TIMESTAMP", "day is out of range"),
+        ("2023-11-16 19:00:00.0,1\n", None, "expected 3 fields, got 2"),
+    ],
+)
+def test_a_bad_row_in_a_later_batch_names_its_line(
+    tmp_path: Path, small_batches: None, bad: str, field: str | None, message: str
+) -> None:
+    rows = _rows(70_000)
+    path = tmp_path / "trace.csv"
+    path.write_text(HEADER + "".join(rows[:69_999]) + bad + rows[69_999])
+    with pytest.raises(TraceFormatError) as info:
+        workload_stats(iter_azure(path))
+    assert (info.value.line, info.value.field) == (70_001, field)
+    assert message in str(info.value)
+    with pytest.raises(TraceFormatError) as again:
+        list(iter_azure(path))
+    assert str(again.value) == str(info.value)
+
+
+def test_lines_stay_right_past_blank_lines_quotes_and_odd_cells(
+    tmp_path: Path, small_batches: None
+) -> None:
+    rows = _rows(20_000)
+    rows[3_000] = "\n"  # a blank line
+    rows[6_000] = ",,\n"  # a row of blank cells
+    rows[9_000] = " 2023-11-16 18:00:09.0 , 12.0 ,7\n"  # padded cells, a count written 12.0
+    rows[12_000] = '"2023-11-16 18:00:12.000","5","6"\r\n'  # quoted, CRLF: read row by row
+    path = tmp_path / "trace.csv"
+    path.write_text(HEADER + "".join(rows))
+    sessions = list(iter_azure(path))
+    by_line = {s.source_line: s for s in sessions}
+    assert len(sessions) == 19_998 and 3_002 not in by_line and 6_002 not in by_line
+    assert by_line[9_002].steps == (Step(12, 7),)
+    assert by_line[9_002].start_ms == 9_000.0
+    assert by_line[12_002].steps == (Step(5, 6),)
+    assert by_line[20_001].start_ms == 19_999.0
+    assert by_line[20_001].session_id == "az-20001"
+
+
+def test_stats_come_from_the_columns_and_agree_with_the_sessions(
+    tmp_path: Path, small_batches: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(HEADER + "".join(_rows(10_000)))
+    from_sessions = workload_stats(list(iter_azure(path)))
+    assert isinstance(iter_azure(path), ColumnarSessions)
+
+    def no_sessions(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a Session built for the sums")
+
+    monkeypatch.setattr(azure, "Session", no_sessions)
+    assert workload_stats(iter_azure(path)) == from_sessions
+    assert from_sessions.requests == 10_000
+    assert from_sessions.input_tokens == sum(i % 977 for i in range(10_000))
+    assert from_sessions.span_s == pytest.approx(9.999)
+
+
+def test_mixed_timestamp_forms_in_one_batch(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(
+        HEADER
+        + "2024-05-10 00:00:00+00:00,1,1\n"
+        + "2024-05-10 00:00:00.5+00:00,1,1\n"
+        + "2024-05-10T00:00:01Z,1,1\n"
+        + "2024-05-10 02:00:01.25+0200,1,1\n"
+        + "2024-05-10 00:00:02.123456789,1,1\n"
+    )
+    assert [s.start_ms for s in iter_azure(path)] == [0.0, 500.0, 1000.0, 1250.0, 2123.456789]
