@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harness.capacity import point_figures
 from harness.errors import ResultsError
 from harness.records import RequestRecord
 from harness.results import SUMMARY_FILE
@@ -261,3 +262,20 @@ def request_record(i: int, ok: bool = True, sessions: int | None = None) -> Requ
         http_status=200 if ok else 500,
         error=None if ok else "http 500",
     )
+
+
+def sweep_point(
+    load: float, attainment: float, total_tok_s: float, target: float = 0.9
+) -> dict[str, Any]:
+    """One load point of a capacity.json (rate `load`, its run under points/) whose TTFT p99
+    and E2EL p50 grow with the load."""
+    run = summary(
+        requests_completed=20,
+        slo_attainment=attainment,
+        total_throughput_tok_s=total_tok_s,
+        output_throughput_tok_s=total_tok_s / 10,
+        ttft_ms=stats(20.0, 30.0, 40.0 * load),
+        tpot_ms=stats(5.0, 6.0, 8.0),
+        e2el_ms=stats(100.0 * load, 150.0, 300.0),
+    )
+    return point_figures(load, f"points/rate-{load:g}", run, target)

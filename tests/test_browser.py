@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from summary_builders import split_block, stats, summary, summary_dict, tool_kind
+from summary_builders import split_block, stats, summary_dict, sweep_point, tool_kind
 
 from harness.browser import BrowserError, check_rendered, count_images, dump_dom, find_chromium
-from harness.capacity import CAPACITY_FILE, capacity_document, point_figures
+from harness.capacity import CAPACITY_FILE, capacity_document
 from harness.cli import main
 from harness.figures import Section
 from harness.html_report import render_html
@@ -102,19 +102,6 @@ def test_comparison_page_renders(tmp_path: Path) -> None:
     assert "246.90 2.00×" in _visible_text(result.dom)
 
 
-def _sweep_point(load: float, attainment: float, total_tok_s: float) -> dict[str, object]:
-    run = summary(
-        requests_completed=20,
-        slo_attainment=attainment,
-        total_throughput_tok_s=total_tok_s,
-        output_throughput_tok_s=total_tok_s / 10,
-        ttft_ms=stats(20.0, 30.0, 40.0 * load),
-        tpot_ms=stats(5.0, 6.0, 8.0),
-        e2el_ms=stats(100.0 * load, 150.0, 300.0),
-    )
-    return point_figures(load, f"points/rate-{load:g}", run, 0.9)
-
-
 def test_sweep_report_page_renders_with_its_curves(tmp_path: Path) -> None:
     """A sweep's own report.html (write_sweep_report): it renders, its curves decode, and
     it shows the ladder's verdicts with the digits that decide them."""
@@ -124,7 +111,7 @@ def test_sweep_report_page_renders_with_its_curves(tmp_path: Path) -> None:
         load_kind="rate",
         slo=Slo(ttft_ms=100.0),
         target_attainment=0.9,
-        points=[_sweep_point(1, 0.99, 900.0), _sweep_point(2, 0.897, 1800.0)],
+        points=[sweep_point(1, 0.99, 900.0), sweep_point(2, 0.897, 1800.0)],
         status="finished",
         stopped="saturated",
         devices=1,

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from summary_builders import stats, summary
+from summary_builders import sweep_point
 
-from harness.capacity import CAPACITY_FILE, capacity_document, point_figures
+from harness.capacity import CAPACITY_FILE, capacity_document
 from harness.errors import ResultsError
 from harness.sweep_report import (
     CURVES_FIGURE,
@@ -28,19 +28,6 @@ from harness.sweep_report import (
 from harness.workload.slo import Slo
 
 TARGET = 0.9
-
-
-def _point(load: float, attainment: float, total_tok_s: float) -> dict[str, Any]:
-    run = summary(
-        requests_completed=20,
-        slo_attainment=attainment,
-        total_throughput_tok_s=total_tok_s,
-        output_throughput_tok_s=total_tok_s / 10,
-        ttft_ms=stats(20.0, 30.0, 40.0 * load),
-        tpot_ms=stats(5.0, 6.0, 8.0),
-        e2el_ms=stats(100.0 * load, 150.0, 300.0),
-    )
-    return point_figures(load, f"points/rate-{load:g}", run, TARGET)
 
 
 def _doc(points: list[dict[str, Any]], stopped: str | None = None) -> dict[str, Any]:
@@ -70,7 +57,7 @@ ATTAINED = "SLO attainment (target 90 %)"
 
 
 def test_a_near_miss_shows_its_digits_and_the_verdict_missed() -> None:
-    doc = _doc([_point(1, 0.95, 1000.0), _point(2, 0.897, 1500.0)])
+    doc = _doc([sweep_point(1, 0.95, 1000.0), sweep_point(2, 0.897, 1500.0)])
     rows = _rows(doc)
     assert rows["1"][ATTAINED] == "95.0 %" and rows["1"]["verdict"] == "met (capacity)"
     assert rows["2"][ATTAINED] == "89.7 %" and rows["2"]["verdict"] == "missed"
@@ -78,7 +65,7 @@ def test_a_near_miss_shows_its_digits_and_the_verdict_missed() -> None:
 
 
 def test_no_load_met_suggests_lower_loads_as_the_sweep_option() -> None:
-    doc = _doc([_point(1, 0.5, 900.0), _point(2, 0.3, 950.0)], stopped="slo_missed_twice")
+    doc = _doc([sweep_point(1, 0.5, 900.0), sweep_point(2, 0.3, 950.0)], stopped="slo_missed_twice")
     note = lower_loads_note(doc)
     assert note is not None and note.endswith("try lower loads, --rates 0.125,0.25,0.5")
     notes = sweep_notes(doc)
@@ -87,14 +74,14 @@ def test_no_load_met_suggests_lower_loads_as_the_sweep_option() -> None:
 
 
 def test_concurrency_one_missed_says_there_is_no_lower_load() -> None:
-    doc = _doc([_point(1, 0.5, 900.0)])
+    doc = _doc([sweep_point(1, 0.5, 900.0)])
     doc["load_kind"] = "concurrency"
     note = lower_loads_note(doc)
     assert note is not None and "there is no lower concurrency" in note
 
 
 def test_a_sweep_that_met_suggests_no_lower_loads() -> None:
-    doc = _doc([_point(1, 0.99, 900.0), _point(2, 0.5, 950.0)])
+    doc = _doc([sweep_point(1, 0.99, 900.0), sweep_point(2, 0.5, 950.0)])
     assert lower_loads_note(doc) is None
     assert sweep_notes(doc)[0] == "capacity at the SLO: rate 1, 900.0 tok/s per cpu device"
 
@@ -108,13 +95,13 @@ def test_a_sweep_that_met_suggests_no_lower_loads() -> None:
     ],
 )
 def test_stop_reason_in_words(status: str, reason: str | None, text: str) -> None:
-    doc = _doc([_point(1, 0.99, 900.0)], stopped=reason)
+    doc = _doc([sweep_point(1, 0.99, 900.0)], stopped=reason)
     doc["status"] = status
     assert stop_text(doc).startswith(text)
 
 
 def test_curves_mark_the_capacity_point() -> None:
-    doc = _doc([_point(1, 0.99, 900.0), _point(2, 0.5, 1800.0)])
+    doc = _doc([sweep_point(1, 0.99, 900.0), sweep_point(2, 0.5, 1800.0)])
     marked = curves_chart(doc)
     assert marked is not None and marked.startswith(b"\x89PNG")
     unmarked = dict(doc, capacity={**doc["capacity"], "load": None, "run_dir": None})
@@ -122,7 +109,7 @@ def test_curves_mark_the_capacity_point() -> None:
 
 
 def test_write_sweep_report_writes_markdown_html_and_curves(tmp_path: Path) -> None:
-    doc = _doc([_point(1, 0.99, 900.0), _point(2, 0.897, 1800.0)], stopped="saturated")
+    doc = _doc([sweep_point(1, 0.99, 900.0), sweep_point(2, 0.897, 1800.0)], stopped="saturated")
     (tmp_path / CAPACITY_FILE).write_text(json.dumps(doc))
     assert is_sweep_dir(tmp_path)
     written = write_sweep_report(tmp_path)
