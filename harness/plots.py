@@ -101,6 +101,18 @@ def latency_breakdown_chart(runs: Sequence[tuple[str, Mapping[str, float]]], tit
     return _png(latency_breakdown_figure(runs, title))
 
 
+def _legend_above(ax: Any, columns: int) -> None:
+    """The axes' legend in one row above them, where it covers no bar."""
+    ax.legend(
+        fontsize=8,
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncol=columns,
+        frameon=False,
+        borderaxespad=0.2,
+    )
+
+
 def _png(fig: Any) -> bytes:
     """A figure as PNG bytes; the figure is closed."""
     buf = io.BytesIO()
@@ -281,14 +293,7 @@ def ratio_bars_figure(
     ax.set_ylim(0, max(1.0, *(r for _, rs in shown for r in rs[1:] if r is not None)) * 1.15)
     ax.set_ylabel(f"ratio to {names[0]}")
     ax.set_title(title, pad=28)
-    ax.legend(
-        fontsize=8,
-        loc="lower left",
-        bbox_to_anchor=(0.0, 1.0),
-        ncol=len(names),
-        frameon=False,
-        borderaxespad=0.2,
-    )
+    _legend_above(ax, len(names))
     left_out = [label for label, ratios in metrics if label not in {lb for lb, _ in shown}]
     if left_out:
         fig.text(0.01, 0.01, "n/a for every run, not drawn: " + ", ".join(left_out), fontsize=7)
@@ -453,14 +458,7 @@ def fleet_profiles_figure(
         ax.locator_params(axis="x", nbins=5)
         ax.tick_params(axis="x", labelsize=8)
         if len(bars) > 1:
-            ax.legend(
-                fontsize=8,
-                loc="lower left",
-                bbox_to_anchor=(0.0, 1.0),
-                ncol=len(bars),
-                frameon=False,
-                borderaxespad=0.2,
-            )
+            _legend_above(ax, len(bars))
         ax.grid(True, axis="x", alpha=0.3)
         ax.margins(x=0.18)
     first = axes[0][0]
