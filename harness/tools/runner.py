@@ -30,7 +30,7 @@ from harness.records import ToolContext, ToolRecord
 from harness.tools import kernels, limits, sandbox, scratch
 from harness.tools.code_exec import run_code_exec
 from harness.units import MS_PER_S
-from harness.workload.model import ToolCall
+from harness.workload.model import KNOWN_TOOL_KINDS, TOOL_KINDS, WAIT_KINDS, ToolCall
 
 if TYPE_CHECKING:
     from harness.tools.calibrate import Calibration
@@ -45,23 +45,6 @@ __all__ = [
     "ToolRecord",
 ]
 
-TOOL_KINDS: tuple[str, ...] = (
-    "retrieval",
-    "summarize",
-    "code_exec",
-    "file_search",
-    "parse",
-    "file_write",
-)
-"""The tool kinds with a real kernel (CPU work; file_write's is disk work)."""
-
-WAIT_KINDS: tuple[str, ...] = ("web_search", "api_call", "unmapped")
-"""Remote calls (a search engine, an external API): wall time on the agent's clock but no
-work on this host, so they are waits of their recorded duration in both modes; and
-`unmapped`, a recorded tool the mapping does not know, a wait of its recorded duration."""
-
-KNOWN_TOOL_KINDS: tuple[str, ...] = TOOL_KINDS + WAIT_KINDS
-"""Every tool kind a workload may name."""
 
 ToolStatus = Literal["ok", "failed", "timeout", "cpu_limit", "memory_limit"]
 _STATUSES: dict[str, ToolStatus] = {

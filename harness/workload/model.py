@@ -15,6 +15,28 @@ DEFAULT_BLOCK_TOKENS = 512
 sessions format's; Weka's are 64, Bailian's 16)."""
 
 
+UNMAPPED = "unmapped"
+"""The kind of a recorded tool with no mapping: a wait of its recorded duration."""
+
+TOOL_KINDS: tuple[str, ...] = (
+    "retrieval",
+    "summarize",
+    "code_exec",
+    "file_search",
+    "parse",
+    "file_write",
+)
+"""The tool kinds with a real kernel (CPU work; file_write's is disk work)."""
+
+WAIT_KINDS: tuple[str, ...] = ("web_search", "api_call", UNMAPPED)
+"""Remote calls (a search engine, an external API): wall time on the agent's clock but no
+work on this host, so they are waits of their recorded duration in both modes; and
+`unmapped`, a recorded tool the mapping does not know, a wait of its recorded duration."""
+
+KNOWN_TOOL_KINDS: tuple[str, ...] = TOOL_KINDS + WAIT_KINDS
+"""Every tool kind a workload may name."""
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCall:
     """One tool call after a step's LLM request: `kind` is what it runs as (a kernel, a

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.units import MS_PER_S
-from harness.workload.model import Session, Step, ToolCall
-from harness.workload.tool_names import UNMAPPED
+from harness.workload.model import UNMAPPED, Session, Step, ToolCall
 
 MAX_SESSIONS_LISTED = 1000
 """Sessions listed one by one in the JSON; the totals always count every session."""

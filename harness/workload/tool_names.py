@@ -10,22 +10,8 @@ from collections.abc import Mapping
 
 from harness.errors import ConfigError
 from harness.suggest import suggest
-
-UNMAPPED = "unmapped"
-"""The kind of a recorded tool with no mapping: a wait of its recorded duration."""
-
-MAPPABLE_KINDS: tuple[str, ...] = (
-    "retrieval",
-    "summarize",
-    "code_exec",
-    "file_search",
-    "parse",
-    "file_write",
-    "web_search",
-    "api_call",
-    UNMAPPED,
-)
-"""The kinds a recorded name may map to: `harness.tools.runner.KNOWN_TOOL_KINDS`."""
+from harness.workload.model import KNOWN_TOOL_KINDS
+from harness.workload.model import UNMAPPED as UNMAPPED  # re-exported: a loader names it
 
 DEFAULT_TOOL_MAP: Mapping[str, str] = {
     # Claude Code
@@ -65,18 +51,18 @@ def tool_kind(name: str, overrides: Mapping[str, str] | None = None) -> str:
 
 
 def check_tool_map(overrides: Mapping[str, object], where: str) -> dict[str, str]:
-    """A workload's `source.tool_map` checked: every value a kind of MAPPABLE_KINDS; a
+    """A workload's `source.tool_map` checked: every value a kind of KNOWN_TOOL_KINDS; a
     ConfigError names `where` (the file) and the key otherwise."""
     checked: dict[str, str] = {}
     for name, kind in overrides.items():
         key = f"source.tool_map.{name}"
         if not name:
             raise ConfigError(f"{where}: {key}: a tool name must not be empty")
-        if not isinstance(kind, str) or kind not in MAPPABLE_KINDS:
-            hint = suggest(kind, MAPPABLE_KINDS) if isinstance(kind, str) else ""
+        if not isinstance(kind, str) or kind not in KNOWN_TOOL_KINDS:
+            hint = suggest(kind, KNOWN_TOOL_KINDS) if isinstance(kind, str) else ""
             raise ConfigError(
                 f"{where}: {key}: unknown tool kind {kind!r}{hint}; "
-                f"known kinds: {', '.join(MAPPABLE_KINDS)}"
+                f"known kinds: {', '.join(KNOWN_TOOL_KINDS)}"
             )
         checked[name] = kind
     return checked
