@@ -15,9 +15,9 @@ _PEEK_CHARS = 1 << 20
 
 _BY_SUFFIX: dict[str, frozenset[str]] = {
     ".csv": frozenset({"azure", "burstgpt"}),
-    ".jsonl": frozenset({"mooncake", "sessions", "tracelab"}),
-    ".ndjson": frozenset({"mooncake", "sessions", "tracelab"}),
-    ".json": frozenset({"sharegpt", "mooncake", "sessions", "tracelab"}),
+    ".jsonl": frozenset({"mooncake", "sessions", "tracelab", "weka"}),
+    ".ndjson": frozenset({"mooncake", "sessions", "tracelab", "weka"}),
+    ".json": frozenset({"sharegpt", "mooncake", "sessions", "tracelab", "weka"}),
 }
 
 
@@ -80,4 +80,6 @@ def _guess_json(line: str) -> str | None:
         return "mooncake"
     if "round_index" in record and "input_tokens_total" in record:
         return "tracelab"
+    if "requests" in record and "block_size" in record:
+        return "weka"
     return None

@@ -25,7 +25,7 @@ from harness.workload.slo import Slo
 from harness.workload.synthetic import validate_params
 from harness.workload.tool_names import check_tool_map
 
-TraceFormat = Literal["mooncake", "azure", "burstgpt", "sharegpt", "sessions", "tracelab"]
+TraceFormat = Literal["mooncake", "azure", "burstgpt", "sharegpt", "sessions", "tracelab", "weka"]
 TRACE_FORMATS: tuple[str, ...] = (
     "mooncake",
     "azure",
@@ -33,6 +33,7 @@ TRACE_FORMATS: tuple[str, ...] = (
     "sharegpt",
     "sessions",
     "tracelab",
+    "weka",
 )
 
 

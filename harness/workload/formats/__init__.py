@@ -13,10 +13,11 @@ from harness.workload.formats.options import TraceOptions
 from harness.workload.formats.sessions import iter_sessions
 from harness.workload.formats.sharegpt import TokenCounter, iter_sharegpt
 from harness.workload.formats.tracelab import iter_tracelab
+from harness.workload.formats.weka import iter_weka
 from harness.workload.model import Session
 from harness.workload.spec import TRACE_FORMATS
 
-RECORDED_FORMATS: tuple[str, ...] = ("tracelab",)
+RECORDED_FORMATS: tuple[str, ...] = ("tracelab", "weka")
 """Formats of recorded agents that time themselves (LLM calls, tools, human waits): inspect
 reports their recorded split and the run's report sets it beside the measured one."""
 
@@ -32,6 +33,7 @@ __all__ = [
     "iter_sharegpt",
     "iter_trace",
     "iter_tracelab",
+    "iter_weka",
 ]
 
 
@@ -56,4 +58,6 @@ def iter_trace(
         return iter_sessions(path)
     if fmt == "tracelab":
         return iter_tracelab(path, options)
+    if fmt == "weka":
+        return iter_weka(path, options)
     raise ConfigError(f"unknown trace format {fmt!r}; known formats: {', '.join(TRACE_FORMATS)}")
