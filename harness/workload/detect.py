@@ -15,9 +15,9 @@ _PEEK_CHARS = 1 << 20
 
 _BY_SUFFIX: dict[str, frozenset[str]] = {
     ".csv": frozenset({"azure", "burstgpt"}),
-    ".jsonl": frozenset({"mooncake", "sessions", "tracelab", "weka"}),
-    ".ndjson": frozenset({"mooncake", "sessions", "tracelab", "weka"}),
-    ".json": frozenset({"sharegpt", "mooncake", "sessions", "tracelab", "weka"}),
+    ".jsonl": frozenset({"mooncake", "sessions", "tracelab", "weka", "bailian"}),
+    ".ndjson": frozenset({"mooncake", "sessions", "tracelab", "weka", "bailian"}),
+    ".json": frozenset({"sharegpt", "mooncake", "sessions", "tracelab", "weka", "bailian"}),
 }
 
 
@@ -76,6 +76,8 @@ def _guess_json(line: str) -> str | None:
         return None
     if "steps" in record:
         return "sessions"
+    if "chat_id" in record and "parent_chat_id" in record and "turn" in record:
+        return "bailian"
     if "input_length" in record and "hash_ids" in record:
         return "mooncake"
     if "round_index" in record and "input_tokens_total" in record:

@@ -25,7 +25,9 @@ from harness.workload.slo import Slo
 from harness.workload.synthetic import validate_params
 from harness.workload.tool_names import check_tool_map
 
-TraceFormat = Literal["mooncake", "azure", "burstgpt", "sharegpt", "sessions", "tracelab", "weka"]
+TraceFormat = Literal[
+    "mooncake", "azure", "burstgpt", "sharegpt", "sessions", "tracelab", "weka", "bailian"
+]
 TRACE_FORMATS: tuple[str, ...] = (
     "mooncake",
     "azure",
@@ -34,6 +36,7 @@ TRACE_FORMATS: tuple[str, ...] = (
     "sessions",
     "tracelab",
     "weka",
+    "bailian",
 )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.workload.formats.azure import iter_azure
+from harness.workload.formats.bailian import iter_bailian
 from harness.workload.formats.burstgpt import iter_burstgpt
 from harness.workload.formats.mooncake import iter_mooncake
 from harness.workload.formats.options import TraceOptions
@@ -27,6 +28,7 @@ __all__ = [
     "TokenCounter",
     "TraceOptions",
     "iter_azure",
+    "iter_bailian",
     "iter_burstgpt",
     "iter_mooncake",
     "iter_sessions",
@@ -60,4 +62,6 @@ def iter_trace(
         return iter_tracelab(path, options)
     if fmt == "weka":
         return iter_weka(path, options)
+    if fmt == "bailian":
+        return iter_bailian(path, options)
     raise ConfigError(f"unknown trace format {fmt!r}; known formats: {', '.join(TRACE_FORMATS)}")
