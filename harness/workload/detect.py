@@ -15,9 +15,9 @@ _PEEK_CHARS = 1 << 20
 
 _BY_SUFFIX: dict[str, frozenset[str]] = {
     ".csv": frozenset({"azure", "burstgpt"}),
-    ".jsonl": frozenset({"mooncake", "sessions", "tracelab", "weka", "bailian"}),
-    ".ndjson": frozenset({"mooncake", "sessions", "tracelab", "weka", "bailian"}),
-    ".json": frozenset({"sharegpt", "mooncake", "sessions", "tracelab", "weka", "bailian"}),
+    ".jsonl": frozenset({"mooncake", "sessions", "tracelab", "weka", "bailian", "otel"}),
+    ".ndjson": frozenset({"mooncake", "sessions", "tracelab", "weka", "bailian", "otel"}),
+    ".json": frozenset({"sharegpt", "mooncake", "sessions", "tracelab", "weka", "bailian", "otel"}),
 }
 
 
@@ -42,9 +42,10 @@ def _peek(path: Path) -> str:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read trace: {err.strerror}") from None
     text = text.lstrip()
-    if text.startswith("["):
+    first = text.split("\n", 1)[0].strip()
+    if text.startswith("[") or first == "{":  # a JSON document over several lines
         return text
-    return text.split("\n", 1)[0].strip()
+    return first
 
 
 def _guess(head: str) -> str | None:
@@ -71,7 +72,8 @@ def _guess_json(line: str) -> str | None:
     try:
         record: Any = json.loads(line)
     except (ValueError, RecursionError):  # bad JSON, too deep, a 5,000-digit integer
-        return None
+        # A pretty-printed OTLP/JSON export: `{` then `"resourceSpans": [` on the next line.
+        return "otel" if line[1:].lstrip().startswith('"resourceSpans"') else None
     if not isinstance(record, dict):
         return None
     if "steps" in record:
@@ -84,4 +86,6 @@ def _guess_json(line: str) -> str | None:
         return "tracelab"
     if "requests" in record and "block_size" in record:
         return "weka"
+    if "resourceSpans" in record:
+        return "otel"
     return None

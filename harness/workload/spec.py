@@ -26,7 +26,7 @@ from harness.workload.synthetic import validate_params
 from harness.workload.tool_names import check_tool_map
 
 TraceFormat = Literal[
-    "mooncake", "azure", "burstgpt", "sharegpt", "sessions", "tracelab", "weka", "bailian"
+    "mooncake", "azure", "burstgpt", "sharegpt", "sessions", "tracelab", "weka", "bailian", "otel"
 ]
 TRACE_FORMATS: tuple[str, ...] = (
     "mooncake",
@@ -37,6 +37,7 @@ TRACE_FORMATS: tuple[str, ...] = (
     "tracelab",
     "weka",
     "bailian",
+    "otel",
 )
 
 

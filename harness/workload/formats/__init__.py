@@ -11,6 +11,7 @@ from harness.workload.formats.bailian import iter_bailian
 from harness.workload.formats.burstgpt import iter_burstgpt
 from harness.workload.formats.mooncake import iter_mooncake
 from harness.workload.formats.options import TraceOptions
+from harness.workload.formats.otel import iter_otel
 from harness.workload.formats.sessions import iter_sessions
 from harness.workload.formats.sharegpt import TokenCounter, iter_sharegpt
 from harness.workload.formats.tracelab import iter_tracelab
@@ -18,7 +19,7 @@ from harness.workload.formats.weka import iter_weka
 from harness.workload.model import Session
 from harness.workload.spec import TRACE_FORMATS
 
-RECORDED_FORMATS: tuple[str, ...] = ("tracelab", "weka")
+RECORDED_FORMATS: tuple[str, ...] = ("tracelab", "weka", "otel")
 """Formats of recorded agents that time themselves (LLM calls, tools, human waits): inspect
 reports their recorded split and the run's report sets it beside the measured one."""
 
@@ -31,6 +32,7 @@ __all__ = [
     "iter_bailian",
     "iter_burstgpt",
     "iter_mooncake",
+    "iter_otel",
     "iter_sessions",
     "iter_sharegpt",
     "iter_trace",
@@ -64,4 +66,6 @@ def iter_trace(
         return iter_weka(path, options)
     if fmt == "bailian":
         return iter_bailian(path, options)
+    if fmt == "otel":
+        return iter_otel(path, options)
     raise ConfigError(f"unknown trace format {fmt!r}; known formats: {', '.join(TRACE_FORMATS)}")
