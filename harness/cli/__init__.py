@@ -4,6 +4,7 @@ places that wire concrete classes together."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import select
@@ -18,6 +19,7 @@ from rich.console import Console
 
 from harness import __version__
 from harness.cli.console import make_console, one_line, print_error
+from harness.cli.dash_values import attach_dash_values
 from harness.errors import HarnessError, RunExistsError
 from harness.suggest import suggest
 
@@ -49,19 +51,37 @@ def choice_hint(message: str) -> str:
     return suggest(found["given"], known)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from harness.cli import (
-        compare_cmd,
-        fleet_cmd,
-        report_cmd,
-        run_cmd,
-        schema_cmd,
-        serve_cmd,
-        sweep_cmd,
-        tools_cmd,
-        workload_cmd,
-    )
+COMMANDS: dict[str, str] = {
+    "run": "run_cmd",
+    "sweep": "sweep_cmd",
+    "workload": "workload_cmd",
+    "serve": "serve_cmd",
+    "report": "report_cmd",
+    "tools": "tools_cmd",
+    "compare": "compare_cmd",
+    "fleet": "fleet_cmd",
+    "schema": "schema_cmd",
+}
+"""Each command and the module that registers it, in the order `harness --help` lists them."""
 
+
+def _command_modules(argv: Sequence[str]) -> list[str]:
+    """The modules to import for `argv`: only the named command's (a command's imports, such
+    as matplotlib's, cost seconds that `harness workload inspect` should not pay), or every
+    one for help, a missing command or an unknown one (its error lists the choices); none for
+    `--version` alone."""
+    at = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    before = set(argv[:at])
+    if {"-h", "--help"} & before:
+        return list(COMMANDS.values())
+    if at < len(argv) and argv[at] in COMMANDS:
+        return [COMMANDS[argv[at]]]
+    if "--version" in before:
+        return []
+    return list(COMMANDS.values())
+
+
+def _parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="harness",
         description="Replay chatbot and agent traces against a real inference server, measure "
@@ -70,15 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run_cmd.add_parser(sub)
-    sweep_cmd.add_parser(sub)
-    workload_cmd.add_parser(sub)
-    serve_cmd.add_parser(sub)
-    report_cmd.add_parser(sub)
-    tools_cmd.add_parser(sub)
-    compare_cmd.add_parser(sub)
-    fleet_cmd.add_parser(sub)
-    schema_cmd.add_parser(sub)
+    for name in _command_modules(argv):
+        importlib.import_module(f"harness.cli.{name}").add_parser(sub)
     return parser
 
 
@@ -87,12 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad input (a HarnessError, printed on one line), 130 after Ctrl-C, 141 when the reader of
     stdout went away (`harness ... | head`: stdout is silenced, as for a SIGPIPE), and 1 for
     an internal error (one line naming it and where, asking for a report, no traceback)."""
-    from harness.cli.run_options import attach_dash_values
-
     given = list(sys.argv[1:] if argv is None else argv)
     err = make_console(stderr=True)
     try:
-        args = _parser().parse_args(attach_dash_values(given))
+        args = _parser(given).parse_args(attach_dash_values(given))
         args.argv = given  # as typed: a command that suggests a rerun edits it
         code: int = args.handler(args)
         sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit

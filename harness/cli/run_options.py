@@ -41,30 +41,6 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-DASH_VALUE_OPTIONS = ("--vllm-arg",)
-"""Options whose value is itself an option (`--vllm-arg --enforce-eager`), which argparse
-would otherwise take for an option of ours."""
-
-
-def attach_dash_values(argv: Sequence[str]) -> list[str]:
-    """The command line with `--vllm-arg -X` written `--vllm-arg=-X`, so argparse reads the
-    value as the value it is (nothing after a bare `--` is touched)."""
-    out: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            out.extend(argv[i:])
-            break
-        if arg in DASH_VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-"):
-            out.append(f"{arg}={argv[i + 1]}")
-            i += 2
-            continue
-        out.append(arg)
-        i += 1
-    return out
-
-
 def split_vllm_args(values: Sequence[str]) -> tuple[str, ...]:
     """Each `--vllm-arg` value split into words as a shell would (`--max-model-len 2048` is
     two arguments); ConfigError for unbalanced quotes."""

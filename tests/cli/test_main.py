@@ -268,3 +268,25 @@ def test_a_run_directory_in_use_names_the_overwrite_option(
     assert f"{used}: already holds a run (manifest.json" in err
     assert "pass --overwrite to replace it, or choose another --out" in err
     assert "overwrite=True" not in err
+
+
+def test_a_command_imports_only_its_own_module() -> None:
+    """`harness workload inspect` does not pay for the charting and run commands' imports
+    (matplotlib, the run engine); --version imports no command; help lists every command."""
+    probe = (
+        "import sys; from harness.cli import _parser; _parser(sys.argv[1:]); "
+        "print(sorted(m for m in sys.modules if m.startswith(('matplotlib', 'harness.cli.'))))"
+    )
+
+    def loaded(*argv: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+    inspect = loaded("workload", "inspect", "x.yaml")
+    assert "harness.cli.workload_cmd" in inspect
+    assert "matplotlib" not in inspect and "harness.cli.run_cmd" not in inspect
+    assert "_cmd" not in loaded("--version")
+    everything = loaded("--help")
+    assert all(f"harness.cli.{m}_cmd" in everything for m in ("run", "compare", "fleet"))

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.cli.run_options import attach_dash_values, split_vllm_args
+from harness.cli.dash_values import attach_dash_values
+from harness.cli.run_options import split_vllm_args
 from harness.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
