@@ -522,6 +522,8 @@ class Bench:
         cmd += ["--tokenizer", str(self.args.tokenizer), "--out", str(out), "--overwrite"]
         if "--idle-baseline" in self.harness_flags:
             cmd += ["--idle-baseline", "0"]
+        if "--no-report" in self.harness_flags:
+            cmd += ["--no-report"]  # the report is drawn after the run: not the client's cost
         if workers is not None and self.workers_supported:
             cmd += ["--workers", str(workers)]
         if trace is not None:
