@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness.errors import TraceFormatError
 from harness.workload.formats import _batches, azure
@@ -189,3 +193,44 @@ def test_mixed_timestamp_forms_in_one_batch(tmp_path: Path) -> None:
         + "2024-05-10 00:00:02.123456789,1,1\n"
     )
     assert [s.start_ms for s in iter_azure(path)] == [0.0, 500.0, 1000.0, 1250.0, 2123.456789]
+
+
+_DAYS = st.tuples(
+    st.integers(1970, 2200), st.integers(1, 12), st.integers(1, 31), st.integers(0, 24)
+)
+
+
+@given(
+    st.lists(
+        st.tuples(_DAYS, st.integers(0, 60), st.integers(0, 60), st.integers(0, 10**9 - 1)),
+        min_size=1,
+        max_size=20,
+    ),
+    st.integers(0, 9),
+    st.sampled_from([" ", "T"]),
+)
+def test_timestamps_of_one_width_read_as_the_parser_reads_each(
+    cells: list[tuple[tuple[int, int, int, int], int, int, int]], digits: int, sep: str
+) -> None:
+    """A batch of one width (Arrow's cast, the fast path) or with an impossible date or time
+    in it (the general path): each cell's value, or its refusal, is parse_timestamp_ns's."""
+    texts = []
+    for (year, month, day, hour), minute, second, fraction in cells:
+        text = f"{year:04d}-{month:02d}-{day:02d}{sep}{hour:02d}:{minute:02d}:{second:02d}"
+        texts.append(text + (f".{fraction:09d}"[: digits + 1] if digits else ""))
+    sec, nsec, bad = azure._timestamps(pa.array(texts))
+    for i, text in enumerate(texts):
+        try:
+            want: int | None = parse_timestamp_ns(text)
+        except ValueError:
+            want = None
+        assert (None if bad[i] else int(sec[i]) * 10**9 + int(nsec[i])) == want, text
+
+
+def test_a_plain_batch_takes_arrows_cast() -> None:
+    cells = pa.array(["2023-11-16 18:15:46.6805900", "2024-02-29 00:00:00.0000001"])
+    lengths = azure._offsets(cells)[1:] - azure._offsets(cells)[:-1]
+    fast = azure._arrow_timestamps(cells, azure._char_matrix(cells, lengths), lengths)
+    assert fast is not None
+    start = dt.datetime(2023, 11, 16, 18, 15, 46, tzinfo=dt.UTC).timestamp()
+    assert int(fast[0][0]) == int(start) and int(fast[1][0]) == 680590000

@@ -243,6 +243,9 @@ def _timestamps(cells: pa.StringArray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if n:
         lengths = np.diff(_offsets(cells))
         chars = _char_matrix(cells, lengths)
+        fast = _arrow_timestamps(cells, chars, lengths)
+        if fast is not None:
+            return fast
         if chars is not None:
             sec, nsec, done = _fixed_width(chars, lengths)
     bad = np.zeros(n, dtype=bool)
@@ -254,6 +257,33 @@ def _timestamps(cells: pa.StringArray) -> tuple[np.ndarray, np.ndarray, np.ndarr
             continue
         sec[i], nsec[i] = s_i, ns_i
     return sec, nsec, bad
+
+
+def _arrow_timestamps(
+    cells: pa.StringArray, chars: np.ndarray | None, lengths: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The usual batch at C speed: every cell one width, laid out `YYYY-MM-DD HH:MM:SS` with
+    a `.fraction` or nothing after it and no UTC offset, is read by Arrow's ISO 8601 cast,
+    which refuses the same dates and times as parse_timestamp_ns (February 30th, 24:00,
+    second 60) and reads the rest to the same nanosecond. None (a cell of another form, or
+    one Arrow refuses) leaves the batch to the general path."""
+    if chars is None or cells.null_count or int(lengths.min()) != int(lengths.max()):
+        return None
+    width = int(lengths[0])
+    if width != _BASE and not _BASE + 2 <= width <= _BASE + 10:
+        return None
+    layout = (chars[:, 4] == 45) & (chars[:, 7] == 45) & (chars[:, 13] == 58)
+    layout &= (chars[:, 16] == 58) & ((chars[:, 10] == 32) | (chars[:, 10] == 84))
+    if width > _BASE:
+        layout &= chars[:, _BASE] == 46
+    if not layout.all():
+        return None
+    try:
+        ns = pc.cast(cells, pa.timestamp("ns")).cast(pa.int64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    sec, nsec = np.divmod(ns, _NS_PER_S)
+    return sec, nsec, np.zeros(len(cells), dtype=bool)
 
 
 def _offsets(cells: pa.StringArray) -> np.ndarray:
