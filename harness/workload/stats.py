@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -154,9 +154,30 @@ def _as_numpy(values: array[int]) -> np.ndarray:
     return np.frombuffer(values, dtype=np.dtype(f"u{values.itemsize}"))
 
 
+_COUNTED_UP_TO = 1 << 22
+"""Token counts below this are ranked by counting (one pass) rather than by partitioning."""
+
+
 def _percentiles(values: np.ndarray) -> TokenPercentiles:
     """p50/p90/p99 (linear interpolation, as numpy's default); None for no requests."""
     if values.size == 0:
         return TokenPercentiles(None, None, None)
-    p50, p90, p99 = (float(v) for v in np.percentile(values, PERCENTILES))
+    p50, p90, p99 = _linear_percentiles(values, PERCENTILES)
     return TokenPercentiles(p50=p50, p90=p90, p99=p99)
+
+
+def _linear_percentiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """np.percentile(values, qs) of non-negative integers; those below _COUNTED_UP_TO (token
+    counts) are ranked from their histogram in one pass, which sorts nothing."""
+    top = int(values.max())
+    if values.dtype.kind not in "ui" or int(values.min()) < 0 or top >= _COUNTED_UP_TO:
+        return [float(v) for v in np.percentile(values, qs)]
+    below = np.cumsum(np.bincount(values, minlength=top + 1))
+    out = []
+    for q in qs:
+        rank = q / 100 * (values.size - 1)
+        lo, hi = math.floor(rank), math.ceil(rank)
+        a, b = (float(np.searchsorted(below, k, side="right")) for k in (lo, hi))
+        t = rank - lo  # interpolated as numpy's _lerp does, to the same float
+        out.append(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+    return out
