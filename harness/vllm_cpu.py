@@ -4,6 +4,7 @@ launch defaults it needs to start on a shared host (eager mode, a KV cache that 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -50,19 +51,29 @@ class VllmBuild:
         return {"version": self.version, "cpu": self.cpu, "evidence": self.evidence}
 
 
+_SH_EXEC = re.compile(r"^'''exec' (?:\"(?P<quoted>[^\"]+)\"|(?P<plain>\S+)) \"\$0\" \"\$@\"$")
+"""The second line pip writes for a console script whose interpreter's path is too long for
+a `#!` line (over 127 bytes): `#!/bin/sh`, then `'''exec' /path/to/python "$0" "$@"`."""
+
+
 def _interpreter(exe: Path) -> list[str] | None:
-    """The Python that runs a console script, from its `#!` line; None if it is not one."""
+    """The Python that runs a console script, from its `#!` line (or, for a script in a long
+    path, the `/bin/sh` exec line pip writes instead); None if it is not one."""
     try:
         with exe.open("rb") as fh:
             first = fh.readline(512).decode("utf-8", errors="replace").strip()
+            second = fh.readline(4096).decode("utf-8", errors="replace").strip()
     except OSError:
         return None
+    if first == "#!/bin/sh":
+        found = _SH_EXEC.match(second)
+        return None if found is None else [found["quoted"] or found["plain"]]
     if not first.startswith("#!") or "python" not in first:
         return None
     words = first[2:].split()
     if Path(words[0]).name == "env" and len(words) > 1:
-        found = shutil.which(words[1])
-        return [found] if found else None
+        which = shutil.which(words[1])
+        return [which] if which else None
     return words[:1]
 
 

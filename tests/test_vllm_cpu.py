@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,24 @@ def test_missing_or_non_python_vllm_is_not_taken_for_cpu(tmp_path: Path) -> None
     shell.chmod(0o755)
     build = detect_build(str(shell), {})
     assert not build.cpu and "not a Python console script" in build.evidence
+
+
+@pytest.mark.parametrize("quote", ["", '"'])
+def test_a_console_script_in_a_long_path_is_read_through_its_sh_line(
+    tmp_path: Path, quote: str
+) -> None:
+    """A venv deeper than a `#!` line can hold (127 bytes) gets pip's `#!/bin/sh` script with
+    the interpreter on its `exec` line (quoted where the path has a space): that Python is
+    the one asked for the versions."""
+    home = tmp_path / ("a-long-directory-name-" * 6) / ("with space" if quote else "plain")
+    home.mkdir(parents=True)
+    script = home / "vllm"
+    python = f"{quote}{sys.executable}{quote}"
+    script.write_text(f"#!/bin/sh\n'''exec' {python} \"$0\" \"$@\"\n' '''\nimport sys\n")
+    script.chmod(0o755)
+    build = detect_build(str(script), {})
+    assert "not a Python console script" not in build.evidence, build.evidence
+    assert not build.cpu  # this interpreter has no vllm installed
 
 
 @pytest.mark.skipif(not CPU_VLLM.exists(), reason="the project's vLLM CPU venv is not set up")
