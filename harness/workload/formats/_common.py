@@ -82,6 +82,50 @@ def require(path: Path, line: int, record: dict[str, Any], key: str) -> Any:
     return record[key]
 
 
+def json_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line, decoded value) per record: JSON lines, or one JSON document at line 1 (a
+    pretty-printed export, whose first line alone is not JSON)."""
+    with path.open(encoding="utf-8-sig", errors="replace") as f:
+        first = ""
+        for text in f:
+            if text.strip():
+                first = text
+                break
+    try:
+        decode_json(path, 1, first)
+    except TraceFormatError:
+        if first.strip().startswith("{"):
+            try:
+                document = decode_json(path, 1, path.read_text(encoding="utf-8-sig"))
+            except (TraceFormatError, UnicodeDecodeError):
+                pass  # not one document either: the line's own error comes from json_lines
+            else:
+                yield 1, document
+                return
+    yield from json_lines(path)
+
+
+def json_text(path: Path, line: int, field: str, raw: Any) -> str:
+    """A field that must be a non-empty string."""
+    if not isinstance(raw, str) or not raw:
+        raise TraceFormatError(path, line, field, f"expected a non-empty string, got {brief(raw)}")
+    return raw
+
+
+def json_list(path: Path, line: int, field: str, raw: Any) -> list[Any]:
+    """A field that must be a JSON list."""
+    if not isinstance(raw, list):
+        raise TraceFormatError(path, line, field, f"expected a list, got {brief(raw)}")
+    return raw
+
+
+def json_mapping(path: Path, line: int, field: str, raw: Any) -> dict[str, Any]:
+    """A field that must be a JSON object."""
+    if not isinstance(raw, dict):
+        raise TraceFormatError(path, line, field, f"expected a JSON object, got {brief(raw)}")
+    return raw
+
+
 class CsvRows:
     """A CSV file read row by row: the header maps column names to positions."""
 

@@ -52,10 +52,12 @@ from harness.workload.formats._common import (
     brief,
     check_prompts,
     check_readable,
-    decode_json,
     json_count,
-    json_lines,
+    json_list,
+    json_mapping,
     json_object,
+    json_records,
+    require,
 )
 from harness.workload.formats.options import TraceOptions
 from harness.workload.model import Session, Step, ToolCall
@@ -124,44 +126,24 @@ def iter_otel(path: Path, options: TraceOptions | None = None) -> Iterator[Sessi
     return _sessions(path, options or TraceOptions())
 
 
-def _records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line, decoded value) per export request: JSON lines, or one JSON document at line 1."""
-    with path.open(encoding="utf-8-sig", errors="replace") as f:
-        first = ""
-        for text in f:
-            if text.strip():
-                first = text
-                break
-    try:
-        decode_json(path, 1, first)
-    except TraceFormatError:
-        if first.strip().startswith("{"):
-            try:
-                document = decode_json(path, 1, path.read_text(encoding="utf-8-sig"))
-            except (TraceFormatError, UnicodeDecodeError):
-                pass  # not one document either: the line's own error comes from json_lines
-            else:
-                yield 1, document
-                return
-    yield from json_lines(path)
-
-
 def _read_spans(path: Path) -> dict[str, list[_Span]]:
     """Every span of the file, grouped by trace in the order traces first appear."""
     traces: dict[str, list[_Span]] = {}
-    for line, value in _records(path):
+    for line, value in json_records(path):
         record = json_object(path, line, value)
-        resources = _list(path, line, "resourceSpans", _need(path, line, record, "resourceSpans"))
+        resources = json_list(
+            path, line, "resourceSpans", require(path, line, record, "resourceSpans")
+        )
         for r, raw_resource in enumerate(resources):
             rwhere = f"resourceSpans.{r}"
-            resource = _object(path, line, rwhere, raw_resource)
-            scopes = _list(
+            resource = json_mapping(path, line, rwhere, raw_resource)
+            scopes = json_list(
                 path, line, f"{rwhere}.scopeSpans", _or_empty(resource.get("scopeSpans"))
             )
             for s, raw_scope in enumerate(scopes):
                 swhere = f"{rwhere}.scopeSpans.{s}"
-                scope = _object(path, line, swhere, raw_scope)
-                spans = _list(path, line, f"{swhere}.spans", _or_empty(scope.get("spans")))
+                scope = json_mapping(path, line, swhere, raw_scope)
+                spans = json_list(path, line, f"{swhere}.spans", _or_empty(scope.get("spans")))
                 for k, raw_span in enumerate(spans):
                     span = _span(path, line, f"{swhere}.spans.{k}", raw_span)
                     traces.setdefault(span.trace_id, []).append(span)
@@ -170,7 +152,7 @@ def _read_spans(path: Path) -> dict[str, list[_Span]]:
 
 def _span(path: Path, line: int, where: str, raw: Any) -> _Span:
     """Check one span's ids, times and the GenAI attributes the loader reads."""
-    record = _object(path, line, where, raw)
+    record = json_mapping(path, line, where, raw)
     trace_id = _id(path, line, f"{where}.traceId", record.get("traceId"))
     span_id = _id(path, line, f"{where}.spanId", record.get("spanId"))
     parent = record.get("parentSpanId")
@@ -185,10 +167,10 @@ def _span(path: Path, line: int, where: str, raw: Any) -> _Span:
             path, line, f"{where}.endTimeUnixNano", "is earlier than startTimeUnixNano"
         )
     attrs: dict[str, Any] = {}
-    items = _list(path, line, f"{where}.attributes", _or_empty(record.get("attributes")))
+    items = json_list(path, line, f"{where}.attributes", _or_empty(record.get("attributes")))
     for i, item in enumerate(items):
         awhere = f"{where}.attributes.{i}"
-        entry = _object(path, line, awhere, item)
+        entry = json_mapping(path, line, awhere, item)
         key = entry.get("key")
         if not isinstance(key, str):
             raise TraceFormatError(
@@ -234,7 +216,7 @@ def _nanos(path: Path, line: int, where: str, raw: Any) -> int:
 def _value(path: Path, line: int, where: str, raw: Any) -> Any:
     """An AnyValue: a string, an integer (`intValue` as a decimal string or an integer), a
     double or a boolean; other kinds (arrays, maps, bytes) are kept as None."""
-    value = _object(path, line, where, raw)
+    value = json_mapping(path, line, where, raw)
     if "stringValue" in value:
         return value["stringValue"]
     if "intValue" in value:
@@ -535,21 +517,3 @@ def _tool_name(tool: _Span) -> str:
 def _or_empty(raw: Any) -> Any:
     """A list field that may be absent or null (protobuf's JSON leaves empty ones out)."""
     return [] if raw is None else raw
-
-
-def _need(path: Path, line: int, record: dict[str, Any], key: str) -> Any:
-    if key not in record:
-        raise TraceFormatError(path, line, key, "missing")
-    return record[key]
-
-
-def _list(path: Path, line: int, where: str, raw: Any) -> list[Any]:
-    if not isinstance(raw, list):
-        raise TraceFormatError(path, line, where, f"expected a list, got {brief(raw)}")
-    return raw
-
-
-def _object(path: Path, line: int, where: str, raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise TraceFormatError(path, line, where, f"expected a JSON object, got {brief(raw)}")
-    return raw

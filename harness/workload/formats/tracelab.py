@@ -44,8 +44,10 @@ from harness.workload.formats._common import (
     check_readable,
     json_count,
     json_lines,
+    json_list,
     json_number,
     json_object,
+    json_text,
     require,
 )
 from harness.workload.formats.options import TraceOptions
@@ -145,21 +147,9 @@ def _optional_count(path: Path, line: int, record: dict[str, Any], key: str) -> 
     return None if raw is None else json_count(path, line, key, raw)
 
 
-def _text(path: Path, line: int, field: str, raw: Any) -> str:
-    if not isinstance(raw, str) or not raw:
-        raise TraceFormatError(path, line, field, f"expected a non-empty string, got {brief(raw)}")
-    return raw
-
-
-def _list(path: Path, line: int, field: str, raw: Any) -> list[Any]:
-    if not isinstance(raw, list):
-        raise TraceFormatError(path, line, field, f"expected a list, got {brief(raw)}")
-    return raw
-
-
 def _round(path: Path, line: int, record: dict[str, Any]) -> _Round:
     """Check one line's fields."""
-    session_id = _text(path, line, "session_id", require(path, line, record, "session_id"))
+    session_id = json_text(path, line, "session_id", require(path, line, record, "session_id"))
     index = json_count(path, line, "round_index", require(path, line, record, "round_index"))
     input_tokens = json_count(
         path, line, "input_tokens_total", require(path, line, record, "input_tokens_total")
@@ -169,7 +159,7 @@ def _round(path: Path, line: int, record: dict[str, Any]) -> _Round:
     )
     reasoning = _optional_count(path, line, record, "reasoning_output_tokens") or 0
     ready = end = user = None
-    events = _list(path, line, "timing_events", require(path, line, record, "timing_events"))
+    events = json_list(path, line, "timing_events", require(path, line, record, "timing_events"))
     for i, raw in enumerate(events):
         event = _event(path, line, i, raw)
         kind, at = event
@@ -179,7 +169,7 @@ def _round(path: Path, line: int, record: dict[str, Any]) -> _Round:
                 user = at
         else:
             end = at if end is None else max(end, at)
-    raw_tools = _list(path, line, "tools", record.get("tools") or [])
+    raw_tools = json_list(path, line, "tools", record.get("tools") or [])
     tools = tuple(_tool(path, line, i, raw) for i, raw in enumerate(raw_tools))
     metadata = {
         key: record[key]
@@ -207,7 +197,7 @@ def _event(path: Path, line: int, i: int, raw: Any) -> tuple[str, dt.datetime]:
     where = f"timing_events.{i}"
     if not isinstance(raw, dict):
         raise TraceFormatError(path, line, where, f"expected a JSON object, got {brief(raw)}")
-    kind = _text(path, line, f"{where}.event_type", require(path, line, raw, "event_type"))
+    kind = json_text(path, line, f"{where}.event_type", require(path, line, raw, "event_type"))
     try:
         stamp = raw["timestamp"]
     except KeyError:
@@ -219,7 +209,7 @@ def _tool(path: Path, line: int, i: int, raw: Any) -> _Tool:
     where = f"tools.{i}"
     if not isinstance(raw, dict):
         raise TraceFormatError(path, line, where, f"expected a JSON object, got {brief(raw)}")
-    name = _text(path, line, f"{where}.tool_name", raw.get("tool_name"))
+    name = json_text(path, line, f"{where}.tool_name", raw.get("tool_name"))
     emitted = raw.get("emitted_at")
     result = raw.get("result_at")
     emitted_at = None if emitted is None else _time(path, line, f"{where}.emitted_at", emitted)

@@ -41,11 +41,13 @@ from harness.workload.formats._common import (
     brief,
     check_prompts,
     check_readable,
-    decode_json,
     json_count,
-    json_lines,
+    json_list,
+    json_mapping,
     json_number,
     json_object,
+    json_records,
+    json_text,
     require,
 )
 from harness.workload.formats.options import TraceOptions
@@ -85,32 +87,10 @@ def iter_weka(path: Path, options: TraceOptions | None = None) -> Iterator[Sessi
     return _sessions(path, options or TraceOptions())
 
 
-def _records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line, decoded value) per conversation: JSON lines, or one JSON document at line 1."""
-    with path.open(encoding="utf-8-sig", errors="replace") as f:
-        first = ""
-        for text in f:
-            if text.strip():
-                first = text
-                break
-    try:
-        decode_json(path, 1, first)
-    except TraceFormatError:
-        if first.strip().startswith("{"):
-            try:
-                document = decode_json(path, 1, path.read_text(encoding="utf-8-sig"))
-            except (TraceFormatError, UnicodeDecodeError):
-                pass  # not one document either: the line's own error comes from json_lines
-            else:
-                yield 1, document
-                return
-    yield from json_lines(path)
-
-
 def _sessions(path: Path, options: TraceOptions) -> Iterator[Session]:
     """Each conversation's session, then its sub-agents'; an id seen twice is an error."""
     seen: dict[str, int] = {}
-    for line, value in _records(path):
+    for line, value in json_records(path):
         record = json_object(path, line, value)
         conv_id = _text(path, line, "id", require(path, line, record, "id"))
         if conv_id in seen:
@@ -132,12 +112,12 @@ def _conversation(
     block = BLOCK_TOKENS if raw_block is None else json_count(path, line, "block_size", raw_block)
     if block < 1:
         raise TraceFormatError(path, line, "block_size", "must be at least 1")
-    entries = _list(path, line, "requests", require(path, line, record, "requests"))
+    entries = json_list(path, line, "requests", require(path, line, record, "requests"))
     requests: list[_Request] = []
     subagents: list[tuple[str, dict[str, Any], int]] = []
     for i, raw in enumerate(entries):
         where = f"requests.{i}"
-        entry = _object(path, line, where, raw)
+        entry = json_mapping(path, line, where, raw)
         kind = entry.get("type")
         if kind == "subagent":
             subagents.append((where, entry, len(requests)))
@@ -173,11 +153,13 @@ def _subagent(
         path, line, f"{where}.t", _need(path, line, entry, f"{where}.t"), _MAX_T_S
     )
     agent = _text(path, line, f"{where}.agent_id", _need(path, line, entry, f"{where}.agent_id"))
-    inner = _list(path, line, f"{where}.requests", _need(path, line, entry, f"{where}.requests"))
+    inner = json_list(
+        path, line, f"{where}.requests", _need(path, line, entry, f"{where}.requests")
+    )
     requests: list[_Request] = []
     for i, raw in enumerate(inner):
         inner_where = f"{where}.requests.{i}"
-        item = _object(path, line, inner_where, raw)
+        item = json_mapping(path, line, inner_where, raw)
         kind = item.get("type")
         if kind not in _REQUEST_TYPES:
             raise TraceFormatError(
@@ -244,7 +226,7 @@ def _hash_ids(
     """The prompt's block ids (None where absent or empty): ceil(in / block_size) of them."""
     if raw is None or raw == []:
         return None
-    items = _list(path, line, where, raw)
+    items = json_list(path, line, where, raw)
     for i, item in enumerate(items):
         json_count(path, line, f"{where}.{i}", item, MAX_HASH_ID)
     needed = -(-tokens // block)
@@ -383,18 +365,4 @@ def _need(path: Path, line: int, record: dict[str, Any], field: str) -> Any:
 def _text(path: Path, line: int, field: str, raw: Any) -> str:
     if isinstance(raw, int) and not isinstance(raw, bool):
         return str(raw)
-    if not isinstance(raw, str) or not raw:
-        raise TraceFormatError(path, line, field, f"expected a non-empty string, got {brief(raw)}")
-    return raw
-
-
-def _list(path: Path, line: int, field: str, raw: Any) -> list[Any]:
-    if not isinstance(raw, list):
-        raise TraceFormatError(path, line, field, f"expected a list, got {brief(raw)}")
-    return raw
-
-
-def _object(path: Path, line: int, field: str, raw: Any) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise TraceFormatError(path, line, field, f"expected a JSON object, got {brief(raw)}")
-    return raw
+    return json_text(path, line, field, raw)
