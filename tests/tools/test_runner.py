@@ -191,3 +191,15 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
     except OSError:
         return "gone"
+
+
+def test_a_replayed_wait_is_never_shorter_than_recorded() -> None:
+    """On a run clock that runs slower than the loop's timers (as uvloop's whole-millisecond
+    timers can wake early), the wait sleeps again for what is left."""
+    t0 = time.perf_counter_ns()
+
+    def slow_clock() -> int:
+        return t0 + (time.perf_counter_ns() - t0) // 2
+
+    rec = asyncio.run(ReplayTools(slow_clock).run(ToolCall("web_search", 20.0), CTX))
+    assert rec.end_ns - rec.start_ns >= 20_000_000
