@@ -1,15 +1,24 @@
 """`harness run --model DIR`: the launch's own options, the checks made before any server
-starts, and (integration) the first command a new user runs, with no extra flags."""
+starts, and (integration) the first command a new user runs, with no extra flags: the
+launch path of a GPU node, run in CI with the CPU build's `vllm`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+import psutil
 import pytest
 
 from harness.cli import main
@@ -140,44 +149,158 @@ def test_bad_input_fails_before_any_server(
     assert not record.exists()
 
 
+LAUNCH_TAG_ENV = "HARNESS_TEST_LAUNCH_TAG"
+"""Set on the harness under test only; every process it starts inherits it, so whatever of
+the launch outlives the run is found however it was reparented."""
+FIRST_RUN_DEADLINE_S = 420.0
+
+
+@dataclass
+class _Seen:
+    """One process of the run's tree as last seen while the harness ran."""
+
+    cmdline: list[str]
+    ppid: int
+    sid: int
+
+
+def _tagged(tag: str) -> list[psutil.Process]:
+    """Every live (not zombie) process on this host whose environment carries `tag`."""
+    found: list[psutil.Process] = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get(LAUNCH_TAG_ENV) == tag and proc.status() != "zombie":
+                found.append(proc)
+    return found
+
+
+def _left_behind(tag: str, grace_s: float = 5.0) -> list[psutil.Process]:
+    """The tagged processes still alive `grace_s` after the harness exited (none, if it
+    stopped what it started)."""
+    deadline = time.monotonic() + grace_s
+    while (left := _tagged(tag)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _watch(proc: subprocess.Popen[bytes], deadline: float) -> dict[int, _Seen]:
+    """Every descendant of the running harness (its latest command line, parent and
+    session) until the harness exits; AssertionError if it runs past `deadline`."""
+    seen: dict[int, _Seen] = {}
+    harness = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"harness run still running after {FIRST_RUN_DEADLINE_S:.0f} s")
+        with contextlib.suppress(psutil.NoSuchProcess):
+            for child in harness.children(recursive=True):
+                with contextlib.suppress(psutil.Error, ProcessLookupError):
+                    seen[child.pid] = _Seen(child.cmdline(), child.ppid(), os.getsid(child.pid))
+        time.sleep(0.25)
+    return seen
+
+
+def _stop_everything(proc: subprocess.Popen[bytes], tag: str) -> None:
+    """However the test ends: the harness stopped (SIGINT first, so that it stops its own
+    server), then whatever it left behind killed."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    left = _tagged(tag)
+    for leftover in left:
+        with contextlib.suppress(psutil.Error):
+            leftover.kill()
+    psutil.wait_procs(left, timeout=10)
+
+
 @pytest.mark.integration
 def test_first_run_with_the_cpu_build_needs_no_flags(tmp_path: Path) -> None:
     """`harness run workloads/demo-chatbot.yaml --model .vllm/model` with the CPU build's
-    `vllm` on PATH and nothing else set: it starts its own vLLM (CPU defaults applied,
-    recorded and said), shows the start-up's phases, runs and writes its results."""
+    `vllm` on PATH and nothing else set (the path a GPU node takes): it starts its own vLLM
+    on a port the OS hands out (CPU defaults applied, recorded and said), shows the
+    start-up's phases, runs, records the launch (pid, command, version) as it happened, and
+    leaves no process of the launch behind."""
     venv_bin = REPO / ".vllm" / "venv" / "bin"
     if not (venv_bin / "vllm").exists():
         pytest.fail("the vLLM CPU server is not set up (make setup-server)", pytrace=False)
+    tag = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VLLM_", "HF_"))}
     env["PATH"] = f"{venv_bin}{os.pathsep}{env['PATH']}"
+    env[LAUNCH_TAG_ENV] = tag
     out = tmp_path / "first"
+    console = tmp_path / "console.txt"
     harness = Path(sys.executable).with_name("harness")
     command = [str(harness), "run", "workloads/demo-chatbot.yaml", "--model", ".vllm/model"]
-    done = subprocess.run(
-        [*command, "--max-requests", "6", "--out", str(out)],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=420,
-        check=False,
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-4000:]
-    assert "server: loading weights" in output or "server: weights loaded" in output, output
-    assert "server: ready after" in output
-    assert "CPU build of vLLM" in output and "--enforce-eager" in output
-    manifest = json.loads((out / "manifest.json").read_text())
-    launch = manifest["server"]["launch"]
-    assert launch["kind"] == "launched" and launch["vllm_build"]["cpu"] is True
-    settings = [d["setting"] for d in launch["defaults"]]
-    assert settings[0] == "--enforce-eager"
-    assert settings[1].startswith("VLLM_CPU_KVCACHE_SPACE=")
-    assert "--enforce-eager" in launch["command"]
-    assert launch["env"]["VLLM_CPU_KVCACHE_SPACE"] == settings[1].split("=")[1]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["requests_completed"] == 4  # the demo's first 2 are warm-up
-    assert summary["requests_failed"] == 0
-    with pytest.raises(ProcessLookupError):
-        os.kill(launch["pid"], 0)  # the launched server is gone
+    with console.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*command, "--max-requests", "6", "--no-report", "--out", str(out)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        seen = _watch(proc, time.monotonic() + FIRST_RUN_DEADLINE_S)
+        left = _left_behind(tag)
+        output = console.read_text()
+        assert proc.returncode == 0, output[-4000:]
+        assert "server: loading weights" in output or "server: weights loaded" in output, output
+        assert "server: ready after" in output
+        assert "CPU build of vLLM" in output and "--enforce-eager" in output
+
+        manifest = json.loads((out / "manifest.json").read_text())
+        assert manifest["status"] == "finished"
+        server = manifest["server"]
+        launch = server["launch"]
+        assert launch["kind"] == "launched" and launch["vllm_build"]["cpu"] is True
+        settings = [d["setting"] for d in launch["defaults"]]
+        assert settings[0] == "--enforce-eager"
+        assert settings[1].startswith("VLLM_CPU_KVCACHE_SPACE=")
+        assert launch["env"]["VLLM_CPU_KVCACHE_SPACE"] == settings[1].split("=")[1]
+        # The port: none was given, so the OS handed out a free one; the run used it.
+        port = launch["port"]
+        low, high = (
+            int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        )
+        assert low <= port <= high
+        assert server["base_url"] == f"http://127.0.0.1:{port}"
+        vllm_serve = [str(venv_bin / "vllm"), "serve", ".vllm/model", "--host", "127.0.0.1"]
+        assert launch["command"][:7] == [*vllm_serve, "--port", str(port)]
+        assert "--enforce-eager" in launch["command"]
+        # The version: the server's /version and the installed package's metadata agree.
+        build_version = launch["vllm_build"]["version"]
+        assert server["server_version"] and build_version
+        assert build_version.split("+")[0] == server["server_version"]
+        # The pid: the harness's own child, leader of a session of its own (so a group
+        # signal stops it all), running exactly the recorded command; vLLM's engine ran in
+        # that session too.
+        pid = launch["pid"]
+        assert pid in seen, seen
+        assert seen[pid].ppid == proc.pid and seen[pid].sid == pid
+        assert seen[pid].cmdline[-len(launch["command"]) :] == launch["command"]
+        assert [p for p, s in seen.items() if s.sid == pid and p != pid], seen
+
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["requests_completed"] == 4  # the demo's first 2 are warm-up
+        assert summary["requests_failed"] == 0
+        requests = pd.read_parquet(out / "requests.parquet")
+        assert len(requests) == 6
+        assert requests["ok"].all() and (requests["http_status"] == 200).all()
+        assert (requests["output_tokens"] == requests["output_tokens_expected"]).all()
+        measured = requests[~requests["warmup"]]
+        assert summary["input_tokens"] == measured["prompt_tokens"].sum() > 0
+        assert summary["output_tokens"] == measured["output_tokens"].sum() > 0
+        # The launched server's own counters saw the run's six requests and no others.
+        assert summary["server_metrics"]["phases"]["e2e"]["requests"] == 6
+
+        # Gone: no process of the launch is left, and nothing listens on its port.
+        assert not left, [p.cmdline() for p in left]
+        assert not psutil.pid_exists(pid)
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+    finally:
+        _stop_everything(proc, tag)
