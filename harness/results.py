@@ -32,6 +32,9 @@ MANIFEST_FILE = "manifest.json"
 JOURNAL_FILE = "requests.partial.jsonl"
 REQUESTS_FILE = "requests.parquet"
 SUMMARY_FILE = "summary.json"
+SERVER_LOG_FILE = "server.log"
+"""The output of a server the harness started for the run (a sweep's is in the sweep's
+folder); not a run file: a replacing run's server writes it afresh before the run begins."""
 SAMPLES_TABLE = "telemetry"
 """The telemetry samples: journalled while the run goes on, with columns that depend on the
 host's sources (so no fixed schema), then written as telemetry.parquet."""

@@ -31,6 +31,8 @@ from harness.server_log import StartupLog, failure_causes, last_lines, read_line
 from harness.vllm_cpu import available_memory_bytes, cpu_defaults, detect_build
 
 DEFAULT_STARTUP_TIMEOUT_S = 300.0
+"""How long a started server has to serve before the start counts as failed
+(`--server-start-timeout-s`)."""
 DEFAULT_STOP_TIMEOUT_S = 30.0
 EMBEDDED_SERVED_NAME = "tiny-llama"
 EMBEDDED_MAX_MODEL_LEN = 8192
@@ -98,9 +100,29 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def startup_failure(what: str, log_path: Path | None, phase: str | None) -> str:
+def scrub_log(path: Path, secret: str | None) -> None:
+    """Replace the server's API key wherever its log shows it (vLLM prints its arguments):
+    the log is kept with the run's results, which never hold a key."""
+    if not secret:
+        return
+    try:
+        data = path.read_bytes()
+        if secret.encode() in data:
+            path.write_bytes(data.replace(secret.encode(), _REDACTED.encode()))
+    except OSError:
+        pass
+
+
+def startup_failure(
+    what: str,
+    log_path: Path | None,
+    phase: str | None,
+    advice: str | None = None,
+    secret: str | None = None,
+) -> str:
     """A failed start explained: `what` happened, the phase it reached, the log's cause lines
-    (or, where it names no error, its last lines) and the full log's path."""
+    (or, where it names no error, its last lines), the full log's path and, where there is
+    one, what to do about it; `secret` (the API key) is replaced wherever the lines show it."""
     lines = read_lines(log_path)
     causes = failure_causes(lines)
     reached = f" (last phase: {phase})" if phase else ""
@@ -112,7 +134,10 @@ def startup_failure(what: str, log_path: Path | None, phase: str | None) -> str:
         body = "no error in its log; its last lines: " + "\n  ".join(tail)
         if not tail:
             body = "its log is empty"
-    return f"{what}{reached}; {body}\nfull log: {log_path}"
+    text = f"{what}{reached}; {body}\nfull log: {log_path}"
+    if advice is not None:
+        text = f"{text}\n{advice}"
+    return text.replace(secret, _REDACTED) if secret else text
 
 
 Progress = Callable[[str], None]
@@ -178,8 +203,8 @@ class _ProcessServer(Server):
             # Otherwise the health check could find whatever else listens there.
             raise ServerError(f"port {port} on {host} is in use; pick another or leave it unset")
         argv, env_extra, launch = self._command(host, port)
-        if self.log_path is None:
-            self.log_path = self._default_log_path(port)
+        # Absolute, so the manifest's log_path holds wherever the run directory is read from.
+        self.log_path = (self.log_path or self._default_log_path(port)).resolve()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_fh = self.log_path.open("wb")
         base_url = f"http://{host}:{port}"
@@ -243,6 +268,7 @@ class _ProcessServer(Server):
                             f"ready, after {time.monotonic() - t0:.0f} s",
                             self.log_path,
                             log.phase,
+                            secret=self._api_key(),
                         )
                     )
                 if await is_ready(session, base_url, headers):
@@ -256,9 +282,13 @@ class _ProcessServer(Server):
                     raise ServerError(
                         startup_failure(
                             f"{self.kind} vLLM server at {base_url} not ready after "
-                            f"{self.startup_timeout_s:.0f} s",
+                            f"{self.startup_timeout_s:g} s",
                             self.log_path,
                             log.phase,
+                            advice="a start that downloads or compiles the model may need "
+                            "longer: raise --server-start-timeout-s (now "
+                            f"{self.startup_timeout_s:g} s)",
+                            secret=self._api_key(),
                         )
                     )
                 await asyncio.sleep(_POLL_INTERVAL_S)
@@ -285,6 +315,8 @@ class _ProcessServer(Server):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=1.0)
         self._close_log()
+        if proc is not None and self.log_path is not None:
+            scrub_log(self.log_path, self._api_key())
 
     def _close_log(self) -> None:
         """Close our handle on the log file (the file stays for reading)."""

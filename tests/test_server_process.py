@@ -95,6 +95,25 @@ def test_launched_refuses_busy_port(tmp_path: Path) -> None:
             LaunchedServer("m", vllm_command=str(fake), port=port).start()
 
 
+def test_the_api_key_is_scrubbed_from_the_kept_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """vLLM prints its arguments, the key among them; the failed start's message does not
+    quote it, and once the server is stopped its log (kept with the run's results) no longer
+    holds it, given by flag or environment."""
+    fake = _script(tmp_path / "vllm", 'echo "non-default args: $* env=$VLLM_API_KEY"\nexit 1\n')
+    log = tmp_path / "server.log"
+    with pytest.raises(ServerError) as caught:
+        LaunchedServer("m", str(fake), ["--api-key", "s3cret-key"], log_path=log).start()
+    assert "s3cret-key" not in str(caught.value) and "<redacted>" in str(caught.value)
+    text = log.read_text()
+    assert "s3cret-key" not in text and "--api-key <redacted>" in text
+    monkeypatch.setenv("VLLM_API_KEY", "env-k3y")
+    with pytest.raises(ServerError):
+        LaunchedServer("m", str(fake), log_path=log).start()
+    assert "env-k3y" not in log.read_text() and "env=<redacted>" in log.read_text()
+
+
 def test_redact_and_find_api_key() -> None:
     """API keys on a command line are found for the client and hidden in the launch record."""
     args = ["serve", "m", "--api-key", "k1", "--port", "1", "--api-key=k2"]

@@ -16,6 +16,7 @@ from harness.cli.run_answers import write_answers
 from harness.cli.run_options import add_run_args, apply_overrides, split_vllm_args, timing_note
 from harness.cli.run_view import ConsoleView
 from harness.report import render_console, run_notes
+from harness.results import SERVER_LOG_FILE
 from harness.run.engine import RunResult, execute
 from harness.run.plan import RunPlan, ServerChoice
 from harness.run.prepare import check_workload
@@ -49,6 +50,7 @@ def server_choice(args: argparse.Namespace) -> ServerChoice:
         model=args.model or None,
         api_key_env=args.api_key_env,
         vllm_args=split_vllm_args(args.vllm_arg),
+        start_timeout_s=args.server_start_timeout_s,
     )
 
 
@@ -97,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     view = ConsoleView(make_console())
     if note is not None:
         view.say(f"note: {note}")
-    result = execute(plan, server_choice(args).server(progress=view.say), view, checked=checked)
+    server = server_choice(args).server(progress=view.say, log_path=plan.out / SERVER_LOG_FILE)
+    result = execute(plan, server, view, checked=checked)
     show_result(result, view)
     write_answers(
         result.out, result.summary, view.say, view.warn, report=not args.no_report, csv=args.csv

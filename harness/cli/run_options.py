@@ -14,10 +14,14 @@ from pydantic import ValidationError
 from harness.cli.common import add_workload_args, number_in, option_errors, out_dir
 from harness.errors import ConfigError
 from harness.run.prepare import DEFAULT_CALIBRATION
+from harness.server_process import DEFAULT_STARTUP_TIMEOUT_S
 from harness.summary import DEFAULT_PERCENTILES, describe_arrivals
 from harness.tools.sandbox import require_sandbox
 from harness.workload.limits import MAX_LOAD_WORKERS, MAX_SEED
 from harness.workload.spec import WorkloadSpec
+
+MAX_START_TIMEOUT_S = 86_400.0
+"""A day: longer than any start, short of a timeout that never comes."""
 
 
 def add_server_args(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +42,20 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         help="extra `vllm serve` argument for a launched or embedded server (repeatable; "
         "`--vllm-arg --enforce-eager` works, and one value may hold several words, split as "
         "a shell would: --vllm-arg '--max-model-len 2048')",
+    )
+    add_start_timeout_arg(parser)
+
+
+def add_start_timeout_arg(parser: argparse.ArgumentParser) -> None:
+    """`--server-start-timeout-s`: how long a server the harness starts may take to serve."""
+    parser.add_argument(
+        "--server-start-timeout-s",
+        type=number_in(0, MAX_START_TIMEOUT_S, low_open=True),
+        default=DEFAULT_STARTUP_TIMEOUT_S,
+        metavar="S",
+        help="seconds a launched or embedded server may take to serve before the start counts "
+        f"as failed (default {DEFAULT_STARTUP_TIMEOUT_S:g}; a first start that downloads or "
+        "compiles the model may need more)",
     )
 
 

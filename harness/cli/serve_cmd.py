@@ -12,7 +12,7 @@ from rich.text import Text
 
 from harness.cli.common import number_in
 from harness.cli.console import literal_printer, make_console
-from harness.cli.run_options import split_vllm_args
+from harness.cli.run_options import add_start_timeout_arg, split_vllm_args
 from harness.run.plan import project_root
 from harness.server import Server
 from harness.server_process import EmbeddedServer, LaunchedServer
@@ -38,6 +38,7 @@ def add_parser(sub: Any) -> None:
         help="extra vllm serve argument (repeatable; `--vllm-arg --enforce-eager` works, and "
         "one value may hold several words: --vllm-arg '--max-model-len 2048')",
     )
+    add_start_timeout_arg(p)
     p.add_argument(
         "--ready-file", type=Path, default=None, help="write the base URL here once it serves"
     )
@@ -50,10 +51,19 @@ def serve(args: argparse.Namespace) -> int:
     server: Server
     say = literal_printer(console)
     extra = split_vllm_args(args.vllm_arg)
+    timeout_s = args.server_start_timeout_s
     if args.model:
-        server = LaunchedServer(args.model, extra_args=extra, port=args.port, progress=say)
+        server = LaunchedServer(
+            args.model, extra_args=extra, port=args.port, startup_timeout_s=timeout_s, progress=say
+        )
     else:
-        server = EmbeddedServer(project_root(), port=args.port, extra_args=extra, progress=say)
+        server = EmbeddedServer(
+            project_root(),
+            port=args.port,
+            extra_args=extra,
+            startup_timeout_s=timeout_s,
+            progress=say,
+        )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -56,7 +56,7 @@ from harness.fleet.catalog import (
 )
 from harness.model_shape import model_shape
 from harness.report import print_sections
-from harness.results import RunReader, write_run_file
+from harness.results import SERVER_LOG_FILE, RunReader, write_run_file
 from harness.run.engine import EXIT_INTERRUPTED, execute
 from harness.run.plan import RunPlan
 from harness.run.prepare import check_workload
@@ -302,7 +302,8 @@ def sweep(args: argparse.Namespace) -> int:
 
     try:
         say = literal_printer(console)
-        with stop_signals(say), server_choice(args).server(progress=say) as info:
+        server = server_choice(args).server(progress=say, log_path=out / SERVER_LOG_FILE)
+        with stop_signals(say), server as info:
             model = _model(info)
             for i, (load, plan) in enumerate(specs):
                 code = run_point(info, load, plan, f"{i + 1}/{len(specs)}")

@@ -18,7 +18,7 @@ from harness.client import ClientOptions
 from harness.records import RunClock
 from harness.redact import redact
 from harness.replay import ReplayOptions, ReplayOutcome
-from harness.results import RunWriter
+from harness.results import MANIFEST_FILE, RunWriter
 from harness.run.finish import finish, load_applied, scrape_metrics
 from harness.run.health import WorkerHealth, client_health
 from harness.run.live import LiveBounds, LiveFeed
@@ -69,9 +69,20 @@ class RunResult:
     out: Path
     exit_code: int
     status: str
-    """finished, aborted, interrupted or failed; `not started` when no run directory was made."""
+    """finished, aborted, interrupted or failed; `not started` when no run was written."""
     summary: Summary | None
     manifest: dict[str, Any] | None
+
+
+def _server_record(info: ServerInfo, out: Path) -> dict[str, Any]:
+    """The server's inventory for the manifest; the log of a server started for this run,
+    kept in the run directory, is named relative to it (`server.log`), so it moves along."""
+    record = info.to_dict()
+    launch = record["launch"]
+    log = launch.get("log_path")
+    if isinstance(log, str) and Path(log).is_relative_to(out.resolve()):
+        launch["log_path"] = Path(log).relative_to(out.resolve()).as_posix()
+    return record
 
 
 def _manifest(
@@ -96,7 +107,7 @@ def _manifest(
         },
         "workload": plan.spec.model_dump(mode="json"),
         "replay": {k: v for k, v in vars(opts).items()},
-        "server": info.to_dict(),
+        "server": _server_record(info, plan.out),
         "tokenizer": space.name,
         "host": host_inventory(),
         "gpu": gpu_inventory(),
@@ -124,7 +135,8 @@ def execute(
             with server as info:
                 return _execute_on(plan, info, view, signals, checked)
         except StopRequested:
-            if not plan.out.exists():
+            # Before the run's manifest (a starting server's log may be there already).
+            if not (plan.out / MANIFEST_FILE).exists():
                 code = signals.exit_code or EXIT_INTERRUPTED
                 return RunResult(plan.out, code, "not started", None, None)
             raise

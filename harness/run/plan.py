@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from harness.server import AttachedServer, Server
-from harness.server_process import EmbeddedServer, LaunchedServer
+from harness.server_process import DEFAULT_STARTUP_TIMEOUT_S, EmbeddedServer, LaunchedServer
 from harness.summary import DEFAULT_PERCENTILES, ArrivalPattern
 from harness.workload.spec import WorkloadSpec
 
@@ -30,20 +30,37 @@ class ServerChoice:
     model: str | None = None
     api_key_env: str = "HARNESS_API_KEY"
     vllm_args: tuple[str, ...] = ()
+    start_timeout_s: float = DEFAULT_STARTUP_TIMEOUT_S
+    """How long a server the harness starts has to serve (`--server-start-timeout-s`)."""
 
     @property
     def local(self) -> bool:
         """Whether the server runs on this host, sharing its cores with the client."""
         return self.url is None
 
-    def server(self, progress: Callable[[str], None] | None = None) -> Server:
+    def server(
+        self, progress: Callable[[str], None] | None = None, log_path: Path | None = None
+    ) -> Server:
         """The server as a context manager that yields its ServerInfo; one the harness starts
-        tells `progress` how its start-up goes."""
+        tells `progress` how its start-up goes and writes its output to `log_path` (None:
+        the server's own default place)."""
         if self.url:
             return AttachedServer(self.url, api_key_env=self.api_key_env)
         if self.model:
-            return LaunchedServer(self.model, extra_args=self.vllm_args, progress=progress)
-        return EmbeddedServer(project_root(), extra_args=self.vllm_args, progress=progress)
+            return LaunchedServer(
+                self.model,
+                extra_args=self.vllm_args,
+                log_path=log_path,
+                startup_timeout_s=self.start_timeout_s,
+                progress=progress,
+            )
+        return EmbeddedServer(
+            project_root(),
+            extra_args=self.vllm_args,
+            log_path=log_path,
+            startup_timeout_s=self.start_timeout_s,
+            progress=progress,
+        )
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,41 @@ def test_spaced_vllm_args_reach_vllm_serve(
     assert launch.endswith(" --enforce-eager --max-model-len 2048")
     err = capsys.readouterr().err
     assert "RuntimeError: this stand-in never serves" in err
-    assert "full log: " in err
+    assert "full log: " in err and "server.log" in err
+    # The failed start's log is kept in the run directory, where no run was written.
+    assert "this stand-in never serves" in (tmp_path / "run" / "server.log").read_text()
+    assert not (tmp_path / "run" / "manifest.json").exists()
+
+
+def test_a_start_past_its_timeout_names_the_option_and_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--server-start-timeout-s 1` and a server that never serves: exit 2 in seconds, the
+    message names the option and its value, the log is the run directory's server.log, and
+    the server process is gone."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pid_file = bin_dir / "pid"
+    exe = bin_dir / "vllm"
+    exe.write_text(
+        f"#!{sys.executable}\nimport os, time\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "print('INFO 12-02 06:14:58 [core.py:1] Starting to load model', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "run"
+    t0 = time.monotonic()
+    argv = ["run", str(DEMO), "--model", "some/model", "--server-start-timeout-s", "1"]
+    code = main([*argv, "--out", str(out)])
+    assert code == 2
+    assert time.monotonic() - t0 < 30
+    err = " ".join(capsys.readouterr().err.split())  # the console may wrap long lines
+    assert "not ready after 1 s (last phase: loading weights)" in err
+    assert "raise --server-start-timeout-s (now 1 s)" in err
+    assert "Starting to load model" in (out / "server.log").read_text()
+    assert not psutil.pid_exists(int(pid_file.read_text()))
 
 
 def test_execute_tools_without_a_calibration_fail_before_any_server(
@@ -221,8 +255,8 @@ def test_first_run_with_the_cpu_build_needs_no_flags(tmp_path: Path) -> None:
     """`harness run workloads/demo-chatbot.yaml --model .vllm/model` with the CPU build's
     `vllm` on PATH and nothing else set (the path a GPU node takes): it starts its own vLLM
     on a port the OS hands out (CPU defaults applied, recorded and said), shows the
-    start-up's phases, runs, records the launch (pid, command, version) as it happened, and
-    leaves no process of the launch behind."""
+    start-up's phases, runs, records the launch (pid, command, version, its log kept in the
+    run directory) as it happened, and leaves no process of the launch behind."""
     venv_bin = REPO / ".vllm" / "venv" / "bin"
     if not (venv_bin / "vllm").exists():
         pytest.fail("the vLLM CPU server is not set up (make setup-server)", pytrace=False)
@@ -283,6 +317,9 @@ def test_first_run_with_the_cpu_build_needs_no_flags(tmp_path: Path) -> None:
         assert seen[pid].ppid == proc.pid and seen[pid].sid == pid
         assert seen[pid].cmdline[-len(launch["command"]) :] == launch["command"]
         assert [p for p, s in seen.items() if s.sid == pid and p != pid], seen
+        # Its output is the run directory's server.log, named so (relative) by the manifest.
+        assert launch["log_path"] == "server.log"
+        assert "Application startup complete" in (out / "server.log").read_text()
 
         summary = json.loads((out / "summary.json").read_text())
         assert summary["requests_completed"] == 4  # the demo's first 2 are warm-up

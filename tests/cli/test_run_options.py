@@ -10,6 +10,7 @@ import pytest
 from harness.cli import run_options
 from harness.cli.common import resolve_workload
 from harness.errors import ConfigError
+from harness.server_process import DEFAULT_STARTUP_TIMEOUT_S
 from harness.workload.spec import WorkloadSpec
 
 BASE = """\
@@ -159,6 +160,20 @@ def test_a_bad_worker_count_is_a_usage_error_naming_the_option(
     with pytest.raises(SystemExit):
         _parse("--workers", text)
     assert "--workers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["0", "-5", "nan", "inf", "soon", "86401"])
+def test_a_bad_server_start_timeout_is_a_usage_error_naming_the_option(
+    text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        _parse("--server-start-timeout-s", text)
+    assert "--server-start-timeout-s" in capsys.readouterr().err
+
+
+def test_the_server_start_timeout_defaults_to_the_servers_own() -> None:
+    assert _parse().server_start_timeout_s == DEFAULT_STARTUP_TIMEOUT_S == 300
+    assert _parse("--server-start-timeout-s", "1200").server_start_timeout_s == 1200
 
 
 def test_workers_take_a_count_or_auto() -> None:

@@ -43,7 +43,7 @@ def _no_server(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) 
     if request.node.get_closest_marker("integration") is not None:
         return
 
-    def refuse(self: ServerChoice) -> Server:
+    def refuse(self: ServerChoice, *_: object, **__: object) -> Server:
         raise AssertionError("a server was made: bad input must fail before a server")
 
     monkeypatch.setattr(ServerChoice, "server", refuse)
@@ -406,7 +406,9 @@ def _stopped_while_starting(monkeypatch: pytest.MonkeyPatch) -> None:
     `kill` does while vLLM starts); no server is made."""
 
     @contextlib.contextmanager
-    def starting(self: ServerChoice, progress: object = None) -> Iterator[ServerInfo]:
+    def starting(
+        self: ServerChoice, progress: object = None, log_path: object = None
+    ) -> Iterator[ServerInfo]:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)  # the handler raises here, at once
         raise AssertionError("SIGTERM did not stop the sweep")
