@@ -12,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -181,6 +182,41 @@ def test_bad_input_fails_before_any_server(
     assert code == 2
     assert message in capsys.readouterr().err
     assert not record.exists()
+
+
+def test_a_stop_while_the_server_starts_writes_no_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM while the launched server starts (its log already in the run directory):
+    exit 143 as a shell reports it, no run written, the server stopped."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pid_file = bin_dir / "pid"
+    exe = bin_dir / "vllm"
+    exe.write_text(
+        f"#!{sys.executable}\nimport os, time\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(120)\n"
+    )
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "run"
+
+    def stop_once_started() -> None:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop_once_started)
+    stopper.start()
+    try:
+        code = main(["run", str(DEMO), "--model", "some/model", "--out", str(out)])
+    finally:
+        stopper.join()
+    assert code == 143
+    assert sorted(p.name for p in out.iterdir()) == ["server.log"]
+    assert not psutil.pid_exists(int(pid_file.read_text()))
 
 
 LAUNCH_TAG_ENV = "HARNESS_TEST_LAUNCH_TAG"
