@@ -173,6 +173,8 @@ def _split_sections(summary: Summary) -> list[Section]:
         ):
             if measured:
                 en.rows.extend((label, format_value(v, digits)) for label, v, digits in part_rows)
+                if source == "gpu" and energy.gpu_source_note:
+                    en.rows.insert(2, ("GPUs counted", energy.gpu_source_note))
             else:  # one line for the source, not a row of n/a per figure
                 missing.append(f"{part} ({reasons.get(source, 'unavailable')})")
         if missing:
@@ -218,6 +220,14 @@ def build_sections(summary: Summary, manifest: Mapping[str, Any]) -> list[Sectio
             run.rows.append(("GPUs", names or MISSING))
         else:
             run.rows.append(("GPUs", f"unavailable ({gpu.get('reason', 'no reason given')})"))
+    exporters = manifest.get("gpu_metrics")
+    if isinstance(exporters, Mapping):
+        if exporters.get("available"):
+            names = ", ".join(f"{g.get('name')} on {g.get('host')}" for g in exporters["gpus"])
+            run.rows.append(("Server GPUs (DCGM)", names or MISSING))
+        else:
+            reason = exporters.get("reason", "no reason given")
+            run.rows.append(("Server GPUs (DCGM)", f"unavailable ({reason})"))
 
     tput = Section("Throughput", ("metric", "value"))
     for label, value, digits in (
@@ -475,8 +485,9 @@ def run_headline(summary: Summary) -> list[tuple[str, str]]:
 def run_notes(summary: Summary) -> list[str]:
     """What a reader must know before trusting the figures: a recovered run, sessions the
     harness failed, a load worker that died, the client setting the pace, the harness's
-    queues dominating the session time, the workload's timing replaced by the options, and
-    implausible or thinly backed latency figures."""
+    queues dominating the session time, the workload's timing replaced by the options,
+    implausible or thinly backed latency figures, and what went wrong with the GPU nodes'
+    DCGM exporters."""
     notes: list[str] = []
     if summary.recovered is not None:
         notes.append(summary.recovered.note)
@@ -497,6 +508,9 @@ def run_notes(summary: Summary) -> list[str]:
         notes.append(split.queue_note)
     if summary.load is not None and summary.load.note:
         notes.append(summary.load.note)
+    dcgm = summary.telemetry.dcgm if summary.telemetry is not None else None
+    if dcgm is not None:
+        notes.extend(f"GPU metrics: {problem}" for problem in dcgm.problems)
     notes.extend(flag.reason for flag in summary.timing_flags or [])
     return notes
 

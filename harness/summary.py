@@ -12,7 +12,9 @@ A version adds to the one before it, never changes a key: every key a version ad
 default (null: not known to the harness that wrote the summary), so older summaries read
 as the newer model. Version 2 added the load applied (`load`), min, max and the chosen
 percentiles of each figure (`percentiles`, `Stats.min`, `Stats.max`, `Stats.percentiles`)
-and implausible timings (`timing_flags`).
+and implausible timings (`timing_flags`). Version 3 added GPU nodes' DCGM exporters
+(`telemetry.dcgm`, `gpu_source` `dcgm-counter`/`dcgm-power`, `energy.gpu_source_note`) and
+`energy.gpu_coverage_frac`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from harness.errors import ConfigError, ResultsError
 from harness.run.health import WorkerHealth
 from harness.workload.slo import Slo
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version of summary.json this harness writes; readers accept it and older ones."""
 UNVERSIONED = 0
 """The version of a summary written before `schema_version` existed."""
@@ -218,7 +220,9 @@ class ServerMetrics(_Block):
     counters: dict[str, float | None] = Field(default_factory=dict)
 
 
-GpuSource = Literal["nvml-counter", "nvml-power", "unavailable"]
+GpuSource = Literal["nvml-counter", "nvml-power", "dcgm-counter", "dcgm-power", "unavailable"]
+"""Where GPU energy came from: this host's NVML or GPU nodes' DCGM exporters, by the energy
+counter's deltas or (where a GPU has no counter) integrated power."""
 
 
 class Energy(_Block):
@@ -242,6 +246,11 @@ class Energy(_Block):
     tool_time_s: float
     cpu_energy_j: float | None
     cpu_source: Literal["rapl", "unavailable"]
+    gpu_coverage_frac: float | None = None
+    """The least share of the window any GPU's readings cover (1: all of it; less where a
+    source stopped mid-run: the energy covers what was measured)."""
+    gpu_source_note: str | None = None
+    """Which GPUs the energy counts, in words (the DCGM exporters' GPUs, not this host's)."""
 
 
 class GpuStatus(_Block):
@@ -260,6 +269,37 @@ class RaplStatus(_Block):
     available: bool
     reason: str | None
     zones: list[str]
+    problems: list[str]
+
+
+class DcgmGpu(_Block):
+    """One GPU a DCGM exporter reported: its UUID (the key of its energy), index on its node,
+    node, model, exporter, and the Kubernetes pod using it where the exporter says."""
+
+    uuid: str
+    gpu: int | None
+    host: str | None
+    model_name: str | None
+    url: str
+    pod: str | None = None
+    namespace: str | None = None
+
+
+class DcgmStatus(_Block):
+    """The GPU nodes' DCGM exporters (`--gpu-metrics`): which GPUs they gave, failed scrapes,
+    how often their energy counters changed, and problems (each said once)."""
+
+    urls: list[str]
+    every_s: float
+    """Seconds between scrapes (`--gpu-metrics-every`)."""
+    available: bool
+    reason: str | None
+    gpus: list[DcgmGpu]
+    scrapes: NonNegativeInt
+    scrape_errors: dict[str, NonNegativeInt]
+    refresh_s: float | None
+    """Median seconds between changes of a GPU's energy counter: the exporter's own refresh
+    (its --collect-interval); scrapes more frequent than it repeat the last reading."""
     problems: list[str]
 
 
@@ -282,11 +322,16 @@ class Telemetry(_Block):
     sampler_overhead: SamplerOverhead
     sampler_cpu_pct_of_one_core: float | None
     idle_baseline_s: float
+    dcgm: DcgmStatus | None = None
+    """The GPU nodes' DCGM exporters, where `--gpu-metrics` named any: then their GPUs are
+    the server's, and this host's NVML readings are not counted."""
 
     def unavailable_sources(self) -> list[tuple[str, str]]:
-        """(source, reason) for each power source the run could not read."""
+        """(source, reason) for each power source the run could not read (the GPUs are the
+        DCGM exporters' where the run named any)."""
         out: list[tuple[str, str]] = []
-        for source, status in (("gpu", self.gpu), ("rapl", self.rapl)):
+        gpu: GpuStatus | DcgmStatus = self.dcgm if self.dcgm is not None else self.gpu
+        for source, status in (("gpu", gpu), ("rapl", self.rapl)):
             if not status.available:
                 out.append((source, status.reason or "unavailable"))
         return out

@@ -133,9 +133,19 @@ def build_timeline(
     by_source = {str(s): rows for s, rows in samples.groupby("source")}
 
     gpu = by_source.get("gpu")
+    dcgm = by_source.get("dcgm")
+    if dcgm is not None:  # the GPU nodes' GPUs, by UUID: the server's
+        for _, rows in dcgm.groupby("uuid", sort=False):
+            first = rows.iloc[0]
+            index = first.get("device")
+            name = first.get("uuid") if pd.isna(index) else _device(index)
+            label = f"GPU {name} on {first.get('host')} (DCGM)"
+            _add(timeline.power_w, _series(label, rows, "power_w", t0_ns))
+            _add(timeline.utilization_pct, _series(label, rows, "gpu_util_pct", t0_ns))
     if gpu is not None:
+        local = " (this host)" if dcgm is not None else ""
         for device, rows in gpu.groupby("device"):
-            label = f"GPU {_device(device)}"
+            label = f"GPU {_device(device)}{local}"
             _add(timeline.power_w, _series(label, rows, "power_w", t0_ns))
             _add(timeline.utilization_pct, _series(label, rows, "gpu_util_pct", t0_ns))
     if not timeline.power_w and not any(u.startswith("GPU") for u in timeline.unavailable):

@@ -16,6 +16,7 @@ from harness.errors import ConfigError
 from harness.run.prepare import DEFAULT_CALIBRATION
 from harness.server_process import DEFAULT_STARTUP_TIMEOUT_S
 from harness.summary import DEFAULT_PERCENTILES, describe_arrivals
+from harness.telemetry.dcgm import exporter_url
 from harness.tools.sandbox import require_sandbox
 from harness.workload.limits import MAX_LOAD_WORKERS, MAX_SEED
 from harness.workload.spec import WorkloadSpec
@@ -208,6 +209,25 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
         help="telemetry sampling rate (default 10)",
     )
     p.add_argument(
+        "--gpu-metrics",
+        type=gpu_metrics_url,
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a GPU node's DCGM exporter (http://NODE:9400/metrics; repeatable, one per node): "
+        "its GPUs are the server's, their energy from their counters (source dcgm-counter), "
+        "and this host's NVML GPUs are not counted; an exporter that does not answer with GPU "
+        "readings stops the run before it starts",
+    )
+    p.add_argument(
+        "--gpu-metrics-every",
+        type=number_in(0, 60, low_open=True),
+        default=1.0,
+        metavar="S",
+        help="seconds between scrapes of the DCGM exporters (default 1; an exporter refreshes "
+        "its readings every --collect-interval, 30 s unless set: run it with -c 1000)",
+    )
+    p.add_argument(
         "--idle-baseline",
         type=number_in(0, 3600),
         default=None,
@@ -229,6 +249,14 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
         help="salt of the prompts' leading tokens (default: random per run, so runs on one "
         "server never share prefix-cache entries; the manifest records it)",
     )
+
+
+def gpu_metrics_url(text: str) -> str:
+    """An argparse `type` for `--gpu-metrics`: an exporter's URL (`node:9400` is enough)."""
+    try:
+        return exporter_url(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def load_workers(text: str) -> int | Literal["auto"]:

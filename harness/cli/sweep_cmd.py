@@ -73,6 +73,7 @@ from harness.sweep_report import (
     write_sweep_report,
 )
 from harness.telemetry.cpu import host_inventory
+from harness.telemetry.dcgm import dcgm_inventory
 from harness.telemetry.gpu import gpu_inventory
 from harness.workload.slo import Slo
 from harness.workload.spec import WorkloadSpec
@@ -245,7 +246,8 @@ def sweep(args: argparse.Namespace) -> int:
 
     specs = [point(load) for load in loads]
     checked = check_workload(specs[0][1])
-    gpus = gpu_inventory()
+    # The server's GPUs: the DCGM exporters' where named (the GPU nodes), else this host's.
+    gpus = dcgm_inventory(template.gpu_metrics) if template.gpu_metrics else gpu_inventory()
     devices, device_kind, accelerator = _devices(args, gpus)
     power_note = _power_note(gpus, devices, device_kind)
     out.mkdir(parents=True, exist_ok=True)  # only once the input is known to be good
@@ -474,7 +476,8 @@ def _power_note(gpus: dict[str, Any], devices: int, device_kind: str) -> str | N
     seen = len(gpus.get("gpus") or []) if gpus.get("available") else 0
     if device_kind != "gpu" or seen in (0, devices):
         return None
+    where = "the DCGM exporters report" if gpus.get("source") == "dcgm" else "NVML sees"
     return (
-        f"NVML sees {seen} GPUs but the server uses {devices}: the sampled power covers every "
+        f"{where} {seen} GPUs but the server uses {devices}: the sampled power covers every "
         "GPU, so busy_w and idle_w per device are not reported"
     )

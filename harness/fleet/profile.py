@@ -70,7 +70,9 @@ class _Capacity(_Loose):
     capacity_requests_s: FiniteFloat | None = Field(gt=0)
     capacity_sessions_s: FiniteFloat | None = Field(gt=0)
     busy_w: FiniteFloat | None = Field(gt=0)
-    busy_w_source: Literal["nvml-counter", "nvml-power", "unavailable"]
+    busy_w_source: Literal[
+        "nvml-counter", "nvml-power", "dcgm-counter", "dcgm-power", "unavailable"
+    ]
     idle_w: FiniteFloat | None = Field(ge=0)
     tool_cpu_s_per_session: FiniteFloat | None = Field(ge=0)
 

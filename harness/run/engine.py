@@ -39,6 +39,7 @@ from harness.run.worker_count import choose_workers
 from harness.server import ServerInfo
 from harness.summary import ClientHealth, Summary, Workers
 from harness.telemetry.cpu import host_inventory
+from harness.telemetry.dcgm import dcgm_inventory
 from harness.telemetry.gpu import gpu_inventory
 from harness.telemetry.server_metrics import Samples
 from harness.workload.tokenizer import TokenSpace
@@ -111,6 +112,7 @@ def _manifest(
         "tokenizer": space.name,
         "host": host_inventory(),
         "gpu": gpu_inventory(),
+        "gpu_metrics": dcgm_inventory(plan.gpu_metrics) if plan.gpu_metrics else None,
         "plan": counted,
         "status": "running",
     }
@@ -215,6 +217,8 @@ def _execute_on(
                 plan.idle_baseline_s,
                 plan.server_pid,
                 sink=writer.append_samples,
+                gpu_metrics=plan.gpu_metrics,
+                gpu_metrics_every_s=plan.gpu_metrics_every_s,
             )
             bounds = LiveBounds(counted["requests"], spec.limits.duration_s, counted["sessions"])
             try:

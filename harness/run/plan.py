@@ -79,6 +79,10 @@ class RunPlan:
     sample_hz: float = 10.0
     idle_baseline_s: float | None = None
     server_pid: int | None = None
+    gpu_metrics: tuple[str, ...] = ()
+    """GPU nodes' DCGM exporters (`--gpu-metrics`): their GPUs are the server's."""
+    gpu_metrics_every_s: float = 1.0
+    """Seconds between scrapes of the DCGM exporters."""
     workers: int | Literal["auto"] | None = None
     """Load-generating worker processes; None takes the workload's `client.workers`."""
     server_local: bool = True

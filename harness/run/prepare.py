@@ -15,6 +15,7 @@ from harness.replay import ReplayOptions, preflight
 from harness.results import check_run_dir
 from harness.run.plan import RunPlan
 from harness.server import ServerInfo
+from harness.telemetry.dcgm import check_exporters
 from harness.tools.calibrate import Calibration
 from harness.tools.runner import KNOWN_TOOL_KINDS, ExecuteTools, ReplayTools
 from harness.tools.workers import tool_workers
@@ -191,13 +192,16 @@ class _CharCounter:
 
 def check_workload(plan: RunPlan) -> dict[str, Any] | None:
     """What can be checked before a server starts, so bad input fails in seconds, not after
-    a minute of server start-up: the run directory can take the run, execute mode's tool
+    a minute of server start-up: the run directory can take the run, the DCGM exporters
+    named answer with GPU readings, execute mode's tool
     calibration is there and readable, a given tokenizer loads (both are kept, so the run
     does not load them again), every session's steps and tool calls are well formed and
     every prompt can be built (hash ids). Returns the counted plan where its lengths need no
     tokenizer (a trace of token counts, a generator), for the run to reuse; None for a text
     trace."""
     check_run_dir(plan.out, overwrite=plan.overwrite)
+    if plan.gpu_metrics:
+        check_exporters(plan.gpu_metrics)
     calibration = calibration_path(plan.spec)
     if calibration is not None:
         load_calibration(calibration)  # kept: the run's tools reuse it

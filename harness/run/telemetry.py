@@ -4,20 +4,21 @@ and the energy block of summary.json from the samples."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
 
 from harness.server import ServerInfo
 from harness.telemetry.cpu import CpuReader
+from harness.telemetry.dcgm import DcgmReader
 from harness.telemetry.energy import summarize_energy
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.rapl import RaplReader
 from harness.telemetry.sampler import SERVER_SAMPLE_NAMES, Sampler
 from harness.telemetry.server_metrics import metrics_scraper
 
-ENERGY_SOURCES: tuple[str, ...] = ("gpu", "rapl")
+ENERGY_SOURCES: tuple[str, ...] = ("gpu", "dcgm", "rapl")
 """The sample sources the energy block is computed from."""
 
 
@@ -32,9 +33,15 @@ class RunTelemetry:
         idle_s: float | None,
         server_pid: int | None = None,
         sink: Callable[[list[dict[str, Any]]], object] | None = None,
+        gpu_metrics: Sequence[str] = (),
+        gpu_metrics_every_s: float = 1.0,
     ) -> None:
-        """`sink` receives the samples as they are taken (the run's journal)."""
+        """`sink` receives the samples as they are taken (the run's journal). `gpu_metrics`
+        names GPU nodes' DCGM exporters: their GPUs are then the server's, read every
+        `gpu_metrics_every_s`, and this host's NVML GPUs are not counted in the energy."""
         self.gpu = GpuReader()
+        self.dcgm = DcgmReader(gpu_metrics) if gpu_metrics else None
+        self._dcgm_closed = False
         self.rapl = RaplReader()
         self._scraper = metrics_scraper(info.base_url, info.headers(), names=SERVER_SAMPLE_NAMES)
         pid = server_pid if server_pid is not None else info.launch.get("pid")
@@ -48,9 +55,11 @@ class RunTelemetry:
             server_pid=self.server_pid,
             metrics_scrape=self._scraper,
             sink=sink,
+            gpu_metrics=self.dcgm,
+            gpu_metrics_every_s=gpu_metrics_every_s,
         )
         # An idle baseline only means something where power is measured (GPU or RAPL).
-        measured_power = self.gpu.available or self.rapl.available
+        measured_power = self.gpu.available or self.rapl.available or self.dcgm is not None
         self.idle_s = idle_s if idle_s is not None else (3.0 if measured_power else 0.0)
         self._now_ns = now_ns
         self.idle_window: tuple[int, int] | None = None
@@ -68,20 +77,32 @@ class RunTelemetry:
         self.sampler.stop()
         self._scraper.close()
         self.gpu.close()
+        if self.dcgm is not None and self.dcgm.scrapes and not self._dcgm_closed:
+            # One last reading after the load: the window's end lies before it, not up to a
+            # scrape period after the last one (their energy would go uncounted).
+            self.sampler.sample_gpu_metrics_once()
+            self.dcgm.close()
+            self._dcgm_closed = True
 
     def status(self) -> dict[str, Any]:
         """What was sampled, what was not and why, and the sampler's own cost."""
         overhead = self.sampler.overhead()
         wall = overhead.get("wall_s") or 0.0
+        problems = list(self.sampler.problems)
+        dcgm = None
+        if self.dcgm is not None:
+            dcgm = {**self.dcgm.status(), "every_s": self.sampler.gpu_metrics_every_s}
+            problems += [p for p in self.dcgm.problems if p not in problems]
         return {
             "rate_hz": 1.0 / self.sampler.period_s,
             "gpu": self.gpu.status(),
             "rapl": self.rapl.status(),
             "server_pid": self.server_pid,
-            "problems": list(self.sampler.problems),
+            "problems": problems,
             "sampler_overhead": overhead,
             "sampler_cpu_pct_of_one_core": 100 * overhead["cpu_s"] / wall if wall else None,
             "idle_baseline_s": self.idle_s,
+            "dcgm": dcgm,
         }
 
     def energy(
@@ -114,7 +135,7 @@ class RunTelemetry:
                 for a, b in zip(tools["start_ns"], tools["end_ns"], strict=True)
                 if not (pd.isna(a) or pd.isna(b))
             ]
-        return summarize_energy(
+        block = summarize_energy(
             rows,
             window,
             idle_window=self.idle_window,
@@ -122,4 +143,31 @@ class RunTelemetry:
             requests=len(ok),
             sessions=sessions,
             tool_windows=tool_windows,
+            gpus="dcgm" if self.dcgm is not None else "gpu",
         )
+        if self.dcgm is not None:
+            block["gpu_source_note"] = self._dcgm_note(window)
+        return block
+
+    def _dcgm_note(self, window: tuple[int, int]) -> str:
+        """Which GPUs the energy counts where DCGM exporters were named, and a warning (also
+        kept with the exporters' problems) where their refresh is coarse against the window."""
+        assert self.dcgm is not None
+        gpus = self.dcgm.gpus()
+        hosts = sorted({g.host or "?" for g in gpus})
+        note = (
+            f"GPUs of the DCGM exporters ({', '.join(self.dcgm.urls)}): {len(gpus)} on "
+            f"{', '.join(hosts) or 'no node'}; this host's NVML GPUs are not counted"
+        )
+        refresh = self.dcgm.refresh_s
+        window_s = (window[1] - window[0]) / 1e9
+        if refresh is not None and refresh > window_s / 10:
+            warning = (
+                f"the DCGM exporters refresh their readings every {refresh:.3g} s against a "
+                f"{window_s:.3g} s measured window: energy at its edges is off by up to that "
+                "long at full power (run dcgm-exporter with -c 1000 for 1 s readings)"
+            )
+            if warning not in self.dcgm.problems:
+                self.dcgm.problems.append(warning)
+            note += f"; {warning}"
+        return note

@@ -1,12 +1,13 @@
-"""Energy from telemetry rows (pure functions): GPU energy from NVML counter deltas or, where the
-counter is missing, trapezoid-integrated power; idle baseline, power, per-token/request/session
-energy, GPU energy while tools run, and RAPL CPU energy. Unmeasured is None, never 0."""
+"""Energy from telemetry rows (pure functions): GPU energy from counter deltas (this host's NVML,
+or GPU nodes' DCGM exporters) or, where the counter is missing, trapezoid-integrated power;
+idle baseline, power, per-token/request/session energy, GPU energy while tools run, and RAPL
+CPU energy. Unmeasured is None, never 0."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 Window = tuple[int, int]
 """[start_ns, end_ns) on the run clock."""
@@ -16,13 +17,32 @@ Points = list[tuple[int, float]]
 
 NS = 1e9
 
+GpuRows = Literal["gpu", "dcgm"]
+"""Which rows are the server's GPUs: this host's NVML ('gpu', keyed by index) or the DCGM
+exporters' ('dcgm', keyed by UUID, unique across nodes); the two are never added."""
 
-def _rows_by_device(rows: Iterable[Mapping[str, Any]], source: str) -> dict[int, list[Any]]:
+GPU_SOURCES: dict[str, tuple[str, str]] = {
+    "gpu": ("nvml-counter", "nvml-power"),
+    "dcgm": ("dcgm-counter", "dcgm-power"),
+}
+"""Each kind of GPU row → the names of its energy from the counter and from power."""
+
+DeviceKey = int | str
+
+
+def _device_key(row: Mapping[str, Any], source: str) -> DeviceKey:
+    """A row's device: its UUID for DCGM rows, its index otherwise."""
+    if source == "dcgm":
+        return str(row.get("uuid"))
+    return int(row.get("device") or 0)
+
+
+def _rows_by_device(rows: Iterable[Mapping[str, Any]], source: str) -> dict[DeviceKey, list[Any]]:
     """One source's rows per device, sorted by time."""
-    out: dict[int, list[Any]] = defaultdict(list)
+    out: dict[DeviceKey, list[Any]] = defaultdict(list)
     for row in rows:
         if row.get("source") == source:
-            out[int(row.get("device") or 0)].append(row)
+            out[_device_key(row, source)].append(row)
     for series in out.values():
         series.sort(key=lambda r: r["t_ns"])
     return dict(out)
@@ -106,43 +126,62 @@ def _covered_s(points: Points, window: Window) -> float:
     return max(0.0, (hi - lo) / NS)
 
 
-def gpu_series(rows: Iterable[Mapping[str, Any]]) -> dict[int, tuple[Points, str, int]]:
-    """Per GPU: cumulative-energy points, their source ('nvml-counter'|'nvml-power'), resets.
+def gpu_series(
+    rows: Iterable[Mapping[str, Any]], gpus: GpuRows = "gpu"
+) -> dict[DeviceKey, tuple[Points, str, int]]:
+    """Per GPU: cumulative-energy points, their source ('nvml-counter'|'nvml-power', or the
+    'dcgm-' pair for DCGM rows), resets.
 
     The counter is used where a GPU has at least two counter readings, else its power."""
-    out: dict[int, tuple[Points, str, int]] = {}
-    for device, series in _rows_by_device(rows, "gpu").items():
+    counter, power = GPU_SOURCES[gpus]
+    out: dict[DeviceKey, tuple[Points, str, int]] = {}
+    for device, series in _rows_by_device(rows, gpus).items():
         points, resets = counter_points(series)
         if len(points) >= 2:
-            out[device] = (points, "nvml-counter", resets)
+            out[device] = (points, counter, resets)
             continue
         points = power_points(series)
         if len(points) >= 2:
-            out[device] = (points, "nvml-power", 0)
+            out[device] = (points, power, 0)
     return out
 
 
 def gpu_energy_j(
-    rows: Iterable[Mapping[str, Any]], window: Window
-) -> tuple[float | None, str, dict[int, float]]:
+    rows: Iterable[Mapping[str, Any]], window: Window, gpus: GpuRows = "gpu"
+) -> tuple[float | None, str, dict[DeviceKey, float]]:
     """Total GPU energy over a window, its source, and per-GPU joules; (None, 'unavailable', {})."""
-    per_device: dict[int, float] = {}
+    per_device: dict[DeviceKey, float] = {}
     sources: set[str] = set()
-    for device, (points, source, _) in gpu_series(rows).items():
+    for device, (points, source, _) in gpu_series(rows, gpus).items():
         energy = delta_j(points, window)
         if energy is not None:
             per_device[device] = energy
             sources.add(source)
     if not per_device:
         return None, "unavailable", {}
-    source = "nvml-power" if "nvml-power" in sources else "nvml-counter"
+    counter, power = GPU_SOURCES[gpus]
+    source = power if power in sources else counter
     return sum(per_device.values()), source, per_device
 
 
-def mean_power_w(rows: Iterable[Mapping[str, Any]], window: Window) -> float | None:
+def gpu_coverage_frac(
+    rows: Iterable[Mapping[str, Any]], window: Window, gpus: GpuRows = "gpu"
+) -> float | None:
+    """The least share of the window any GPU's readings cover (1.0: all of it), e.g. less where
+    a metric stopped mid-run; None where no GPU was read or the window is empty."""
+    span_s = (window[1] - window[0]) / NS
+    series = gpu_series(rows, gpus)
+    if not series or span_s <= 0:
+        return None
+    return min(_covered_s(points, window) for points, _, _ in series.values()) / span_s
+
+
+def mean_power_w(
+    rows: Iterable[Mapping[str, Any]], window: Window, gpus: GpuRows = "gpu"
+) -> float | None:
     """Time-averaged GPU power over a window (summed over GPUs), e.g. the idle baseline."""
     total, any_device = 0.0, False
-    for points, _, _ in gpu_series(rows).values():
+    for points, _, _ in gpu_series(rows, gpus).values():
         energy = delta_j(points, window)
         covered = _covered_s(points, window) if len(points) >= 2 else 0.0
         if energy is not None and covered > 0:
@@ -151,12 +190,14 @@ def mean_power_w(rows: Iterable[Mapping[str, Any]], window: Window) -> float | N
     return total if any_device else None
 
 
-def peak_power_w(rows: Iterable[Mapping[str, Any]], window: Window) -> float | None:
+def peak_power_w(
+    rows: Iterable[Mapping[str, Any]], window: Window, gpus: GpuRows = "gpu"
+) -> float | None:
     """Highest GPU power sample in the window, summed over the GPUs read at that instant."""
     by_t: dict[int, float] = defaultdict(float)
     for row in rows:
         in_window = window[0] <= row["t_ns"] <= window[1]
-        if row.get("source") == "gpu" and row.get("power_w") is not None and in_window:
+        if row.get("source") == gpus and row.get("power_w") is not None and in_window:
             by_t[int(row["t_ns"])] += float(row["power_w"])
     return max(by_t.values()) if by_t else None
 
@@ -176,12 +217,15 @@ def merge_intervals(intervals: Iterable[Window], clip: Window | None = None) -> 
 
 
 def energy_over_intervals_j(
-    rows: Iterable[Mapping[str, Any]], intervals: Iterable[Window], clip: Window | None = None
+    rows: Iterable[Mapping[str, Any]],
+    intervals: Iterable[Window],
+    clip: Window | None = None,
+    gpus: GpuRows = "gpu",
 ) -> float | None:
     """GPU energy over the union of intervals (each moment counted once); None if unmeasured.
 
     No intervals at all is 0 J where the GPU was measured: no tool ran, so none was spent."""
-    series = gpu_series(rows)
+    series = gpu_series(rows, gpus)
     if not series:
         return None
     spans = merge_intervals(intervals, clip)
@@ -222,15 +266,19 @@ def summarize_energy(
     requests: int | None = None,
     sessions: int | None = None,
     tool_windows: Iterable[Window] = (),
+    gpus: GpuRows = "gpu",
 ) -> dict[str, Any]:
-    """The run's energy report over `window`; every unmeasured figure None with its source."""
-    energy, source, per_device = gpu_energy_j(rows, window)
+    """The run's energy report over `window`; every unmeasured figure None with its source.
+    `gpus` names the rows that are the server's GPUs (DCGM exporters' where given)."""
+    energy, source, per_device = gpu_energy_j(rows, window, gpus)
     duration_s = (window[1] - window[0]) / NS
-    idle = mean_power_w(rows, idle_window) if idle_window is not None else None
+    idle = mean_power_w(rows, idle_window, gpus) if idle_window is not None else None
     tools = list(tool_windows)
-    tool_energy = energy_over_intervals_j(rows, tools, clip=window) if energy is not None else None
+    tool_energy = (
+        energy_over_intervals_j(rows, tools, clip=window, gpus=gpus) if energy is not None else None
+    )
     cpu = cpu_energy_j(rows, window)
-    resets = {d: r for d, (_, _, r) in gpu_series(rows).items() if r}
+    resets = {d: r for d, (_, _, r) in gpu_series(rows, gpus).items() if r}
     return {
         "window_ns": list(window),
         "gpu_energy_j": energy,
@@ -239,7 +287,7 @@ def summarize_energy(
         "gpu_counter_resets": {str(d): r for d, r in resets.items()},
         "idle_power_w": idle,
         "avg_power_w": energy / duration_s if energy is not None and duration_s > 0 else None,
-        "peak_power_w": peak_power_w(rows, window) if energy is not None else None,
+        "peak_power_w": peak_power_w(rows, window, gpus) if energy is not None else None,
         "gpu_dynamic_energy_j": (
             energy - idle * duration_s if energy is not None and idle is not None else None
         ),
@@ -250,4 +298,5 @@ def summarize_energy(
         "tool_time_s": sum(b - a for a, b in merge_intervals(tools, window)) / NS,
         "cpu_energy_j": cpu,
         "cpu_source": "rapl" if cpu is not None else "unavailable",
+        "gpu_coverage_frac": gpu_coverage_frac(rows, window, gpus) if energy is not None else None,
     }

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 from harness.telemetry.cpu import CpuReader
+from harness.telemetry.dcgm import DcgmReader
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.rapl import RaplReader
 
@@ -34,7 +35,8 @@ SERVER_SAMPLE_NAMES: frozenset[str] = frozenset(
 
 
 class Sampler:
-    """Samples GPU, CPU and RAPL at `rate_hz`, and the server's /metrics every `metrics_every_s`."""
+    """Samples GPU, CPU and RAPL at `rate_hz`, the server's /metrics every `metrics_every_s`,
+    and GPU nodes' DCGM exporters every `gpu_metrics_every_s`."""
 
     def __init__(
         self,
@@ -47,11 +49,16 @@ class Sampler:
         metrics_scrape: Callable[[], Mapping[str, float]] | None = None,
         metrics_every_s: float = 1.0,
         sink: Callable[[list[Row]], object] | None = None,
+        gpu_metrics: DcgmReader | None = None,
+        gpu_metrics_every_s: float = 1.0,
     ) -> None:
         """`sink`, where given, receives each tick's rows (e.g. a run's journal) and the
-        sampler keeps none in memory, so a long run's memory stays flat."""
-        if rate_hz <= 0 or metrics_every_s <= 0:
-            raise ValueError("rate_hz and metrics_every_s must be positive")
+        sampler keeps none in memory, so a long run's memory stays flat. `gpu_metrics` reads
+        GPU nodes' DCGM exporters every `gpu_metrics_every_s` in a thread of its own."""
+        if rate_hz <= 0 or metrics_every_s <= 0 or gpu_metrics_every_s <= 0:
+            raise ValueError("rate_hz, metrics_every_s and gpu_metrics_every_s must be positive")
+        self.gpu_metrics = gpu_metrics
+        self.gpu_metrics_every_s = gpu_metrics_every_s
         self.gpu, self.cpu, self.rapl = gpu, cpu, rapl
         self.now_ns = now_ns
         self.period_s = 1.0 / rate_hz
@@ -164,6 +171,25 @@ class Sampler:
             row[column] = next((float(metrics[n]) for n in names if n in metrics), None)
         self._emit([row])
 
+    def sample_gpu_metrics_once(self) -> None:
+        """One scrape of the DCGM exporters as 'dcgm' rows, one per GPU, keyed by UUID (callable
+        directly in tests); the reader's problems join the sampler's, each once."""
+        assert self.gpu_metrics is not None
+        t = self.now_ns()
+        rows: list[Row] = []
+        try:
+            for g in self.gpu_metrics.read():
+                row: Row = {"t_ns": t, "source": "dcgm", "device": g.gpu, **asdict(g)}
+                del row["gpu"], row["url"]
+                row["power_source"] = "dcgm-power" if g.power_w is not None else None
+                row["energy_source"] = "dcgm-counter" if g.energy_j is not None else None
+                rows.append(row)
+        except Exception as err:
+            self._fail("dcgm", err)
+        for problem in self.gpu_metrics.problems:
+            self._report("dcgm", problem)
+        self._emit(rows)
+
     def _loop(self, name: str, tick: Callable[[], None], period_s: float) -> None:
         """Call `tick` every period (on a fixed schedule, skipping missed ticks) until stopped."""
         cpu0 = time.thread_time()
@@ -188,6 +214,8 @@ class Sampler:
         ]
         if self.metrics_scrape is not None:
             loops.append(("server", self._sample_server, self.metrics_every_s))
+        if self.gpu_metrics is not None:
+            loops.append(("gpu-metrics", self.sample_gpu_metrics_once, self.gpu_metrics_every_s))
         for name, tick, period in loops:
             thread = threading.Thread(
                 target=self._loop, args=(name, tick, period), name=f"telemetry-{name}", daemon=True

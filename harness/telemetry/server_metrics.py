@@ -1,14 +1,17 @@
 """The inference server's own Prometheus `/metrics` (parsed with prometheus_client's parser):
-scrapes, and deltas of vLLM's request-phase histograms and token counters over a run."""
+scrapes, and deltas of vLLM's request-phase histograms and token counters over a run; the
+blocking scrape loop is shared with other exporters' pages (a GPU node's DCGM exporter)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+
+T = TypeVar("T")
 
 Samples = dict[str, float]
 """Sample name (with labels, as exposed) → value, summed over label sets for one name."""
@@ -73,9 +76,7 @@ async def scrape_with(
 ) -> Samples:
     """One `/metrics` scrape over an open session (for repeated scrapes); `names` as in
     parse_metrics."""
-    async with session.get(base_url.rstrip("/") + "/metrics") as resp:
-        resp.raise_for_status()
-        return parse_metrics(await resp.text(), names)
+    return parse_metrics(await get_text(session, base_url.rstrip("/") + "/metrics"), names)
 
 
 def phase_deltas(before: Samples, after: Samples) -> dict[str, Any]:
@@ -106,34 +107,41 @@ def phase_deltas(before: Samples, after: Samples) -> dict[str, Any]:
     return {"phases": phases, "counters": counters}
 
 
-class MetricsScraper:
-    """Blocking /metrics scrapes for the sampler's scrape thread: one private event loop and one
-    kept-alive HTTP session for all of them, so each scrape costs one request, not a setup."""
+class ScrapeLoop:
+    """Blocking HTTP GETs for one sampler thread: one private event loop and one kept-alive
+    aiohttp session for all of them, so each scrape costs one request, not a setup."""
 
-    def __init__(
-        self,
-        base_url: str,
-        headers: Mapping[str, str] | None = None,
-        timeout_s: float = 2.0,
-        names: Collection[str] | None = None,
-    ) -> None:
-        self._base_url = base_url
-        self._names = names
+    def __init__(self, headers: Mapping[str, str] | None = None, timeout_s: float = 2.0) -> None:
         self._headers = dict(headers or {})
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
 
-    def __call__(self) -> Mapping[str, float]:
-        """One scrape (call from one thread at a time)."""
+    def run(self, scrape: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
+        """`scrape(session)` to completion (call from one thread at a time)."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(self._scrape())
+        return self._loop.run_until_complete(self._with_session(scrape))
 
-    async def _scrape(self) -> Mapping[str, float]:
+    async def _with_session(self, scrape: Callable[[aiohttp.ClientSession], Awaitable[T]]) -> T:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
-        return await scrape_with(self._session, self._base_url, self._names)
+        return await scrape(self._session)
+
+    def texts(self, urls: Sequence[str]) -> list[str | Exception]:
+        """GET every URL at once; each one's body, or the error that one raised."""
+
+        async def get_all(session: aiohttp.ClientSession) -> list[str | Exception]:
+            gets = (get_text(session, url) for url in urls)
+            got = await asyncio.gather(*gets, return_exceptions=True)
+            out: list[str | Exception] = []
+            for page in got:
+                if isinstance(page, BaseException) and not isinstance(page, Exception):
+                    raise page  # a cancellation or an interrupt is not a failed scrape
+                out.append(page)
+            return out
+
+        return self.run(get_all)
 
     def close(self) -> None:
         """Close the session and the loop once the sampler has stopped."""
@@ -144,6 +152,37 @@ class MetricsScraper:
             self._session = None
         self._loop.close()
         self._loop = None
+
+
+async def get_text(session: aiohttp.ClientSession, url: str) -> str:
+    """One GET of a metrics page; raises aiohttp/timeout errors (and HTTP errors) for the
+    caller to report."""
+    async with session.get(url) as resp:
+        resp.raise_for_status()
+        return await resp.text()
+
+
+class MetricsScraper:
+    """Blocking /metrics scrapes of the server for the sampler's scrape thread (ScrapeLoop)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float = 2.0,
+        names: Collection[str] | None = None,
+    ) -> None:
+        self._base_url = base_url
+        self._names = names
+        self._loop = ScrapeLoop(headers, timeout_s)
+
+    def __call__(self) -> Mapping[str, float]:
+        """One scrape (call from one thread at a time)."""
+        return self._loop.run(lambda session: scrape_with(session, self._base_url, self._names))
+
+    def close(self) -> None:
+        """Close the session and the loop once the sampler has stopped."""
+        self._loop.close()
 
 
 def metrics_scraper(
