@@ -381,3 +381,39 @@ def test_run_headline_has_the_figures_a_reader_looks_for_first() -> None:
 
     labels = [label for label, _ in run_headline(summary())]
     assert labels[:3] == ["Requests", "Output throughput", "TTFT p50 / p99"]
+
+
+def test_gpu_nodes_counted_and_their_problems_are_said() -> None:
+    from summary_builders import energy_block, telemetry_block
+
+    url = "http://node-a:9400/metrics"
+    problem = f"{url}: DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION of node-a GPU 0 (GPU-a) disappeared"
+    dcgm = {
+        "urls": [url],
+        "every_s": 1.0,
+        "available": True,
+        "reason": None,
+        "gpus": [{"uuid": "GPU-a", "gpu": 0, "host": "node-a", "model_name": "H100", "url": url}],
+        "scrapes": 30,
+        "scrape_errors": {url: 0},
+        "refresh_s": 1.0,
+        "problems": [problem],
+    }
+    note = f"GPUs of the DCGM exporters ({url}): 1 on node-a; this host's NVML GPUs are not counted"
+    energy = energy_block(
+        gpu_energy_j=500.0,
+        gpu_source="dcgm-counter",
+        gpu_energy_per_device_j={"GPU-a": 500.0},
+        gpu_source_note=note,
+    )
+    run = summary(energy=energy, telemetry=telemetry_block(dcgm=dcgm))
+    assert f"GPU metrics: {problem}" in run_notes(run)
+    section = next(s for s in build_sections(run, {}) if s.title == "Energy")
+    assert section.rows[:3] == [
+        ("GPU energy (J)", "500.0"),
+        ("GPU energy source", "dcgm-counter"),
+        ("GPUs counted", note),
+    ]
+    inventory = {"available": True, "gpus": [{"name": "NVIDIA H100", "host": "node-a"}]}
+    run_rows = build_sections(run, {"gpu_metrics": inventory})[0].rows
+    assert ("Server GPUs (DCGM)", "NVIDIA H100 on node-a") in run_rows

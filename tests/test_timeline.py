@@ -65,3 +65,34 @@ def test_no_gpu_rows_and_no_reason_says_not_measured() -> None:
     requests = pd.DataFrame({"sent_ns": [0], "done_ns": [S]})
     tl = build_timeline(None, requests)
     assert tl.unavailable == ["GPU power: not measured"]
+
+
+def test_gpu_node_gpus_are_drawn_by_uuid_apart_from_this_hosts() -> None:
+    uuid = "GPU-22dbdd79-f55a-92a8-aa39-322198e72ed6"
+    dcgm = {"source": "dcgm", "device": 3, "uuid": uuid, "host": "node-a"}
+    rows = [
+        {"t_ns": 10 * S, **dcgm, "power_w": 312.5, "gpu_util_pct": 87.0},
+        {"t_ns": 11 * S, **dcgm, "power_w": 320.0, "gpu_util_pct": 90.0},
+        {"t_ns": 10 * S, "source": "gpu", "device": 0, "power_w": 40.0, "gpu_util_pct": 0.0},
+    ]
+    requests = pd.DataFrame({"sent_ns": [10 * S], "done_ns": [11 * S]})
+    tl = build_timeline(pd.DataFrame(rows), requests)
+    power = {s.label: s.values for s in tl.power_w}
+    assert power == {"GPU 3 on node-a (DCGM)": [312.5, 320.0], "GPU 0 (this host)": [40.0]}
+    assert tl.utilization_pct[0].label == "GPU 3 on node-a (DCGM)"
+
+
+def test_unreadable_gpu_nodes_are_named_by_their_reason() -> None:
+    dcgm = {
+        "urls": ["http://node-a:9400/metrics"],
+        "every_s": 1.0,
+        "available": False,
+        "reason": "no GPU read from http://node-a:9400/metrics",
+        "gpus": [],
+        "scrapes": 3,
+        "scrape_errors": {"http://node-a:9400/metrics": 3},
+        "refresh_s": None,
+        "problems": [],
+    }
+    run = summary(telemetry=telemetry_block(dcgm=dcgm))
+    assert unavailable_sources(run)[0] == "GPU: no GPU read from http://node-a:9400/metrics"

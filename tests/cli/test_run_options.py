@@ -269,3 +269,25 @@ def test_bad_percentiles_are_usage_errors_naming_the_option(
     assert info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "argument --percentiles: " in err and message in err
+
+
+def test_gpu_metrics_urls_reach_the_plan_once_each_with_their_rate(tmp_path: Path) -> None:
+    from harness.cli.run_cmd import run_plan
+
+    args = _parse(
+        *("--gpu-metrics", "node-a", "--gpu-metrics", "http://node-b:9400/metrics"),
+        *("--gpu-metrics", "node-a:9400", "--gpu-metrics-every", "0.5"),
+    )
+    plan = run_plan(args, _spec(tmp_path), tmp_path / "out")
+    assert plan.gpu_metrics == ("http://node-a:9400/metrics", "http://node-b:9400/metrics")
+    assert plan.gpu_metrics_every_s == 0.5
+    assert run_plan(_parse(), _spec(tmp_path), tmp_path / "out").gpu_metrics == ()
+
+
+@pytest.mark.parametrize("argv", [("--gpu-metrics", "ftp://x"), ("--gpu-metrics-every", "0")])
+def test_bad_gpu_metrics_options_are_usage_errors_naming_the_option(
+    argv: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        _parse(*argv)
+    assert argv[0] in capsys.readouterr().err

@@ -469,3 +469,24 @@ def test_a_sweep_takes_the_runs_answer_options(tmp_path: Path) -> None:
     plan = run_plan(args, resolve_workload(workload, None), tmp_path / "points")
     assert plan.percentiles == (50.0, 99.0)
     assert _sweep_args(str(workload), "--rates", "1", "--no-report").no_report is True
+
+
+def test_a_sweep_with_gpu_metrics_counts_the_exporters_gpus() -> None:
+    """The GPU nodes' GPUs are the server's devices (count, catalog accelerator by the
+    exporter's modelName), and a count that differs from them is said in their words."""
+    from dcgm_exposition import DcgmExposition, ServedGpu, serve
+
+    from harness.cli import sweep_cmd
+    from harness.telemetry.dcgm import dcgm_inventory
+
+    node = DcgmExposition(
+        [ServedGpu("GPU-a", 0, 300.0, 1_000_000), ServedGpu("GPU-b", 1, 300.0, 1_000_000)]
+    )
+    with serve(node) as url:
+        gpus = dcgm_inventory([url])
+    args = _sweep_args("w.yaml", "--rates", "1", "--gpu-metrics", url)
+    devices, kind, accelerator = sweep_cmd._devices(args, gpus)
+    assert (devices, kind, accelerator) == (2, "gpu", "H100-SXM")
+    assert sweep_cmd._power_note(gpus, 2, "gpu") is None
+    note = sweep_cmd._power_note(gpus, 1, "gpu")
+    assert note is not None and note.startswith("the DCGM exporters report 2 GPUs but")

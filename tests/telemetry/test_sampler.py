@@ -6,10 +6,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from dcgm_exposition import DcgmExposition, ServedGpu, serve
 from fake_nvml import FakeClock, FakeGpu, FakeNvml
 
 from harness.records import RunClock
 from harness.telemetry.cpu import CpuReader
+from harness.telemetry.dcgm import DcgmReader
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.rapl import RaplReader
 from harness.telemetry.sampler import Sampler
@@ -83,6 +85,36 @@ def test_failing_source_reported_once_rest_continues() -> None:
 def test_rejects_bad_rates() -> None:
     with pytest.raises(ValueError):
         Sampler(None, None, None, RunClock().now_ns, rate_hz=0)
+    with pytest.raises(ValueError):
+        Sampler(None, None, None, RunClock().now_ns, gpu_metrics_every_s=0)
+
+
+def test_gpu_nodes_are_scraped_in_their_own_thread_at_their_own_rate() -> None:
+    node = DcgmExposition([ServedGpu("GPU-a", 0, 300.0, 1_000_000)])
+    clock = RunClock()
+    with serve(node) as url:
+        reader = DcgmReader([url])
+        sampler = Sampler(
+            None, CpuReader(), None, clock.now_ns, gpu_metrics=reader, gpu_metrics_every_s=0.25
+        )
+        sampler.start()
+        threading.Event().wait(1.0)
+        sampler.stop()
+        reader.close()
+    assert not any(t.name == "telemetry-gpu-metrics" for t in threading.enumerate())
+    rows = sampler.rows()
+    dcgm = [r for r in rows if r["source"] == "dcgm"]
+    assert 3 <= len(dcgm) <= 6 and 8 <= sum(r["source"] == "cpu" for r in rows) <= 12
+    first = dcgm[0]
+    assert (first["uuid"], first["host"], first["device"], first["power_w"]) == (
+        "GPU-a",
+        "node-a",
+        0,
+        300.0,
+    )
+    assert first["energy_j"] == 1000.0 and first["energy_source"] == "dcgm-counter"
+    assert first["power_source"] == "dcgm-power" and "url" not in first and "gpu" not in first
+    assert all(set(r) == set(rows[0]) for r in rows)  # one schema for telemetry.parquet
 
 
 def test_a_sink_takes_every_row_and_the_sampler_keeps_none() -> None:
