@@ -250,6 +250,7 @@ def run_settings(manifest: Mapping[str, Any], load: LoadApplied | None = None) -
         "load workers": _text(lookup(manifest, "plan.load_workers.used")),
         "host": _host_text(manifest.get("host")),
         "GPUs": _gpu_text(manifest.get("gpu")),
+        "server GPUs (DCGM)": _gpu_text(manifest.get("gpu_metrics")),
     }
     return {k: v for k, v in values.items() if v is not None}
 

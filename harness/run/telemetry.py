@@ -11,7 +11,7 @@ import pandas as pd
 
 from harness.server import ServerInfo
 from harness.telemetry.cpu import CpuReader
-from harness.telemetry.dcgm import DcgmReader
+from harness.telemetry.dcgm import DcgmReader, gpu_name
 from harness.telemetry.energy import summarize_energy
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.rapl import RaplReader
@@ -146,28 +146,51 @@ class RunTelemetry:
             gpus="dcgm" if self.dcgm is not None else "gpu",
         )
         if self.dcgm is not None:
-            block["gpu_source_note"] = self._dcgm_note(window)
+            block["gpu_source_note"] = self._dcgm_note(window, block)
         return block
 
-    def _dcgm_note(self, window: tuple[int, int]) -> str:
-        """Which GPUs the energy counts where DCGM exporters were named, and a warning (also
-        kept with the exporters' problems) where their refresh is coarse against the window."""
+    def _dcgm_problem(self, problem: str) -> None:
+        """A problem found in the exporters' readings after the run, said once."""
+        assert self.dcgm is not None
+        if problem not in self.dcgm.problems:
+            self.dcgm.problems.append(problem)
+
+    def _dcgm_note(self, window: tuple[int, int], block: dict[str, Any]) -> str:
+        """Which GPUs the energy counts where DCGM exporters were named; what it could not
+        measure (a counter that did not move over the window or the idle baseline: the
+        exporter refreshes less often) and a refresh coarse against the window are kept with
+        the exporters' problems, the coarse refresh also here."""
         assert self.dcgm is not None
         gpus = self.dcgm.gpus()
+        window_s = (window[1] - window[0]) / 1e9
+        measured = set(block["gpu_energy_per_device_j"])
+        for gpu in gpus:
+            if gpu.uuid not in measured:
+                self._dcgm_problem(
+                    f"{gpu_name(gpu)}: its energy counter did not move over the {window_s:.3g} s "
+                    "measured window (its exporter refreshes less often, or stopped): its energy "
+                    "is not measured and the total leaves it out"
+                )
+        if self.idle_window is not None and block["idle_power_w"] is None and gpus:
+            idle_s = (self.idle_window[1] - self.idle_window[0]) / 1e9
+            self._dcgm_problem(
+                "idle power not measured: the DCGM exporters' energy counters did not all move "
+                f"during the {idle_s:.3g} s idle baseline (they refresh less often): give "
+                "--idle-baseline longer than the exporter's --collect-interval, or run it with "
+                "-c 1000"
+            )
         hosts = sorted({g.host or "?" for g in gpus})
         note = (
             f"GPUs of the DCGM exporters ({', '.join(self.dcgm.urls)}): {len(gpus)} on "
             f"{', '.join(hosts) or 'no node'}; this host's NVML GPUs are not counted"
         )
         refresh = self.dcgm.refresh_s
-        window_s = (window[1] - window[0]) / 1e9
         if refresh is not None and refresh > window_s / 10:
             warning = (
                 f"the DCGM exporters refresh their readings every {refresh:.3g} s against a "
                 f"{window_s:.3g} s measured window: energy at its edges is off by up to that "
                 "long at full power (run dcgm-exporter with -c 1000 for 1 s readings)"
             )
-            if warning not in self.dcgm.problems:
-                self.dcgm.problems.append(warning)
+            self._dcgm_problem(warning)
             note += f"; {warning}"
         return note

@@ -164,7 +164,8 @@ def parse_exposition(text: str, url: str) -> tuple[list[DcgmSample], set[tuple[s
     return out, exported
 
 
-def _gpu_name(sample: DcgmSample) -> str:
+def gpu_name(sample: DcgmSample) -> str:
+    """A GPU in words: `node-a GPU 0 (GPU-22db…)`."""
     gpu = "?" if sample.gpu is None else str(sample.gpu)
     return f"{sample.host or '?'} GPU {gpu} ({sample.uuid})"
 
@@ -231,7 +232,7 @@ class DcgmReader:
             if last.url == url and uuid not in seen:
                 self._report(
                     f"{uuid}:gone",
-                    f"{url}: {_gpu_name(last)} disappeared from the exporter; its figures "
+                    f"{url}: {gpu_name(last)} disappeared from the exporter; its figures "
                     "cover only the readings before",
                 )
         for sample in samples:
@@ -239,7 +240,7 @@ class DcgmReader:
             if known is not None and known.url != url:
                 self._report(
                     f"{sample.uuid}:twice",
-                    f"{url}: {_gpu_name(sample)} is also read from {known.url}: counted once, "
+                    f"{url}: {gpu_name(sample)} is also read from {known.url}: counted once, "
                     f"from {known.url}",
                 )
                 continue
@@ -248,7 +249,7 @@ class DcgmReader:
                 for name in REQUIRED:
                     if name not in fields:
                         why = _CONSEQUENCE.get(name)
-                        problem = f"{url}: {_gpu_name(sample)} has no {name}"
+                        problem = f"{url}: {gpu_name(sample)} has no {name}"
                         self._report(
                             f"{sample.uuid}:{name}:missing", problem + (f"; {why}" if why else "")
                         )
@@ -256,7 +257,7 @@ class DcgmReader:
                 for name in sorted(self._exported[sample.uuid] - fields):
                     self._report(
                         f"{sample.uuid}:{name}:gone",
-                        f"{url}: {name} of {_gpu_name(sample)} disappeared mid-run; its figures "
+                        f"{url}: {name} of {gpu_name(sample)} disappeared mid-run; its figures "
                         "cover only the readings taken",
                     )
             self._gpus[sample.uuid] = sample

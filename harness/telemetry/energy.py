@@ -27,6 +27,10 @@ GPU_SOURCES: dict[str, tuple[str, str]] = {
 }
 """Each kind of GPU row → the names of its energy from the counter and from power."""
 
+HELD_COUNTERS: frozenset[str] = frozenset({"dcgm"})
+"""Rows whose counter holds its last reading between the exporter's refreshes (seconds
+apart): no change over a window is no reading there, not 0 J (a powered GPU always draws)."""
+
 DeviceKey = int | str
 
 
@@ -126,6 +130,14 @@ def _covered_s(points: Points, window: Window) -> float:
     return max(0.0, (hi - lo) / NS)
 
 
+def _window_j(points: Points, window: Window, gpus: str) -> float | None:
+    """delta_j, except that a held counter that did not move over the window is unmeasured."""
+    energy = delta_j(points, window)
+    if energy is not None and energy <= 0 and gpus in HELD_COUNTERS:
+        return None
+    return energy
+
+
 def gpu_series(
     rows: Iterable[Mapping[str, Any]], gpus: GpuRows = "gpu"
 ) -> dict[DeviceKey, tuple[Points, str, int]]:
@@ -153,7 +165,7 @@ def gpu_energy_j(
     per_device: dict[DeviceKey, float] = {}
     sources: set[str] = set()
     for device, (points, source, _) in gpu_series(rows, gpus).items():
-        energy = delta_j(points, window)
+        energy = _window_j(points, window, gpus)
         if energy is not None:
             per_device[device] = energy
             sources.add(source)
@@ -168,25 +180,33 @@ def gpu_coverage_frac(
     rows: Iterable[Mapping[str, Any]], window: Window, gpus: GpuRows = "gpu"
 ) -> float | None:
     """The least share of the window any GPU's readings cover (1.0: all of it), e.g. less where
-    a metric stopped mid-run; None where no GPU was read or the window is empty."""
+    a metric stopped mid-run, 0 for a GPU not measured over it; None where no GPU was read or
+    the window is empty."""
     span_s = (window[1] - window[0]) / NS
     series = gpu_series(rows, gpus)
     if not series or span_s <= 0:
         return None
-    return min(_covered_s(points, window) for points, _, _ in series.values()) / span_s
+    covered = [
+        _covered_s(points, window) if _window_j(points, window, gpus) is not None else 0.0
+        for points, _, _ in series.values()
+    ]
+    return min(covered) / span_s
 
 
 def mean_power_w(
     rows: Iterable[Mapping[str, Any]], window: Window, gpus: GpuRows = "gpu"
 ) -> float | None:
-    """Time-averaged GPU power over a window (summed over GPUs), e.g. the idle baseline."""
+    """Time-averaged GPU power over a window (summed over GPUs), e.g. the idle baseline; for
+    held counters (DCGM) only where every GPU's counter moved in it, else None."""
     total, any_device = 0.0, False
     for points, _, _ in gpu_series(rows, gpus).values():
-        energy = delta_j(points, window)
+        energy = _window_j(points, window, gpus)
         covered = _covered_s(points, window) if len(points) >= 2 else 0.0
         if energy is not None and covered > 0:
             total += energy / covered
             any_device = True
+        elif gpus in HELD_COUNTERS:
+            return None
     return total if any_device else None
 
 

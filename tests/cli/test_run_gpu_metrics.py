@@ -103,7 +103,8 @@ def test_run_reports_the_served_counters_energy_exactly(
     duration_s = (window[1] - window[0]) / 1e9
     assert energy["avg_power_w"] == pytest.approx(6332.5 / duration_s)
     assert energy["peak_power_w"] == pytest.approx(312.5 + 67.25 + 250.0)
-    assert energy["idle_power_w"] == 0.0  # the served counters stood still before the load
+    # the served counters stood still before the load: a held reading, not a GPU at 0 W
+    assert energy["idle_power_w"] is None and energy["gpu_dynamic_energy_j"] is None
     assert energy["gpu_coverage_frac"] == pytest.approx(1.0)
     assert url_a in energy["gpu_source_note"] and "node-a, node-b" in energy["gpu_source_note"]
     dcgm = summary["telemetry"]["dcgm"]
@@ -113,7 +114,10 @@ def test_run_reports_the_served_counters_energy_exactly(
         (a1, "node-a"),
         (b0, "node-b"),
     ]
-    assert dcgm["problems"] == [] and dcgm["scrape_errors"] == {url_a: 0, url_b: 0}
+    assert dcgm["scrape_errors"] == {url_a: 0, url_b: 0}
+    (idle,) = dcgm["problems"]
+    assert idle.startswith("idle power not measured: the DCGM exporters' energy counters")
+    assert idle in summary["telemetry"]["problems"]
     assert manifest["gpu_metrics"]["available"] is True
     assert len(manifest["gpu_metrics"]["gpus"]) == 3
     samples = pd.read_parquet(out / "telemetry.parquet")

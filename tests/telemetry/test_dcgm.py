@@ -24,7 +24,7 @@ from harness.telemetry.dcgm import (
     exporter_url,
     parse_exposition,
 )
-from harness.telemetry.energy import summarize_energy
+from harness.telemetry.energy import gpu_energy_j, mean_power_w, summarize_energy
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.sampler import Sampler
 
@@ -285,3 +285,24 @@ def test_exporter_down_all_run_is_unmeasured_never_zero() -> None:
     assert energy["gpu_energy_j"] is None and energy["gpu_source"] == "unavailable"
     assert energy["avg_power_w"] is None and energy["gpu_coverage_frac"] is None
     assert summarize_energy(rows, (0, 2 * S))["gpu_energy_j"] == pytest.approx(1000.0)  # NVML
+
+
+def test_a_counter_held_between_refreshes_is_no_reading_not_zero_joules() -> None:
+    """The exporter repeats its last reading until it refreshes: a DCGM counter that did not
+    move over a window measured nothing there (a powered GPU always draws); NVML's did."""
+
+    def row(t_s: float, uuid: str, energy_j: float, source: str = "dcgm") -> dict[str, Any]:
+        return {"t_ns": round(t_s * S), "source": source, "device": 0, "uuid": uuid,
+                "energy_j": energy_j, "power_w": 70.0}  # fmt: skip
+
+    rows = [row(t, "GPU-a", 100.0 if t < 2 else 170.0) for t in (0, 1, 2, 3)]
+    rows += [row(t, "GPU-b", 10.0 + 50 * t) for t in (0, 1, 2, 3)]
+    rows += [row(t, "", 5.0, source="gpu") for t in (0, 1, 2, 3)]
+    energy, source, per = gpu_energy_j(rows, (0, 1 * S), "dcgm")
+    assert (energy, source, per) == (50.0, "dcgm-counter", {"GPU-b": 50.0})  # GPU-a: no reading
+    assert gpu_energy_j(rows, (0, 3 * S), "dcgm")[2] == {"GPU-a": 70.0, "GPU-b": 150.0}
+    assert mean_power_w(rows, (0, 1 * S), "dcgm") is None  # not every GPU was read
+    assert mean_power_w(rows, (1 * S, 2 * S), "dcgm") == pytest.approx(120.0)
+    assert gpu_energy_j(rows, (0, 1 * S))[:2] == (0.0, "nvml-counter")  # NVML's 0 J is 0 J
+    block = summarize_energy(rows, (0, 1 * S), idle_window=(0, 1 * S), gpus="dcgm")
+    assert block["idle_power_w"] is None and block["gpu_coverage_frac"] == 0.0
