@@ -81,6 +81,8 @@ class DcgmExposition:
     model: str = "NVIDIA H100 80GB HBM3"
     hidden: set[str] = field(default_factory=set)
     status: int = 200
+    auth: str | None = None
+    """An `Authorization` value every scrape must carry (an exporter behind basic auth)."""
     on_scrape: Callable[[DcgmExposition], None] | None = None
     scrapes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -127,6 +129,9 @@ def serve(exposition: DcgmExposition) -> Iterator[str]:
         def do_GET(self) -> None:
             if self.path != "/metrics":
                 self.send_error(404)
+                return
+            if exposition.auth is not None and self.headers.get("Authorization") != exposition.auth:
+                self.send_error(401)
                 return
             status, body = exposition.page()
             data = body.encode()

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.errors import ConfigError
+from harness.redact import split_credentials
 from harness.telemetry.server_metrics import ScrapeLoop
 
 POWER = "DCGM_FI_DEV_POWER_USAGE"
@@ -176,7 +177,11 @@ class DcgmReader:
     and how often the exporters' energy counters actually change (their refresh interval)."""
 
     def __init__(self, urls: Sequence[str], timeout_s: float = 2.0) -> None:
-        self.urls = list(dict.fromkeys(urls))
+        """`urls` may carry user:password (an exporter behind basic auth): they are sent as
+        HTTP Basic and never kept in the URLs the reader reports."""
+        clean = dict(split_credentials(url) for url in dict.fromkeys(urls))
+        self.urls = list(clean)
+        self._headers = [{"Authorization": a} if a else {} for a in clean.values()]
         self.problems: list[str] = []
         self.scrapes = 0
         self.scrape_errors: dict[str, int] = dict.fromkeys(self.urls, 0)
@@ -196,7 +201,7 @@ class DcgmReader:
     def read(self) -> list[DcgmSample]:
         """Every exporter's GPUs now; an exporter that fails this time gives none (counted and
         reported once per kind of failure)."""
-        pages = self._loop.texts(self.urls)
+        pages = self._loop.texts(self.urls, self._headers)
         self.scrapes += 1
         now_ns = time.perf_counter_ns()
         out: list[DcgmSample] = []

@@ -128,11 +128,15 @@ class ScrapeLoop:
             self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         return await scrape(self._session)
 
-    def texts(self, urls: Sequence[str]) -> list[str | Exception]:
-        """GET every URL at once; each one's body, or the error that one raised."""
+    def texts(
+        self, urls: Sequence[str], headers: Sequence[Mapping[str, str]] = ()
+    ) -> list[str | Exception]:
+        """GET every URL at once (with its own headers, where given); each one's body, or the
+        error that one raised."""
 
         async def get_all(session: aiohttp.ClientSession) -> list[str | Exception]:
-            gets = (get_text(session, url) for url in urls)
+            extra = list(headers) or [{} for _ in urls]
+            gets = (get_text(session, url, h) for url, h in zip(urls, extra, strict=True))
             got = await asyncio.gather(*gets, return_exceptions=True)
             out: list[str | Exception] = []
             for page in got:
@@ -154,10 +158,12 @@ class ScrapeLoop:
         self._loop = None
 
 
-async def get_text(session: aiohttp.ClientSession, url: str) -> str:
+async def get_text(
+    session: aiohttp.ClientSession, url: str, headers: Mapping[str, str] | None = None
+) -> str:
     """One GET of a metrics page; raises aiohttp/timeout errors (and HTTP errors) for the
     caller to report."""
-    async with session.get(url) as resp:
+    async with session.get(url, headers=dict(headers) if headers else None) as resp:
         resp.raise_for_status()
         return await resp.text()
 

@@ -4,6 +4,7 @@ disappears, an exporter that goes down), and the check before a run."""
 
 from __future__ import annotations
 
+import base64
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -163,6 +164,22 @@ def test_an_exporter_that_stops_answering_is_reported_once_the_rest_goes_on() ->
     failed = [p for p in reader.problems if p.startswith(f"{url_b}: scrape failed")]
     assert len(failed) == 1 and "ClientConnectorError" in failed[0]
     assert reader.scrape_errors[url_b] == 3
+
+
+def test_credentials_in_the_url_are_sent_as_basic_auth_and_never_kept() -> None:
+    a = node_a()
+    a.auth = "Basic " + base64.b64encode(b"dcgm:s3cret").decode()
+    with serve(a) as url:
+        secret = url.replace("http://", "http://dcgm:s3cret@")
+        reader = DcgmReader([secret])
+        got = reader.read()
+        denied = DcgmReader([url])
+        denied.read()
+        reader.close()
+        denied.close()
+    assert len(got) == 2 and reader.urls == [url] and got[0].url == url
+    assert "s3cret" not in repr(reader.status())
+    assert denied.scrape_errors == {url: 1} and "401" in denied.problems[0]
 
 
 def test_a_gpu_two_exporters_report_is_counted_once() -> None:
