@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from harness.summary import Summary
+from harness.summary import STEADY_FIGURES, Summary
 from harness.workload.slo import Slo
 
 CAPACITY_FILE = "capacity.json"
@@ -39,6 +39,7 @@ POINT_FIGURES: tuple[str, ...] = (
     "j_per_output_token",
     "tool_cpu_s_per_session",
     *(f"{m}_{s}" for m in ("ttft_ms", "tpot_ms", "e2el_ms") for s in ("p50", "p99")),
+    *STEADY_FIGURES,
 )
 """The figures of a load point, in file order: names of `Summary.figures()`."""
 
@@ -152,6 +153,30 @@ def _per_device(value: float | None, devices: int) -> float | None:
     return None if value is None else value / devices
 
 
+def _window_figures(point: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The capacity point's throughput and busy power, each over its steady window where
+    the point has one (summary.energy.steady), else over the whole run, with which
+    (`capacity_window`, `busy_w_window`): both windows' figures are never mixed, so busy_w
+    over capacity_tok_s is one window's J per token."""
+    steady_tok = [point.get(f"steady_{k}_throughput_tok_s") for k in ("total", "output")]
+    if all(v is not None for v in steady_tok):
+        tokens = {"tok_s": steady_tok[0], "output_tok_s": steady_tok[1], "window": "steady"}
+    else:
+        tokens = {
+            "tok_s": point["total_throughput_tok_s"],
+            "output_tok_s": point["output_throughput_tok_s"],
+            "window": "whole-run",
+        }
+    steady_w = point.get("steady_avg_power_w")
+    if steady_w is not None and tokens["window"] == "steady":
+        power = {"w": steady_w, "window": "steady"}
+    elif point["avg_power_w"] is not None and tokens["window"] == "whole-run":
+        power = {"w": point["avg_power_w"], "window": "whole-run"}
+    else:
+        power = {"w": None, "window": None}
+    return tokens, power
+
+
 def capacity_block(
     points: Sequence[Mapping[str, Any]],
     devices: int,
@@ -163,7 +188,9 @@ def capacity_block(
     when no point met it or a figure was not measured. The true capacity lies between that
     load and `next_load_missed` (the lowest higher load that missed), so it is a lower bound.
     `power_note` says why GPU power can't be attributed to the server's devices (then the
-    power figures are null)."""
+    power figures are null). Tokens/s and busy_w are the point's steady-window figures where
+    it has a steady window, else its whole run's (`capacity_window`, `busy_w_window`);
+    requests/s and sessions/s are always the whole run's."""
     best = max((p for p in points if p["meets_slo"]), key=lambda p: p["load"], default=None)
     idles = [p["idle_power_w"] for p in points if p["idle_power_w"] is not None]
     idle = statistics.median(idles) if idles and power_note is None else None
@@ -178,8 +205,10 @@ def capacity_block(
         "capacity_output_tok_s": None,
         "capacity_requests_s": None,
         "capacity_sessions_s": None,
+        "capacity_window": None,
         "busy_w": None,
         "busy_w_source": "unavailable",
+        "busy_w_window": None,
         "idle_w": _per_device(idle, devices),
         "power_note": power_note,
         "tool_cpu_s_per_session": None,
@@ -190,17 +219,20 @@ def capacity_block(
         return block
     block["next_load_missed"] = min((x for x in missed if x > best["load"]), default=None)
     block["lower_loads_missed"] = sorted(x for x in missed if x < best["load"])
-    busy = best["avg_power_w"] if power_note is None else None
+    tokens, power = _window_figures(best)
+    busy = power["w"] if power_note is None else None
     block.update(
         {
             "load": best["load"],
             "run_dir": best["run_dir"],
-            "capacity_tok_s": _per_device(best["total_throughput_tok_s"], devices),
-            "capacity_output_tok_s": _per_device(best["output_throughput_tok_s"], devices),
+            "capacity_tok_s": _per_device(tokens["tok_s"], devices),
+            "capacity_output_tok_s": _per_device(tokens["output_tok_s"], devices),
             "capacity_requests_s": _per_device(best["request_throughput_rps"], devices),
             "capacity_sessions_s": _per_device(best["sessions_per_s"], devices),
+            "capacity_window": tokens["window"],
             "busy_w": _per_device(busy, devices),
             "busy_w_source": best["gpu_source"] if busy is not None else "unavailable",
+            "busy_w_window": power["window"] if busy is not None else None,
             "tool_cpu_s_per_session": best["tool_cpu_s_per_session"],
         }
     )

@@ -67,6 +67,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("slo_attainment", "SLO attainment", GOODPUT, share=True),
     Metric("j_per_output_token", "J per output token", ENERGY, 4),
     Metric("avg_power_w", "Average GPU power (W)", ENERGY, 1),
+    Metric("steady_j_per_output_token", "J per output token, steady state", ENERGY, 4),
+    Metric("steady_avg_power_w", "Average GPU power, steady state (W)", ENERGY, 1),
     Metric("cpu_share", "CPU share (tools + orchestration)", SPLIT, share=True),
     Metric("gpu_share", "GPU share (LLM)", SPLIT, share=True),
     Metric("capacity_tok_s", "Capacity, input + output (tok/s)", CAPACITY),

@@ -25,6 +25,7 @@ from harness.figures import (
 from harness.recorded_report import recorded_sections
 from harness.results import RunReader, write_run_file
 from harness.run_summary import read_summary
+from harness.steady_report import steady_section
 from harness.summary import LatencySplit, Stats, Summary
 
 REPORT_FILE = "report.md"
@@ -180,6 +181,9 @@ def _split_sections(summary: Summary) -> list[Section]:
         if missing:
             en.note = "not measured: " + "; ".join(missing)
         out.append(en)
+    steady = steady_section(summary)
+    if steady is not None:
+        out.append(steady)
     server = summary.server_metrics
     if server.available:
         sp = Section("Server-side phases (/metrics, over the run)", ("phase", "requests", "mean s"))

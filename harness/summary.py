@@ -14,7 +14,8 @@ as the newer model. Version 2 added the load applied (`load`), min, max and the 
 percentiles of each figure (`percentiles`, `Stats.min`, `Stats.max`, `Stats.percentiles`)
 and implausible timings (`timing_flags`). Version 3 added GPU nodes' DCGM exporters
 (`telemetry.dcgm`, `gpu_source` `dcgm-counter`/`dcgm-power`, `energy.gpu_source_note`) and
-`energy.gpu_coverage_frac`.
+`energy.gpu_coverage_frac`. Version 4 added the steady-state window and the figures over it
+(`energy.steady`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from harness.errors import ConfigError, ResultsError
 from harness.run.health import WorkerHealth
 from harness.workload.slo import Slo
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The version of summary.json this harness writes; readers accept it and older ones."""
 UNVERSIONED = 0
 """The version of a summary written before `schema_version` existed."""
@@ -225,6 +226,38 @@ GpuSource = Literal["nvml-counter", "nvml-power", "dcgm-counter", "dcgm-power", 
 counter's deltas or (where a GPU has no counter) integrated power."""
 
 
+class SteadyEnergy(_Block):
+    """The steady state (harness.telemetry.steady): the longest span where the server's running
+    requests stayed at or above `frac` × the run's maximum for at least `min_s`, and energy,
+    power and throughput over it, beside the whole run's (which include ramp-up and drain).
+    Tokens are the server's counter deltas over the window, or the client's stream chunks
+    received in it (`tokens_source`), of every request the server worked on. No window:
+    every figure null and `reason` says why."""
+
+    frac: float = Field(gt=0, le=1)
+    min_s: float = Field(gt=0)
+    window_ns: list[int] | None = Field(min_length=2, max_length=2)
+    """[start, end] on the run clock: the first and last /metrics scrape of the span."""
+    duration_s: float | None
+    reason: str | None
+    """Why there is no steady window; null where there is one."""
+    max_requests_running: float | None
+    """The most requests the server's /metrics showed running in the measured window."""
+    threshold_requests_running: float | None
+    mean_requests_running: float | None
+    """Mean running requests over the window's scrapes."""
+    gpu_energy_j: float | None
+    gpu_source: GpuSource
+    avg_power_w: float | None
+    """Average GPU power over the steady window."""
+    prompt_tokens: NonNegativeInt | None
+    output_tokens: NonNegativeInt | None
+    tokens_source: Literal["server-counter", "client-chunks", "unavailable"]
+    output_throughput_tok_s: float | None
+    total_throughput_tok_s: float | None
+    j_per_output_token: float | None
+
+
 class Energy(_Block):
     """Energy over the measured window (first send → last completion), from telemetry; every
     unmeasured figure null, with its source `unavailable`."""
@@ -251,6 +284,9 @@ class Energy(_Block):
     source stopped mid-run: the energy covers what was measured)."""
     gpu_source_note: str | None = None
     """Which GPUs the energy counts, in words (the DCGM exporters' GPUs, not this host's)."""
+    steady: SteadyEnergy | None = None
+    """The steady-state figures beside these whole-run ones; null in a summary of version 3
+    or older (not computed then)."""
 
 
 class GpuStatus(_Block):
@@ -525,6 +561,7 @@ class Summary(_Block):
                 "avg_power_w": energy.avg_power_w if energy is not None else None,
                 "idle_power_w": energy.idle_power_w if energy is not None else None,
                 "j_per_output_token": energy.j_per_output_token if energy is not None else None,
+                **_steady_figures(energy),
                 "cpu_share": split.cpu_share if split is not None else None,
                 "gpu_share": split.gpu_share if split is not None else None,
                 "sessions_per_s": None if per_hour is None else per_hour / 3600.0,
@@ -538,6 +575,24 @@ class Summary(_Block):
     def to_json(self) -> dict[str, Any]:
         """The JSON form written as summary.json."""
         return self.model_dump(mode="json")
+
+
+STEADY_FIGURES: tuple[str, ...] = (
+    "steady_avg_power_w",
+    "steady_j_per_output_token",
+    "steady_output_throughput_tok_s",
+    "steady_total_throughput_tok_s",
+)
+"""The steady window's figures `Summary.figures` gives: `steady_` and energy.steady's name."""
+
+
+def _steady_figures(energy: Energy | None) -> dict[str, float | None]:
+    """STEADY_FIGURES of an energy block; null where there is no steady window."""
+    steady = energy.steady if energy is not None else None
+    return {
+        name: None if steady is None else getattr(steady, name.removeprefix("steady_"))
+        for name in STEADY_FIGURES
+    }
 
 
 LATENCY_FIGURES: tuple[str, ...] = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms")
@@ -568,6 +623,7 @@ FIGURES: tuple[str, ...] = (
     "avg_power_w",
     "idle_power_w",
     "j_per_output_token",
+    *STEADY_FIGURES,
     "cpu_share",
     "gpu_share",
     "sessions_per_s",

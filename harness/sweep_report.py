@@ -53,6 +53,17 @@ STOP_REASONS = {
 }
 """capacity.json `stop_reason` values in words."""
 
+WINDOW_TEXT = {
+    "steady": "the steady window (the batch near its maximum)",
+    "whole-run": "the whole run (ramp-up and drain included)",
+}
+"""capacity.json `capacity_window` and `busy_w_window` values in words."""
+
+
+def window_text(value: Any) -> str:
+    """Which window a capacity figure was taken over, in words; n/a where none."""
+    return WINDOW_TEXT.get(str(value), str(value)) if value is not None else MISSING
+
 
 @dataclass(slots=True)
 class SweepReport:
@@ -163,6 +174,7 @@ def capacity_section(doc: Mapping[str, Any]) -> Section:
         ("capacity, output (tok/s)", format_value(cap.get("capacity_output_tok_s"), 1)),
         ("capacity (requests/s)", format_value(cap.get("capacity_requests_s"), 3)),
         ("capacity (sessions/s)", format_value(cap.get("capacity_sessions_s"), 3)),
+        ("tokens/s over", window_text(cap.get("capacity_window"))),
         (
             "upper bound",
             MISSING
@@ -173,6 +185,7 @@ def capacity_section(doc: Mapping[str, Any]) -> Section:
         ),
         ("devices", devices),
         ("busy power (W)", format_value(cap.get("busy_w"), 1)),
+        ("busy power over", window_text(cap.get("busy_w_window"))),
         ("idle power (W)", format_value(cap.get("idle_w"), 1)),
         ("SLO", slo_text(_slo(doc, CAPACITY_FILE), number=lambda v: f"{v:,.6g}")),
         ("target attainment", target_text(_target(doc))),

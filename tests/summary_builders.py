@@ -85,6 +85,46 @@ def energy_block(**overrides: Any) -> dict[str, Any]:
     }
 
 
+def steady_block(**overrides: Any) -> dict[str, Any]:
+    """summary.energy.steady of a run whose server held 10 requests for 20 s from 5 s, its
+    tokens counted by the server, on a host without GPU power (power figures null)."""
+    return {
+        "frac": 0.85,
+        "min_s": 20.0,
+        "window_ns": [5_000_000_000, 25_000_000_000],
+        "duration_s": 20.0,
+        "reason": None,
+        "max_requests_running": 10.0,
+        "threshold_requests_running": 8.5,
+        "mean_requests_running": 10.0,
+        "gpu_energy_j": None,
+        "gpu_source": "unavailable",
+        "avg_power_w": None,
+        "prompt_tokens": 20_000,
+        "output_tokens": 2_000,
+        "tokens_source": "server-counter",
+        "output_throughput_tok_s": 100.0,
+        "total_throughput_tok_s": 1100.0,
+        "j_per_output_token": None,
+        **overrides,
+    }
+
+
+def no_steady_block(
+    reason: str = "the measured window is 5.0 s, shorter than the 20 s a steady window needs",
+) -> dict[str, Any]:
+    """summary.energy.steady of a run without a steady window: every figure null."""
+    figures = dict.fromkeys(steady_block(), None)
+    return {
+        **figures,
+        "frac": 0.85,
+        "min_s": 20.0,
+        "reason": reason,
+        "gpu_source": "unavailable",
+        "tokens_source": "unavailable",
+    }
+
+
 def tool_kind(**overrides: Any) -> dict[str, Any]:
     """One entry of latency_split.per_tool_kind."""
     return {

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from summary_builders import (
     energy_block,
+    no_steady_block,
     session_figures,
     split_block,
     stats,
+    steady_block,
     summary_dict,
     tool_kind,
 )
@@ -49,15 +51,18 @@ def _summary(
     avg_power_w: float | None = 600.0,
     idle_power_w: float | None = 80.0,
     gpu_source: str | None = "nvml-counter",
+    steady: dict[str, Any] | None = None,
     **blocks: Any,
 ) -> dict[str, Any]:
-    """A run's summary.json; `gpu_source` None: a run without an energy block."""
+    """A run's summary.json; `gpu_source` None: a run without an energy block; `steady` its
+    energy.steady block (None: a summary written before there was one)."""
     energy = energy_block(
         gpu_source=gpu_source,
         gpu_energy_j=None if avg_power_w is None else avg_power_w * 10,
         avg_power_w=avg_power_w,
         idle_power_w=idle_power_w,
         j_per_output_token=0.5,
+        steady=steady,
     )
     return summary_dict(
         requests_completed=completed,
@@ -227,6 +232,57 @@ def test_capacity_at_the_highest_load_that_met_the_slo_per_device() -> None:
     assert block["idle_w"] == pytest.approx(40.0)
 
 
+def test_a_steady_window_gives_busy_power_and_capacity_and_says_so() -> None:
+    """The capacity point's steady window (its batch near the maximum) sets busy_w and the
+    tokens/s capacity, not the whole run's figures that include ramp-up and drain."""
+    steady = steady_block(
+        gpu_energy_j=16_000.0,
+        gpu_source="nvml-counter",
+        avg_power_w=800.0,
+        output_throughput_tok_s=180.0,
+        total_throughput_tok_s=2200.0,
+        j_per_output_token=16_000.0 / 3600,
+    )
+    points = [
+        _point(1),
+        _point(2, avg_power_w=600.0, total_tok_s=1600.0, output_tok_s=150.0, steady=steady),
+        _point(4, attainment=0.3),
+    ]
+    assert points[1]["steady_avg_power_w"] == 800.0
+    block = capacity_block(points, devices=2, device_kind="gpu", accelerator=None)
+    assert block["load"] == 2.0
+    assert block["busy_w"] == pytest.approx(400.0) and block["busy_w_window"] == "steady"
+    assert block["busy_w_source"] == "nvml-counter"
+    assert block["capacity_tok_s"] == pytest.approx(1100.0)
+    assert block["capacity_output_tok_s"] == pytest.approx(90.0)
+    assert block["capacity_window"] == "steady"
+    # requests/s stay the whole run's: the window counts tokens, not completions
+    assert block["capacity_requests_s"] == pytest.approx(1.25)
+
+
+@pytest.mark.parametrize("steady", [None, no_steady_block()], ids=["older", "no-window"])
+def test_without_a_steady_window_the_whole_run_is_used_and_labelled(
+    steady: dict[str, Any] | None,
+) -> None:
+    block = capacity_block([_point(1, steady=steady)], 1, "gpu", None)
+    assert block["busy_w"] == pytest.approx(600.0) and block["busy_w_window"] == "whole-run"
+    assert block["capacity_tok_s"] == pytest.approx(1000.0)
+    assert block["capacity_window"] == "whole-run"
+
+
+def test_steady_throughput_without_steady_power_is_not_mixed_with_whole_run_power() -> None:
+    """busy_w over capacity_tok_s is one window's J per token: where the steady window has
+    throughput but no power, busy_w is null rather than the whole run's."""
+    block = capacity_block([_point(1, steady=steady_block())], 1, "gpu", None)
+    assert block["capacity_tok_s"] == pytest.approx(1100.0)
+    assert block["capacity_window"] == "steady"
+    assert block["busy_w"] is None and block["busy_w_window"] is None
+    assert block["busy_w_source"] == "unavailable"
+    # on a CPU host (no power at all) the steady throughput still sets the capacity
+    cpu = _point(1, avg_power_w=None, idle_power_w=None, steady=steady_block())
+    assert capacity_block([cpu], 1, "cpu", None)["capacity_output_tok_s"] == 100.0
+
+
 def test_busy_power_unavailable_is_null_never_zero() -> None:
     points = [_point(1, avg_power_w=None, idle_power_w=None, gpu_source=None)]
     block = capacity_block(points, devices=1, device_kind="cpu", accelerator=None)
@@ -329,6 +385,8 @@ _CAPACITY_KEYS = {
     "capacity_sessions_s",
     "busy_w",
     "busy_w_source",
+    "busy_w_window",
+    "capacity_window",
     "idle_w",
     "tool_cpu_s_per_session",
     "power_note",
@@ -413,6 +471,10 @@ def test_point_keys_are_the_capacity_json_contract() -> None:
         "j_per_output_token",
         "tool_cpu_s_per_session",
         *(f"{m}_{s}" for m in ("ttft_ms", "tpot_ms", "e2el_ms") for s in ("p50", "p99")),
+        "steady_avg_power_w",
+        "steady_j_per_output_token",
+        "steady_output_throughput_tok_s",
+        "steady_total_throughput_tok_s",
     }
     keys = {"load", "run_dir", "gpu_source", "error", "meets_slo", "client_bound", *figures}
     assert set(_point(1)) == keys

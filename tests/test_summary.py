@@ -15,9 +15,11 @@ from pydantic import ValidationError
 from summary_builders import (
     energy_block,
     misfit_summaries,
+    no_steady_block,
     request_record,
     split_block,
     stats,
+    steady_block,
     summary,
     summary_dict,
 )
@@ -255,6 +257,27 @@ def test_figures_are_named_once() -> None:
     assert figures["tool_cpu_s_per_session"] is None  # no tool calls
     plain = summary().figures()
     assert plain["avg_power_w"] is None and plain["cpu_share"] is None
+
+
+def test_the_steady_figures_are_read_off_energy_steady() -> None:
+    """steady_* figures come from energy.steady; null where there is no steady window or no
+    block (a summary of version 3 or older), never the whole run's."""
+    steady = steady_block(avg_power_w=400.0, gpu_source="nvml-counter", j_per_output_token=4.0)
+    figures = summary(energy=energy_block(avg_power_w=300.0, steady=steady)).figures()
+    assert figures["steady_avg_power_w"] == 400.0 and figures["avg_power_w"] == 300.0
+    assert figures["steady_j_per_output_token"] == 4.0
+    assert figures["steady_output_throughput_tok_s"] == 100.0
+    assert figures["steady_total_throughput_tok_s"] == 1100.0
+    for energy in (
+        energy_block(avg_power_w=300.0, steady=no_steady_block()),
+        energy_block(avg_power_w=300.0),
+    ):
+        figures = summary(energy=energy).figures()
+        assert all(figures[k] is None for k in figures if k.startswith("steady_"))
+    old = parse_summary(summary_dict(schema_version=3, energy=energy_block()), "s.json")
+    assert old.energy is not None and old.energy.steady is None
+    with pytest.raises(ValidationError, match="reason"):
+        summary(energy=energy_block(steady={**no_steady_block(), "reason": 3}))
 
 
 def test_the_session_check_finds_misfits_and_leaves_out_those_broken_on_purpose(

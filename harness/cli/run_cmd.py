@@ -21,6 +21,7 @@ from harness.run.engine import RunResult, execute
 from harness.run.plan import RunPlan, ServerChoice
 from harness.run.prepare import check_workload
 from harness.summary import DEFAULT_PERCENTILES
+from harness.telemetry.steady import STEADY_FRAC, STEADY_MIN_S, SteadyRule
 from harness.workload.spec import WorkloadSpec
 
 
@@ -73,6 +74,9 @@ def run_plan(args: argparse.Namespace, spec: WorkloadSpec, out: Path) -> RunPlan
         server_local=server_choice(args).local,
         command=tuple(sys.argv),
         percentiles=getattr(args, "percentiles", DEFAULT_PERCENTILES),
+        steady=SteadyRule(
+            getattr(args, "steady_frac", STEADY_FRAC), getattr(args, "steady_min_s", STEADY_MIN_S)
+        ),
     )
 
 

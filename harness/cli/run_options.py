@@ -17,6 +17,7 @@ from harness.run.prepare import DEFAULT_CALIBRATION
 from harness.server_process import DEFAULT_STARTUP_TIMEOUT_S
 from harness.summary import DEFAULT_PERCENTILES, describe_arrivals
 from harness.telemetry.dcgm import exporter_url
+from harness.telemetry.steady import STEADY_FRAC, STEADY_MIN_S
 from harness.tools.sandbox import require_sandbox
 from harness.workload.limits import MAX_LOAD_WORKERS, MAX_SEED
 from harness.workload.spec import WorkloadSpec
@@ -233,6 +234,22 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="seconds of idle power sampled before the load (default 3 where GPU or RAPL "
         "power is readable, else 0)",
+    )
+    p.add_argument(
+        "--steady-frac",
+        type=number_in(0, 1, low_open=True),
+        default=STEADY_FRAC,
+        metavar="F",
+        help="the steady state's batch: running requests (server /metrics) at least F × the "
+        f"run's maximum (default {STEADY_FRAC:g}); energy, power and throughput are also "
+        "reported over that window",
+    )
+    p.add_argument(
+        "--steady-min-s",
+        type=number_in(0, 86400, low_open=True),
+        default=STEADY_MIN_S,
+        metavar="S",
+        help=f"the shortest steady window in seconds (default {STEADY_MIN_S:g})",
     )
     p.add_argument(
         "--workers",

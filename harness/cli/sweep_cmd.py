@@ -70,6 +70,7 @@ from harness.sweep_report import (
     format_loads,
     ladder_section,
     lower_loads_note,
+    window_text,
     write_sweep_report,
 )
 from harness.telemetry.cpu import host_inventory
@@ -356,7 +357,8 @@ def sweep(args: argparse.Namespace) -> int:
         console.print(
             f"capacity at the SLO: {load_kind} {cap['load']:g}, "
             f"{cap['capacity_tok_s']:,.1f} tok/s per {device_kind} device "
-            f"({cap['capacity_output_tok_s']:,.1f} output tok/s)"
+            f"({cap['capacity_output_tok_s']:,.1f} output tok/s), over "
+            f"{window_text(cap.get('capacity_window'))}"
         )
         nxt = cap["next_load_missed"]
         console.print(

@@ -219,6 +219,7 @@ def _execute_on(
                 sink=writer.append_samples,
                 gpu_metrics=plan.gpu_metrics,
                 gpu_metrics_every_s=plan.gpu_metrics_every_s,
+                steady=plan.steady,
             )
             bounds = LiveBounds(counted["requests"], spec.limits.duration_s, counted["sessions"])
             try:

@@ -26,6 +26,7 @@ from harness.summary import (
     new_summary,
 )
 from harness.telemetry.server_metrics import Samples, phase_deltas, scrape
+from harness.telemetry.steady import CLIENT_COLUMNS
 from harness.workload.spec import WorkloadSpec
 
 
@@ -99,7 +100,13 @@ def finish(
     if telemetry is not None:
         sessions_run = int(steps["session_id"].nunique()) if steps is not None else None
         samples = reader.frame("telemetry")
-        summary["energy"] = telemetry.energy(samples, requests.frame, tools, sessions_run)
+        summary["energy"] = telemetry.energy(
+            samples,
+            requests.frame,
+            tools,
+            sessions_run,
+            client_records=lambda: reader.arrow("requests", list(CLIENT_COLUMNS)),
+        )
         summary["telemetry"] = telemetry.status()
     else:
         summary["energy"] = None

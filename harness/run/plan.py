@@ -12,6 +12,7 @@ from typing import Literal
 from harness.server import AttachedServer, Server
 from harness.server_process import DEFAULT_STARTUP_TIMEOUT_S, EmbeddedServer, LaunchedServer
 from harness.summary import DEFAULT_PERCENTILES, ArrivalPattern
+from harness.telemetry.steady import SteadyRule
 from harness.workload.spec import WorkloadSpec
 
 
@@ -96,6 +97,9 @@ class RunPlan:
     workload_pattern: ArrivalPattern | None = None
     """The workload file's own arrival pattern, before the command line's options (None: the
     spec's); summary.load.trace_timing_replaced compares it with the pattern applied."""
+    steady: SteadyRule = field(default_factory=SteadyRule)
+    """What counts as the steady state of summary.energy.steady (`--steady-frac`,
+    `--steady-min-s`)."""
 
     def with_spec(self, spec: WorkloadSpec, out: Path) -> RunPlan:
         """The same plan for another workload (a sweep's load point) and run directory."""

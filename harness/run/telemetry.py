@@ -8,18 +8,21 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from harness.server import ServerInfo
 from harness.telemetry.cpu import CpuReader
 from harness.telemetry.dcgm import DcgmReader, gpu_name
-from harness.telemetry.energy import summarize_energy
+from harness.telemetry.energy import GpuRows, summarize_energy
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.rapl import RaplReader
 from harness.telemetry.sampler import SERVER_SAMPLE_NAMES, Sampler
 from harness.telemetry.server_metrics import metrics_scraper
+from harness.telemetry.steady import MAX_GAP_PERIODS, SteadyRule, summarize_steady
 
-ENERGY_SOURCES: tuple[str, ...] = ("gpu", "dcgm", "rapl")
-"""The sample sources the energy block is computed from."""
+ENERGY_SOURCES: tuple[str, ...] = ("gpu", "dcgm", "rapl", "server")
+"""The sample sources the energy block is computed from (the server's for its steady
+window)."""
 
 
 class RunTelemetry:
@@ -35,10 +38,13 @@ class RunTelemetry:
         sink: Callable[[list[dict[str, Any]]], object] | None = None,
         gpu_metrics: Sequence[str] = (),
         gpu_metrics_every_s: float = 1.0,
+        steady: SteadyRule | None = None,
     ) -> None:
         """`sink` receives the samples as they are taken (the run's journal). `gpu_metrics`
         names GPU nodes' DCGM exporters: their GPUs are then the server's, read every
-        `gpu_metrics_every_s`, and this host's NVML GPUs are not counted in the energy."""
+        `gpu_metrics_every_s`, and this host's NVML GPUs are not counted in the energy.
+        `steady` is what counts as the steady state (default SteadyRule())."""
+        self.steady = steady if steady is not None else SteadyRule()
         self.gpu = GpuReader()
         self.dcgm = DcgmReader(gpu_metrics) if gpu_metrics else None
         self._dcgm_closed = False
@@ -111,9 +117,11 @@ class RunTelemetry:
         requests: pd.DataFrame,
         tools: pd.DataFrame | None,
         sessions: int | None,
+        client_records: Callable[[], pa.Table] | None = None,
     ) -> dict[str, Any] | None:
         """The energy block over the measured window (first send → last completion), from the
-        run's tables as written."""
+        run's tables as written, with its steady window (`client_records` gives the request
+        columns the steady tokens fall back to where the server's counters are missing)."""
         measured = requests[~requests["warmup"].fillna(False).astype(bool)]
         measured = measured[measured["sent_ns"].notna()]
         done = measured["done_ns"].dropna()
@@ -135,6 +143,7 @@ class RunTelemetry:
                 for a, b in zip(tools["start_ns"], tools["end_ns"], strict=True)
                 if not (pd.isna(a) or pd.isna(b))
             ]
+        gpus: GpuRows = "dcgm" if self.dcgm is not None else "gpu"
         block = summarize_energy(
             rows,
             window,
@@ -143,7 +152,11 @@ class RunTelemetry:
             requests=len(ok),
             sessions=sessions,
             tool_windows=tool_windows,
-            gpus="dcgm" if self.dcgm is not None else "gpu",
+            gpus=gpus,
+        )
+        max_gap_s = MAX_GAP_PERIODS * self.sampler.metrics_every_s
+        block["steady"] = summarize_steady(
+            rows, window, self.steady, client_records, max_gap_s, gpus=gpus
         )
         if self.dcgm is not None:
             block["gpu_source_note"] = self._dcgm_note(window, block)
