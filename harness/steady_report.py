@@ -8,6 +8,7 @@ from harness.figures import Section, format_value
 from harness.summary import Summary
 
 NS = 1e9
+HEADERS = ("figure", "whole run", "steady state")
 
 TOKENS_TEXT: dict[str, str] = {
     "server-counter": "the server's token counters (every request it ran)",
@@ -30,17 +31,12 @@ def steady_section(summary: Summary) -> Section | None:
         f"for at least {steady.min_s:g} s"
     )
     if steady.window_ns is None:
-        return Section(
-            title,
-            ("figure", "whole run", "steady state"),
-            note=(f"no steady window ({rule}): {steady.reason}"),
-        )
-    sec = Section(title, ("figure", "whole run", "steady state"))
+        return Section(title, HEADERS, note=f"no steady window: {steady.reason}")
+    sec = Section(title, HEADERS)
     whole_s = (energy.window_ns[1] - energy.window_ns[0]) / NS
     gpu = energy.gpu_source != "unavailable" or steady.gpu_source != "unavailable"
-    rows: list[tuple[str, float | int | None, float | int | None, int]] = [
+    pairs: list[tuple[str, float | int | None, float | int | None, int]] = [
         ("Window (s)", whole_s, steady.duration_s, 1),
-        ("Running requests, mean", None, steady.mean_requests_running, 1),
         ("Output tokens", summary.output_tokens, steady.output_tokens, 0),
         (
             "Output throughput (tok/s)",
@@ -56,14 +52,18 @@ def steady_section(summary: Summary) -> Section | None:
         ),
     ]
     if gpu:
-        rows += [
+        pairs += [
             ("GPU energy (J)", energy.gpu_energy_j, steady.gpu_energy_j, 1),
             ("Average power (W)", energy.avg_power_w, steady.avg_power_w, 1),
             ("J per output token", energy.j_per_output_token, steady.j_per_output_token, 4),
         ]
     sec.rows.extend(
         (label, format_value(whole, digits), format_value(part, digits))
-        for label, whole, part, digits in rows
+        for label, whole, part, digits in pairs
+    )
+    # the window's own figure: no whole-run counterpart
+    sec.rows.insert(
+        1, ("Running requests, mean", "", format_value(steady.mean_requests_running, 1))
     )
     start_s, end_s = (t / NS for t in steady.window_ns)
     sec.note = (

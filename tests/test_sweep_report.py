@@ -16,6 +16,7 @@ from harness.capacity import CAPACITY_FILE, capacity_document
 from harness.errors import ResultsError
 from harness.sweep_report import (
     CURVES_FIGURE,
+    capacity_section,
     curves_chart,
     is_sweep_dir,
     ladder_section,
@@ -84,6 +85,23 @@ def test_a_sweep_that_met_suggests_no_lower_loads() -> None:
     doc = _doc([sweep_point(1, 0.99, 900.0), sweep_point(2, 0.5, 950.0)])
     assert lower_loads_note(doc) is None
     assert sweep_notes(doc)[0] == "capacity at the SLO: rate 1, 900.0 tok/s per cpu device"
+
+
+def test_the_capacity_says_which_window_its_figures_are_over() -> None:
+    whole = dict(capacity_section(_doc([sweep_point(1, 0.95, 1000.0)])).rows)
+    assert whole["tokens/s over"] == "the whole run (ramp-up and drain included)"
+    assert whole["busy power over"] == "n/a"  # no power measured
+    steady = {
+        **sweep_point(1, 0.95, 1000.0),
+        "steady_total_throughput_tok_s": 1200.0,
+        "steady_output_throughput_tok_s": 120.0,
+        "steady_avg_power_w": 350.0,
+    }
+    rows = dict(capacity_section(_doc([steady])).rows)
+    assert rows["tokens/s over"] == "the steady window (the batch near its maximum)"
+    assert rows["busy power over"] == rows["tokens/s over"]
+    assert rows["capacity, input + output (tok/s)"] == "1,200.0"
+    assert rows["busy power (W)"] == "350.0"
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,10 @@ import pytest
 
 from harness.cli import run_options
 from harness.cli.common import resolve_workload
+from harness.cli.run_cmd import run_plan
 from harness.errors import ConfigError
 from harness.server_process import DEFAULT_STARTUP_TIMEOUT_S
+from harness.telemetry.steady import SteadyRule
 from harness.workload.spec import WorkloadSpec
 
 BASE = """\
@@ -291,3 +293,23 @@ def test_bad_gpu_metrics_options_are_usage_errors_naming_the_option(
     with pytest.raises(SystemExit):
         _parse(*argv)
     assert argv[0] in capsys.readouterr().err
+
+
+def test_the_steady_rule_is_parsed_into_the_plan(tmp_path: Path) -> None:
+    spec = _spec(tmp_path)
+    assert run_plan(_parse(), spec, tmp_path / "r").steady == SteadyRule(0.85, 20.0)
+    given = _parse("--steady-frac", "0.7", "--steady-min-s", "30")
+    assert run_plan(given, spec, tmp_path / "r").steady == SteadyRule(0.7, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--steady-frac", "0"), ("--steady-frac", "1.5"), ("--steady-min-s", "0")],
+)
+def test_a_bad_steady_rule_is_a_usage_error_naming_the_option(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        _parse(option, value)
+    assert info.value.code == 2
+    assert f"argument {option}: {value} must be a finite number > 0" in capsys.readouterr().err
