@@ -63,13 +63,13 @@ def steady_section(summary: Summary) -> Section | None:
     )
     # the window's own figure: no whole-run counterpart
     sec.rows.insert(
-        1, ("Running requests, mean", "", format_value(steady.mean_requests_running, 1))
+        1, ("Running requests, mean", "", format_value(steady.mean_running_requests, 1))
     )
     start_s, end_s = (t / NS for t in steady.window_ns)
     sec.note = (
         f"steady window: {start_s:.1f}–{end_s:.1f} s on the run clock, {rule} (at or above "
-        f"{format_value(steady.threshold_requests_running, 1)} of "
-        f"{format_value(steady.max_requests_running, 0)}); its tokens from "
+        f"{format_value(steady.threshold_running_requests, 1)} of "
+        f"{format_value(steady.max_running_requests, 0)}); its tokens from "
         f"{TOKENS_TEXT[steady.tokens_source]}. Whole run: first send to last completion, "
         "tokens of the completed measured requests" + ("" if gpu else "; GPU power not measured")
     )

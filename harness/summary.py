@@ -241,10 +241,10 @@ class SteadyEnergy(_Block):
     duration_s: float | None
     reason: str | None
     """Why there is no steady window; null where there is one."""
-    max_requests_running: float | None
+    max_running_requests: float | None
     """The most requests the server's /metrics showed running in the measured window."""
-    threshold_requests_running: float | None
-    mean_requests_running: float | None
+    threshold_running_requests: float | None
+    mean_running_requests: float | None
     """Mean running requests over the window's scrapes."""
     gpu_energy_j: float | None
     gpu_source: GpuSource
