@@ -303,3 +303,21 @@ def test_a_steady_window_on_a_host_without_gpu_power_still_has_its_throughput() 
     block = summarize_steady(server, whole(server))
     assert block["output_throughput_tok_s"] == 60.0 and block["gpu_energy_j"] is None
     assert block["avg_power_w"] is None and block["j_per_output_token"] is None
+
+
+def test_the_steady_window_counts_the_dcgm_exporters_gpus_where_they_are_the_servers() -> None:
+    """With --gpu-metrics the steady energy, as the whole run's, is the exporters' GPUs'."""
+    dcgm = [
+        {"t_ns": k * S, "source": "dcgm", "uuid": "GPU-a", "power_w": 300.0, "energy_j": 300.0 * k}
+        for k in range(36)
+    ]
+    nvml = [
+        {"t_ns": k * S, "source": "gpu", "device": 0, "power_w": 50.0, "energy_j": 50.0 * k}
+        for k in range(36)
+    ]
+    server = timeline(ramp([10.0] * 26), gen_per_s=100.0, prompt_per_s=0.0)
+    rows = sorted(dcgm + nvml + server, key=lambda r: r["t_ns"])
+    block = summarize_steady(rows, (0, 35 * S), gpus="dcgm")
+    assert block["gpu_source"] == "dcgm-counter"
+    assert block["gpu_energy_j"] == 300.0 * 25 and block["avg_power_w"] == 300.0
+    assert summarize_steady(rows, (0, 35 * S))["gpu_energy_j"] == 50.0 * 25  # this host's
