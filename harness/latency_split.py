@@ -9,10 +9,13 @@ its request waited for a `max_concurrency` slot; and `orchestration_s` the rest 
 step's wall time (prompt building, parsing, the event loop). The two queues are the
 harness's own, so they are rows of their own: neither tool work nor in the CPU share. A
 user's think time (or a recorded gap until the step's timestamp) is neither the system's
-CPU nor its GPU: it is `think_s`, left out of the split. Steps of a session are contiguous,
-so the five parts sum to the session's wall time less its think time, and their shares of
-that total add up to 1. `cpu_share` = (tool + orchestration) / total; `gpu_share` = llm /
-total.
+CPU nor its GPU: it is `think_s`, left out of the split. So is `subagent_wait_s`, a
+parent's wait on the sub-agents a step of it started (that step's remote-call and unmapped
+waits, less any kernel work beside them, `harness.workload.subagents`): the sub-agents'
+work is in their own sessions' rows, and counting the wait as the parent's tool time would
+count it twice. Steps of a session are contiguous, so the five parts sum to the session's
+wall time less its think time and sub-agent wait, and their shares of that total add up to
+1. `cpu_share` = (tool + orchestration) / total; `gpu_share` = llm / total.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pandas as pd
 
 from harness.analysis import percentile_stats
 from harness.units import NS_PER_S
+from harness.workload.model import WAIT_KINDS
 
 
 def _s(ns: pd.Series) -> pd.Series:
@@ -65,31 +69,45 @@ def _work_start(tools: pd.DataFrame) -> pd.Series:
 def _tool_time_per_step(tools: pd.DataFrame) -> pd.DataFrame:
     """Per (session, step): the seconds its tool phase would have taken with a free worker
     for every call (`work_s`: each call's work moved to its own start, then the union, so
-    parallel calls overlap and sequential ones add up) and the seconds any call was open
-    (`span_s`: union of call spans). The difference is time lost to the worker limit."""
+    parallel calls overlap and sequential ones add up), the seconds any call was open
+    (`span_s`: union of call spans; the difference is time lost to the worker limit) and the
+    seconds its waits (WAIT_KINDS) were open beyond the kernel calls' work (`wait_s`: a
+    parent's wait on its sub-agents, in a step that started them)."""
     if tools.empty:
-        return pd.DataFrame(columns=["work_s", "span_s"], dtype=float)
+        return pd.DataFrame(columns=["work_s", "span_s", "wait_s"], dtype=float)
     starts = tools["start_ns"].astype(int).tolist()
     works = _work_start(tools).astype(int).tolist()
     ends = tools["end_ns"].astype(int).tolist()
+    waits = tools["kind"].astype(str).isin(WAIT_KINDS).tolist()
     keys = zip(tools["session_id"].astype(str), tools["step_index"].astype(int), strict=True)
     spans: dict[tuple[str, int], list[tuple[int, int]]] = {}
     work: dict[tuple[str, int], list[tuple[int, int]]] = {}
-    for key, start, work_start, end in zip(keys, starts, works, ends, strict=True):
+    wait: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    kernel: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for key, start, work_start, end, is_wait in zip(keys, starts, works, ends, waits, strict=True):
         spans.setdefault(key, []).append((start, max(start, end)))
-        work.setdefault(key, []).append((start, start + max(0, end - max(start, work_start))))
+        interval = (start, start + max(0, end - max(start, work_start)))
+        work.setdefault(key, []).append(interval)
+        (wait if is_wait else kernel).setdefault(key, []).append(interval)
     return pd.DataFrame(
         {
             "work_s": {k: _union_ns(v) / NS_PER_S for k, v in work.items()},
             "span_s": {k: _union_ns(v) / NS_PER_S for k, v in spans.items()},
+            "wait_s": {k: _minus_ns(wait.get(k, []), kernel.get(k, [])) / NS_PER_S for k in work},
         }
     )
 
 
+def _minus_ns(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> int:
+    """Length of the union of intervals `a` outside the union of intervals `b`."""
+    return _union_ns(a + b) - _union_ns(b) if a else 0
+
+
 def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per step: wall_s, llm_s, tool_s, tool_queue_s, slot_queue_s, think_s and
-    orchestration_s (seconds), and with the tools table, tool_cpu_s (NaN where the step's
-    tools measured no CPU). Without the tools table the whole tool phase counts as work."""
+    """Per step: wall_s, llm_s, tool_s, tool_queue_s, slot_queue_s, think_s,
+    subagent_wait_s and orchestration_s (seconds), and with the tools table, tool_cpu_s (NaN
+    where the step's tools measured no CPU). Without the tools table the whole tool phase
+    counts as work (and no wait as a sub-agent wait)."""
     out = steps[["session_id", "step_index"]].copy()
     out["wall_s"] = _s(steps["end_ns"] - steps["ready_ns"])
     out["llm_s"] = _s(steps["done_ns"] - steps["sent_ns"]).fillna(0.0)
@@ -98,6 +116,7 @@ def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.Dat
     slot = steps["slot_wait_ns"] if "slot_wait_ns" in steps.columns else None
     out["slot_queue_s"] = _s(slot).fillna(0.0) if slot is not None else 0.0
     keys = pd.MultiIndex.from_arrays([out["session_id"].astype(str), out["step_index"].astype(int)])
+    out["subagent_wait_s"] = 0.0
     if tools is not None and not tools.empty:
         per = _tool_time_per_step(tools).reindex(keys).fillna(0.0)
         work = per["work_s"].to_numpy()
@@ -108,6 +127,12 @@ def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.Dat
         out["tool_queue_s"] = [
             max(0.0, min(sp, p) - t) for sp, p, t in zip(span, phase_s, out["tool_s"], strict=True)
         ]
+        spawned = _subagents_started(steps).to_numpy() > 0
+        waits = per["wait_s"].to_numpy()
+        out["subagent_wait_s"] = [
+            min(w, t) if s else 0.0 for w, t, s in zip(waits, out["tool_s"], spawned, strict=True)
+        ]
+        out["tool_s"] = out["tool_s"] - out["subagent_wait_s"]
     else:
         out["tool_s"] = phase_s
         out["tool_queue_s"] = 0.0
@@ -118,6 +143,7 @@ def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.Dat
         - out["tool_queue_s"]
         - out["slot_queue_s"]
         - out["think_s"]
+        - out["subagent_wait_s"]
     )
     if tools is not None:
         cpu = tools["cpu_user_s"].astype("Float64") + tools["cpu_system_s"].astype("Float64")
@@ -131,11 +157,33 @@ def step_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.Dat
     return out
 
 
+def _subagents_started(steps: pd.DataFrame) -> pd.Series:
+    """How many sub-agents each step started (0 in a run recorded before the column)."""
+    if "subagents_started" not in steps.columns:
+        return pd.Series(0, index=steps.index)
+    return steps["subagents_started"].astype("Int64").fillna(0).astype(int)
+
+
+def _subagent_wait_calls(steps: pd.DataFrame, tools: pd.DataFrame) -> pd.Series:
+    """Per tool call: whether it is a parent's wait on its sub-agents (a wait in a step
+    that started one)."""
+    if tools.empty:
+        return pd.Series(False, index=tools.index, dtype=bool)
+    started = steps.loc[_subagents_started(steps).to_numpy() > 0, ["session_id", "step_index"]]
+    spawning = set(
+        zip(started["session_id"].astype(str), started["step_index"].astype(int), strict=True)
+    )
+    keys = zip(tools["session_id"].astype(str), tools["step_index"].astype(int), strict=True)
+    in_spawning = [key in spawning for key in keys]
+    waits = tools["kind"].astype(str).isin(WAIT_KINDS).to_numpy()
+    return pd.Series(waits & in_spawning, index=tools.index, dtype=bool)
+
+
 def session_split(steps: pd.DataFrame, tools: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per session: the step sums, the session's wall time (first ready → last end) and steps."""
     per_step = step_split(steps, tools)
     grouped = per_step.groupby("session_id", sort=True)
-    columns = [*PARTS, "think_s"]
+    columns = [*PARTS, "think_s", "subagent_wait_s"]
     out = grouped[columns].sum()
     if tools is not None:
         out["tool_cpu_s"] = grouped["tool_cpu_s"].sum(min_count=1)
@@ -178,7 +226,11 @@ def _shares(parts: dict[str, float]) -> dict[str, Any]:
 
 
 def per_tool_kind(
-    tools: pd.DataFrame, tool_s: float, tool_queue_s: float, total_s: float
+    tools: pd.DataFrame,
+    tool_s: float,
+    tool_queue_s: float,
+    total_s: float,
+    subagent_waits: pd.Series | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per tool kind: calls, failures, the calls' summed wall, wait and work time
     (`calls_*_s`: parallel calls overlap, so these may exceed the rows), CPU seconds, and the
@@ -186,13 +238,16 @@ def per_tool_kind(
     proportion to the kinds' work and wait, so each adds up to its row; `share` is the
     kind's tool part of the total, and the kinds' shares add up to the tool row's share.
     `limits_clamped` counts the calls whose limits were clamped to the fixed maxima, and
-    `sandbox` names how sandboxed calls were contained."""
+    `sandbox` names how sandboxed calls were contained. Calls marked in `subagent_waits` (a
+    parent's wait on its sub-agents) are counted, but their time is no part of the tool row."""
     result: dict[str, dict[str, Any]] = {}
     if tools.empty:
         return result
     wall = _s(tools["end_ns"] - tools["start_ns"])
     start = _work_start(tools)
     work = _s(tools["end_ns"].astype("Int64") - start).clip(lower=0.0)
+    if subagent_waits is not None:
+        work = work.where(~subagent_waits.to_numpy(), 0.0)
     wait = _s(start - tools["start_ns"].astype("Int64")).clip(lower=0.0)
     all_work, all_wait = float(work.sum()), float(wait.sum())
     for kind, idx in tools.groupby("kind", sort=True).groups.items():
@@ -255,24 +310,31 @@ def latency_split(steps: pd.DataFrame, tools: pd.DataFrame, workload: str) -> di
     """The run's `latency_split` block for summary.json."""
     sessions = session_split(steps, tools)
     parts = {k: float(sessions[k].sum()) for k in PARTS}
+    subagent_wait_s = float(sessions["subagent_wait_s"].sum())
     totals: dict[str, Any] = {
         **parts,
         "tool_cpu_s": _tool_cpu_s(tools),
         "think_s": float(sessions["think_s"].sum()),
+        "subagent_wait_s": subagent_wait_s,
         **_shares(parts),
     }
     totals["queue_note"] = _queue_note(totals)
     wall_total = float(sessions["wall_s"].sum() - sessions["think_s"].sum())
+    accounted = totals["total_s"] + subagent_wait_s
     totals["sum_check"] = {
         "session_wall_less_think_s": wall_total,
-        "relative_error": abs(totals["total_s"] - wall_total) / wall_total if wall_total else None,
+        "relative_error": abs(accounted - wall_total) / wall_total if wall_total else None,
     }
     return {
         **totals,
         "sessions": len(sessions),
         "steps": len(steps),
         "per_tool_kind": per_tool_kind(
-            tools, parts["tool_s"], parts["tool_queue_s"], totals["total_s"]
+            tools,
+            parts["tool_s"],
+            parts["tool_queue_s"],
+            totals["total_s"],
+            _subagent_wait_calls(steps, tools),
         ),
         "per_workload": {
             workload: {

@@ -6,9 +6,14 @@ run's anchor (see `RunClock`); the manifest holds the wall-clock time of that an
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from harness.units import NS_PER_S
 
 
 @dataclass(slots=True)
@@ -21,6 +26,24 @@ class RunClock:
     def now_ns(self) -> int:
         """Nanoseconds since the anchor, monotonic."""
         return time.perf_counter_ns() - self.anchor_perf_ns
+
+
+async def sleep_until(
+    now_ns: Callable[[], int], until_ns: int, stop: asyncio.Event | None = None
+) -> bool:
+    """Sleep until `until_ns` on the run clock `now_ns`, or until `stop` is set; whether
+    the time was reached (False: stopped first). The event loop's timers may wake a little
+    early (uvloop's count whole milliseconds): the wait sleeps again for what is left, so it
+    never ends before `until_ns` unless stopped."""
+    while (left_ns := until_ns - now_ns()) > 0:
+        if stop is None:
+            await asyncio.sleep(left_ns / NS_PER_S)
+            continue
+        if stop.is_set():
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=left_ns / NS_PER_S)
+    return True
 
 
 @dataclass(slots=True)
@@ -48,6 +71,8 @@ class RequestRecord:
     warmup: bool = False
     slot_wait_ns: int | None = None
     """Time spent waiting in the harness for a `max_concurrency` slot (None: no cap)."""
+    parent_session_id: str | None = None
+    """A sub-agent's request: the session of the agent that started it (None otherwise)."""
 
     @property
     def ok(self) -> bool:
@@ -78,6 +103,7 @@ REQUEST_COLUMN_KINDS: dict[str, ColumnKind] = {
     "error": "str",
     "warmup": "bool",
     "slot_wait_ns": "int",
+    "parent_session_id": "str",
     "ok": "bool",
 }
 """The columns of `requests.parquet`, in order, with the kind of value each holds."""
@@ -166,6 +192,8 @@ class StepRecord:
     request_ok: bool = False
     slot_wait_ns: int | None = None
     """Time the step's request waited for a `max_concurrency` slot (harness queue)."""
+    subagents_started: int = 0
+    """Sub-agent sessions this step started (its waits are the wait on them)."""
 
 
 STEP_COLUMN_KINDS: dict[str, ColumnKind] = {
@@ -183,6 +211,7 @@ STEP_COLUMN_KINDS: dict[str, ColumnKind] = {
     "think_ns": "int",
     "request_ok": "bool",
     "slot_wait_ns": "int",
+    "subagents_started": "int",
 }
 """The columns of `steps.parquet`."""
 

@@ -112,6 +112,15 @@ def _split_sections(summary: Summary) -> list[Section]:
                 "",
             )
         )
+        if split.subagent_wait_s:
+            sec.rows.append(
+                (
+                    "Parents waiting on their sub-agents (not in the split: the sub-agents' "
+                    "own rows hold their work)",
+                    format_value(split.subagent_wait_s, 3),
+                    "",
+                )
+            )
         sec.rows.append(("CPU share (tools + orchestration)", "", format_share(split.cpu_share)))
         sec.rows.append(("GPU share (LLM)", "", format_share(split.gpu_share)))
         sec.rows.append(
@@ -267,6 +276,15 @@ def build_sections(summary: Summary, manifest: Mapping[str, Any]) -> list[Sectio
         ("Prompt token mismatches (usage vs. trace)", accounting.prompt_token_mismatches),
         ("Output token mismatches (usage vs. trace)", accounting.output_token_mismatches),
         ("Sessions started", accounting.sessions_started),
+        ("Sub-agent sessions started by their parents", accounting.subagents_started or None),
+        (
+            "Sub-agent sessions without their parent (started at their own arrival)",
+            accounting.subagents_without_parent or None,
+        ),
+        (
+            "Sub-agent sessions not started (parent ended before their step)",
+            accounting.subagents_not_started or None,
+        ),
         ("Interrupted", accounting.interrupted),
         ("Stopped early because", accounting.aborted_reason),
     ):
@@ -504,6 +522,13 @@ def run_notes(summary: Summary) -> list[str]:
         )
     for error in accounting.worker_errors or []:
         notes.append(f"{error}; the other workers went on")
+    orphans = (accounting.subagents_without_parent or 0) + (accounting.subagents_not_started or 0)
+    if orphans:
+        notes_kept = accounting.subagent_notes or []
+        first = f"; first: {notes_kept[0]}" if notes_kept else ""
+        notes.append(
+            f"{orphans} sub-agent sessions were not started where their parent started them{first}"
+        )
     client = summary.client
     if client is not None and client.client_bound:
         notes.extend(f"client bound: {reason}" for reason in client.client_bound_reasons)

@@ -15,7 +15,9 @@ percentiles of each figure (`percentiles`, `Stats.min`, `Stats.max`, `Stats.perc
 and implausible timings (`timing_flags`). Version 3 added GPU nodes' DCGM exporters
 (`telemetry.dcgm`, `gpu_source` `dcgm-counter`/`dcgm-power`, `energy.gpu_source_note`) and
 `energy.gpu_coverage_frac`. Version 4 added the steady-state window and the figures over it
-(`energy.steady`).
+(`energy.steady`). Version 5 added sub-agent sessions: how many their parents started and how
+many could not be (`run.subagents_*`), and the parents' wait on them, kept out of the split
+(`latency_split.subagent_wait_s`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from harness.errors import ConfigError, ResultsError
 from harness.run.health import WorkerHealth
 from harness.workload.slo import Slo
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The version of summary.json this harness writes; readers accept it and older ones."""
 UNVERSIONED = 0
 """The version of a summary written before `schema_version` existed."""
@@ -98,6 +100,14 @@ class RunBlock(_Block):
     sessions_started: NonNegativeInt | None = None
     sessions_failed: NonNegativeInt | None = None
     session_errors: list[str] | None = None
+    subagents_started: NonNegativeInt | None = None
+    """Sub-agent sessions started where their parents started them (at a step or an offset)."""
+    subagents_without_parent: NonNegativeInt | None = None
+    """Sub-agent sessions whose parent was not in the run: started at their own arrival."""
+    subagents_not_started: NonNegativeInt | None = None
+    """Sub-agent sessions not started: their parent ended before the step that starts them."""
+    subagent_notes: list[str] | None = None
+    """The first sub-agents of the two counts above, each with why."""
     worker_errors: list[str] | None = None
     """Load worker processes that died mid-run, each with why and what it lost."""
     interrupted: bool | None
@@ -115,7 +125,8 @@ class SplitShares(_Block):
 
 
 class SumCheck(_Block):
-    """The split's rows against the sessions' wall time less think time."""
+    """The split's rows (plus the sub-agent wait) against the sessions' wall time less think
+    time."""
 
     session_wall_less_think_s: float
     relative_error: float | None
@@ -155,7 +166,8 @@ class WorkloadSplit(_Block):
 
 class LatencySplit(_Block):
     """The CPU/GPU latency split of agent sessions, in seconds summed over sessions: five
-    rows that add up to the sessions' wall time less think time (harness.latency_split)."""
+    rows that add up to the sessions' wall time less think time and sub-agent waits
+    (harness.latency_split)."""
 
     llm_s: float
     tool_s: float
@@ -169,6 +181,10 @@ class LatencySplit(_Block):
     gpu_share: float | None
     queue_share: float | None
     shares: SplitShares
+    subagent_wait_s: float | None = None
+    """Parents' wait on the sub-agents their steps started (those steps' waits), kept out of
+    the rows like think time: the sub-agents' work is in their own sessions' rows. Null in a
+    summary of version 3 or older."""
     queue_note: str | None
     sum_check: SumCheck
     sessions: NonNegativeInt

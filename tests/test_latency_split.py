@@ -247,3 +247,33 @@ def test_each_kind_counts_its_clamped_calls_and_names_its_sandbox() -> None:
     )
     # replayed calls have no limits: not a count of 0
     assert replayed["per_tool_kind"]["retrieval"]["limits_clamped"] is None
+
+
+def test_a_parents_wait_on_its_sub_agent_is_kept_out_of_the_split() -> None:
+    """Parent p's step 0 (sent 0, done 1 s) started a sub-agent and waited on it 1 → 4 s
+    (an unmapped wait) beside a 0.5 s Bash call; the sub-agent ran 1 → 2 s. The wait past
+    the Bash call is the sub-agent wait, not tool time: the sub-agent's own row counts its
+    work once."""
+    steps = [
+        StepRecord("p", 0, "r0", 0, 4 * S, 0, 1 * S, 1 * S, 4 * S, 2, 0, 0, True),
+        StepRecord("p/c", 0, "r1", 1 * S, 2 * S, 1 * S, 2 * S, request_ok=True),
+    ]
+    steps[0].subagents_started = 1
+    tools = [
+        ToolRecord("p", 0, 0, "unmapped", "replay", None, 3_000.0, 1 * S, 4 * S),
+        ToolRecord("p", 0, 1, "code_exec", "execute", 1.0, 500.0, 1 * S, int(1.5 * S)),
+    ]
+    split = latency_split(table_frame("steps", steps), table_frame("tools", tools), "w")
+    assert split["tool_s"] == pytest.approx(0.5)
+    assert split["subagent_wait_s"] == pytest.approx(2.5)
+    assert split["llm_s"] == pytest.approx(2.0)
+    assert split["orchestration_s"] == pytest.approx(0.0, abs=1e-9)
+    assert split["total_s"] == pytest.approx(2.5)
+    assert split["sum_check"]["relative_error"] == pytest.approx(0.0, abs=1e-12)
+    kinds = split["per_tool_kind"]
+    assert kinds["unmapped"]["calls"] == 1 and kinds["unmapped"]["tool_s"] == 0.0
+    assert kinds["code_exec"]["tool_s"] == pytest.approx(0.5)
+    # The same wait in a step that started no sub-agent is tool time (a remote call).
+    steps[0].subagents_started = 0
+    plain = latency_split(table_frame("steps", steps), table_frame("tools", tools), "w")
+    assert plain["tool_s"] == pytest.approx(3.0) and plain["subagent_wait_s"] == 0.0

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import uvloop
 
 from harness.client import Completion
 from harness.errors import ConfigError
-from harness.records import RequestRecord, RunClock, ToolContext, ToolRecord
+from harness.records import RequestRecord, RunClock, StepRecord, ToolContext, ToolRecord
 from harness.replay import (
     Replayer,
     ReplayOptions,
@@ -28,6 +29,7 @@ from harness.replay import (
     arrival_offsets_ns,
     clipped_lengths,
     fits,
+    plan_sessions,
     preflight,
 )
 from harness.tools.runner import ReplayTools
@@ -718,3 +720,211 @@ async def test_interrupt_cancels_sessions_in_flight_and_marks_the_outcome(
     assert time.monotonic() - t0 < 1.0  # in-flight requests were cancelled, not awaited
     assert outcome.interrupted and outcome.aborted_reason == "stop signal"
     assert r.records and all(rec.error == "cancelled" for rec in r.records)
+
+
+# --- sub-agent sessions -------------------------------------------------------------
+
+
+def _family(own_start_ms: float = 10_000.0) -> list[Session]:
+    """A parent of two steps and its two sub-agents: one started by the parent's step 0
+    (its Task tool, 50 ms into the 300 ms tool wait, as the recording times it), one 120
+    ms after the parent's start; both with own start times far later, which must not
+    count. A session of its own comes between."""
+    parent = Session(
+        "main",
+        0.0,
+        (
+            Step(20, 4, tools=(ToolCall("unmapped", 300.0),), recorded_llm_ms=100.0),
+            Step(10, 4),
+        ),
+    )
+    by_step = Session(
+        "main/task",
+        own_start_ms,
+        (Step(10, 2), Step(5, 2)),
+        parent_id="main",
+        parent_offset_ms=150.0,
+        parent_step=0,
+    )
+    by_offset = Session(
+        "main/early",
+        own_start_ms,
+        (Step(10, 2),),
+        parent_id="main",
+        parent_offset_ms=120.0,
+    )
+    return [parent, _session(1, start_ms=0.0), by_step, by_offset]
+
+
+async def test_a_sub_agent_starts_where_its_parent_started_it() -> None:
+    """The step's sub-agent starts after the parent's step 0 request completed plus the
+    recorded 50 ms into the tool phase (150 ms offset − 100 ms LLM); the offset one at the
+    parent's start plus its offset, scaled; neither at its own arrival, and the parent's
+    wait on its Task stays the recorded 300 ms."""
+    r = Run(ReplayOptions(pattern="trace", time_scale=0.5), delay_s=0.01)
+    outcome = await r.run(_family())
+    by = r.by_session()
+    main0, main1 = by["main"]
+    assert main0.done_ns is not None and main1.sent_ns is not None
+    task0 = by["main/task"][0]
+    assert task0.sent_ns is not None
+    assert task0.sent_ns >= main0.done_ns + 50 * MS  # never early
+    assert task0.sent_ns < main0.done_ns + 50 * MS + SLACK_NS
+    assert task0.sent_ns < main1.sent_ns  # during the parent's wait on it
+    early = by["main/early"][0]
+    assert early.sent_ns is not None and main0.sent_ns is not None
+    assert early.sent_ns >= r.start_ns + 60 * MS  # 120 ms × time scale 0.5
+    assert early.sent_ns < r.start_ns + 60 * MS + SLACK_NS
+    assert main1.sent_ns - main0.done_ns >= 300 * MS  # the recorded wait, not the sub-agent's
+    assert r.elapsed_s < 2.0  # not at their own arrival (10 s × 0.5)
+    assert outcome.subagents_started == 2
+    assert outcome.subagents_without_parent == outcome.subagents_not_started == 0
+    assert outcome.sessions_started == 4
+    assert {x.session_id: x.parent_session_id for x in r.records} == {
+        "main": None,
+        "s1": None,
+        "main/task": "main",
+        "main/early": "main",
+    }
+
+
+async def test_a_step_that_starts_sub_agents_says_how_many() -> None:
+    clock = RunClock()
+    steps: list[StepRecord] = []
+    replayer = Replayer(
+        RecordingSender(clock.now_ns),
+        PromptBuilder(synthetic_token_space(1000), seed=0),
+        ReplayOptions(pattern="trace", time_scale=0.0),
+        clock.now_ns,
+        lambda _: None,
+        tools=ReplayTools(clock.now_ns),
+        on_step=steps.append,
+    )
+    await replayer.run(_family())
+    started = {(s.session_id, s.step_index): s.subagents_started for s in steps}
+    assert started[("main", 0)] == 1  # the offset one belongs to no step
+    assert started[("main", 1)] == 0 and started[("s1", 0)] == 0
+
+
+async def test_a_sub_agent_without_its_parent_starts_at_its_own_arrival() -> None:
+    """Its parent is not in the run (a limit cut it): it runs at its own start time, and it
+    is counted and named, not dropped."""
+    orphan = Session(
+        "gone/task", 80.0, (Step(10, 2),), parent_id="gone", parent_offset_ms=5.0, parent_step=0
+    )
+    r = Run(ReplayOptions(pattern="trace", time_scale=1.0))
+    outcome = await r.run([_session(0, start_ms=0.0), orphan])
+    rec = r.by_session()["gone/task"][0]
+    assert rec.sent_ns is not None and rec.sent_ns >= r.start_ns + 80 * MS
+    assert rec.parent_session_id == "gone"
+    assert outcome.subagents_without_parent == 1 and outcome.subagents_started == 0
+    assert outcome.subagent_notes == [
+        "sub-agent 'gone/task' of 'gone': its parent is not in the run; "
+        "started at its own arrival time"
+    ]
+
+
+async def test_a_sub_agent_whose_parent_ends_short_of_its_step_is_counted() -> None:
+    """The parent's step 1 is over the context window and skipped, so it never reaches the
+    step that starts the sub-agent: not started, counted with why."""
+    parent = Session("main", 0.0, (Step(20, 4), Step(200, 4)))
+    child = Session("main/task", 0.0, (Step(10, 2),), parent_id="main", parent_step=1)
+    r = Run(ReplayOptions(pattern="trace", time_scale=0.0, max_model_len=100, overlength="skip"))
+    outcome = await r.run([parent, child])
+    assert [x.session_id for x in r.records] == ["main"]
+    assert outcome.subagents_not_started == 1 and outcome.subagents_started == 0
+    assert outcome.subagent_notes == [
+        "sub-agent 'main/task' of 'main': its parent ended before step 1; not started"
+    ]
+
+
+async def test_nested_sub_agents_start_from_their_own_parents() -> None:
+    """A sub-agent of a sub-agent waits for its parent's step, once its parent has started."""
+    top = Session("a", 0.0, (Step(10, 2, tools=(ToolCall("unmapped", 100.0),)), Step(5, 2)))
+    mid = Session("a/b", 0.0, (Step(10, 2, tools=(ToolCall("unmapped", 50.0),)), Step(5, 2)))
+    mid = Session("a/b", 0.0, mid.steps, parent_id="a", parent_step=0)
+    leaf = Session("a/b/c", 0.0, (Step(10, 2),), parent_id="a/b", parent_step=0)
+    r = Run(ReplayOptions(pattern="trace", time_scale=0.0), delay_s=0.01)
+    outcome = await r.run([top, mid, leaf])
+    by = r.by_session()
+    assert (by["a/b"][0].sent_ns or 0) >= (by["a"][0].done_ns or 0)
+    assert (by["a/b/c"][0].sent_ns or 0) >= (by["a/b"][0].done_ns or 0)
+    assert outcome.subagents_started == 2
+
+
+async def test_a_closed_loop_runs_a_sub_agent_beside_its_parent() -> None:
+    """With one place, the sub-agent runs during its parent's tool wait, not in a place of
+    its own after it; the next session waits for the parent, and the run for them all."""
+    parent = Session("main", 0.0, (Step(20, 4, tools=(ToolCall("unmapped", 150.0),)), Step(10, 4)))
+    child = Session("main/task", 0.0, (Step(10, 2),), parent_id="main", parent_step=0)
+    r = Run(ReplayOptions(pattern="closed", concurrency=1), delay_s=0.01)
+    outcome = await r.run([parent, child, _session(1)])
+    by = r.by_session()
+    task0 = by["main/task"][0]
+    main0, main1 = by["main"]
+    assert (main0.done_ns or 0) <= (task0.sent_ns or 0) < (main1.sent_ns or 0)
+    assert (by["s1"][0].sent_ns or 0) >= (main1.done_ns or 0)
+    assert outcome.subagents_started == 1 and outcome.requests_sent == 4
+
+
+async def test_a_family_runs_on_its_parents_worker() -> None:
+    """Sharded over two replays by `shard`: the sub-agent lands on the replay that runs its
+    parent, though its own index would deal it to the other."""
+    sessions = [
+        _session(0),
+        _session(1),
+        Session("s0/task", 0.0, (Step(10, 2),), parent_id="s0", parent_step=0),
+    ]
+    assert [p.shard for p in plan_sessions(sessions, None)] == [0, 1, 0]
+    assert [p.parent_in_run for p in plan_sessions(sessions, None)] == [False, False, True]
+    got: dict[int, set[str]] = {}
+    for k in (0, 1):
+        clock = RunClock()
+        records: list[RequestRecord] = []
+        replayer = Replayer(
+            RecordingSender(clock.now_ns),
+            PromptBuilder(synthetic_token_space(1000), seed=0),
+            ReplayOptions(pattern="trace", time_scale=0.0),
+            clock.now_ns,
+            records.append,
+            tools=ReplayTools(clock.now_ns),
+            owns=lambda shard, k=k: shard % 2 == k,  # type: ignore[misc]
+        )
+        outcome = await replayer.run(sessions)
+        got[k] = {x.session_id for x in records}
+        assert outcome.subagents_without_parent == 0
+    assert got == {0: {"s0", "s0/task"}, 1: {"s1"}}
+
+
+def test_preflight_rejects_a_parent_step_the_parent_does_not_have() -> None:
+    sessions = [
+        _session(0, steps=((10, 2), (10, 2))),
+        Session("s0/task", 0.0, (Step(10, 2),), parent_id="s0", parent_step=2),
+    ]
+    with pytest.raises(ConfigError, match=r"'s0/task': parent_step 2, but its parent 's0' has 2"):
+        preflight(sessions, ReplayOptions())
+    itself = Session("loop", 0.0, (Step(10, 2),), parent_id="loop")
+    with pytest.raises(ConfigError, match="'loop': parent_id names the session itself"):
+        preflight([itself], ReplayOptions())
+
+
+def test_think_time_is_never_shorter_than_recorded_on_uvloop() -> None:
+    """uvloop's timers count whole milliseconds and may wake early: the pause before a step
+    still lasts at least its think time on the run clock."""
+    clock = RunClock()
+    steps: list[StepRecord] = []
+    thinks_ms = (0.3, 1.5, 2.7, 1.0, 0.9)
+    session = Session("s", 0.0, tuple(Step(5, 1, think_ms=t) for t in (0.0, *thinks_ms)))
+    replayer = Replayer(
+        RecordingSender(clock.now_ns),
+        PromptBuilder(synthetic_token_space(1000), seed=0),
+        ReplayOptions(pattern="trace", time_scale=0.0),
+        clock.now_ns,
+        lambda _: None,
+        tools=ReplayTools(clock.now_ns),
+        on_step=steps.append,
+    )
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(replayer.run([session]))
+    got = [s.think_ns for s in sorted(steps, key=lambda s: s.step_index)][1:]
+    assert all(ns >= round(ms * MS) for ns, ms in zip(got, thinks_ms, strict=True)), got

@@ -68,6 +68,10 @@ def run_block(
         "sessions_started": outcome.sessions_started,
         "sessions_failed": outcome.sessions_failed,
         "session_errors": list(outcome.session_errors),
+        "subagents_started": outcome.subagents_started,
+        "subagents_without_parent": outcome.subagents_without_parent,
+        "subagents_not_started": outcome.subagents_not_started,
+        "subagent_notes": list(outcome.subagent_notes),
         "interrupted": outcome.interrupted,
         "aborted_reason": outcome.aborted_reason,
     }

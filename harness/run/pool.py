@@ -17,7 +17,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.records import RequestRecord
-from harness.replay import MAX_SESSION_ERRORS, ReplayOutcome
+from harness.replay import MAX_SESSION_ERRORS, MAX_SUBAGENT_NOTES, ReplayOutcome
 from harness.results import RunWriter
 from harness.run.live import LiveBounds, LiveFeed, LiveStats
 from harness.run.load import LoadPlan
@@ -249,7 +249,7 @@ class WorkerPool:
 
 
 def _failed_record(notice: tuple[Any, ...], reason: str) -> RequestRecord:
-    (rid, sid, step, api, prompt, output, scheduled, warmup, slot_wait, sent) = notice
+    (rid, sid, step, api, prompt, output, scheduled, warmup, slot_wait, sent, parent) = notice
     return RequestRecord(
         request_id=rid,
         session_id=sid,
@@ -262,6 +262,7 @@ def _failed_record(notice: tuple[Any, ...], reason: str) -> RequestRecord:
         warmup=warmup,
         slot_wait_ns=slot_wait,
         error=f"harness: {reason}",
+        parent_session_id=parent,
     )
 
 
@@ -282,6 +283,11 @@ def merge_outcomes(parts: list[ReplayOutcome]) -> ReplayOutcome:
         merged.requests_clipped += part.requests_clipped
         merged.sessions_started += part.sessions_started
         merged.sessions_failed += part.sessions_failed
+        merged.subagents_started += part.subagents_started
+        merged.subagents_without_parent += part.subagents_without_parent
+        merged.subagents_not_started += part.subagents_not_started
+        notes_room = MAX_SUBAGENT_NOTES - len(merged.subagent_notes)
+        merged.subagent_notes.extend(part.subagent_notes[: max(0, notes_room)])
         merged.interrupted = merged.interrupted or part.interrupted
         merged.aborted_reason = merged.aborted_reason or part.aborted_reason
         room = MAX_SESSION_ERRORS - len(merged.session_errors)

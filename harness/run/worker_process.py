@@ -58,7 +58,9 @@ class WorkerSpec:
     parent_pid: int
 
     def owns(self, ordinal: int) -> bool:
-        """Whether session `ordinal` (its index in the source) is this worker's."""
+        """Whether sessions of shard `ordinal` are this worker's: the index in the source of
+        a session, or of the top session of its family (a sub-agent runs on its parent's
+        worker, `PlannedSession.shard`)."""
         if self.slots:
             return (ordinal % self.slots) % self.count == self.index
         return ordinal % self.count == self.index
@@ -135,6 +137,7 @@ def start_notice(record: RequestRecord, now_ns: int) -> tuple[Any, ...]:
         record.warmup,
         record.slot_wait_ns,
         now_ns,
+        record.parent_session_id,
     )
 
 

@@ -26,10 +26,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness.errors import ConfigError
-from harness.records import ToolContext, ToolRecord
+from harness.records import ToolContext, ToolRecord, sleep_until
 from harness.tools import kernels, limits, sandbox, scratch
 from harness.tools.code_exec import run_code_exec
-from harness.units import MS_PER_S, NS_PER_MS, NS_PER_S
+from harness.units import MS_PER_S, NS_PER_MS
 from harness.workload.model import KNOWN_TOOL_KINDS, TOOL_KINDS, WAIT_KINDS, ToolCall
 
 if TYPE_CHECKING:
@@ -89,13 +89,10 @@ class ReplayTools:
         self._now_ns = now_ns
 
     async def run(self, call: ToolCall, ctx: ToolContext) -> ToolRecord:
-        """Wait `call.duration_ms` on the run clock and record the wait. The event loop's
-        timers (uvloop's count whole milliseconds) may wake a little early: the wait sleeps
-        again for what is left, so it is never shorter than recorded."""
+        """Wait `call.duration_ms` on the run clock and record the wait; never shorter than
+        recorded (`sleep_until`)."""
         start = self._now_ns()
-        until = start + round(max(0.0, call.duration_ms) * NS_PER_MS)
-        while (left_ns := until - self._now_ns()) > 0:
-            await asyncio.sleep(left_ns / NS_PER_S)
+        await sleep_until(self._now_ns, start + round(max(0.0, call.duration_ms) * NS_PER_MS))
         return _record(call, ctx, "replay", call.size, start, self._now_ns())
 
 

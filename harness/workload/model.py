@@ -129,3 +129,27 @@ def kept_tokens(step: Step, context: int) -> int:
     if step.kept_prefix_tokens is None:
         return context
     return max(0, min(step.kept_prefix_tokens, context))
+
+
+def tool_phase_ms(tools: tuple[ToolCall, ...], waits_only: bool = False) -> float:
+    """How long a step's calls take one after another, a parallel group as its longest call;
+    with `waits_only`, of its remote-call and unmapped waits (WAIT_KINDS) only."""
+    groups: dict[int, float] = {}
+    total = 0.0
+    for call in tools:
+        if waits_only and call.kind not in WAIT_KINDS:
+            continue
+        if call.parallel_group is None:
+            total += call.duration_ms
+        else:
+            groups[call.parallel_group] = max(
+                groups.get(call.parallel_group, 0.0), call.duration_ms
+            )
+    return total + sum(groups.values())
+
+
+def step_tools_ms(step: Step) -> float:
+    """A step's recorded tool phase: as timed where the trace says, else from its calls."""
+    return (
+        step.recorded_tools_ms if step.recorded_tools_ms is not None else tool_phase_ms(step.tools)
+    )

@@ -1,41 +1,25 @@
 """The split a recording timed itself: per session, the LLM time, the tool time and the human
 time as the trace says (`Step.recorded_llm_ms`, `recorded_tools_ms` or its calls' durations,
 `think_ms`), summed in one streaming pass, beside the tool calls by recorded name and kind
-(so unmapped tools are counted, never dropped)."""
+(so unmapped tools are counted, never dropped). A parent's wait on the sub-agents a step of
+it started (that step's waits, `harness.workload.subagents.recorded_wait_ms`) is moved out
+of its tool time into `subagent_wait_s`: the sub-agents' own sessions count their work."""
 
 from __future__ import annotations
 
+import dataclasses
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.units import MS_PER_S
-from harness.workload.model import UNMAPPED, Session, Step, ToolCall
+from harness.workload.model import UNMAPPED, Session, step_tools_ms
+from harness.workload.subagents import Recent, recorded_wait_ms
 
 MAX_SESSIONS_LISTED = 1000
 """Sessions listed one by one in the JSON; the totals always count every session."""
-
-
-def tool_phase_ms(tools: tuple[ToolCall, ...]) -> float:
-    """How long a step's calls take one after another, a parallel group as its longest call."""
-    groups: dict[int, float] = {}
-    total = 0.0
-    for call in tools:
-        if call.parallel_group is None:
-            total += call.duration_ms
-        else:
-            groups[call.parallel_group] = max(
-                groups.get(call.parallel_group, 0.0), call.duration_ms
-            )
-    return total + sum(groups.values())
-
-
-def step_tools_ms(step: Step) -> float:
-    """A step's recorded tool phase: as timed where the trace says, else from its calls."""
-    return (
-        step.recorded_tools_ms if step.recorded_tools_ms is not None else tool_phase_ms(step.tools)
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +31,8 @@ class SessionSplit:
     llm_s: float | None
     tool_s: float
     human_s: float
+    subagent_wait_s: float = 0.0
+    """Its wait on the sub-agents it started (not in `tool_s`)."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -55,7 +41,19 @@ class SessionSplit:
             "llm_s": self.llm_s,
             "tool_s": self.tool_s,
             "human_s": self.human_s,
+            "subagent_wait_s": self.subagent_wait_s,
         }
+
+
+@dataclass(slots=True)
+class _Parent:
+    """What a later sub-agent needs of a session: its place in the listing (None: not
+    listed), whether it is timed, each step's waits (ms) and the steps already counted."""
+
+    listed: int | None
+    timed: bool
+    waits_ms: array[float]
+    moved: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -73,9 +71,13 @@ class RecordedSplit:
     """The kind each recorded name ran as (the first seen, should a trace map one two ways)."""
     tool_kinds: Counter[str] = field(default_factory=Counter)
     unmapped: Counter[str] = field(default_factory=Counter)
+    subagent_wait_s: float = 0.0
+    """Timed parents' waits on their sub-agents, moved out of `tool_s`."""
+    _parents: Recent[str, _Parent] = field(default_factory=Recent, repr=False)
 
     def add(self, session: Session) -> None:
-        """Count one session."""
+        """Count one session (a sub-agent after its parent moves the parent's wait on it)."""
+        self._count_child(session)
         self.session_count += 1
         llm_ms = [s.recorded_llm_ms for s in session.steps if s.recorded_llm_ms is not None]
         tool_ms = sum(step_tools_ms(s) for s in session.steps)
@@ -94,6 +96,10 @@ class RecordedSplit:
             self.llm_s += llm_s
             self.tool_s += tool_ms / MS_PER_S
             self.human_s += human_ms / MS_PER_S
+        waits = array("d", (recorded_wait_ms(step) for step in session.steps))
+        if any(waits):
+            listed = len(self.sessions) if len(self.sessions) < MAX_SESSIONS_LISTED else None
+            self._parents.add(session.session_id, _Parent(listed, llm_s is not None, waits))
         if len(self.sessions) < MAX_SESSIONS_LISTED:
             self.sessions.append(
                 SessionSplit(
@@ -103,6 +109,26 @@ class RecordedSplit:
                     tool_ms / MS_PER_S,
                     human_ms / MS_PER_S,
                 )
+            )
+
+    def _count_child(self, session: Session) -> None:
+        """A sub-agent started at a step of a parent seen before it: that step's waits are
+        the parent's wait on its sub-agents (once per step, however many it started)."""
+        step = session.parent_step
+        parent = self._parents.get(session.parent_id)
+        if parent is None or step is None or step >= len(parent.waits_ms) or step in parent.moved:
+            return
+        parent.moved.add(step)
+        moved_s = parent.waits_ms[step] / MS_PER_S
+        if parent.timed:
+            self.tool_s -= moved_s
+            self.subagent_wait_s += moved_s
+        if parent.listed is not None:
+            entry = self.sessions[parent.listed]
+            self.sessions[parent.listed] = dataclasses.replace(
+                entry,
+                tool_s=entry.tool_s - moved_s,
+                subagent_wait_s=entry.subagent_wait_s + moved_s,
             )
 
     def tap(self, sessions: Iterable[Session]) -> Iterator[Session]:
@@ -127,6 +153,7 @@ class RecordedSplit:
             "llm_s": self.llm_s,
             "tool_s": self.tool_s,
             "human_s": self.human_s,
+            "subagent_wait_s": self.subagent_wait_s,
             "llm_share": self.llm_s / work if work > 0 else None,
             "tool_share": self.tool_s / work if work > 0 else None,
         }
