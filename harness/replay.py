@@ -12,8 +12,8 @@ it: after the delay the recording puts between that request's end and the spawn
 other trace times; with the trace's timing replaced by a rate or a concurrency, with its
 parent, as steps' offsets are dropped then). The parent's wait on it stays its recorded
 tool wait. A sub-agent runs on its parent's load worker; one whose parent is not in the
-run (not in the source, cut by a limit, or further back than the lookback) starts at its
-own arrival time and is counted, and one whose parent ended before reaching its step is
+run (not in the source, or further back in it than the lookback) starts at its own
+arrival time and is counted, and one whose parent ended before reaching its step is
 counted as not started: never dropped silently."""
 
 from __future__ import annotations
@@ -563,12 +563,14 @@ class Replayer:
 
     def _end(self, progress: _Progress) -> None:
         """A session is over (or will never start): the sub-agents still waiting on it are
-        counted as not started, and so are theirs."""
+        counted as not started, and so are theirs; unless the run stopped, which starts no
+        session, theirs as others."""
         progress.ended = True
         waiting = [child for children in progress.waiting.values() for child in children]
         progress.waiting.clear()
         for child in waiting:
-            self.outcome.note_subagent(child.session, started=False)
+            if not self._stop.is_set():
+                self.outcome.note_subagent(child.session, started=False)
             held = self._progress.get(child.session.session_id)
             if held is not None and held.planned is child:
                 self._end(held)
@@ -658,12 +660,13 @@ class Replayer:
                 if offset_ms is None:
                     offset_ms = max(0.0, session.start_ms - parent.planned.session.start_ms)
                 at += ms_to_ns(offset_ms * self._opts.time_scale)
-        self.outcome.subagents_started += 1
         self._launch(self._run_from(child, max(now, at)))
 
     async def _run_from(self, planned: PlannedSession, at_ns: int) -> None:
-        """Run a session from `at_ns`, once the run clock gets there (not if it stops first)."""
+        """Run a sub-agent from `at_ns`, once the run clock gets there (not if the run stops
+        first)."""
         if await self._sleep_until(at_ns):
+            self.outcome.subagents_started += 1
             await self.run_session(planned, at_ns)
             return
         progress = self._progress.get(planned.session.session_id)

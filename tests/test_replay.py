@@ -928,3 +928,15 @@ def test_think_time_is_never_shorter_than_recorded_on_uvloop() -> None:
         runner.run(replayer.run([session]))
     got = [s.think_ns for s in sorted(steps, key=lambda s: s.step_index)][1:]
     assert all(ns >= round(ms * MS) for ns, ms in zip(got, thinks_ms, strict=True)), got
+
+
+async def test_a_run_that_stops_starts_no_sub_agent_and_counts_none_as_orphaned() -> None:
+    """The duration ends during the parent's tool wait: the sub-agent waiting for its step 1
+    is like any session the stopped run did not start, not one its parent failed to reach."""
+    parent = Session("main", 0.0, (Step(10, 2, tools=(ToolCall("unmapped", 150.0),)), Step(5, 2)))
+    child = Session("main/task", 0.0, (Step(10, 2),), parent_id="main", parent_step=1)
+    r = Run(ReplayOptions(pattern="trace", time_scale=0.0, duration_s=0.05))
+    outcome = await r.run([parent, child])
+    assert [x.session_id for x in r.records] == ["main"]
+    assert outcome.subagents_started == outcome.subagents_not_started == 0
+    assert outcome.subagent_notes == []

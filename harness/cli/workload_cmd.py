@@ -97,29 +97,29 @@ def _recorded_tables(recorded: RecordedSplit) -> list[Table | Text]:
     if totals is None:
         return [Text("Recorded split: not available: the trace does not time its LLM calls")]
     table = Table(title=Text("Recorded split (as the recording timed it; seconds)"))
-    for name in ("session", "requests", "LLM", "tools", "human"):
+    subagents = recorded.subagent_wait_s > 0
+    columns = ["session", "requests", "LLM", "tools", "human"]
+    if subagents:
+        columns.append("waiting on sub-agents")
+    for name in columns:
         table.add_column(name, justify="left" if name == "session" else "right")
     for s in recorded.sessions[:SESSIONS_SHOWN]:
-        table.add_row(
-            Text(s.session_id),
-            f"{s.requests:,}",
-            _seconds(s.llm_s),
-            _seconds(s.tool_s),
-            _seconds(s.human_s),
-        )
+        cells = [_seconds(s.llm_s), _seconds(s.tool_s), _seconds(s.human_s)]
+        if subagents:
+            cells.append(_seconds(s.subagent_wait_s))
+        table.add_row(Text(s.session_id), f"{s.requests:,}", *cells)
     more = recorded.session_count - min(len(recorded.sessions), SESSIONS_SHOWN)
+    blank = [""] * (len(columns) - 1)
     if more > 0:
-        table.add_row(Text(f"… {more:,} more sessions"), "", "", "", "")
-    table.add_row(
-        Text(f"total ({totals['sessions']:,} timed sessions)"),
-        "",
-        _seconds(totals["llm_s"]),
-        _seconds(totals["tool_s"]),
-        _seconds(totals["human_s"]),
-    )
+        table.add_row(Text(f"… {more:,} more sessions"), *blank)
+    cells = [_seconds(totals[k]) for k in ("llm_s", "tool_s", "human_s")]
+    if subagents:
+        cells.append(_seconds(totals["subagent_wait_s"]))
+    table.add_row(Text(f"total ({totals['sessions']:,} timed sessions)"), "", *cells)
     llm_share, tool_share = totals["llm_share"], totals["tool_share"]
     if llm_share is not None and tool_share is not None:
-        table.add_row(Text("share of LLM + tools"), "", f"{llm_share:.1%}", f"{tool_share:.1%}", "")
+        shares = ["", f"{llm_share:.1%}", f"{tool_share:.1%}", *blank[3:]]
+        table.add_row(Text("share of LLM + tools"), *shares)
     kinds = Table(title=Text("Recorded tool calls by kind they run as"))
     kinds.add_column("kind")
     kinds.add_column("calls", justify="right")

@@ -73,6 +73,9 @@ class RecordedSplit:
     unmapped: Counter[str] = field(default_factory=Counter)
     subagent_wait_s: float = 0.0
     """Timed parents' waits on their sub-agents, moved out of `tool_s`."""
+    wait_s: float = 0.0
+    """Of `tool_s`, the remote-call and unmapped waits (past any kernel call beside them):
+    replayed as waits of their recorded duration, not as work."""
     _parents: Recent[str, _Parent] = field(default_factory=Recent, repr=False)
 
     def add(self, session: Session) -> None:
@@ -97,6 +100,8 @@ class RecordedSplit:
             self.tool_s += tool_ms / MS_PER_S
             self.human_s += human_ms / MS_PER_S
         waits = array("d", (recorded_wait_ms(step) for step in session.steps))
+        if llm_s is not None:
+            self.wait_s += sum(waits) / MS_PER_S
         if any(waits):
             listed = len(self.sessions) if len(self.sessions) < MAX_SESSIONS_LISTED else None
             self._parents.add(session.session_id, _Parent(listed, llm_s is not None, waits))
@@ -122,6 +127,7 @@ class RecordedSplit:
         moved_s = parent.waits_ms[step] / MS_PER_S
         if parent.timed:
             self.tool_s -= moved_s
+            self.wait_s -= moved_s
             self.subagent_wait_s += moved_s
         if parent.listed is not None:
             entry = self.sessions[parent.listed]
@@ -154,6 +160,7 @@ class RecordedSplit:
             "tool_s": self.tool_s,
             "human_s": self.human_s,
             "subagent_wait_s": self.subagent_wait_s,
+            "wait_s": self.wait_s,
             "llm_share": self.llm_s / work if work > 0 else None,
             "tool_share": self.tool_s / work if work > 0 else None,
         }

@@ -21,8 +21,8 @@ from harness.workload.model import WAIT_KINDS, Session, Step, step_tools_ms
 LOOKBACK_SESSIONS = 10_000
 """A sub-agent's parent is looked for among this many sessions before it in the source
 (loaders put a parent's sub-agents right after it); one further back, or not in the source
-(cut by a limit), is a sub-agent without its parent: replayed at its own arrival time, and
-counted."""
+(an export or a trace window that left it out), is a sub-agent without its parent:
+replayed at its own arrival time, and counted."""
 
 K = TypeVar("K")
 V = TypeVar("V")

@@ -68,7 +68,10 @@ def test_inspect_json_of_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert (data["input_tokens"], data["output_tokens"]) == (4_210, 330)
     totals = data["recorded_split"]["totals"]
     assert totals["llm_s"] == pytest.approx(2.0 + 1.5 + 2.0 + 1.0 + 1.0 + 1.0 + 1.0)
-    assert totals["tool_s"] == pytest.approx(1.1 + 4.0 + 0.3)  # chat end to last tool end
+    # Chat end to last tool end, less the waits of the step that started the helper
+    # (lookup_weather's 0.4 s and ask_helper's 3.5 s): the parent's wait on its sub-agent.
+    assert totals["tool_s"] == pytest.approx(1.1 + 4.0 + 0.3 - 3.9)
+    assert totals["subagent_wait_s"] == pytest.approx(3.9)
     assert totals["human_s"] == pytest.approx(0.4 + 1.0 + 0.4 + 1.2)  # gaps before chats
     assert data["recorded_split"]["unmapped_tool_calls"] == {"ask_helper": 1, "lookup_weather": 1}
 

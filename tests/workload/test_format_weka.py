@@ -55,7 +55,9 @@ def test_inspect_json_of_the_sample(capsys: pytest.CaptureFixture[str]) -> None:
     assert (data["input_tokens"], data["output_tokens"]) == (1_600, 275)
     totals = data["recorded_split"]["totals"]
     assert totals["llm_s"] == pytest.approx(5.0 + 1.2 + 4.0)  # api_time
-    assert totals["tool_s"] == pytest.approx(1.5 + 3.0 + 0.4 + 1.0)
+    # conv-a's 3 s gap after request 1 is its wait on the sub-agent: not tool time.
+    assert totals["tool_s"] == pytest.approx(1.5 + 0.4 + 1.0)
+    assert totals["subagent_wait_s"] == pytest.approx(3.0)
     assert totals["human_s"] == pytest.approx(11.0)
     assert data["recorded_split"]["unmapped_tool_calls"] == {"(no name)": 4}
 
