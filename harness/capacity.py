@@ -52,12 +52,25 @@ def point_figures(
     point: dict[str, Any] = {"load": float(load), "run_dir": run_dir}
     point.update({key: figures[key] for key in POINT_FIGURES})
     point["gpu_source"] = summary.energy.gpu_source if summary.energy else "unavailable"
+    point.update(gpu_attribution(summary))
     point["error"] = None
     # Whether the client, not the server, may have set this point's pace (None: unknown).
     point["client_bound"] = summary.client.client_bound if summary.client is not None else None
     completed = bool(point["requests_completed"])
     point["meets_slo"] = completed and meets_target(point["slo_attainment"], target_attainment)
     return point
+
+
+def gpu_attribution(summary: Summary) -> dict[str, Any]:
+    """How many GPUs a point's power figures cover (`gpu_devices`: the server's, where they
+    were told; None: every GPU NVML saw) and how they were told (`gpu_attribution`)."""
+    telemetry = summary.telemetry
+    found = telemetry.gpu_attribution if telemetry is not None else None
+    devices = summary.energy.gpu_devices if summary.energy is not None else None
+    return {
+        "gpu_devices": len(devices) if devices else None,
+        "gpu_attribution": found.method if found is not None else None,
+    }
 
 
 def meets_target(attainment: float | None, target: float) -> bool:
@@ -103,7 +116,8 @@ def failed_point(load: float, run_dir: str, error: str) -> dict[str, Any]:
     """A load point whose run left no summary: kept, with why, so the file shows it was tried."""
     point: dict[str, Any] = {"load": float(load), "run_dir": run_dir}
     point.update(dict.fromkeys(POINT_FIGURES))
-    point.update({"gpu_source": "unavailable", "error": error, "meets_slo": False})
+    point.update({"gpu_source": "unavailable", "gpu_devices": None, "gpu_attribution": None})
+    point.update({"error": error, "meets_slo": False})
     point["client_bound"] = None
     return point
 
@@ -177,6 +191,27 @@ def _window_figures(point: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     return tokens, power
 
 
+def _power_per_device(
+    point: Mapping[str, Any], watts: float | None, devices: int, power_note: str | None
+) -> tuple[float | None, str | None]:
+    """A point's GPU power (`watts`, one of its figures) per device, or None and why not.
+    Where the point's summary told the server's GPUs (`gpu_devices`) its power is theirs,
+    per device where they are the `devices` the capacity is divided by; else `power_note`
+    (every GPU NVML sees is not the server's) leaves it null."""
+    attributed = point.get("gpu_devices")
+    if attributed:
+        if int(attributed) == devices:
+            return _per_device(watts, devices), None
+        return None, (
+            f"the server's GPUs are {attributed} (told by {point.get('gpu_attribution')}) but "
+            f"the capacity is per {devices} devices, so busy_w and idle_w per device are not "
+            f"reported (give --devices {attributed})"
+        )
+    if power_note is not None:
+        return None, power_note
+    return _per_device(watts, devices), None
+
+
 def capacity_block(
     points: Sequence[Mapping[str, Any]],
     devices: int,
@@ -187,13 +222,23 @@ def capacity_block(
     """The capacity at the highest load that met the SLO, per device; null figures (never 0)
     when no point met it or a figure was not measured. The true capacity lies between that
     load and `next_load_missed` (the lowest higher load that missed), so it is a lower bound.
-    `power_note` says why GPU power can't be attributed to the server's devices (then the
-    power figures are null). Tokens/s and busy_w are the point's steady-window figures where
-    it has a steady window, else its whole run's (`capacity_window`, `busy_w_window`);
-    requests/s and sessions/s are always the whole run's."""
+    Tokens/s and busy_w are the point's steady-window figures where it has a steady window,
+    else its whole run's (`capacity_window`, `busy_w_window`); requests/s and sessions/s are
+    always the whole run's. Power per device is the server's GPUs' where a point's summary
+    told them (then `power_note` does not apply); else `power_note` says why GPU power can't
+    be attributed to the server's devices (then the power figures are null). The block's
+    `power_note` says why busy_w is null where it is."""
     best = max((p for p in points if p["meets_slo"]), key=lambda p: p["load"], default=None)
-    idles = [p["idle_power_w"] for p in points if p["idle_power_w"] is not None]
-    idle = statistics.median(idles) if idles and power_note is None else None
+    idles = [
+        idle
+        for p in points
+        if p["idle_power_w"] is not None
+        and (idle := _power_per_device(p, p["idle_power_w"], devices, power_note)[0]) is not None
+    ]
+    note, busy = power_note, None
+    if best is not None:
+        tokens, power = _window_figures(best)
+        busy, note = _power_per_device(best, power["w"], devices, power_note)
     missed = [p["load"] for p in points if not p["meets_slo"]]
     block: dict[str, Any] = {
         "load": None,
@@ -209,8 +254,8 @@ def capacity_block(
         "busy_w": None,
         "busy_w_source": "unavailable",
         "busy_w_window": None,
-        "idle_w": _per_device(idle, devices),
-        "power_note": power_note,
+        "idle_w": statistics.median(idles) if idles else None,
+        "power_note": note,
         "tool_cpu_s_per_session": None,
         "next_load_missed": None,
         "lower_loads_missed": sorted(missed),
@@ -219,8 +264,6 @@ def capacity_block(
         return block
     block["next_load_missed"] = min((x for x in missed if x > best["load"]), default=None)
     block["lower_loads_missed"] = sorted(x for x in missed if x < best["load"])
-    tokens, power = _window_figures(best)
-    busy = power["w"] if power_note is None else None
     block.update(
         {
             "load": best["load"],
@@ -230,7 +273,7 @@ def capacity_block(
             "capacity_requests_s": _per_device(best["request_throughput_rps"], devices),
             "capacity_sessions_s": _per_device(best["sessions_per_s"], devices),
             "capacity_window": tokens["window"],
-            "busy_w": _per_device(busy, devices),
+            "busy_w": busy,
             "busy_w_source": best["gpu_source"] if busy is not None else "unavailable",
             "busy_w_window": power["window"] if busy is not None else None,
             "tool_cpu_s_per_session": best["tool_cpu_s_per_session"],

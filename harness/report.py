@@ -174,7 +174,7 @@ def _split_sections(summary: Summary) -> list[Section]:
             ("CPU package energy (J)", energy.cpu_energy_j, 1),
             ("CPU energy source", energy.cpu_source, 0),
         )
-        gpu_rows, cpu_rows = rows[:9], rows[9:]
+        gpu_rows, cpu_rows = rows[:9] + _gpu_attribution_rows(summary), rows[9:]
         reasons = dict(summary.telemetry.unavailable_sources()) if summary.telemetry else {}
         missing: list[str] = []
         for part, source, measured, part_rows in (
@@ -200,6 +200,18 @@ def _split_sections(summary: Summary) -> list[Section]:
             sp.rows.append((phase, format_value(d.requests), format_value(d.mean_s, 4)))
         out.append(sp)
     return out
+
+
+def _gpu_attribution_rows(summary: Summary) -> tuple[tuple[str, float | str | None, int], ...]:
+    """The energy table's rows on this host's GPUs that are not the server's, apart."""
+    other = summary.energy.other_gpus if summary.energy is not None else None
+    if other is None:
+        return ()
+    devices = ", ".join(str(d) for d in other.devices)
+    return (
+        (f"Other GPUs on this host ({devices}): energy (J)", other.gpu_energy_j, 1),
+        (f"Other GPUs on this host ({devices}): average power (W)", other.avg_power_w, 1),
+    )
 
 
 def build_sections(summary: Summary, manifest: Mapping[str, Any]) -> list[Section]:
@@ -508,8 +520,8 @@ def run_notes(summary: Summary) -> list[str]:
     """What a reader must know before trusting the figures: a recovered run, sessions the
     harness failed, a load worker that died, the client setting the pace, the harness's
     queues dominating the session time, the workload's timing replaced by the options,
-    implausible or thinly backed latency figures, and what went wrong with the GPU nodes'
-    DCGM exporters."""
+    implausible or thinly backed latency figures, what went wrong with the GPU nodes' DCGM
+    exporters, and GPU figures that may not be the server's alone."""
     notes: list[str] = []
     if summary.recovered is not None:
         notes.append(summary.recovered.note)
@@ -541,7 +553,25 @@ def run_notes(summary: Summary) -> list[str]:
     if dcgm is not None:
         notes.extend(f"GPU metrics: {problem}" for problem in dcgm.problems)
     notes.extend(flag.reason for flag in summary.timing_flags or [])
+    note = _gpu_attribution_note(summary)
+    if note is not None:
+        notes.append(note)
     return notes
+
+
+def _gpu_attribution_note(summary: Summary) -> str | None:
+    """Where NVML sees more than one GPU and the server's could not be told: the GPU
+    figures are every GPU's, and why."""
+    telemetry = summary.telemetry
+    found = telemetry.gpu_attribution if telemetry is not None else None
+    if telemetry is None or found is None or found.method != "unknown":
+        return None
+    if telemetry.gpu.devices <= 1:
+        return None
+    return (
+        f"GPU energy and power cover all {telemetry.gpu.devices} GPUs NVML sees: the "
+        f"server's could not be told ({found.reason})"
+    )
 
 
 def run_report_content(run_dir: Path, reader: RunReader | None = None) -> RunReportContent:

@@ -19,7 +19,7 @@ from harness.plots import (
 from harness.report import RunReportContent, run_report_content, write_report
 from harness.results import RunReader, write_run_file
 from harness.summary import Summary
-from harness.timeline import Timeline, build_timeline, unavailable_sources
+from harness.timeline import Timeline, build_timeline, other_gpus, unavailable_sources
 
 SPLIT_FIGURE = "latency_split.png"
 TIMELINE_FIGURE = "timeline.png"
@@ -66,7 +66,9 @@ def write_figures(reader: RunReader, summary: Summary) -> list[FigureRef]:
     telemetry = reader.frame("telemetry")
     if telemetry is not None:
         tools = reader.table("tools") if reader.has_table("tools") else None
-        timeline = build_timeline(telemetry, reader.requests(), tools, unavailable_sources(summary))
+        timeline = build_timeline(
+            telemetry, reader.requests(), tools, unavailable_sources(summary), other_gpus(summary)
+        )
         chart = timeline_chart(timeline, name)
         if isinstance(chart, NotDrawn):
             (run_dir / TIMELINE_FIGURE).unlink(missing_ok=True)

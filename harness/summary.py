@@ -17,7 +17,10 @@ and implausible timings (`timing_flags`). Version 3 added GPU nodes' DCGM export
 `energy.gpu_coverage_frac`. Version 4 added the steady-state window and the figures over it
 (`energy.steady`). Version 5 added sub-agent sessions: how many their parents started and how
 many could not be (`run.subagents_*`), and the parents' wait on them, kept out of the split
-(`latency_split.subagent_wait_s`).
+(`latency_split.subagent_wait_s`). Version 6 added which of this host's GPUs are the
+server's (`telemetry.gpu_attribution`), the GPUs the energy figures count
+(`energy.gpu_devices`), the other GPUs of the host apart (`energy.other_gpus`) and which
+power reading each GPU's samples are (`telemetry.gpu.power_sources`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from harness.errors import ConfigError, ResultsError
 from harness.run.health import WorkerHealth
 from harness.workload.slo import Slo
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The version of summary.json this harness writes; readers accept it and older ones."""
 UNVERSIONED = 0
 """The version of a summary written before `schema_version` existed."""
@@ -274,6 +277,25 @@ class SteadyEnergy(_Block):
     j_per_output_token: float | None
 
 
+PowerSource = Literal["nvml-instant", "nvml-average"]
+"""Which NVML reading a GPU's power samples are: NVML_FI_DEV_POWER_INSTANT, or (where the
+GPU lacks that field) nvmlDeviceGetPowerUsage, a one-second average on Ampere and newer."""
+
+
+class OtherGpusEnergy(_Block):
+    """This host's GPUs that are not the server's, over the same window: sampled, shown
+    apart, and counted in none of the server's figures."""
+
+    devices: list[NonNegativeInt]
+    """Their NVML indices."""
+    gpu_energy_j: float | None
+    gpu_source: GpuSource
+    gpu_energy_per_device_j: dict[str, float]
+    idle_power_w: float | None
+    avg_power_w: float | None
+    peak_power_w: float | None
+
+
 class Energy(_Block):
     """Energy over the measured window (first send → last completion), from telemetry; every
     unmeasured figure null, with its source `unavailable`."""
@@ -299,10 +321,18 @@ class Energy(_Block):
     """The least share of the window any GPU's readings cover (1: all of it; less where a
     source stopped mid-run: the energy covers what was measured)."""
     gpu_source_note: str | None = None
-    """Which GPUs the energy counts, in words (the DCGM exporters' GPUs, not this host's)."""
+    """Which GPUs the energy counts, in words: the DCGM exporters' (not this host's), or which
+    of this host's are the server's and how that was told."""
     steady: SteadyEnergy | None = None
     """The steady-state figures beside these whole-run ones; null in a summary of version 3
     or older (not computed then)."""
+    gpu_devices: list[NonNegativeInt] | None = None
+    """The GPUs (NVML indices) the GPU figures count: the server's. Null: every GPU NVML
+    sees, the server's not being told (telemetry.gpu_attribution says why), the DCGM
+    exporters' GPUs being counted, or version 5 or older."""
+    other_gpus: OtherGpusEnergy | None = None
+    """Other GPUs on this host, apart; null where there are none or the server's GPUs were
+    not told."""
 
 
 class GpuStatus(_Block):
@@ -313,6 +343,40 @@ class GpuStatus(_Block):
     devices: NonNegativeInt
     read_errors: dict[str, NonNegativeInt]
     not_supported: list[str]
+    power_sources: dict[str, list[PowerSource]] | None = None
+    """Per GPU index, which readings its power samples were (both where the instantaneous
+    field failed now and then); null in version 5 or older."""
+
+
+AttributionMethod = Literal["--gpus", "processes", "CUDA_VISIBLE_DEVICES", "unknown"]
+
+
+class GpuDevice(_Block):
+    """One GPU as NVML names it."""
+
+    index: NonNegativeInt
+    """NVML's index (PCI bus order; CUDA's may differ)."""
+    uuid: str | None
+    name: str | None
+
+
+class GpuAttribution(_Block):
+    """Which of this host's GPUs are the server's, and how that was told: named (`--gpus`),
+    seen holding the server's processes (`processes`), from the CUDA_VISIBLE_DEVICES it was
+    launched with, or `unknown` with the reason (then the figures are every GPU's)."""
+
+    method: AttributionMethod
+    reason: str | None
+    """Why unknown, or what qualifies the method."""
+    server_gpus: list[GpuDevice]
+    other_gpus: list[GpuDevice]
+    server_pid: int | None
+    server_pids_on_gpus: list[int]
+    """The server's processes NVML listed on a GPU."""
+    first_seen_ns: dict[str, int]
+    """Run-clock time each GPU was first seen holding a server process (by index)."""
+    checks: NonNegativeInt
+    """How many times the process lists were matched."""
 
 
 class RaplStatus(_Block):
@@ -377,6 +441,9 @@ class Telemetry(_Block):
     dcgm: DcgmStatus | None = None
     """The GPU nodes' DCGM exporters, where `--gpu-metrics` named any: then their GPUs are
     the server's, and this host's NVML readings are not counted."""
+    gpu_attribution: GpuAttribution | None = None
+    """Which of this host's GPUs are the server's; null where NVML could not be read, where
+    DCGM exporters name the server's GPUs, or in version 5 or older."""
 
     def unavailable_sources(self) -> list[tuple[str, str]]:
         """(source, reason) for each power source the run could not read (the GPUs are the

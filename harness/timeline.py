@@ -118,9 +118,12 @@ def build_timeline(
     requests: pd.DataFrame,
     tools: pd.DataFrame | None = None,
     unavailable: Iterable[str] = (),
+    other_gpus: Iterable[int] = (),
 ) -> Timeline:
     """The run's series, all on one axis whose zero is the first request sent (else the first
-    sample). `unavailable` names sources the run could not read (from summary.telemetry)."""
+    sample). `unavailable` names sources the run could not read (from summary.telemetry);
+    `other_gpus` are GPUs that are not the server's (labelled so)."""
+    others = {str(int(i)) for i in other_gpus}
     timeline = Timeline(unavailable=list(unavailable))
     sent = requests["sent_ns"].dropna() if "sent_ns" in requests else pd.Series(dtype="int64")
     if not sent.empty:
@@ -146,6 +149,8 @@ def build_timeline(
         local = " (this host)" if dcgm is not None else ""
         for device, rows in gpu.groupby("device"):
             label = f"GPU {_device(device)}{local}"
+            if _device(device) in others:
+                label += " (not the server's)"
             _add(timeline.power_w, _series(label, rows, "power_w", t0_ns))
             _add(timeline.utilization_pct, _series(label, rows, "gpu_util_pct", t0_ns))
     if not timeline.power_w and not any(u.startswith("GPU") for u in timeline.unavailable):
@@ -172,6 +177,12 @@ def build_timeline(
         ):
             _add(timeline.activity, _series(label, server, column, t0_ns))
     return timeline
+
+
+def other_gpus(summary: Summary) -> list[int]:
+    """The GPUs of the run's host that were told not to be the server's."""
+    found = summary.telemetry.gpu_attribution if summary.telemetry is not None else None
+    return [g.index for g in found.other_gpus] if found is not None else []
 
 
 def unavailable_sources(summary: Summary) -> list[str]:

@@ -1,11 +1,15 @@
-"""`harness run` in a child process, for integration tests that signal it or outlive it."""
+"""`harness run` in a child process, for integration tests that signal it or outlive it;
+and a real process tree standing in for a server and its workers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from harness.server import ServerInfo
@@ -48,3 +52,31 @@ def wait_for_records(journal: Path, count: int, timeout_s: float = 120) -> None:
         if journal.exists() and journal.read_text().count("\n") >= count:
             return
         time.sleep(0.2)
+
+
+_TREE = (
+    "import subprocess, sys, time\n"
+    "kids = [subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])"
+    " for _ in range({workers})]\n"
+    "print(' '.join(str(k.pid) for k in kids), flush=True)\n"
+    "time.sleep(120)\n"
+)
+
+
+@contextlib.contextmanager
+def server_tree(workers: int = 2) -> Iterator[tuple[int, list[int]]]:
+    """A parent process with `workers` child processes, as vLLM's server and its workers:
+    (parent pid, worker pids); all of them killed on exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _TREE.format(workers=workers)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    kids = [int(p) for p in proc.stdout.readline().split()]
+    try:
+        yield proc.pid, kids
+    finally:
+        for pid in kids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait()

@@ -301,6 +301,35 @@ def test_power_that_cannot_be_attributed_is_null_with_the_reason() -> None:
     assert block["capacity_tok_s"] == pytest.approx(500.0)
 
 
+def _told(point: dict[str, Any], gpus: int, method: str = "processes") -> dict[str, Any]:
+    """A point whose summary told the server's GPUs (`gpus` of them, by `method`)."""
+    return {**point, "gpu_devices": gpus, "gpu_attribution": method}
+
+
+def test_power_of_the_servers_gpus_is_per_device_whatever_nvml_sees() -> None:
+    """Attributed: the power is the server's 2 GPUs' alone, so the note about the 8 GPUs
+    NVML sees does not apply."""
+    points = [
+        _told(_point(1, avg_power_w=500.0, idle_power_w=100.0), 2),
+        _told(_point(2, avg_power_w=700.0, idle_power_w=140.0), 2),
+    ]
+    note = "NVML sees 8 GPUs but the server uses 2"
+    block = capacity_block(points, devices=2, device_kind="gpu", accelerator=None, power_note=note)
+    assert block["busy_w"] == pytest.approx(350.0) and block["busy_w_source"] == "nvml-counter"
+    assert block["idle_w"] == pytest.approx(60.0)  # median of 50 and 70 per GPU
+    assert block["power_note"] is None
+
+
+def test_power_of_the_servers_gpus_on_another_basis_than_devices_is_null_with_why() -> None:
+    points = [_told(_point(1, avg_power_w=500.0), 2, "--gpus")]
+    block = capacity_block(points, devices=4, device_kind="gpu", accelerator=None)
+    assert block["busy_w"] is None and block["idle_w"] is None
+    assert block["busy_w_source"] == "unavailable"
+    assert "the server's GPUs are 2 (told by --gpus)" in block["power_note"]
+    assert "give --devices 2" in block["power_note"]
+    assert block["capacity_tok_s"] == pytest.approx(250.0)
+
+
 def test_a_miss_below_the_capacity_load_is_reported() -> None:
     points = [_point(1), _point(2, attainment=0.5), _point(4)]
     block = capacity_block(points, devices=1, device_kind="cpu", accelerator=None)
@@ -477,7 +506,9 @@ def test_point_keys_are_the_capacity_json_contract() -> None:
         "steady_total_throughput_tok_s",
     }
     keys = {"load", "run_dir", "gpu_source", "error", "meets_slo", "client_bound", *figures}
+    keys |= {"gpu_devices", "gpu_attribution"}
     assert set(_point(1)) == keys
+    assert set(failed_point(1, "p", "no summary")) == keys
     assert _point(1)["avg_power_w"] == 600.0 and _point(1)["ttft_ms_p99"] == 40.0
 
 

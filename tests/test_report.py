@@ -417,3 +417,65 @@ def test_gpu_nodes_counted_and_their_problems_are_said() -> None:
     inventory = {"available": True, "gpus": [{"name": "NVIDIA H100", "host": "node-a"}]}
     run_rows = build_sections(run, {"gpu_metrics": inventory})[0].rows
     assert ("Server GPUs (DCGM)", "NVIDIA H100 on node-a") in run_rows
+
+
+def _attribution(method: str, reason: str | None, server: list[int], other: list[int]) -> Any:
+    def gpus(indices: list[int]) -> list[dict[str, Any]]:
+        return [{"index": i, "uuid": f"GPU-{i}", "name": "NVIDIA H100"} for i in indices]
+
+    return {
+        "method": method,
+        "reason": reason,
+        "server_gpus": gpus(server),
+        "other_gpus": gpus(other),
+        "server_pid": 10,
+        "server_pids_on_gpus": [11, 12] if server else [],
+        "first_seen_ns": {str(i): 0 for i in server},
+        "checks": 3,
+    }
+
+
+def test_the_energy_table_names_the_servers_gpus_and_shows_the_others_apart() -> None:
+    from summary_builders import energy_block, telemetry_block
+
+    gpu = {"available": True, "reason": None, "devices": 4, "read_errors": {}, "not_supported": []}
+    other = {
+        "devices": [0, 3],
+        "gpu_energy_j": 400.0,
+        "gpu_source": "nvml-counter",
+        "gpu_energy_per_device_j": {"0": 200.0, "3": 200.0},
+        "idle_power_w": None,
+        "avg_power_w": 200.0,
+        "peak_power_w": 200.0,
+    }
+    note = "GPUs 1, 2 of the 4 on this host, the server's (by processes); the others are apart"
+    energy = energy_block(
+        gpu_energy_j=540.0,
+        gpu_source="nvml-counter",
+        gpu_devices=[1, 2],
+        other_gpus=other,
+        gpu_source_note=note,
+    )
+    telemetry = telemetry_block(
+        gpu=gpu, gpu_attribution=_attribution("processes", None, [1, 2], [0, 3])
+    )
+    run = summary(energy=energy, telemetry=telemetry)
+    rows = dict(next(s for s in build_sections(run, {}) if s.title == "Energy").rows)
+    assert rows["GPUs counted"] == note
+    assert rows["Other GPUs on this host (0, 3): energy (J)"] == "400.0"
+    assert not any("GPU energy and power cover" in n for n in run_notes(run))
+
+
+def test_gpus_that_could_not_be_told_are_a_note() -> None:
+    from summary_builders import energy_block, telemetry_block
+
+    gpu = {"available": True, "reason": None, "devices": 8, "read_errors": {}, "not_supported": []}
+    why = "no server pid"
+    telemetry = telemetry_block(gpu=gpu, gpu_attribution=_attribution("unknown", why, [], []))
+    run = summary(
+        energy=energy_block(gpu_energy_j=1.0, gpu_source="nvml-counter"), telemetry=telemetry
+    )
+    assert (
+        f"GPU energy and power cover all 8 GPUs NVML sees: the server's could not be told ({why})"
+        in run_notes(run)
+    )

@@ -96,3 +96,15 @@ def test_unreadable_gpu_nodes_are_named_by_their_reason() -> None:
     }
     run = summary(telemetry=telemetry_block(dcgm=dcgm))
     assert unavailable_sources(run)[0] == "GPU: no GPU read from http://node-a:9400/metrics"
+
+
+def test_gpus_that_are_not_the_servers_are_labelled_so() -> None:
+    rows = [
+        {"t_ns": t * S, "source": "gpu", "device": d, "power_w": 100.0, "gpu_util_pct": 5.0}
+        for t in (0, 1)
+        for d in (0, 1)
+    ]
+    requests = pd.DataFrame({"sent_ns": [0], "done_ns": [S]})
+    tl = build_timeline(pd.DataFrame(rows), requests, None, (), other_gpus=[1])
+    assert [s.label for s in tl.power_w] == ["GPU 0", "GPU 1 (not the server's)"]
+    assert [s.label for s in tl.utilization_pct] == ["GPU 0", "GPU 1 (not the server's)"]

@@ -70,6 +70,7 @@ def run_plan(args: argparse.Namespace, spec: WorkloadSpec, out: Path) -> RunPlan
         server_pid=args.server_pid,
         gpu_metrics=tuple(dict.fromkeys(getattr(args, "gpu_metrics", None) or ())),
         gpu_metrics_every_s=getattr(args, "gpu_metrics_every", 1.0),
+        gpus=getattr(args, "gpus", None),
         workers=getattr(args, "workers", None),
         server_local=server_choice(args).local,
         command=tuple(sys.argv),

@@ -204,6 +204,15 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
         help="pid of an attached server on this host, to sample its process tree's CPU and RSS",
     )
     p.add_argument(
+        "--gpus",
+        type=gpu_names,
+        default=None,
+        metavar="I|UUID,...",
+        help="the server's GPUs on this host, by NVML index or UUID, comma-separated (default: "
+        "the GPUs its processes hold, else its CUDA_VISIBLE_DEVICES); only they count in "
+        "energy and power, the others are shown apart",
+    )
+    p.add_argument(
         "--sample-hz",
         type=number_in(0, 1000, low_open=True),
         default=10.0,
@@ -274,6 +283,24 @@ def gpu_metrics_url(text: str) -> str:
         return exporter_url(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def gpu_names(text: str) -> tuple[str, ...]:
+    """An argparse `type` for `--gpus`: comma-separated NVML indices or GPU UUIDs (GPU-...),
+    each once; whether this host has them is checked before the run starts."""
+    names: list[str] = []
+    for part in text.split(","):
+        item = part.strip()
+        if not item:
+            raise argparse.ArgumentTypeError(f"{text!r}: an empty item (give e.g. 2,5)")
+        if not (item.isdigit() or item.upper().startswith(("GPU-", "MIG-"))):
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is neither a GPU index nor a UUID (GPU-...; `nvidia-smi -L` lists them)"
+            )
+        if item in names:
+            raise argparse.ArgumentTypeError(f"{item} is given twice")
+        names.append(item)
+    return tuple(names)
 
 
 def load_workers(text: str) -> int | Literal["auto"]:

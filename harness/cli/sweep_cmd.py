@@ -118,7 +118,8 @@ def add_parser(sub: Any) -> None:
         "--devices",
         type=int,
         default=None,
-        help="accelerators the server uses (default: GPUs NVML sees, or 1 for a CPU server)",
+        help="accelerators the server uses (default: the GPUs --gpus names, else the server's "
+        "GPUs as its first point tells them, else every GPU NVML sees, or 1 for a CPU server)",
     )
     p.add_argument(
         "--accelerator", default=None, help="catalog name of the GPU (default: matched by name)"
@@ -214,7 +215,8 @@ def _devices(args: argparse.Namespace, gpus: dict[str, Any]) -> tuple[int, str, 
         raise ConfigError(f"--devices must be at least 1, got {args.devices}")
     found = gpus.get("gpus") or [] if gpus.get("available") else []
     kind = "gpu" if found or named else "cpu"
-    count = args.devices or (len(found) if found else 1)
+    named_gpus = getattr(args, "gpus", None)
+    count = args.devices or (len(named_gpus) if named_gpus else len(found) if found else 1)
     accelerator = named
     if accelerator is None and found:
         accelerator = match_accelerator(str(found[0].get("name", "")), catalog)
@@ -284,6 +286,7 @@ def sweep(args: argparse.Namespace) -> int:
     view = ConsoleView(console)
 
     def run_point(info: ServerInfo, load: float, plan: RunPlan, title: str) -> int:
+        nonlocal devices
         name = _point_name(load_kind, load)
         rule(console, f"{base.name}: {load_kind} {load:g} ({title})")
         if plan.load_note is not None:
@@ -301,6 +304,13 @@ def sweep(args: argparse.Namespace) -> int:
             )
         else:
             points.append(point_figures(load, f"points/{name}", summary, args.slo_attainment))
+            told = _told_devices(args, points[-1], devices)
+            if told is not None:
+                view.say(
+                    f"note: the server's GPUs are {told} of the {devices} NVML sees (told by "
+                    f"{points[-1]['gpu_attribution']}): capacity and power are per those {told}"
+                )
+                devices = told
         return result.exit_code
 
     try:
@@ -471,15 +481,30 @@ def _mean_context(run_dir: Path) -> dict[str, Any]:
     return {"mean_context_tok": mean, "mean_context_source": source}
 
 
+def _told_devices(args: argparse.Namespace, point: dict[str, Any], devices: int) -> int | None:
+    """The server's GPU count a point's summary told, where it differs from the sweep's
+    default count (every GPU NVML sees) and neither --devices nor --gpus set the count."""
+    told = point.get("gpu_devices")
+    if args.devices is not None or getattr(args, "gpus", None) or not told or told == devices:
+        return None
+    return int(told)
+
+
 def _power_note(gpus: dict[str, Any], devices: int, device_kind: str) -> str | None:
     """Why GPU power can't be attributed to the server's devices, or None when it can:
-    the sampler sums every GPU NVML sees, so a server on fewer of them would be charged for
-    the others' power."""
+    without attribution the sampler's figures are every GPU NVML sees, so a server on fewer
+    of them would be charged for the others' power (a point whose summary told the server's
+    GPUs counts only theirs, and capacity_block takes that instead)."""
     seen = len(gpus.get("gpus") or []) if gpus.get("available") else 0
     if device_kind != "gpu" or seen in (0, devices):
         return None
-    where = "the DCGM exporters report" if gpus.get("source") == "dcgm" else "NVML sees"
+    if gpus.get("source") == "dcgm":
+        return (
+            f"the DCGM exporters report {seen} GPUs but the server uses {devices}: the sampled "
+            "power covers every GPU, so busy_w and idle_w per device are not reported"
+        )
     return (
-        f"{where} {seen} GPUs but the server uses {devices}: the sampled power covers every "
-        "GPU, so busy_w and idle_w per device are not reported"
+        f"NVML sees {seen} GPUs but the server uses {devices} and which are its own could not "
+        "be told: the sampled power covers every GPU, so busy_w and idle_w per device are not "
+        "reported (give --gpus, or --server-pid for an attached server on this host)"
     )

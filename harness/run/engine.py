@@ -220,6 +220,7 @@ def _execute_on(
                 gpu_metrics=plan.gpu_metrics,
                 gpu_metrics_every_s=plan.gpu_metrics_every_s,
                 steady=plan.steady,
+                gpus=plan.gpus,
             )
             bounds = LiveBounds(counted["requests"], spec.limits.duration_s, counted["sessions"])
             try:

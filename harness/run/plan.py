@@ -84,6 +84,8 @@ class RunPlan:
     """GPU nodes' DCGM exporters (`--gpu-metrics`): their GPUs are the server's."""
     gpu_metrics_every_s: float = 1.0
     """Seconds between scrapes of the DCGM exporters."""
+    gpus: tuple[str, ...] | None = None
+    """The server's GPUs by NVML index or UUID (`--gpus`); None: told from its processes."""
     workers: int | Literal["auto"] | None = None
     """Load-generating worker processes; None takes the workload's `client.workers`."""
     server_local: bool = True

@@ -15,6 +15,7 @@ from harness.replay import ReplayOptions, preflight
 from harness.results import check_run_dir
 from harness.run.plan import RunPlan
 from harness.server import ServerInfo
+from harness.telemetry.attribution import host_gpus
 from harness.telemetry.dcgm import check_exporters
 from harness.tools.calibrate import Calibration
 from harness.tools.runner import KNOWN_TOOL_KINDS, ExecuteTools, ReplayTools
@@ -196,12 +197,13 @@ def check_workload(plan: RunPlan) -> dict[str, Any] | None:
     named answer with GPU readings, execute mode's tool
     calibration is there and readable, a given tokenizer loads (both are kept, so the run
     does not load them again), every session's steps and tool calls are well formed and
-    every prompt can be built (hash ids). Returns the counted plan where its lengths need no
-    tokenizer (a trace of token counts, a generator), for the run to reuse; None for a text
-    trace."""
+    every prompt can be built (hash ids), and the GPUs `--gpus` names are this host's.
+    Returns the counted plan where its lengths need no tokenizer (a trace of token counts,
+    a generator), for the run to reuse; None for a text trace."""
     check_run_dir(plan.out, overwrite=plan.overwrite)
     if plan.gpu_metrics:
         check_exporters(plan.gpu_metrics)
+    check_gpus(plan)
     calibration = calibration_path(plan.spec)
     if calibration is not None:
         load_calibration(calibration)  # kept: the run's tools reuse it
@@ -211,6 +213,22 @@ def check_workload(plan: RunPlan) -> dict[str, Any] | None:
     counter = _CharCounter()
     counted = _preflight(plan, counter, opts)
     return None if counter.used else counted
+
+
+def check_gpus(plan: RunPlan) -> None:
+    """The GPUs the plan names (`--gpus`) are this host's; ConfigError naming the option
+    (also where DCGM exporters name the server's GPUs: then this host's are not counted)."""
+    if plan.gpus is None:
+        return
+    if plan.gpu_metrics:
+        raise ConfigError(
+            "--gpus names GPUs of this host, but with --gpu-metrics the server's GPUs are the "
+            "DCGM exporters' and this host's are not counted: give one or the other"
+        )
+    try:
+        host_gpus(plan.gpus)
+    except ValueError as err:
+        raise ConfigError(f"--gpus {','.join(plan.gpus)}: {err}") from None
 
 
 def _preflight(plan: RunPlan, counter: Any, opts: ReplayOptions) -> dict[str, Any]:

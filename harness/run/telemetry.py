@@ -1,19 +1,22 @@
-"""Wiring of the background telemetry for a run: which readers, the idle baseline,
-and the energy block of summary.json from the samples."""
+"""Wiring of the background telemetry for a run: which readers, the idle baseline, which
+GPUs are the server's, and the energy block of summary.json from the samples."""
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 
+from harness.errors import ConfigError
 from harness.server import ServerInfo
-from harness.telemetry.cpu import CpuReader
+from harness.telemetry.attribution import Attribution, CudaEnv, GpuAttributor
+from harness.telemetry.cpu import CpuReader, process_env
 from harness.telemetry.dcgm import DcgmReader, gpu_name
-from harness.telemetry.energy import GpuRows, summarize_energy
+from harness.telemetry.energy import GpuRows, other_gpus_energy, split_gpu_rows, summarize_energy
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.rapl import RaplReader
 from harness.telemetry.sampler import SERVER_SAMPLE_NAMES, Sampler
@@ -23,6 +26,26 @@ from harness.telemetry.steady import MAX_GAP_PERIODS, SteadyRule, summarize_stea
 ENERGY_SOURCES: tuple[str, ...] = ("gpu", "dcgm", "rapl", "server")
 """The sample sources the energy block is computed from (the server's for its steady
 window)."""
+
+LAUNCHED_KINDS: frozenset[str] = frozenset({"embedded", "launched"})
+"""Servers the harness starts: their environment is this process's plus what it added."""
+
+
+def server_cuda_env(info: ServerInfo, server_pid: int | None) -> CudaEnv | None:
+    """The server's CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER as it started: from the launch
+    for a server the harness started, else read from its process where a pid is given and
+    readable; None where neither tells."""
+    launch = info.launch
+    if launch.get("kind") in LAUNCHED_KINDS and launch.get("pid") == server_pid:
+        env = {**os.environ, **{str(k): str(v) for k, v in (launch.get("env") or {}).items()}}
+        return CudaEnv(env.get("CUDA_VISIBLE_DEVICES"), env.get("CUDA_DEVICE_ORDER"), "launch")
+    if server_pid is None:
+        return None
+    readable, visible = process_env(server_pid, "CUDA_VISIBLE_DEVICES")
+    if not readable:
+        return None
+    _, order = process_env(server_pid, "CUDA_DEVICE_ORDER")
+    return CudaEnv(visible, order, "process")
 
 
 class RunTelemetry:
@@ -39,19 +62,24 @@ class RunTelemetry:
         gpu_metrics: Sequence[str] = (),
         gpu_metrics_every_s: float = 1.0,
         steady: SteadyRule | None = None,
+        gpus: Sequence[str] | None = None,
+        nvml: Any | None = None,
     ) -> None:
         """`sink` receives the samples as they are taken (the run's journal). `gpu_metrics`
         names GPU nodes' DCGM exporters: their GPUs are then the server's, read every
         `gpu_metrics_every_s`, and this host's NVML GPUs are not counted in the energy.
-        `steady` is what counts as the steady state (default SteadyRule())."""
+        `steady` is what counts as the steady state (default SteadyRule()). `gpus` names
+        the server's GPUs on this host (`--gpus`, by index or UUID; else they are told from
+        its processes); `nvml` stands in for pynvml."""
         self.steady = steady if steady is not None else SteadyRule()
-        self.gpu = GpuReader()
+        self.gpu = GpuReader(nvml)
         self.dcgm = DcgmReader(gpu_metrics) if gpu_metrics else None
         self._dcgm_closed = False
         self.rapl = RaplReader()
         self._scraper = metrics_scraper(info.base_url, info.headers(), names=SERVER_SAMPLE_NAMES)
         pid = server_pid if server_pid is not None else info.launch.get("pid")
         self.server_pid = int(pid) if isinstance(pid, int) else None
+        self.attributor = self._attributor(info, gpus)
         self.sampler = Sampler(
             self.gpu if self.gpu.available else None,
             CpuReader(self.server_pid),
@@ -63,12 +91,45 @@ class RunTelemetry:
             sink=sink,
             gpu_metrics=self.dcgm,
             gpu_metrics_every_s=gpu_metrics_every_s,
+            attribution=self.attributor,
         )
         # An idle baseline only means something where power is measured (GPU or RAPL).
         measured_power = self.gpu.available or self.rapl.available or self.dcgm is not None
         self.idle_s = idle_s if idle_s is not None else (3.0 if measured_power else 0.0)
         self._now_ns = now_ns
         self.idle_window: tuple[int, int] | None = None
+
+    def _attributor(self, info: ServerInfo, gpus: Sequence[str] | None) -> GpuAttributor | None:
+        """What tells which of this host's GPUs are the server's, where NVML reads any and no
+        DCGM exporter names the server's GPUs (else None: nothing to tell)."""
+        if self.dcgm is not None:
+            if gpus is not None:
+                raise ConfigError(
+                    "--gpus names GPUs of this host, but with --gpu-metrics the server's GPUs "
+                    "are the DCGM exporters' and this host's are not counted: give one or the other"
+                )
+            return None
+        if not self.gpu.available:
+            if gpus is not None:
+                why = f"NVML is unavailable on this host: {self.gpu.reason}"
+                raise ConfigError(f"--gpus {','.join(gpus)}: {why}")
+            return None
+        no_pid = None
+        if self.server_pid is None:
+            no_pid = (
+                "the server was attached by URL with no --server-pid, so its processes cannot "
+                "be matched to GPUs (give --server-pid PID on this host, or --gpus)"
+            )
+        try:
+            return GpuAttributor(
+                self.gpu,
+                self.server_pid,
+                named=gpus,
+                cuda_env=server_cuda_env(info, self.server_pid),
+                no_pid_reason=no_pid,
+            )
+        except ValueError as err:
+            raise ConfigError(f"--gpus {','.join(gpus or ())}: {err}") from None
 
     def start(self) -> None:
         """Start sampling and hold the idle baseline before any load."""
@@ -109,6 +170,7 @@ class RunTelemetry:
             "sampler_cpu_pct_of_one_core": 100 * overhead["cpu_s"] / wall if wall else None,
             "idle_baseline_s": self.idle_s,
             "dcgm": dcgm,
+            "gpu_attribution": None if self.attributor is None else self.attributor.to_dict(),
         }
 
     def energy(
@@ -130,7 +192,7 @@ class RunTelemetry:
         window = (int(measured["sent_ns"].min()), int(done.max()))
         ok = measured[measured["ok"].fillna(False).astype(bool)]
         output = int(ok["output_tokens"].fillna(0).sum())
-        rows: list[dict[str, Any]] = []
+        rows: Sequence[Mapping[str, Any]] = []
         if samples is not None and not samples.empty:
             # Energy reads only the power sources' rows: the others never become Python rows.
             samples = samples[samples["source"].isin(ENERGY_SOURCES)]
@@ -144,6 +206,12 @@ class RunTelemetry:
                 if not (pd.isna(a) or pd.isna(b))
             ]
         gpus: GpuRows = "dcgm" if self.dcgm is not None else "gpu"
+        # Without DCGM exporters the server's GPUs are this host's it was told to hold; the
+        # other GPUs' rows count in none of its figures and are summed apart.
+        attribution = self.attributor.result() if self.attributor is not None else None
+        others: Sequence[Mapping[str, Any]] = []
+        if attribution is not None and attribution.known:
+            rows, others = split_gpu_rows(rows, attribution.devices)
         block = summarize_energy(
             rows,
             window,
@@ -160,7 +228,34 @@ class RunTelemetry:
         )
         if self.dcgm is not None:
             block["gpu_source_note"] = self._dcgm_note(window, block)
+        elif attribution is not None:
+            block["gpu_source_note"] = self._attribution_note(attribution)
+            if attribution.known:
+                block["gpu_devices"] = list(attribution.devices)
+                other = [
+                    g.index for g in self.gpu.identities() if g.index not in attribution.devices
+                ]
+                if other:
+                    block["other_gpus"] = {
+                        "devices": other,
+                        **other_gpus_energy(others, window, self.idle_window),
+                    }
         return block
+
+    def _attribution_note(self, attribution: Attribution) -> str:
+        """Which of this host's GPUs the energy counts, in words: the server's and how they
+        were told, or every GPU and why the server's could not be."""
+        seen = len(self.gpu.identities())
+        if not attribution.known:
+            return (
+                f"all {seen} GPUs NVML sees on this host: the server's could not be told "
+                f"({attribution.reason})"
+            )
+        listed = ", ".join(str(d) for d in attribution.devices) or "none"
+        note = f"GPUs {listed} of the {seen} on this host, the server's (by {attribution.method})"
+        if attribution.devices and len(attribution.devices) < seen:
+            note += "; the others are shown apart"
+        return note + (f"; {attribution.reason}" if attribution.reason else "")
 
     def _dcgm_problem(self, problem: str) -> None:
         """A problem found in the exporters' readings after the run, said once."""

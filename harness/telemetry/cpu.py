@@ -77,6 +77,25 @@ def _percent(before: Sequence[Any], after: Sequence[Any]) -> float | None:
     return max(0.0, min(100.0, 100.0 * (b1 - b0) / (t1 - t0)))
 
 
+def process_tree(pid: int) -> frozenset[int] | None:
+    """The pids of process `pid` and all its descendants now (vLLM's workers are children of
+    the server); None where the process is gone or may not be read."""
+    try:
+        root = psutil.Process(pid)
+        return frozenset([pid, *(c.pid for c in root.children(recursive=True))])
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def process_env(pid: int, name: str) -> tuple[bool, str | None]:
+    """(readable, value) of environment variable `name` of process `pid`, as it started:
+    (True, None) where it is unset, (False, None) where the environment cannot be read."""
+    try:
+        return True, psutil.Process(pid).environ().get(name)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        return False, None
+
+
 TREE_REFRESH_S = 2.0
 """How often the server's process tree is listed again (new or exited children)."""
 

@@ -320,3 +320,34 @@ def summarize_energy(
         "cpu_source": "rapl" if cpu is not None else "unavailable",
         "gpu_coverage_frac": gpu_coverage_frac(rows, window, gpus) if energy is not None else None,
     }
+
+
+def split_gpu_rows(
+    rows: Iterable[Mapping[str, Any]], devices: Iterable[int]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """(rows of every source but the GPUs not in `devices`, rows of those other GPUs): the
+    server's figures are computed from the first, "other GPUs on this host" from the second."""
+    keep = set(devices)
+    ours: list[Mapping[str, Any]] = []
+    others: list[Mapping[str, Any]] = []
+    for row in rows:
+        is_other = row.get("source") == "gpu" and int(row.get("device") or 0) not in keep
+        (others if is_other else ours).append(row)
+    return ours, others
+
+
+def other_gpus_energy(
+    rows: Sequence[Mapping[str, Any]], window: Window, idle_window: Window | None = None
+) -> dict[str, Any]:
+    """The GPUs that are not the server's, over the same window: their energy, its source,
+    per-GPU joules, idle, average and peak power (summed over them); None where unmeasured."""
+    energy, source, per_device = gpu_energy_j(rows, window)
+    duration_s = (window[1] - window[0]) / NS
+    return {
+        "gpu_energy_j": energy,
+        "gpu_source": source,
+        "gpu_energy_per_device_j": {str(d): e for d, e in per_device.items()},
+        "idle_power_w": mean_power_w(rows, idle_window) if idle_window is not None else None,
+        "avg_power_w": energy / duration_s if energy is not None and duration_s > 0 else None,
+        "peak_power_w": peak_power_w(rows, window) if energy is not None else None,
+    }

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Protocol
 
 from harness.telemetry.cpu import CpuReader
 from harness.telemetry.dcgm import DcgmReader
@@ -34,9 +34,17 @@ SERVER_SAMPLE_NAMES: frozenset[str] = frozenset(
 """Every /metrics sample a server row reads: the scrape parses only these lines."""
 
 
+class AttributionCheck(Protocol):
+    """What tells the server's GPUs during the run (harness.telemetry.attribution)."""
+
+    def check(self, t_ns: int) -> None:
+        """Look again, where it is time to (cheap otherwise)."""
+
+
 class Sampler:
     """Samples GPU, CPU and RAPL at `rate_hz`, the server's /metrics every `metrics_every_s`,
-    and GPU nodes' DCGM exporters every `gpu_metrics_every_s`."""
+    and GPU nodes' DCGM exporters every `gpu_metrics_every_s`; each hardware tick also lets
+    `attribution` look again at which GPUs are the server's."""
 
     def __init__(
         self,
@@ -51,6 +59,7 @@ class Sampler:
         sink: Callable[[list[Row]], object] | None = None,
         gpu_metrics: DcgmReader | None = None,
         gpu_metrics_every_s: float = 1.0,
+        attribution: AttributionCheck | None = None,
     ) -> None:
         """`sink`, where given, receives each tick's rows (e.g. a run's journal) and the
         sampler keeps none in memory, so a long run's memory stays flat. `gpu_metrics` reads
@@ -65,6 +74,7 @@ class Sampler:
         self.server_pid = server_pid
         self.metrics_scrape = metrics_scrape
         self.metrics_every_s = metrics_every_s
+        self.attribution = attribution
         self.problems: list[str] = []
         self._rows: list[Row] = []
         self._sink = sink
@@ -105,11 +115,15 @@ class Sampler:
                 for g in self.gpu.read():
                     row: Row = {"t_ns": t, "source": "gpu", "device": g.index, **asdict(g)}
                     del row["index"]
-                    row["power_source"] = "nvml-power" if g.power_w is not None else None
                     row["energy_source"] = "nvml-counter" if g.energy_j is not None else None
                     rows.append(row)
             except Exception as err:
                 self._fail("gpu", err)
+        if self.attribution is not None:
+            try:
+                self.attribution.check(t)
+            except Exception as err:
+                self._fail("gpu attribution", err)
         if self.cpu is not None:
             try:
                 c = self.cpu.read(self.server_pid)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -16,6 +19,7 @@ from run_children import HARNESS_RUN, start_run, wait_for_records
 
 from harness.cli import main
 from harness.server import ServerInfo
+from harness.telemetry.gpu import GpuReader
 
 REPO = Path(__file__).resolve().parents[2]
 AZURE = REPO / "workloads" / "traces" / "azure2023_AzureLLMInferenceTrace_conv.csv"
@@ -416,4 +420,45 @@ def test_a_missing_calibration_fails_before_any_server_or_run_directory(
     )
     err = capsys.readouterr().err
     assert code == 2 and "no tool calibration" in err and "cannot reach" not in err
+    assert not out.exists()
+
+
+def _fake_nvml() -> Any:
+    """tests/telemetry/fake_nvml.py, the NVML stand-in, as a module."""
+    path = REPO / "tests" / "telemetry" / "fake_nvml.py"
+    spec = importlib.util.spec_from_file_location("fake_nvml", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["fake_nvml"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpus_this_host_lacks_fail_before_any_server_or_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a (fake) host of 8 GPUs, `--gpus 2,9` fails at once naming the option and the
+    GPU; the unreachable server is never tried and no run directory is made."""
+    fake = _fake_nvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake.eight_gpu_host(fake.FakeClock()))
+    out = tmp_path / "never"
+    code = _run([str(AZURE), "--server", "http://127.0.0.1:9", "--gpus", "2,9", "--out", str(out)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2, err
+    assert "--gpus 2,9: no GPU 9 on this host (NVML lists 8: 0-7)" in err
+    assert "cannot reach" not in err
+    assert not out.exists()
+
+
+def test_gpus_where_nvml_is_unavailable_fail_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reader = GpuReader()
+    reader.close()
+    if reader.available:
+        pytest.skip("NVML reads here")
+    out = tmp_path / "never"
+    code = _run([str(AZURE), "--server", "http://127.0.0.1:9", "--gpus", "0", "--out", str(out)])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2 and "--gpus 0: NVML is unavailable on this host" in err
     assert not out.exists()

@@ -313,3 +313,28 @@ def test_a_bad_steady_rule_is_a_usage_error_naming_the_option(
         _parse(option, value)
     assert info.value.code == 2
     assert f"argument {option}: {value} must be a finite number > 0" in capsys.readouterr().err
+
+
+def test_gpus_take_indices_and_uuids() -> None:
+    assert _parse("--gpus", "2,5").gpus == ("2", "5")
+    assert _parse("--gpus", " GPU-1234-abcd , 3").gpus == ("GPU-1234-abcd", "3")
+    assert _parse().gpus is None  # told from the server's processes then
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("2,,5", "an empty item (give e.g. 2,5)"),
+        ("cuda:0", "'cuda:0' is neither a GPU index nor a UUID"),
+        ("-1", "'-1' is neither a GPU index nor a UUID"),
+        ("2,2", "2 is given twice"),
+    ],
+)
+def test_bad_gpus_are_usage_errors_naming_the_option(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        _parse("--gpus", value)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "argument --gpus: " in err and message in err

@@ -1,25 +1,35 @@
 """A run's telemetry wiring: with GPU nodes' DCGM exporters, their GPUs counted (never this
 host's), a last reading after the load, and a coarse exporter refresh said; and the energy
 block's steady window from the server rows of the same samples, with the client's records
-as the fallback."""
+as the fallback. And on a fake 8-GPU host (the fake NVML at the vendor boundary, a real
+process tree for the server): only the server's GPUs count in energy, power and busy_w, the
+others are shown apart, and how the server's GPUs were told is in the summary."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pytest
 from dcgm_exposition import DcgmExposition, ServedGpu, serve
+from run_children import server_tree
+from summary_builders import summary
 
+from harness.capacity import capacity_block, point_figures
+from harness.errors import ConfigError
 from harness.records import RequestRecord, RunClock, record_to_row
 from harness.results import table_schema
 from harness.run.telemetry import RunTelemetry
 from harness.server import ServerInfo
-from harness.summary import Energy
+from harness.summary import Energy, Telemetry
 from harness.telemetry.steady import CLIENT_COLUMNS, SteadyRule
 
 S = 1_000_000_000
@@ -185,3 +195,202 @@ def test_without_server_counters_the_client_records_count_the_tokens(
     assert steady.output_tokens == expected == 140
     # prompts whose first token arrived in the window: requests sent 5..19 s
     assert steady.prompt_tokens == 100 * 15
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _module(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fake = _module("fake_nvml", REPO / "tests" / "telemetry" / "fake_nvml.py")
+
+GPU_W = {i: 100.0 + 10 * i for i in range(8)}
+"""The fake host's GPU i draws 100 + 10·i W throughout."""
+UUID = {i: f"GPU-{i:08x}-aaaa-bbbb-cccc-{i:012x}" for i in range(8)}
+
+
+def _info(**launch: Any) -> ServerInfo:
+    return ServerInfo("http://127.0.0.1:9", "m", None, None, launch=dict(launch))
+
+
+def _two_requests() -> pd.DataFrame:
+    """Two measured requests: the window is 1 s → 3 s; 200 output tokens."""
+    return pd.DataFrame(
+        {
+            "warmup": [False, False],
+            "sent_ns": [1 * S, int(1.5 * S)],
+            "done_ns": [3 * S, int(2.5 * S)],
+            "ok": [True, True],
+            "output_tokens": [120, 80],
+        }
+    )
+
+
+def _run(telemetry: RunTelemetry, clock: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sample 0 → 4 s at 10 Hz on the fake clock (the idle baseline the first second), then
+    the energy block and the status as the run's summary takes them, both checked against
+    the schema."""
+    telemetry.idle_window = (0, 1 * S)
+    for k in range(41):
+        clock.t_ns = k * S // 10
+        telemetry.sampler.sample_once()
+    telemetry.stop()
+    samples = pd.DataFrame(telemetry.sampler.rows())
+    energy = telemetry.energy(samples, _two_requests(), None, None)
+    assert energy is not None
+    status = telemetry.status()
+    Energy.model_validate(energy)
+    Telemetry.model_validate(status)
+    return energy, status
+
+
+def test_the_servers_two_gpus_of_eight_give_the_energy_and_busy_w() -> None:
+    """Done when: the server's processes hold GPUs 2 and 5 of 8: energy and busy_w are those
+    two GPUs', exactly (120 W + 150 W over 2 s), and the other six never enter them."""
+    clock = fake.FakeClock()
+    with server_tree(2) as (pid, (worker_a, worker_b)):
+        nvml = fake.eight_gpu_host(
+            clock, gpu2={"compute_pids": [worker_a]}, gpu5={"compute_pids": [worker_b]}
+        )
+        telemetry = RunTelemetry(_info(kind="attached"), clock.now_ns, 10.0, 0.0, pid, nvml=nvml)
+        energy, status = _run(telemetry, clock)
+    assert energy["gpu_devices"] == [2, 5]
+    assert energy["gpu_source"] == "nvml-counter"
+    assert energy["gpu_source_note"] == (
+        "GPUs 2, 5 of the 8 on this host, the server's (by processes); the others are shown apart"
+    )
+    assert energy["gpu_energy_per_device_j"] == {"2": 240.0, "5": 300.0}
+    assert energy["gpu_energy_j"] == 540.0
+    assert energy["avg_power_w"] == 270.0
+    assert energy["idle_power_w"] == pytest.approx(270.0)
+    assert energy["peak_power_w"] == 270.0
+    assert energy["j_per_output_token"] == pytest.approx(540.0 / 200)
+    other = energy["other_gpus"]
+    others_w = sum(GPU_W[i] for i in (0, 1, 3, 4, 6, 7))
+    assert other["devices"] == [0, 1, 3, 4, 6, 7]
+    assert other["gpu_energy_j"] == pytest.approx(2 * others_w)
+    assert other["avg_power_w"] == pytest.approx(others_w)
+    assert set(other["gpu_energy_per_device_j"]) == {"0", "1", "3", "4", "6", "7"}
+
+    attribution = status["gpu_attribution"]
+    assert attribution["method"] == "processes" and attribution["reason"] is None
+    assert [(g["index"], g["uuid"]) for g in attribution["server_gpus"]] == [
+        (2, UUID[2]),
+        (5, UUID[5]),
+    ]
+    assert attribution["server_pids_on_gpus"] == sorted([worker_a, worker_b])
+    assert status["gpu"]["devices"] == 8 and status["gpu"]["available"] is True
+    assert status["gpu"]["power_sources"]["2"] == ["nvml-instant"]
+
+    run = summary(energy=energy, telemetry=status, slo_attainment=1.0)
+    point = point_figures(4.0, "points/rate-4", run, 0.9)
+    assert point["gpu_devices"] == 2 and point["gpu_attribution"] == "processes"
+    # NVML sees 8 GPUs, so without attribution the power could not be the server's
+    note = "NVML sees 8 GPUs but the server uses 2"
+    block = capacity_block([point], 2, "gpu", "H100-SXM", power_note=note)
+    assert block["busy_w"] == 135.0  # per GPU of the server's two
+    assert block["busy_w_source"] == "nvml-counter"
+    assert block["idle_w"] == pytest.approx(135.0)
+    assert block["power_note"] is None
+    # capacity per 8 devices but power of 2 GPUs: not divided on different bases
+    block = capacity_block([point], 8, "gpu", "H100-SXM")
+    assert block["busy_w"] is None and block["idle_w"] is None
+    assert "give --devices 2" in block["power_note"]
+
+
+def test_an_attached_server_without_a_pid_counts_every_gpu_and_says_why() -> None:
+    clock = fake.FakeClock()
+    nvml = fake.eight_gpu_host(clock, gpu2={"compute_pids": [1]})
+    telemetry = RunTelemetry(_info(kind="attached"), clock.now_ns, 10.0, 0.0, nvml=nvml)
+    energy, status = _run(telemetry, clock)
+    assert energy.get("gpu_devices") is None
+    assert energy["gpu_energy_j"] == pytest.approx(2 * sum(GPU_W.values()))
+    assert "other_gpus" not in energy
+    assert energy["gpu_source_note"].startswith(
+        "all 8 GPUs NVML sees on this host: the server's could not be told (the server was "
+        "attached by URL with no --server-pid"
+    )
+    attribution = status["gpu_attribution"]
+    assert attribution["method"] == "unknown" and attribution["server_gpus"] == []
+    assert "--server-pid" in attribution["reason"]
+    run = summary(energy=energy, telemetry=status, slo_attainment=1.0)
+    assert run.energy is not None and run.energy.gpu_devices is None
+    point = point_figures(1.0, "points/rate-1", run, 0.9)
+    assert point["gpu_devices"] is None and point["gpu_attribution"] == "unknown"
+    note = "NVML sees 8 GPUs but the server uses 2"
+    block = capacity_block([point], 2, "gpu", None, power_note=note)
+    assert block["busy_w"] is None and block["power_note"] == note
+
+
+def test_a_launched_server_on_cuda_visible_devices_by_uuid() -> None:
+    """No process is seen on a GPU (NVML lists host pids in a container): the launch's
+    CUDA_VISIBLE_DEVICES, by UUID in CUDA's order, names them."""
+    clock = fake.FakeClock()
+    nvml = fake.eight_gpu_host(clock)
+    with server_tree(1) as (pid, _):
+        env = {"CUDA_VISIBLE_DEVICES": f"{UUID[5]},{UUID[2]}"}
+        info = _info(kind="launched", pid=pid, env=env)
+        telemetry = RunTelemetry(info, clock.now_ns, 10.0, 0.0, nvml=nvml)
+        energy, status = _run(telemetry, clock)
+    assert status["gpu_attribution"]["method"] == "CUDA_VISIBLE_DEVICES"
+    assert energy["gpu_devices"] == [2, 5] and energy["gpu_energy_j"] == 540.0
+
+
+def test_a_launched_server_on_cuda_visible_devices_by_index(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inherited from the harness's own environment; indices read as NVML's because every
+    GPU is the same model, and the reason says so."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    clock = fake.FakeClock()
+    nvml = fake.eight_gpu_host(clock)
+    with server_tree(1) as (pid, _):
+        info = _info(kind="embedded", pid=pid, env={})
+        telemetry = RunTelemetry(info, clock.now_ns, 10.0, 0.0, nvml=nvml)
+        energy, status = _run(telemetry, clock)
+    attribution = status["gpu_attribution"]
+    assert attribution["method"] == "CUDA_VISIBLE_DEVICES"
+    assert "fastest-first order is the PCI order" in attribution["reason"]
+    assert energy["gpu_devices"] == [2, 5] and energy["gpu_energy_j"] == 540.0
+
+
+def test_gpus_named_on_the_command_line_are_the_servers() -> None:
+    clock = fake.FakeClock()
+    nvml = fake.eight_gpu_host(clock, gpu0={"compute_pids": [1]})
+    telemetry = RunTelemetry(
+        _info(kind="attached"), clock.now_ns, 10.0, 0.0, nvml=nvml, gpus=(UUID[5], "2")
+    )
+    energy, status = _run(telemetry, clock)
+    assert status["gpu_attribution"]["method"] == "--gpus"
+    assert energy["gpu_energy_j"] == 540.0
+
+
+def test_unknown_gpus_named_are_an_error_naming_the_option() -> None:
+    clock = fake.FakeClock()
+    with pytest.raises(ConfigError, match=r"--gpus 2,9: no GPU 9 on this host"):
+        RunTelemetry(
+            _info(kind="attached"),
+            clock.now_ns,
+            10.0,
+            0.0,
+            nvml=fake.eight_gpu_host(clock),
+            gpus=("2", "9"),
+        )
+
+
+def test_gpus_beside_dcgm_exporters_are_refused_before_the_run() -> None:
+    from types import SimpleNamespace
+
+    from harness.run.prepare import check_gpus
+
+    plan = SimpleNamespace(gpus=("0",), gpu_metrics=("http://node-a:9400/metrics",))
+    with pytest.raises(ConfigError, match="--gpus names GPUs of this host, but with --gpu-metrics"):
+        check_gpus(plan)  # type: ignore[arg-type]

@@ -10,16 +10,28 @@ import pynvml
 from pynvml import (
     NVML_CLOCK_MEM,
     NVML_CLOCK_SM,
+    NVML_ERROR_INVALID_ARGUMENT,
+    NVML_ERROR_NOT_SUPPORTED,
+    NVML_FI_DEV_POWER_AVERAGE,
+    NVML_FI_DEV_POWER_INSTANT,
+    NVML_SUCCESS,
     NVML_TEMPERATURE_GPU,
+    NVML_VALUE_TYPE_UNSIGNED_INT,
     NVMLError,
     NVMLError_DriverNotLoaded,
+    NVMLError_FunctionNotFound,
     NVMLError_GpuIsLost,
     NVMLError_LibraryNotFound,
     NVMLError_LibRmVersionMismatch,
+    NVMLError_NoPermission,
     NVMLError_NotSupported,
     NVMLError_Uninitialized,
+    c_nvmlFieldValue_t,
     c_nvmlMemory_t,
+    c_nvmlProcessInfo_t,
     c_nvmlUtilization_t,
+    nvmlFriendlyObject,
+    nvmlStructToFriendlyObject,
 )
 
 __all__ = [
@@ -31,10 +43,13 @@ __all__ = [
     "FakeNvml",
     "NVMLError",
     "NVMLError_DriverNotLoaded",
+    "NVMLError_FunctionNotFound",
     "NVMLError_GpuIsLost",
     "NVMLError_LibRmVersionMismatch",
     "NVMLError_LibraryNotFound",
+    "NVMLError_NoPermission",
     "NVMLError_NotSupported",
+    "eight_gpu_host",
 ]
 
 
@@ -69,6 +84,15 @@ class FakeGpu:
     memory_used: int = 10 * 2**30
     failing: dict[str, type[Exception]] = field(default_factory=dict)
     """NVML function name → the error class it raises on every call."""
+    has_instant_power: bool = True
+    """Whether NVML_FI_DEV_POWER_INSTANT reads (older GPUs and drivers: NotSupported)."""
+    power_average_s: float = 1.0
+    """nvmlDeviceGetPowerUsage's window: the trailing mean of the trace (Ampere and newer)."""
+    compute_pids: list[int] = field(default_factory=list)
+    """Processes holding a compute context on this GPU (host pids, as NVML lists them)."""
+    graphics_pids: list[int] = field(default_factory=list)
+    process_memory_bytes: int | None = 2**30
+    """usedGpuMemory of each listed process (None: not available, as under WDDM)."""
 
     def power_w(self, t_s: float) -> float:
         """The trace's power at time t."""
@@ -88,15 +112,26 @@ class FakeGpu:
                 total += w * (hi - lo)
         return total
 
+    def average_power_w(self, t_s: float) -> float:
+        """The trace's mean over the trailing averaging window (the trace's value at 0)."""
+        start = max(0.0, t_s - self.power_average_s)
+        return self.power_w(t_s) if t_s <= start else self.energy_j(start, t_s) / (t_s - start)
+
 
 class FakeNvml:
     """Stands in for the `pynvml` module: the functions GpuReader and gpu_inventory call."""
 
     NVMLError = NVMLError
     NVMLError_NotSupported = NVMLError_NotSupported
+    NVMLError_FunctionNotFound = NVMLError_FunctionNotFound
     NVML_CLOCK_SM = NVML_CLOCK_SM
     NVML_CLOCK_MEM = NVML_CLOCK_MEM
     NVML_TEMPERATURE_GPU = NVML_TEMPERATURE_GPU
+    NVML_FI_DEV_POWER_INSTANT = NVML_FI_DEV_POWER_INSTANT
+    NVML_FI_DEV_POWER_AVERAGE = NVML_FI_DEV_POWER_AVERAGE
+    NVML_SUCCESS = NVML_SUCCESS
+    NVML_ERROR_NOT_SUPPORTED = NVML_ERROR_NOT_SUPPORTED
+    NVML_ERROR_INVALID_ARGUMENT = NVML_ERROR_INVALID_ARGUMENT
 
     def __init__(
         self,
@@ -173,9 +208,62 @@ class FakeNvml:
         )
 
     def nvmlDeviceGetPowerUsage(self, handle: Any) -> int:
-        """Power now in milliwatts (an int, like NVML)."""
+        """Power in milliwatts (an int, like NVML), averaged over the GPU's window."""
         gpu = self._gpu(handle, "nvmlDeviceGetPowerUsage")
-        return round(gpu.power_w(self._t_s()) * 1000)
+        return round(gpu.average_power_w(self._t_s()) * 1000)
+
+    def nvmlDeviceGetFieldValues(self, handle: Any, fieldIds: list[Any]) -> Any:
+        """The real ctypes array of c_nvmlFieldValue_t, one per field id (or (id, scope)),
+        each with its own nvmlReturn: the instantaneous and averaged power in milliwatts as
+        unsigned ints; NotSupported where the GPU lacks the instantaneous field, and
+        InvalidArgument for an id this fake does not know, as a driver that predates it."""
+        gpu = self._gpu(handle, "nvmlDeviceGetFieldValues")
+        values = (c_nvmlFieldValue_t * len(fieldIds))()
+        t = self._t_s()
+        for i, field_id in enumerate(fieldIds):
+            fid, scope = field_id if isinstance(field_id, tuple) else (field_id, 0)
+            value = values[i]
+            value.fieldId, value.scopeId = fid, scope
+            value.timestamp = round(t * 1e6)
+            value.valueType = NVML_VALUE_TYPE_UNSIGNED_INT
+            if fid == NVML_FI_DEV_POWER_INSTANT and gpu.has_instant_power:
+                value.nvmlReturn = NVML_SUCCESS
+                value.value.uiVal = round(gpu.power_w(t) * 1000)
+            elif fid == NVML_FI_DEV_POWER_AVERAGE:
+                value.nvmlReturn = NVML_SUCCESS
+                value.value.uiVal = round(gpu.average_power_w(t) * 1000)
+            elif fid == NVML_FI_DEV_POWER_INSTANT:
+                value.nvmlReturn = NVML_ERROR_NOT_SUPPORTED
+            else:
+                value.nvmlReturn = NVML_ERROR_INVALID_ARGUMENT
+        return values
+
+    def _processes(self, pids: list[int], gpu: FakeGpu) -> list[nvmlFriendlyObject]:
+        """Process entries as the bindings return them: friendly objects made from the real
+        c_nvmlProcessInfo_t (pid, usedGpuMemory, gpuInstanceId, computeInstanceId)."""
+        out = []
+        for pid in pids:
+            info = c_nvmlProcessInfo_t(
+                pid=pid,
+                usedGpuMemory=gpu.process_memory_bytes or 0,
+                gpuInstanceId=0xFFFFFFFF,
+                computeInstanceId=0xFFFFFFFF,
+            )
+            obj = nvmlStructToFriendlyObject(info)
+            if gpu.process_memory_bytes is None:
+                obj.usedGpuMemory = None
+            out.append(obj)
+        return out
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> list[nvmlFriendlyObject]:
+        """Processes with a compute context on the GPU."""
+        gpu = self._gpu(handle, "nvmlDeviceGetComputeRunningProcesses")
+        return self._processes(gpu.compute_pids, gpu)
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: Any) -> list[nvmlFriendlyObject]:
+        """Processes with a graphics context on the GPU."""
+        gpu = self._gpu(handle, "nvmlDeviceGetGraphicsRunningProcesses")
+        return self._processes(gpu.graphics_pids, gpu)
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
         """Energy since the counter's start (or its last reset) in millijoules."""
@@ -207,3 +295,17 @@ class FakeNvml:
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> int:
         """Enforced power limit in milliwatts."""
         return self._gpu(handle, "nvmlDeviceGetEnforcedPowerLimit").power_limit_mw
+
+
+def eight_gpu_host(clock: FakeClock, **per_gpu: dict[str, Any]) -> FakeNvml:
+    """A fake host of eight H100s with distinct UUIDs, GPU i drawing 100 + 10·i W; `gpuN`
+    keyword arguments set GPU N's fields (its processes, a power trace)."""
+    gpus = []
+    for i in range(8):
+        fields: dict[str, Any] = {
+            "uuid": f"GPU-{i:08x}-aaaa-bbbb-cccc-{i:012x}",
+            "power_trace": [(0.0, 100.0 + 10 * i)],
+            **per_gpu.get(f"gpu{i}", {}),
+        }
+        gpus.append(FakeGpu(**fields))
+    return FakeNvml(gpus, clock)

@@ -41,7 +41,7 @@ def test_constant_200w_for_2_5s_is_500j_by_counter_and_by_power() -> None:
 
     no_counter = sampled_rows([FakeGpu(power_trace=[(0.0, 200.0)], has_energy_counter=False)], 2.5)
     assert all(r["energy_j"] is None for r in no_counter)
-    assert {r["power_source"] for r in no_counter} == {"nvml-power"}
+    assert {r["power_source"] for r in no_counter} == {"nvml-instant"}
     assert gpu_energy_j(no_counter, (0, int(2.5 * S)))[:2] == (500.0, "nvml-power")
 
 

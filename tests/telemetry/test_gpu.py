@@ -8,12 +8,20 @@ from fake_nvml import (
     FakeGpu,
     FakeNvml,
     NVMLError_DriverNotLoaded,
+    NVMLError_FunctionNotFound,
     NVMLError_GpuIsLost,
     NVMLError_LibraryNotFound,
     NVMLError_LibRmVersionMismatch,
+    NVMLError_NoPermission,
+    NVMLError_NotSupported,
 )
 
-from harness.telemetry.gpu import GpuReader, architecture_name, gpu_inventory
+from harness.telemetry.gpu import GpuIdentity, GpuReader, architecture_name, gpu_inventory
+from harness.telemetry.sampler import Sampler
+
+STEP = [(0.0, 100.0), (1.0, 600.0)]
+"""100 W, then 600 W from 1 s: at 1.5 s the instantaneous power is 600 W and the one-second
+average (0.5 s of each) 350 W."""
 
 
 def test_reads_every_field_with_units() -> None:
@@ -49,14 +57,19 @@ def test_missing_energy_counter_is_none_and_not_retried() -> None:
 
 
 def test_failing_read_is_none_and_counted_never_zero() -> None:
-    gpu = FakeGpu(failing={"nvmlDeviceGetPowerUsage": NVMLError_GpuIsLost})
-    with GpuReader(FakeNvml([gpu, FakeGpu()], FakeClock())) as reader:
+    both = {"nvmlDeviceGetPowerUsage": NVMLError_GpuIsLost}
+    both["nvmlDeviceGetFieldValues"] = NVMLError_GpuIsLost
+    average_only = FakeGpu(failing={"nvmlDeviceGetPowerUsage": NVMLError_GpuIsLost})
+    with GpuReader(FakeNvml([FakeGpu(failing=both), average_only], FakeClock())) as reader:
         for _ in range(3):
-            lost, ok = reader.read()
-            assert lost.power_w is None
+            lost, instant = reader.read()
+            assert lost.power_w is None and lost.power_avg_w is None
+            assert lost.power_source is None
             assert lost.energy_j == 0.0  # the counter still reads (no time has passed)
-            assert ok.power_w == 100.0
-        assert reader.error_counts == {"power_w": 3}
+            assert instant.power_w == 100.0 and instant.power_avg_w is None
+            assert instant.power_source == "nvml-instant"
+        assert reader.error_counts == {"power_avg_w": 6, "power_instant_w": 3}
+        assert reader.not_supported == set()
 
 
 @pytest.mark.parametrize(
@@ -98,3 +111,78 @@ def test_real_nvml_here_reports_status() -> None:
     else:
         assert reader.reason
         assert gpu_inventory()["available"] is False
+
+
+def test_power_is_the_instantaneous_field_and_the_average_is_kept_apart() -> None:
+    clock = FakeClock()
+    nvml = FakeNvml([FakeGpu(power_trace=STEP)], clock)
+    with GpuReader(nvml) as reader:
+        clock.advance_s(1.5)
+        (s,) = reader.read()
+        assert s.power_w == 600.0 and s.power_source == "nvml-instant"
+        assert s.power_avg_w == 350.0
+        assert reader.status()["power_sources"] == {"0": ["nvml-instant"]}
+        assert reader.status()["not_supported"] == []
+
+
+def test_a_gpu_without_the_instant_field_falls_back_to_the_average_and_says_so() -> None:
+    clock = FakeClock()
+    nvml = FakeNvml([FakeGpu(power_trace=STEP, has_instant_power=False), FakeGpu()], clock)
+    reader = GpuReader(nvml)
+    sampler = Sampler(reader, None, None, clock.now_ns)
+    for _ in range(3):
+        clock.t_ns = 1_500_000_000
+        sampler.sample_once()
+    old, new = (r for r in sampler.rows()[:2])
+    assert old["power_w"] == old["power_avg_w"] == 350.0
+    assert old["power_source"] == "nvml-average"
+    assert new["power_w"] == 100.0 and new["power_source"] == "nvml-instant"
+    status = reader.status()
+    assert status["not_supported"] == ["gpu0:power_instant_w"]
+    assert status["power_sources"] == {"0": ["nvml-average"], "1": ["nvml-instant"]}
+    assert status["read_errors"] == {}  # not supported is not a failure
+    assert nvml.calls["nvmlDeviceGetFieldValues"] == 1 + 3  # GPU 0 asked once, not again
+    reader.close()
+
+
+def test_a_driver_without_field_values_falls_back_without_counting_failures() -> None:
+    gpu = FakeGpu(failing={"nvmlDeviceGetFieldValues": NVMLError_FunctionNotFound})
+    with GpuReader(FakeNvml([gpu], FakeClock())) as reader:
+        for _ in range(2):
+            (s,) = reader.read()
+            assert s.power_w == 100.0 and s.power_source == "nvml-average"
+        assert reader.error_counts == {}
+        assert reader.status()["not_supported"] == ["gpu0:power_instant_w"]
+
+
+def test_identities_and_running_processes_with_the_real_shapes() -> None:
+    gpus = [
+        FakeGpu(uuid=b"GPU-aaaa", compute_pids=[10, 11], graphics_pids=[12]),
+        FakeGpu(
+            uuid="GPU-bbbb",
+            compute_pids=[20],
+            failing={"nvmlDeviceGetGraphicsRunningProcesses": NVMLError_NotSupported},
+        ),
+        FakeGpu(
+            failing={
+                "nvmlDeviceGetComputeRunningProcesses": NVMLError_NoPermission,
+                "nvmlDeviceGetGraphicsRunningProcesses": NVMLError_NoPermission,
+            }
+        ),
+    ]
+    nvml = FakeNvml(gpus, FakeClock())
+    nvml.nvmlInit()
+    procs = nvml.nvmlDeviceGetComputeRunningProcesses(0)
+    assert [(p.pid, p.usedGpuMemory) for p in procs] == [(10, 2**30), (11, 2**30)]
+    nvml.nvmlShutdown()
+    with GpuReader(nvml) as reader:
+        first = reader.identities()[0]
+        assert first == GpuIdentity(0, "GPU-aaaa", "NVIDIA H100 80GB HBM3")
+        assert reader.running_pids(0) == {10, 11, 12}
+        assert reader.running_pids(1) == {20}  # graphics not supported: compute alone
+        assert reader.processes_problem is None
+        assert reader.running_pids(2) is None
+        assert reader.processes_problem is not None
+        assert "GPU 2" in reader.processes_problem
+        assert "NVMLError_NoPermission" in reader.processes_problem
+    assert reader.running_pids(0) is None  # closed
