@@ -462,3 +462,59 @@ def test_gpus_where_nvml_is_unavailable_fail_before_the_run(
     err = " ".join(capsys.readouterr().err.split())
     assert code == 2 and "--gpus 0: NVML is unavailable on this host" in err
     assert not out.exists()
+
+
+@pytest.mark.integration
+def test_a_run_on_a_gpu_host_counts_the_servers_gpus_and_shows_the_others_apart(
+    vllm_server: ServerInfo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole run path on a (fake, real-time) 8-GPU host whose GPUs 2 and 5 hold the
+    processes of the pid given as the server's: the summary fits the schema, names them as
+    the server's by processes, counts only them in the energy block and shows the other six
+    apart; the report says which GPUs were counted."""
+    from run_children import server_tree
+
+    fake = _fake_nvml()
+    out = tmp_path / "gpus"
+    with server_tree(2) as (pid, (worker_a, worker_b)):
+        nvml = fake.eight_gpu_host(
+            fake.RealTimeClock(),
+            gpu2={"compute_pids": [worker_a]},
+            gpu5={"compute_pids": [worker_b]},
+        )
+        monkeypatch.setitem(sys.modules, "pynvml", nvml)
+        code = _run(
+            [
+                str(AZURE),
+                "--server",
+                vllm_server.base_url,
+                "--server-pid",
+                str(pid),
+                "--max-requests",
+                "4",
+                "--time-scale",
+                "0",
+                "--idle-baseline",
+                "0.5",
+                "--out",
+                str(out),
+            ]
+        )
+    assert code == 0
+    summary = _summary(out)
+    attribution = summary["telemetry"]["gpu_attribution"]  # type: ignore[index]
+    assert attribution["method"] == "processes"
+    assert [g["index"] for g in attribution["server_gpus"]] == [2, 5]
+    energy: Any = summary["energy"]
+    assert energy["gpu_devices"] == [2, 5]
+    assert set(energy["gpu_energy_per_device_j"]) == {"2", "5"}
+    assert energy["other_gpus"]["devices"] == [0, 1, 3, 4, 6, 7]
+    # GPU 2 draws 120 W and GPU 5 150 W throughout
+    assert energy["avg_power_w"] == pytest.approx(270.0, rel=0.02)
+    assert energy["other_gpus"]["avg_power_w"] == pytest.approx(810.0, rel=0.02)
+    assert energy["idle_power_w"] == pytest.approx(270.0, rel=0.02)
+    samples = pd.read_parquet(out / "telemetry.parquet")
+    gpu = samples[samples["source"] == "gpu"]
+    assert set(gpu["device"].astype(int)) == set(range(8))  # every GPU still sampled
+    assert set(gpu["power_source"]) == {"nvml-instant"} and gpu["power_avg_w"].notna().all()
+    assert "| GPUs counted | 2, 5 (by processes) |" in (out / "report.md").read_text()

@@ -490,3 +490,22 @@ def test_a_sweep_with_gpu_metrics_counts_the_exporters_gpus() -> None:
     assert sweep_cmd._power_note(gpus, 2, "gpu") is None
     note = sweep_cmd._power_note(gpus, 1, "gpu")
     assert note is not None and note.startswith("the DCGM exporters report 2 GPUs but")
+
+
+def _device_args(**given: object) -> argparse.Namespace:
+    defaults: dict[str, object] = {"devices": None, "gpus": None, "accelerator": None}
+    return argparse.Namespace(**{**defaults, "catalog": None, **given})
+
+
+def test_the_device_count_follows_gpus_and_what_a_point_told() -> None:
+    from harness.cli.sweep_cmd import _devices, _told_devices
+
+    eight = {"available": True, "gpus": [{"name": "NVIDIA H100 80GB HBM3"}] * 8}
+    assert _devices(_device_args(), eight)[0] == 8
+    assert _devices(_device_args(gpus=("2", "5")), eight)[0] == 2
+    assert _devices(_device_args(devices=4, gpus=("2", "5")), eight)[0] == 4
+    told = {"gpu_devices": 2, "gpu_attribution": "processes"}
+    assert _told_devices(_device_args(), told, 8) == 2
+    assert _told_devices(_device_args(), told, 2) is None  # already so
+    assert _told_devices(_device_args(devices=8), told, 8) is None  # the user's count stands
+    assert _told_devices(_device_args(), {"gpu_devices": None}, 8) is None  # not told

@@ -8,7 +8,6 @@ import importlib.util
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -33,21 +32,6 @@ check = _module("gpu_attribution_check", REPO / "scripts" / "gpu_attribution_che
 fake = _module("fake_nvml", REPO / "tests" / "telemetry" / "fake_nvml.py")
 
 
-class RealTimeClock(fake.FakeClock):
-    """The fake NVML's clock following real time, so the sampler's thread sees it move."""
-
-    def __init__(self) -> None:
-        self._start = time.perf_counter_ns()
-
-    @property
-    def t_ns(self) -> int:
-        return time.perf_counter_ns() - self._start
-
-    @t_ns.setter
-    def t_ns(self, value: int) -> None:
-        raise AttributeError("real time is not set")
-
-
 def test_without_nvml_it_says_so_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     reader = GpuReader()
     reader.close()
@@ -62,7 +46,7 @@ def test_without_nvml_it_says_so_and_exits_2(capsys: pytest.CaptureFixture[str])
 def test_the_gpu_a_process_holds_is_chosen_and_the_energy_agrees(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    clock = RealTimeClock()
+    clock = fake.RealTimeClock()
     with server_tree(1) as (pid, (worker,)):
         nvml = fake.eight_gpu_host(clock, gpu6={"compute_pids": [worker]})
         out = tmp_path / "check.json"
@@ -97,7 +81,7 @@ def test_the_gpu_a_process_holds_is_chosen_and_the_energy_agrees(
 def test_a_process_on_no_gpu_cannot_be_told_and_exits_1(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    clock = RealTimeClock()
+    clock = fake.RealTimeClock()
     with server_tree(1) as (pid, _):
         code = check.main(
             ["--pid", str(pid), "--seconds", "0.3"],

@@ -3,6 +3,7 @@ constants, real function signatures, driven by a fake clock (its numbers never r
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "NVMLError_LibraryNotFound",
     "NVMLError_NoPermission",
     "NVMLError_NotSupported",
+    "RealTimeClock",
     "eight_gpu_host",
 ]
 
@@ -66,6 +68,23 @@ class FakeClock:
     def advance_s(self, seconds: float) -> None:
         """Move time forward."""
         self.t_ns += round(seconds * 1e9)
+
+
+class RealTimeClock(FakeClock):
+    """The fake GPUs' clock following real time (since it was made), for runs whose sampler
+    thread reads the GPUs on its own schedule."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter_ns()
+
+    @property  # type: ignore[override]
+    def t_ns(self) -> int:
+        """Nanoseconds since the clock was made."""
+        return time.perf_counter_ns() - self._start
+
+    @t_ns.setter
+    def t_ns(self, value: int) -> None:
+        raise AttributeError("a real-time clock is not set")
 
 
 @dataclass
