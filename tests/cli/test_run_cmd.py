@@ -517,4 +517,10 @@ def test_a_run_on_a_gpu_host_counts_the_servers_gpus_and_shows_the_others_apart(
     gpu = samples[samples["source"] == "gpu"]
     assert set(gpu["device"].astype(int)) == set(range(8))  # every GPU still sampled
     assert set(gpu["power_source"]) == {"nvml-instant"} and gpu["power_avg_w"].notna().all()
-    assert "| GPUs counted | 2, 5 (by processes) |" in (out / "report.md").read_text()
+    counted = (
+        "GPUs 2, 5 of the 8 on this host, the server's (by processes); the others are shown apart"
+    )
+    assert energy["gpu_source_note"] == counted
+    report = (out / "report.md").read_text()
+    assert f"| GPUs counted | {counted} |" in report
+    assert "| Other GPUs on this host (0, 1, 3, 4, 6, 7): energy (J) |" in report
