@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import signal
@@ -13,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import fake_nvml
 import pandas as pd
 import pytest
 from run_children import HARNESS_RUN, start_run, wait_for_records
@@ -423,23 +423,12 @@ def test_a_missing_calibration_fails_before_any_server_or_run_directory(
     assert not out.exists()
 
 
-def _fake_nvml() -> Any:
-    """tests/telemetry/fake_nvml.py, the NVML stand-in, as a module."""
-    path = REPO / "tests" / "telemetry" / "fake_nvml.py"
-    spec = importlib.util.spec_from_file_location("fake_nvml", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fake_nvml"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_gpus_this_host_lacks_fail_before_any_server_or_run_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On a (fake) host of 8 GPUs, `--gpus 2,9` fails at once naming the option and the
     GPU; the unreachable server is never tried and no run directory is made."""
-    fake = _fake_nvml()
+    fake = fake_nvml
     monkeypatch.setitem(sys.modules, "pynvml", fake.eight_gpu_host(fake.FakeClock()))
     out = tmp_path / "never"
     code = _run([str(AZURE), "--server", "http://127.0.0.1:9", "--gpus", "2,9", "--out", str(out)])
@@ -474,7 +463,7 @@ def test_a_run_on_a_gpu_host_counts_the_servers_gpus_and_shows_the_others_apart(
     apart; the report says which GPUs were counted."""
     from run_children import server_tree
 
-    fake = _fake_nvml()
+    fake = fake_nvml
     out = tmp_path / "gpus"
     with server_tree(2) as (pid, (worker_a, worker_b)):
         nvml = fake.eight_gpu_host(

@@ -1,5 +1,5 @@
 """Builders for the fleet tests: a scenario and a profile with round, hand-checkable figures
-(imported as a top-level module, like tests/telemetry/fake_nvml.py)."""
+(imported as a top-level module, like tests/fake_nvml.py)."""
 
 from __future__ import annotations
 

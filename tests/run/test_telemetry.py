@@ -7,15 +7,12 @@ others are shown apart, and how the server's GPUs were told is in the summary.""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import fake_nvml as fake
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -196,20 +193,6 @@ def test_without_server_counters_the_client_records_count_the_tokens(
     # prompts whose first token arrived in the window: requests sent 5..19 s
     assert steady.prompt_tokens == 100 * 15
 
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _module(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fake = _module("fake_nvml", REPO / "tests" / "telemetry" / "fake_nvml.py")
 
 GPU_W = {i: 100.0 + 10 * i for i in range(8)}
 """The fake host's GPU i draws 100 + 10·i W throughout."""

@@ -5,28 +5,14 @@ The benchmark itself is not run here."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pandas as pd
 import pytest
+from script_modules import load_script
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _module(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _module("bench_client", REPO / "scripts" / "bench_client.py")
+bench = load_script("bench_client")
 
 
 def test_marginal_cpu_removes_start_up_cost() -> None:

@@ -4,32 +4,18 @@ process holds, and the counter agrees with integrated instantaneous power."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 
+import fake_nvml as fake
 import pytest
 from run_children import server_tree
+from script_modules import load_script
 
 from harness.telemetry.gpu import GpuReader
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _module(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-check = _module("gpu_attribution_check", REPO / "scripts" / "gpu_attribution_check.py")
-fake = _module("fake_nvml", REPO / "tests" / "telemetry" / "fake_nvml.py")
+check = load_script("gpu_attribution_check")
 
 
 def test_without_nvml_it_says_so_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,31 +3,16 @@ exact joules both ways, peak against the limit, and a counter that went backward
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import fake_nvml as fake
 import pytest
+from script_modules import load_script
 
 from harness.telemetry.gpu import GpuReader
 from harness.telemetry.sampler import Sampler
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _module(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu_check = _module("gpu_check", REPO / "scripts" / "gpu_check.py")
-fake = _module("fake_nvml", REPO / "tests" / "telemetry" / "fake_nvml.py")
+gpu_check = load_script("gpu_check")
 
 
 def _rows(gpu: Any, seconds: float, step_s: float = 0.1) -> tuple[list[dict[str, Any]], Any]:
