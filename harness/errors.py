@@ -41,3 +41,7 @@ class RunExistsError(ResultsError):
         self.run_dir = Path(run_dir)
         self.existing = list(existing)
         super().__init__(f"{self.run_dir}: already holds a run ({', '.join(existing)})")
+
+
+class ClusterError(HarnessError):
+    """A Ray cluster can't be reached, or can't place or keep the run's load workers."""

@@ -15,10 +15,11 @@ from harness.cli.console import make_console
 from harness.cli.run_answers import write_answers
 from harness.cli.run_options import add_run_args, apply_overrides, split_vllm_args, timing_note
 from harness.cli.run_view import ConsoleView
+from harness.errors import ConfigError
 from harness.report import render_console, run_notes
 from harness.results import SERVER_LOG_FILE
 from harness.run.engine import RunResult, execute
-from harness.run.plan import RunPlan, ServerChoice
+from harness.run.plan import RayChoice, RunPlan, ServerChoice
 from harness.run.prepare import check_workload
 from harness.summary import DEFAULT_PERCENTILES
 from harness.telemetry.steady import STEADY_FRAC, STEADY_MIN_S, SteadyRule
@@ -55,6 +56,19 @@ def server_choice(args: argparse.Namespace) -> ServerChoice:
     )
 
 
+def ray_choice(args: argparse.Namespace) -> RayChoice | None:
+    """`--ray [ADDRESS]` and `--ray-placement` as the plan's RayChoice (None: no Ray)."""
+    address = getattr(args, "ray", None)
+    placement = getattr(args, "ray_placement", None)
+    if address is None:
+        if placement is not None:
+            raise ConfigError("--ray-placement places Ray actors: give --ray too")
+        return None
+    if placement is None:
+        return RayChoice(address=address)
+    return RayChoice(address=address, placement=placement[0], cores=placement[1])
+
+
 def run_plan(args: argparse.Namespace, spec: WorkloadSpec, out: Path) -> RunPlan:
     """The plan the command line describes for `spec`, written to `out`."""
     return RunPlan(
@@ -72,6 +86,7 @@ def run_plan(args: argparse.Namespace, spec: WorkloadSpec, out: Path) -> RunPlan
         gpu_metrics_every_s=getattr(args, "gpu_metrics_every", 1.0),
         gpus=getattr(args, "gpus", None),
         workers=getattr(args, "workers", None),
+        ray=ray_choice(args),
         server_local=server_choice(args).local,
         command=tuple(sys.argv),
         percentiles=getattr(args, "percentiles", DEFAULT_PERCENTILES),

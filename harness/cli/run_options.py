@@ -269,6 +269,26 @@ def add_load_options(p: argparse.ArgumentParser) -> None:
         "workload's client.workers, auto: from the expected stream rate and the free cores)",
     )
     p.add_argument(
+        "--ray",
+        type=ray_address,
+        nargs="?",
+        const="auto",
+        default=None,
+        metavar="ADDRESS",
+        help="run the load workers as Ray actors on a cluster: auto (the one ray.init finds, "
+        "the default), local (one started for the run), HOST:PORT or ray://HOST:PORT; every "
+        "node needs this harness installed (pip install 'harness[ray]')",
+    )
+    p.add_argument(
+        "--ray-placement",
+        type=ray_placement,
+        default=None,
+        metavar="spread|per-node|per-cores:N",
+        help="where the Ray actors go: spread (--workers actors, auto: one per node, spread "
+        "over the nodes; the default), per-node (one on each node) or per-cores:N (one per N "
+        "CPUs of the cluster, holding N each)",
+    )
+    p.add_argument(
         "--prompt-salt",
         type=number_in(0, MAX_SEED, integer=True),
         default=None,
@@ -301,6 +321,34 @@ def gpu_names(text: str) -> tuple[str, ...]:
             raise argparse.ArgumentTypeError(f"{item} is given twice")
         names.append(item)
     return tuple(names)
+
+
+def ray_address(text: str) -> str:
+    """An argparse `type` for `--ray`: auto, local, HOST:PORT or ray://HOST:PORT."""
+    value = text.strip()
+    if value.lower() in ("auto", "local"):
+        return value.lower()
+    host, _, port = value.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in host:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a Ray address (auto, local, HOST:PORT or ray://HOST:PORT)"
+        )
+    return value
+
+
+def ray_placement(text: str) -> tuple[Literal["spread", "per-node", "per-cores"], int]:
+    """An argparse `type` for `--ray-placement`: spread, per-node or per-cores:N."""
+    value = text.strip().lower()
+    if value == "spread":
+        return "spread", 1
+    if value == "per-node":
+        return "per-node", 1
+    kind, _, cores = value.partition(":")
+    if kind == "per-cores" and cores.isdigit() and 1 <= int(cores) <= 1024:
+        return "per-cores", int(cores)
+    raise argparse.ArgumentTypeError(
+        f"{text!r}: choose spread, per-node or per-cores:N (N CPUs per actor, 1 to 1024)"
+    )
 
 
 def load_workers(text: str) -> int | Literal["auto"]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,9 +33,10 @@ from harness.run.prepare import (
     tokenizer_name,
     tool_workers_plan,
 )
+from harness.run.ray_pool import Cluster, Placed, RayPool, open_cluster, place, ray_workers
 from harness.run.stop_signals import StopRequested, StopSignals, stop_signals
 from harness.run.telemetry import RunTelemetry
-from harness.run.worker_count import choose_workers
+from harness.run.worker_count import WorkerChoice, choose_workers
 from harness.server import ServerInfo
 from harness.summary import ClientHealth, Summary, Workers
 from harness.telemetry.cpu import host_inventory
@@ -93,6 +94,7 @@ def _manifest(
     space: TokenSpace,
     clock: RunClock,
     counted: dict[str, Any],
+    placed: Placed | None,
 ) -> dict[str, Any]:
     anchor = dt.datetime.fromtimestamp(clock.anchor_unix_ns / 1e9, tz=dt.UTC)
     return {
@@ -113,6 +115,7 @@ def _manifest(
         "host": host_inventory(),
         "gpu": gpu_inventory(),
         "gpu_metrics": dcgm_inventory(plan.gpu_metrics) if plan.gpu_metrics else None,
+        "ray": placed.manifest if placed is not None else None,
         "plan": counted,
         "status": "running",
     }
@@ -131,11 +134,16 @@ def execute(
     checked: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run `plan` against `server`; `checked` is `check_workload`'s plan, where it gave one.
-    A crash of the harness mid-run keeps what was measured (status failed) and is re-raised."""
+    A crash of the harness mid-run keeps what was measured (status failed) and is re-raised.
+    A run on a Ray cluster (`plan.ray`) connects to it first: an unreachable one stops the
+    run before its server and its directory."""
+    cluster: AbstractContextManager[Cluster | None] = (
+        open_cluster(plan.ray) if plan.ray is not None else nullcontext(None)
+    )
     with stop_signals(view.say) as signals:
         try:
-            with server as info:
-                return _execute_on(plan, info, view, signals, checked)
+            with cluster as ray, server as info:
+                return _execute_on(plan, info, view, signals, checked, ray)
         except StopRequested:
             # Before the run's manifest (a starting server's log may be there already).
             if not (plan.out / MANIFEST_FILE).exists():
@@ -150,6 +158,7 @@ def _execute_on(
     view: RunView,
     signals: StopSignals,
     checked: dict[str, Any] | None,
+    cluster: Cluster | None = None,
 ) -> RunResult:
     spec = plan.spec
     tokenizer = tokenizer_name(plan, info)
@@ -172,10 +181,40 @@ def _execute_on(
             f"tools: real kernels in {workers['workers']} worker processes ({workers['source']})"
         )
     requested = plan.workers if plan.workers is not None else spec.client.workers
-    choice = choose_workers(requested, opts, counted, plan.server_local)
-    counted["load_workers"] = choice.to_dict()
-    if choice.used > 1 or choice.used != requested:
-        view.say(f"load: {choice.used} worker processes ({choice.reason})")
+    placed: Placed | None = None
+    if cluster is not None and plan.ray is not None:
+        choice = ray_workers(plan.ray, cluster, requested, opts, counted)
+        counted["load_workers"] = choice.to_dict()
+        placed = place(cluster, plan.ray, choice.used, view.say)
+    else:
+        choice = choose_workers(requested, opts, counted, plan.server_local)
+        counted["load_workers"] = choice.to_dict()
+        if choice.used > 1 or choice.used != requested:
+            view.say(f"load: {choice.used} worker processes ({choice.reason})")
+    try:
+        return _load_and_finish(
+            plan, info, view, signals, opts, space, clock, counted, choice, placed, salt, tokenizer
+        )
+    finally:
+        if placed is not None:
+            placed.shards.close()
+
+
+def _load_and_finish(
+    plan: RunPlan,
+    info: ServerInfo,
+    view: RunView,
+    signals: StopSignals,
+    opts: ReplayOptions,
+    space: TokenSpace,
+    clock: RunClock,
+    counted: dict[str, Any],
+    choice: WorkerChoice,
+    placed: Placed | None,
+    salt: int,
+    tokenizer: str,
+) -> RunResult:
+    spec = plan.spec
     client_opts = ClientOptions(
         base_url=info.base_url,
         model=info.model,
@@ -190,11 +229,11 @@ def _execute_on(
     crash: Exception | None = None
     with RunWriter(plan.out, overwrite=plan.overwrite) as writer:
         # Taken once, before the load: inventories (NVML, psutil) are not re-read after it.
-        manifest = _manifest(plan, opts, info, space, clock, counted)
+        manifest = _manifest(plan, opts, info, space, clock, counted, placed)
         writer.write_manifest(manifest)
         telemetry: RunTelemetry | None = None
         metrics_before: Samples | str = "the run stopped before the load began"
-        generator: LoadGenerator | WorkerPool | None = None
+        generator: LoadGenerator | WorkerPool | RayPool | None = None
         try:
             overhead = chat_overhead(space, client_opts) if spec.request.api == "chat" else None
             load = LoadPlan(
@@ -206,7 +245,9 @@ def _execute_on(
                 chat_overhead=overhead,
                 anchor_perf_ns=clock.anchor_perf_ns,
             )
-            if choice.used == 1:
+            if placed is not None:
+                generator = RayPool(load, writer, placed)
+            elif choice.used == 1:
                 generator = LoadGenerator(load, space, writer)
             else:
                 generator = WorkerPool(load, writer, choice.used)

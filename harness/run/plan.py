@@ -65,6 +65,21 @@ class ServerChoice:
 
 
 @dataclass(frozen=True)
+class RayChoice:
+    """Load workers as Ray actors (`--ray`, `--ray-placement`): which cluster, and how many
+    actors go where."""
+
+    address: str
+    """`auto` (the cluster ray.init finds), `local` (one started for the run), HOST:PORT or
+    ray://HOST:PORT."""
+    placement: Literal["spread", "per-node", "per-cores"] = "spread"
+    """spread: the run's worker count spread over the nodes; per-node: one actor per node;
+    per-cores: one actor per `cores` CPUs of the cluster."""
+    cores: int = 1
+    """CPUs each actor holds on its node."""
+
+
+@dataclass(frozen=True)
 class RunPlan:
     """Everything one run needs besides the server it is pointed at."""
 
@@ -88,6 +103,8 @@ class RunPlan:
     """The server's GPUs by NVML index or UUID (`--gpus`); None: told from its processes."""
     workers: int | Literal["auto"] | None = None
     """Load-generating worker processes; None takes the workload's `client.workers`."""
+    ray: RayChoice | None = None
+    """Where the load workers run when they are Ray actors; None: processes on this host."""
     server_local: bool = True
     """Whether the server shares this host's cores (fewer are left for workers)."""
     command: tuple[str, ...] = field(default_factory=tuple)

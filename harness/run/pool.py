@@ -36,36 +36,115 @@ STOP_GRACE_S = 30.0
 """After a stop, how long workers get to hand over their records before they are killed."""
 
 
-class WorkerPool:
+def worker_specs(load: LoadPlan, count: int, parent_pid: int) -> list[WorkerSpec]:
+    """The `count` workers' shares of the load and of its sessions, however they are started."""
+    opts = load.replay
+    spec = load.plan.spec
+    total_tools = tool_workers(spec.tools.workers)[0] if spec.tools.mode == "execute" else None
+    slots = opts.concurrency if opts.pattern == "closed" else opts.max_concurrency
+    return [
+        WorkerSpec(
+            load=load,
+            index=k,
+            count=count,
+            concurrency=share(opts.concurrency, count, k) if opts.concurrency else None,
+            max_concurrency=(
+                share(opts.max_concurrency, count, k) if opts.max_concurrency else None
+            ),
+            slots=slots,
+            tool_workers=max(1, total_tools // count) if total_tools else None,
+            parent_pid=parent_pid,
+        )
+        for k in range(count)
+    ]
+
+
+class PoolRecords:
+    """The parent's account of `count` workers, however their messages come: it journals
+    their records, keeps each one's requests in flight, and records those as failed with the
+    reason when a worker is lost."""
+
+    def __init__(self, writer: RunWriter, count: int) -> None:
+        self.count = count
+        self._writer = writer
+        self._in_flight: list[dict[str, tuple[Any, ...]]] = [{} for _ in range(count)]
+        self._outcomes: list[ReplayOutcome | None] = [None] * count
+        self._seen: list[ReplayOutcome] = [ReplayOutcome() for _ in range(count)]
+        self._ended: list[bool] = [False] * count
+        self._ready: set[int] = set()
+        self.health: list[dict[str, Any]] = []
+        self.worker_errors: list[str] = []
+        self._feed: LiveFeed = LiveStats(LiveBounds(0))  # until run() gets the run's feed
+
+    @property
+    def outcome(self) -> ReplayOutcome:
+        """Every worker's outcome merged (what the parent saw, for one that died)."""
+        parts = [o if o is not None else s for o, s in zip(self._outcomes, self._seen, strict=True)]
+        return merge_outcomes(parts)
+
+    def _handle(self, msg: tuple[Any, ...]) -> None:
+        kind, k = msg[0], msg[1]
+        if kind == "ready":
+            self._ready.add(k)
+        elif kind == "start":
+            notice = msg[2]
+            self._in_flight[k][notice[0]] = notice
+        elif kind == "batch":
+            self._journal(k, msg[2], msg[3], msg[4])
+            if msg[5]:
+                self._feed.sessions_ended(msg[5])
+        elif kind == "done":
+            self._outcomes[k] = msg[2]
+            self.health.append(msg[3])
+            self._end(k)
+        elif kind == "failed":
+            self._worker_failed(k, f"load worker {k} failed: {msg[2]}")
+
+    def _journal(
+        self, k: int, records: list[RequestRecord], steps: list[Any], tools: list[Any]
+    ) -> None:
+        writer = self._writer
+        if records:
+            writer.append(records)
+            seen = self._seen[k]
+            flights = self._in_flight[k]
+            for record in records:
+                flights.pop(record.request_id, None)
+                _count(seen, record)
+                self._feed.record(record)
+        if steps:
+            writer.append_rows("steps", steps)
+        if tools:
+            writer.append_rows("tools", tools)
+
+    def _end(self, k: int) -> None:
+        self._ended[k] = True
+        self._in_flight[k].clear()
+
+    def _worker_failed(self, k: int, reason: str) -> None:
+        """Record the worker's requests in flight as failed with the reason; its sessions end."""
+        if self._ended[k]:
+            return
+        flights = sorted(self._in_flight[k].values(), key=lambda n: n[0])
+        lost = [_failed_record(n, reason) for n in flights]
+        self.worker_errors.append(f"{reason}; {len(lost)} requests in flight recorded as failed")
+        if lost:
+            self._journal(k, lost, [], [])
+        self._seen[k].aborted_reason = self._seen[k].aborted_reason or reason
+        self._end(k)
+
+
+class WorkerPool(PoolRecords):
     """`count` load workers replaying one plan; `outcome` is the merged outcome so far."""
 
     def __init__(self, load: LoadPlan, writer: RunWriter, count: int) -> None:
+        super().__init__(writer, count)
         self.load = load
-        self.count = count
-        self._writer = writer
         ctx = mp.get_context("spawn")  # no fork of a parent with threads (telemetry, rich)
         self._shared = Shared(
             start_ns=ctx.RawValue("q", 0), stop=ctx.RawValue("b", 0), tickets=ctx.Value("q", 0)
         )
-        opts = load.replay
-        spec = load.plan.spec
-        total_tools = tool_workers(spec.tools.workers)[0] if spec.tools.mode == "execute" else None
-        slots = opts.concurrency if opts.pattern == "closed" else opts.max_concurrency
-        self._specs = [
-            WorkerSpec(
-                load=load,
-                index=k,
-                count=count,
-                concurrency=share(opts.concurrency, count, k) if opts.concurrency else None,
-                max_concurrency=(
-                    share(opts.max_concurrency, count, k) if opts.max_concurrency else None
-                ),
-                slots=slots,
-                tool_workers=max(1, total_tools // count) if total_tools else None,
-                parent_pid=os.getpid(),
-            )
-            for k in range(count)
-        ]
+        self._specs = worker_specs(load, count, os.getpid())
         pipes = [ctx.Pipe(duplex=False) for _ in range(count)]
         self._conns: list[Connection | None] = [reader for reader, _ in pipes]
         self._writers: list[Connection] = [writer_end for _, writer_end in pipes]
@@ -77,21 +156,7 @@ class WorkerPool:
             )
             for s in self._specs
         ]
-        self._in_flight: list[dict[str, tuple[Any, ...]]] = [{} for _ in range(count)]
-        self._outcomes: list[ReplayOutcome | None] = [None] * count
-        self._seen: list[ReplayOutcome] = [ReplayOutcome() for _ in range(count)]
-        self._ended: list[bool] = [False] * count
-        self._ready: set[int] = set()
         self._stop_asked = False
-        self.health: list[dict[str, Any]] = []
-        self.worker_errors: list[str] = []
-        self._feed: LiveFeed = LiveStats(LiveBounds(0))  # until run() gets the run's feed
-
-    @property
-    def outcome(self) -> ReplayOutcome:
-        """Every worker's outcome merged (what the parent saw, for one that died)."""
-        parts = [o if o is not None else s for o, s in zip(self._outcomes, self._seen, strict=True)]
-        return merge_outcomes(parts)
 
     def start(self) -> None:
         """Start the workers and wait until each is ready to send (before the idle baseline,
@@ -181,45 +246,6 @@ class WorkerPool:
             return
         self._handle(msg)
 
-    def _handle(self, msg: tuple[Any, ...]) -> None:
-        kind, k = msg[0], msg[1]
-        if kind == "ready":
-            self._ready.add(k)
-        elif kind == "start":
-            notice = msg[2]
-            self._in_flight[k][notice[0]] = notice
-        elif kind == "batch":
-            self._journal(k, msg[2], msg[3], msg[4])
-            if msg[5]:
-                self._feed.sessions_ended(msg[5])
-        elif kind == "done":
-            self._outcomes[k] = msg[2]
-            self.health.append(msg[3])
-            self._end(k)
-        elif kind == "failed":
-            self._worker_failed(k, f"load worker {k} failed: {msg[2]}")
-
-    def _journal(
-        self, k: int, records: list[RequestRecord], steps: list[Any], tools: list[Any]
-    ) -> None:
-        writer = self._writer
-        if records:
-            writer.append(records)
-            seen = self._seen[k]
-            flights = self._in_flight[k]
-            for record in records:
-                flights.pop(record.request_id, None)
-                _count(seen, record)
-                self._feed.record(record)
-        if steps:
-            writer.append_rows("steps", steps)
-        if tools:
-            writer.append_rows("tools", tools)
-
-    def _end(self, k: int) -> None:
-        self._ended[k] = True
-        self._in_flight[k].clear()
-
     def _kill(self, why: str) -> None:
         for k, proc in enumerate(self._procs):
             if not self._ended[k] and proc.is_alive():
@@ -234,18 +260,6 @@ class WorkerPool:
                         break
                     self._handle(msg)
                 self._worker_failed(k, f"load worker {k} {why}")
-
-    def _worker_failed(self, k: int, reason: str) -> None:
-        """Record the worker's requests in flight as failed with the reason; its sessions end."""
-        if self._ended[k]:
-            return
-        flights = sorted(self._in_flight[k].values(), key=lambda n: n[0])
-        lost = [_failed_record(n, reason) for n in flights]
-        self.worker_errors.append(f"{reason}; {len(lost)} requests in flight recorded as failed")
-        if lost:
-            self._journal(k, lost, [], [])
-        self._seen[k].aborted_reason = self._seen[k].aborted_reason or reason
-        self._end(k)
 
 
 def _failed_record(notice: tuple[Any, ...], reason: str) -> RequestRecord:

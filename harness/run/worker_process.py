@@ -17,9 +17,10 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from multiprocessing import RawValue, Value
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
-from typing import Any
+from typing import Any, Protocol
 
 from harness.client import Client
 from harness.records import RequestRecord, StepRecord, ToolRecord
@@ -77,6 +78,19 @@ class Shared:
     stop: Any
     """Non-zero once the parent says stop."""
     tickets: Synchronized[int]
+
+    @classmethod
+    def in_process(cls) -> Shared:
+        """The values of a worker whose parent reaches it by calls, not shared memory (a Ray
+        actor): its own start instant, stop flag and request counter."""
+        return cls(start_ns=RawValue("q", 0), stop=RawValue("b", 0), tickets=Value("q", 0))
+
+
+class Messages(Protocol):
+    """Where a worker's messages to its parent go (a pipe's Outbox, an actor's queue)."""
+
+    def put(self, message: tuple[Any, ...]) -> None:
+        """Queue one message (never blocks)."""
 
 
 class Outbox:
@@ -148,7 +162,7 @@ def worker_main(spec: WorkerSpec, shared: Shared, conn: Connection) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     messages = Outbox(conn)
     try:
-        _work(spec, shared, messages)
+        replay_shard(spec, shared, messages)
     except BaseException as err:  # the parent records it
         detail = traceback.format_exc(limit=3).strip().splitlines()[-1]
         messages.put(("failed", spec.index, f"{error_text(err)} ({detail})"))
@@ -161,7 +175,9 @@ def _parent_gone(spec: WorkerSpec) -> bool:
     return os.getppid() != spec.parent_pid
 
 
-def _work(spec: WorkerSpec, shared: Shared, messages: Outbox) -> None:
+def replay_shard(spec: WorkerSpec, shared: Shared, messages: Messages) -> None:
+    """Replay the sessions `spec` owns on the run clock once `shared` gives the start
+    instant, sending ready, start notices, record batches and done to `messages`."""
     load = spec.load
     clock = load.clock()
     space = open_token_space(load.tokenizer, load.client.api)
