@@ -10,7 +10,7 @@ HARNESS := $(VENV)/bin/harness
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[dev]'
+	$(VENV)/bin/python -m pip install -q -e '.[dev,ray]'
 	touch $@
 
 setup: $(VENV)/.ready

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loopback_ray import CLUSTER_ENV, loopback_cluster
 from summary_builders import misfit_summaries
 
 from harness.errors import ServerError
@@ -63,3 +64,24 @@ def vllm_server() -> Iterator[ServerInfo]:
         yield info
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A real Ray cluster of two one-CPU nodes on loopback for the whole session: its address
+    (HOST:PORT). Fails (does not skip) where Ray is not installed: CI installs it."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        pytest.fail("Ray is not installed: pip install -e '.[dev,ray]'", pytrace=False)
+    saved = {k: os.environ.get(k) for k in CLUSTER_ENV}
+    os.environ.update(CLUSTER_ENV)
+    try:
+        with loopback_cluster(nodes=2) as address:
+            yield address
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

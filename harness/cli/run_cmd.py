@@ -21,6 +21,7 @@ from harness.results import SERVER_LOG_FILE
 from harness.run.engine import RunResult, execute
 from harness.run.plan import RayChoice, RunPlan, ServerChoice
 from harness.run.prepare import check_workload
+from harness.run.ray_pool import require_ray
 from harness.summary import DEFAULT_PERCENTILES
 from harness.telemetry.steady import STEADY_FRAC, STEADY_MIN_S, SteadyRule
 from harness.workload.spec import WorkloadSpec
@@ -64,6 +65,7 @@ def ray_choice(args: argparse.Namespace) -> RayChoice | None:
         if placement is not None:
             raise ConfigError("--ray-placement places Ray actors: give --ray too")
         return None
+    require_ray()  # the install hint before anything else
     if placement is None:
         return RayChoice(address=address)
     return RayChoice(address=address, placement=placement[0], cores=placement[1])

@@ -76,15 +76,22 @@ class Cluster(Protocol):
     def place(self, count: int, cores: int, one_per_node: bool, run_id: str) -> Shards: ...
 
 
-def open_cluster(choice: RayChoice) -> AbstractContextManager[Cluster]:
-    """The cluster `choice` names, connected on entry (ClusterError where it is unreachable,
-    ConfigError with the install hint where Ray is not installed)."""
+def require_ray() -> None:
+    """ConfigError with the install hint where Ray cannot be imported."""
     try:
-        from harness.run.ray_cluster import RayCluster
+        import harness.run.ray_cluster  # noqa: F401
     except ImportError as err:
         if (err.name or "").split(".")[0] != "ray":
             raise
         raise ConfigError(INSTALL_HINT) from None
+
+
+def open_cluster(choice: RayChoice) -> AbstractContextManager[Cluster]:
+    """The cluster `choice` names, connected on entry (ClusterError where it is unreachable,
+    ConfigError with the install hint where Ray is not installed)."""
+    require_ray()
+    from harness.run.ray_cluster import RayCluster
+
     return RayCluster(choice.address)
 
 
