@@ -38,7 +38,7 @@ from harness.cli.common import (
 )
 from harness.cli.console import literal_printer, make_console, rule
 from harness.cli.run_answers import write_answers, write_or_warn
-from harness.cli.run_cmd import run_plan, server_choice, show_result
+from harness.cli.run_cmd import ray_choice, run_plan, server_choice, show_result
 from harness.cli.run_options import (
     add_answer_options,
     add_load_options,
@@ -60,6 +60,7 @@ from harness.results import SERVER_LOG_FILE, RunReader, write_run_file
 from harness.run.engine import EXIT_INTERRUPTED, execute
 from harness.run.plan import RunPlan
 from harness.run.prepare import check_workload
+from harness.run.ray_pool import open_cluster
 from harness.run.stop_signals import StopRequested, stop_signals
 from harness.run_summary import read_summary
 from harness.server import ServerInfo
@@ -224,7 +225,14 @@ def _devices(args: argparse.Namespace, gpus: dict[str, Any]) -> tuple[int, str, 
 
 
 def sweep(args: argparse.Namespace) -> int:
-    """Handler of `harness sweep`."""
+    """Handler of `harness sweep`: one connection to a Ray cluster (`--ray`) serves every
+    point, made before the sweep's directory."""
+    choice = ray_choice(args)
+    with open_cluster(choice) if choice is not None else nullcontext():
+        return _sweep(args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
     console = make_console()
     if args.refine < 0:
         raise ConfigError(f"--refine must be 0 or more, got {args.refine}")
