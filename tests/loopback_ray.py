@@ -103,6 +103,20 @@ def kill_actor(address: str, name: str, namespace: str) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env=_env(), timeout=60)
 
 
+def named_actors(address: str, namespace: str) -> list[str]:
+    """The names of the live named actors in `namespace`, from a driver of its own."""
+    code = (
+        f"import ray; ray.init(address={address!r}, namespace={namespace!r}, "
+        "logging_level='ERROR', log_to_driver=False); "
+        "print('\\n'.join(ray.util.list_named_actors()))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [line for line in done.stdout.splitlines() if line.startswith("harness-")]
+
+
 @contextmanager
 def loopback_cluster(nodes: int = 2) -> Iterator[str]:
     """A cluster of `nodes` one-CPU nodes on 127.0.0.1; yields its address HOST:PORT."""

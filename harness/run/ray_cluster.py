@@ -195,9 +195,11 @@ class RayCluster:
             self._ours = False
 
     def describe(self) -> dict[str, Any]:
-        """The cluster for the manifest: what was asked, Ray's version, the nodes alive."""
+        """The cluster for the manifest: what was asked and what it came to, Ray's version,
+        the nodes alive."""
         return {
             "address": self.address,
+            "gcs_address": ray.get_runtime_context().gcs_address,
             "ray_version": ray.__version__,
             "nodes_alive": len(self.nodes()),
         }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from loopback_ray import free_port, kill_actor
+from loopback_ray import free_port, kill_actor, named_actors
 from run_children import start_run, wait_for_records
 
 from harness.cli import main
@@ -89,7 +90,7 @@ def test_azure_first_30_on_two_nodes_token_totals_exact(
     manifest = _check_azure30(out)
     ray = manifest["ray"]
     assert ray["address"] == ray_cluster and ray["placement"] == "per-node"
-    assert ray["nodes_alive"] == 2
+    assert ray["nodes_alive"] == 2 and ray["gcs_address"].endswith(ray_cluster.split(":")[1])
     nodes = ray["nodes"]
     assert len(nodes) == 2 and len({n["node_id"] for n in nodes}) == 2
     assert sorted(w for n in nodes for w in n["workers"]) == [0, 1]
@@ -154,6 +155,45 @@ def test_an_actor_killed_mid_run_leaves_its_requests_failed_and_the_rest_go_on(
     assert len(requests) >= kept  # nothing already received was lost
     assert requests["ok"].sum() > kept  # the other actor went on
     assert json.loads((out / "manifest.json").read_text())["status"] == "aborted"
+
+
+@pytest.mark.integration
+@pytest.mark.ray
+def test_ctrl_c_stops_every_actor_and_keeps_what_arrived(
+    vllm_server: ServerInfo, ray_cluster: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "ray-interrupted"
+    proc = start_run(
+        vllm_server,
+        out,
+        "--ray",
+        ray_cluster,
+        "--ray-placement",
+        "per-node",
+        "--no-report",
+        in_flight=4,
+    )
+    try:
+        wait_for_records(out / "requests.partial.jsonl", 2, timeout_s=240)
+        kept = (out / "requests.partial.jsonl").read_text().count("\n")
+        actors = [
+            a
+            for n in json.loads((out / "manifest.json").read_text())["ray"]["nodes"]
+            for a in n["actors"]
+        ]
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, output.decode()[-3000:]
+    assert b"Traceback" not in output
+    summary = _summary(out)
+    assert summary["run"]["interrupted"] is True
+    assert summary["run"]["worker_errors"] == []
+    assert len(pd.read_parquet(out / "requests.parquet")) >= kept
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    assert len(actors) == 2 and not set(actors) & set(named_actors(ray_cluster, "harness"))
 
 
 @pytest.mark.integration
