@@ -282,7 +282,12 @@ class RayShards:
         actor = self._actors[k]
         for _ in range(CLOCK_ROUND_TRIPS):
             before_perf, before_wall = time.perf_counter_ns(), time.time_ns()
-            perf, wall = ray.get(actor.clock.remote(), timeout=PLACE_TIMEOUT_S)
+            try:
+                perf, wall = ray.get(actor.clock.remote(), timeout=PLACE_TIMEOUT_S)
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as err:
+                raise ClusterError(
+                    f"the clock of Ray actor {self.names[k]} could not be read: {lost_reason(err)}"
+                ) from None
             after_perf, after_wall = time.perf_counter_ns(), time.time_ns()
             samples.append((before_perf, before_wall, perf, wall, after_perf, after_wall))
         return samples
@@ -291,9 +296,17 @@ class RayShards:
         """Start actor k's replay (it says ready, then waits for the release)."""
         self._actors[k].run.remote(spec)
 
-    def release(self, start_ns: int) -> None:
-        """Every actor's start instant on the run clock."""
-        ray.get([a.release.remote(start_ns) for a in self._actors], timeout=PLACE_TIMEOUT_S)
+    def release(self, start_ns: int, live: set[int]) -> dict[int, str]:
+        """Give the live actors their start instant on the run clock; why each one that did
+        not take it is lost."""
+        calls = {k: self._actors[k].release.remote(start_ns) for k in sorted(live)}
+        lost: dict[int, str] = {}
+        for k, ref in calls.items():
+            try:
+                ray.get(ref, timeout=PLACE_TIMEOUT_S)
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as err:
+                lost[k] = lost_reason(err)
+        return lost
 
     def stop(self, live: set[int]) -> None:
         """Ask the live actors to stop (not waiting for them)."""
@@ -325,7 +338,8 @@ class RayShards:
 
     def kill(self, k: int) -> None:
         """End actor k at once."""
-        ray.kill(self._actors[k], no_restart=True)
+        with contextlib.suppress(ray.exceptions.RayError):
+            ray.kill(self._actors[k], no_restart=True)
 
     def close(self) -> None:
         """No actor outlives the run; its placement group goes with it."""

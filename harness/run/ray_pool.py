@@ -49,7 +49,7 @@ class Shards(Protocol):
 
     def begin(self, k: int, spec: WorkerSpec) -> None: ...
 
-    def release(self, start_ns: int) -> None: ...
+    def release(self, start_ns: int, live: set[int]) -> dict[int, str]: ...
 
     def stop(self, live: set[int]) -> None: ...
 
@@ -254,10 +254,13 @@ class RayPool(PoolRecords):
     def _live(self) -> set[int]:
         return {k for k in range(self.count) if not self._ended[k]}
 
+    def _lost(self, k: int, why: str) -> None:
+        self._worker_failed(k, f"load worker {k} ({self._shards.names[k]}) lost: {why}")
+
     def _pump(self, timeout_s: float) -> None:
         for k, got in self._shards.poll(self._live(), timeout_s):
             if isinstance(got, str):
-                self._worker_failed(k, f"load worker {k} ({self._shards.names[k]}) lost: {got}")
+                self._lost(k, got)
                 continue
             for msg in got:
                 self._handle(msg)
@@ -278,7 +281,9 @@ class RayPool(PoolRecords):
         """Release the actors at one instant and journal their records until all end."""
         self._feed = feed
         clock = self.load.clock()
-        self._shards.release(clock.now_ns() + START_DELAY_NS)
+        lost = self._shards.release(clock.now_ns() + START_DELAY_NS, self._live())
+        for k, why in lost.items():
+            self._lost(k, why)
         stop_at: float | None = None
         with signals.replay(self.stop):
             while not all(self._ended):
