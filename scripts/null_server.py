@@ -580,7 +580,11 @@ def run_procs(cfg: Config, socks: list[socket.socket]) -> int:
         children.append(pid)
         sock.close()
 
+    stopping = False
+
     def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
         for child in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
@@ -592,7 +596,10 @@ def run_procs(cfg: Config, socks: list[socket.socket]) -> int:
     while left:
         pid, code = os.wait()
         left.discard(pid)
-        if code and not status:
+        # A child still starting when the stop came dies of the SIGTERM before its loop
+        # handles it: that is a clean stop, not a failure.
+        stopped = stopping and os.waitstatus_to_exitcode(code) == -signal.SIGTERM
+        if code and not stopped and not status:
             status = 1
             forward(signal.SIGTERM, None)
     return status
