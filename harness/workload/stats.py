@@ -81,6 +81,43 @@ class RequestBatch:
     """The starts known from the trace (as `workload_stats` counts them)."""
 
 
+def session_batches(sessions: Iterable[Session], size: int = 100_000) -> Iterator[RequestBatch]:
+    """Sessions as RequestBatches of about `size` requests, by the rules of `workload_stats`
+    (for a columnar trace that reads part of its file as Sessions)."""
+    count = 0
+    inputs: list[int] = []
+    outputs: list[int] = []
+    starts: list[float] = []
+    for session in sessions:
+        count += 1
+        inputs.extend(session.input_lengths())
+        outputs.extend(step.output_tokens for step in session.steps)
+        starts.extend(_known_starts(session))
+        if len(inputs) >= size:
+            yield _batch(count, inputs, outputs, starts)
+            count, inputs, outputs, starts = 0, [], [], []
+    if count:
+        yield _batch(count, inputs, outputs, starts)
+
+
+def _batch(count: int, inputs: list[int], outputs: list[int], starts: list[float]) -> RequestBatch:
+    return RequestBatch(
+        count,
+        np.array(inputs, dtype=np.int64),
+        np.array(outputs, dtype=np.int64),
+        np.array(starts, dtype=np.float64),
+    )
+
+
+def _known_starts(session: Session) -> Iterator[float]:
+    """The starts of a session's requests known from the trace: its first, and each step
+    with an offset."""
+    for k, step in enumerate(session.steps):
+        if step.offset_ms is None and k > 0:
+            continue
+        yield session.start_ms + (step.offset_ms or 0.0)
+
+
 @runtime_checkable
 class ColumnarSessions(Protocol):
     """A stream of Sessions that can also give its requests in columns, from the same parsing
@@ -108,30 +145,84 @@ def workload_stats(sessions: Iterable[Session]) -> WorkloadStats:
         count += 1
         inputs.extend(session.input_lengths())
         outputs.extend(step.output_tokens for step in session.steps)
-        for k, step in enumerate(session.steps):
-            if step.offset_ms is None and k > 0:
-                continue
-            start = session.start_ms + (step.offset_ms or 0.0)
+        for start in _known_starts(session):
             first_ms = min(first_ms, start)
             last_ms = max(last_ms, start)
     return _summary(count, _as_numpy(inputs), _as_numpy(outputs), first_ms, last_ms)
 
 
 def _columnar_stats(batches: Iterable[RequestBatch]) -> WorkloadStats:
-    """`workload_stats` of requests given in columns: the same sums, percentiles and span."""
-    inputs = array("I")
-    outputs = array("I")
+    """`workload_stats` of requests given in columns: the same sums, percentiles and span,
+    from token counts tallied batch by batch (memory bounded by the longest prompt, not by
+    the number of requests)."""
+    inputs = TokenTally()
+    outputs = TokenTally()
     count = 0
     first_ms = float("inf")
     last_ms = float("-inf")
     for batch in batches:
         count += batch.sessions
-        inputs.frombytes(batch.input_tokens.astype(np.uint32).tobytes())
-        outputs.frombytes(batch.output_tokens.astype(np.uint32).tobytes())
+        inputs.add(batch.input_tokens)
+        outputs.add(batch.output_tokens)
         if batch.start_ms.size:
             first_ms = min(first_ms, float(batch.start_ms.min()))
             last_ms = max(last_ms, float(batch.start_ms.max()))
-    return _summary(count, _as_numpy(inputs), _as_numpy(outputs), first_ms, last_ms)
+    return WorkloadStats(
+        sessions=count,
+        requests=inputs.count,
+        input_tokens=inputs.total,
+        output_tokens=outputs.total,
+        input_percentiles=inputs.percentiles(),
+        output_percentiles=outputs.percentiles(),
+        span_s=(last_ms - first_ms) / MS_PER_S if last_ms >= first_ms else 0.0,
+    )
+
+
+class TokenTally:
+    """Token counts of many requests, kept as a histogram while they are small (as token
+    counts are) and as the counts themselves once one is not: sum, number and percentiles."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._sum = 0
+        self._histogram: np.ndarray | None = np.zeros(0, dtype=np.int64)
+        self._values: list[np.ndarray] = []
+
+    @property
+    def total(self) -> int:
+        """The sum of the counts."""
+        if self._histogram is None:
+            return self._sum
+        return int(np.dot(np.arange(len(self._histogram), dtype=np.int64), self._histogram))
+
+    def add(self, values: np.ndarray) -> None:
+        """Tally a batch of non-negative integer counts."""
+        if not values.size:
+            return
+        self.count += int(values.size)
+        if self._histogram is not None:
+            top = int(values.max())
+            if top < _COUNTED_UP_TO and (values.dtype.kind == "u" or int(values.min()) >= 0):
+                counts = np.bincount(values, minlength=len(self._histogram))
+                counts[: len(self._histogram)] += self._histogram
+                self._histogram = counts
+                return
+            kept = np.arange(len(self._histogram), dtype=np.int64)
+            self._values.append(np.repeat(kept, self._histogram))
+            self._sum = self.total
+            self._histogram = None
+        self._sum += int(values.sum(dtype=np.int64))
+        self._values.append(values.astype(np.int64))
+
+    def percentiles(self) -> TokenPercentiles:
+        """p50/p90/p99 as `np.percentile` gives them (linear); None for no requests."""
+        if self.count == 0:
+            return TokenPercentiles(None, None, None)
+        if self._histogram is not None:
+            p50, p90, p99 = _counted_percentiles(np.cumsum(self._histogram), self.count)
+        else:
+            p50, p90, p99 = _linear_percentiles(np.concatenate(self._values), PERCENTILES)
+        return TokenPercentiles(p50=p50, p90=p90, p99=p99)
 
 
 def _summary(
@@ -172,10 +263,17 @@ def _linear_percentiles(values: np.ndarray, qs: Sequence[float]) -> list[float]:
     top = int(values.max())
     if values.dtype.kind not in "ui" or int(values.min()) < 0 or top >= _COUNTED_UP_TO:
         return [float(v) for v in np.percentile(values, qs)]
-    below = np.cumsum(np.bincount(values, minlength=top + 1))
+    return _counted_percentiles(np.cumsum(np.bincount(values, minlength=top + 1)), values.size, qs)
+
+
+def _counted_percentiles(
+    below: np.ndarray, size: int, qs: Sequence[float] = PERCENTILES
+) -> list[float]:
+    """np.percentile(values, qs) from the running count of values at or below each integer
+    (`below[k]`: how many are <= k), `size` values in all."""
     out = []
     for q in qs:
-        rank = q / 100 * (values.size - 1)
+        rank = q / 100 * (size - 1)
         lo, hi = math.floor(rank), math.ceil(rank)
         a, b = (float(np.searchsorted(below, k, side="right")) for k in (lo, hi))
         t = rank - lo  # interpolated as numpy's _lerp does, to the same float

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import TraceFormatError
@@ -229,8 +233,152 @@ def test_timestamps_of_one_width_read_as_the_parser_reads_each(
 
 def test_a_plain_batch_takes_arrows_cast() -> None:
     cells = pa.array(["2023-11-16 18:15:46.6805900", "2024-02-29 00:00:00.0000001"])
-    lengths = azure._offsets(cells)[1:] - azure._offsets(cells)[:-1]
+    lengths = _batches.cell_offsets(cells)[1:] - _batches.cell_offsets(cells)[:-1]
     fast = azure._arrow_timestamps(cells, azure._char_matrix(cells, lengths), lengths)
     assert fast is not None
     start = dt.datetime(2023, 11, 16, 18, 15, 46, tzinfo=dt.UTC).timestamp()
     assert int(fast[0][0]) == int(start) and int(fast[1][0]) == 680590000
+
+
+# --- the sums from typed columns ------------------------------------------------------------
+
+_TIMES = st.sampled_from(
+    [
+        "{d} {t}.{f:07d}",  # the 2023 form
+        "{d}T{t}",
+        "{d} {t}",
+        "{d} {hm}",  # no seconds: pyarrow reads it, the parser refuses it
+        "{d}",
+        " {d} {t}",  # padded
+        "{d} {t}Z",
+        "{d} {t}.5+00:00",
+        "2023-02-29 {t}",
+        "{d} {t}.",
+        "yesterday",
+    ]
+)
+_COUNTS = st.sampled_from(
+    ["{n}", " {n}", "{n}.0", "0x1f", "0X1F", "-0", "-{n}", "+{n}", "", "1000000001", "00{n}"]
+)
+
+
+@st.composite
+def _azure_rows(draw: st.DrawFn) -> list[str]:
+    """Plain rows in order, one a minute (on the whole minute or past it), and up to three
+    odd ones among them (a cell of another form, a blank or quoted row, one out of order),
+    so that some chunks are read typed and others not."""
+    count = draw(st.integers(1, 150))
+    odd = draw(st.lists(st.integers(0, count - 1), max_size=3))
+    rows = []
+    for i in range(count):
+        whole = draw(st.booleans())
+        hm = f"{10 + i // 60:02d}:{i % 60:02d}"
+        clock = {"d": "2023-11-16", "hm": hm, "t": hm + (":00" if whole else ":30")}
+        fraction = 0 if whole else i * 7919 % 10**7
+        row = "{d} {t}.{f:07d}".format(f=fraction, **clock) + f",{i % 97},{i % 13}"
+        kind = (
+            draw(st.sampled_from(["time", "count", "blank", "quoted", "late"])) if i in odd else ""
+        )
+        if kind == "time":
+            row = draw(_TIMES).format(f=fraction, **clock) + f",{i},1"
+        elif kind == "count":
+            row = "{d} {t}".format(**clock) + "," + draw(_COUNTS).format(n=i) + ",2"
+        elif kind == "blank":
+            row = draw(st.sampled_from(["", ",,", " , , "]))
+        elif kind == "quoted":
+            row = '"{d} {t}",1,1'.format(**clock)
+        elif kind == "late":
+            row = "2023-11-16 09:00:00,1,1"
+        rows.append(row + draw(st.sampled_from(["\n"] * 6 + ["\r\n"])))
+    return rows
+
+
+def _outcome(read: Callable[[], object]) -> object:
+    """What reading gives: its value, or the text of its TraceFormatError."""
+    try:
+        return read()
+    except TraceFormatError as err:
+        return f"error: {err}"
+
+
+@settings(max_examples=150, deadline=None)
+@given(_azure_rows(), st.sampled_from([1 << 9, 1 << 11, 1 << 20]))
+def test_typed_sums_are_the_sessions_sums(rows: list[str], chunk_bytes: int) -> None:
+    """Chunks pyarrow types, chunks it gives up on and rows the rules refuse: the sums from
+    typed columns (or their error, naming line and field) are those of the Sessions."""
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_batches, "BATCH_BYTES", chunk_bytes)
+        path = Path(folder) / "trace.csv"
+        path.write_text(HEADER + "".join(rows), newline="")
+        typed = _outcome(lambda: workload_stats(iter_azure(path)))
+        from_sessions = _outcome(lambda: workload_stats(list(iter_azure(path))))
+        assert typed == from_sessions
+
+
+_FORMS = [
+    *("TIME " + form for form in _TIMES.elements),  # type: ignore[attr-defined]
+    *("COUNT " + form for form in _COUNTS.elements),  # type: ignore[attr-defined]
+    "BLANK ",
+    "BLANK ,,",
+    "BLANK  , , ",
+]
+
+
+@pytest.mark.parametrize("form", _FORMS)
+@pytest.mark.parametrize("at", [0, 700])
+def test_each_odd_cell_in_a_typed_chunk_reads_as_the_rows_read_it(
+    tmp_path: Path, small_batches: None, form: str, at: int
+) -> None:
+    """One odd cell among 2,000 plain rows, in the first chunk or a later one."""
+    kind, pattern = form.split(" ", 1)
+    rows = [  # 30 s apart, each on a whole minute or half past it
+        f"2023-11-16 {i // 120:02d}:{i // 2 % 60:02d}:{i % 2 * 30:02d}.{i:07d},{i},1\n"
+        for i in range(2_000)
+    ]
+    hm = f"{at // 120:02d}:{at // 2 % 60:02d}"  # `at` is even: on the minute
+    clock = {"d": "2023-11-16", "hm": hm, "t": hm + ":00", "f": 0}
+    if kind == "TIME":
+        rows[at] = pattern.format(**clock) + ",5,1\n"
+    elif kind == "COUNT":
+        rows[at] = "2023-11-16 {t},".format(**clock) + pattern.format(n=at) + ",1\n"
+    else:
+        rows[at] = pattern + "\n"
+    path = tmp_path / "trace.csv"
+    path.write_text(HEADER + "".join(rows))
+    typed = _outcome(lambda: workload_stats(iter_azure(path)))
+    assert typed == _outcome(lambda: workload_stats(list(iter_azure(path))))
+
+
+def test_typed_reading_names_the_line_after_blank_lines_at_a_chunk_end(
+    tmp_path: Path, small_batches: None
+) -> None:
+    """A row earlier than the one before it, first in a chunk after blank lines that ended
+    the chunk before: the error names the last row's line, as the row reader does."""
+    rows = _rows(3_000)
+    first_chunk = (HEADER + "".join(rows)).encode()[len(HEADER) :][: 1 << 16]
+    cut = first_chunk.rfind(b"\n") + 1
+    head = first_chunk[:cut].decode()
+    lines_in_head = head.count("\n")
+    text = HEADER + head + "\n\n" + "2023-11-16 17:00:00.0,1,1\n" + "".join(rows[lines_in_head:])
+    path = tmp_path / "trace.csv"
+    path.write_text(text)
+    with pytest.raises(TraceFormatError) as info:
+        workload_stats(iter_azure(path))
+    with pytest.raises(TraceFormatError) as rows_error:
+        list(iter_azure(path))
+    assert str(info.value) == str(rows_error.value)
+    assert f"earlier than line {lines_in_head + 1}'s" in str(info.value)
+
+
+def test_the_sums_import_no_pandas(data_dir: Path) -> None:
+    """pyarrow's to_numpy and pa.array import pandas, 0.4 s of a 1 s inspect: the typed
+    reading does without them."""
+    code = (
+        "import sys; from pathlib import Path; "
+        "from harness.workload.formats.azure import iter_azure; "
+        "from harness.workload.stats import workload_stats; "
+        f"workload_stats(iter_azure(Path({str(data_dir / 'azure2023_small.csv')!r}))); "
+        "print('pandas' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import pyarrow as pa
@@ -50,21 +50,31 @@ class CsvBatch:
 
 
 def csv_batches(
-    path: Path, required: Sequence[str], optional: Sequence[str] = (), chunk_bytes: int = 0
+    path: Path,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    chunk_bytes: int = 0,
+    start: tuple[int, int] | None = None,
 ) -> Iterator[CsvBatch]:
     """Stream a CSV file's non-blank data rows in batches of the `required` columns (the header
     must name each) and the `optional` ones it names, with the checks of `CsvRows`: a missing
-    column, a row of the wrong width and text that is not UTF-8 are errors naming the line."""
+    column, a row of the wrong width and text that is not UTF-8 are errors naming the line.
+    `start` (a byte offset at the start of a line, and that line's number) reads on from
+    there, as a reader that gave up part-way does."""
     chunk_bytes = chunk_bytes or BATCH_BYTES
     with path.open("rb") as f, ThreadPoolExecutor(max_workers=1) as ahead:
-        header = _read_header(path, f, required)
+        header = read_header(path, f, required)
         if header is None:  # lone CR line ends: the row reader, as before, for the whole file
             yield from _csv_rows_batches(path, required, optional)
             return
         names, line = header
         where = {n: i for i, n in enumerate(names)}
         wanted = {c: where[c] for c in (*required, *optional) if c in where}
-        chunks = _line_chunks(f, line + 1, chunk_bytes)
+        first_line = line + 1
+        if start is not None:
+            f.seek(start[0])
+            first_line = start[1]
+        chunks = _line_chunks(f, first_line, chunk_bytes)
 
         def parse_next() -> tuple[tuple[int, int, bytes, int], CsvBatch | bool | None] | None:
             """The next chunk, parsed by pyarrow where it can be (False: read on by rows)."""
@@ -90,7 +100,7 @@ def csv_batches(
                 yield batch
 
 
-def _read_header(path: Path, f: IO[bytes], required: Sequence[str]) -> tuple[list[str], int] | None:
+def read_header(path: Path, f: IO[bytes], required: Sequence[str]) -> tuple[list[str], int] | None:
     """The header's names (stripped) and line, past blank rows; None when the file ends its
     lines with a lone CR (left to the row reader, which splits on it)."""
     line = 0
@@ -181,11 +191,9 @@ def _arrow_batch(
 def _maybe_blank(cells: pa.StringArray) -> bool:
     """True when a cell is empty or starts with a byte that may begin white space (a row of
     blank cells must be skipped, which the row reader does)."""
-    offsets = np.frombuffer(
-        cells.buffers()[1], dtype=np.int32, count=len(cells) + 1, offset=cells.offset * 4
-    )
     if len(cells) == 0:
         return False
+    offsets = cell_offsets(cells)
     if (np.diff(offsets) == 0).any():
         return True
     first = np.frombuffer(cells.buffers()[2], dtype=np.uint8)[offsets[:-1]]
@@ -204,7 +212,7 @@ def _chunk_rows(
         raise TraceFormatError(path, line, None, f"unreadable CSV: {err}") from None
     batches = list(_row_batches(path, io.BytesIO(chunk), first_line, width, wanted))
     if not batches:
-        return CsvBatch({c: pa.array([], pa.string()) for c in wanted}, np.empty(0, np.int64))
+        return CsvBatch({c: strings([]) for c in wanted}, np.empty(0, np.int64))
     if len(batches) == 1:
         return batches[0]
     return CsvBatch(
@@ -270,7 +278,7 @@ def _csv_rows_batches(
 
 def _batch_of(cells: dict[str, list[str]], lines: list[int]) -> CsvBatch:
     """A CsvBatch of rows read by Python."""
-    columns = {c: pa.array(values, pa.string()) for c, values in cells.items()}
+    columns = {c: strings(values) for c, values in cells.items()}
     return CsvBatch(columns, np.array(lines, dtype=np.int64))
 
 
@@ -284,15 +292,17 @@ def count_cells(
     the cells it refuses (their values 0). Plain digits are converted at once; any other
     cell (`12.0`, ` 12`) goes through `csv_count` itself."""
     cells = batch.columns[column]
-    plain = pc.and_(
+    plain_cells = pc.and_(
         pc.ascii_is_decimal(cells), pc.less_equal(pc.binary_length(cells), len(str(maximum)))
     )
-    if pc.all(plain).as_py() is not False:
-        values = pc.cast(cells, pa.int64()).to_numpy()
+    plain = flags(plain_cells)
+    if plain.all():
+        values = numbers(pc.cast(cells, pa.int64()))
         return values, values > maximum
-    values = np.array(pc.cast(pc.if_else(plain, cells, "0"), pa.int64()), dtype=np.int64)
+    values = np.zeros(len(cells), dtype=np.int64)
+    values[plain] = numbers(pc.cast(cells.filter(plain_cells), pa.int64()))
     bad = np.zeros(len(values), dtype=bool)
-    for i in np.flatnonzero(~plain.to_numpy(zero_copy_only=False)).tolist():
+    for i in np.flatnonzero(~plain).tolist():
         try:
             values[i] = csv_count(path, int(batch.lines[i]), column, batch.cell(column, i))
         except TraceFormatError:
@@ -311,10 +321,12 @@ def number_cells(
     cells it refuses. Plain decimals are converted at once (correctly rounded, as `float`);
     any other cell goes through `csv_number` itself."""
     cells = batch.columns[column]
-    plain = pc.match_substring_regex(cells, _DECIMAL)
-    values = np.array(pc.cast(pc.if_else(plain, cells, "0"), pa.float64()), dtype=np.float64)
+    plain_cells = pc.match_substring_regex(cells, _DECIMAL)
+    plain = flags(plain_cells)
+    values = np.zeros(len(cells), dtype=np.float64)
+    values[plain] = numbers(pc.cast(cells.filter(plain_cells), pa.float64()))
     bad = np.zeros(len(values), dtype=bool)
-    for i in np.flatnonzero(~plain.to_numpy(zero_copy_only=False)).tolist():
+    for i in np.flatnonzero(~plain).tolist():
         try:
             values[i] = csv_number(
                 path, int(batch.lines[i]), column, batch.cell(column, i), maximum
@@ -337,17 +349,15 @@ def first_bad(*masks: np.ndarray) -> int | None:
 
 
 class ColumnarTrace:
-    """A loader's Sessions, or its requests in columns, from one parse in batches (the
-    `ColumnarSessions` of `workload_stats`): `parse` yields the loader's parsed batches,
-    `sessions` turns them into Sessions and `requests` into RequestBatches."""
+    """A loader's Sessions, or its requests in columns (the `ColumnarSessions` of
+    `workload_stats`): `sessions` and `requests` each start a parse of their own, so the sums
+    can take a faster reader than the Sessions, which need every row's line."""
 
     def __init__(
         self,
-        parse: Callable[[], Iterator[Any]],
-        sessions: Callable[[Iterator[Any]], Iterator[Session]],
-        requests: Callable[[Iterator[Any]], Iterator[RequestBatch]],
+        sessions: Callable[[], Iterator[Session]],
+        requests: Callable[[], Iterator[RequestBatch]],
     ) -> None:
-        self._parse = parse
         self._sessions = sessions
         self._requests = requests
         self._iterator: Iterator[Session] | None = None
@@ -357,7 +367,7 @@ class ColumnarTrace:
 
     def __next__(self) -> Session:
         if self._iterator is None:
-            self._iterator = self._sessions(self._parse())
+            self._iterator = self._sessions()
         return next(self._iterator)
 
     def request_batches(self) -> Iterator[RequestBatch]:
@@ -365,4 +375,77 @@ class ColumnarTrace:
         counted twice)."""
         if self._iterator is not None:
             raise RuntimeError("request_batches after iterating the Sessions")
-        return self._requests(self._parse())
+        return self._requests()
+
+
+def numbers(array: pa.Array, *, nulls: bool = False) -> np.ndarray:
+    """An Arrow array of integers, floats or timestamps as a numpy view of its buffer (a
+    timestamp as its int64 count; pyarrow's own `to_numpy` imports pandas). Nulls are
+    refused, or with `nulls` left as whatever their slots hold."""
+    kind = array.type
+    if array.null_count and not nulls:
+        raise ValueError(f"a {kind} array with nulls has no numpy view")
+    if pa.types.is_timestamp(kind):
+        dtype = np.dtype(np.int64)
+    elif pa.types.is_floating(kind):
+        dtype = np.dtype(f"f{kind.bit_width // 8}")
+    elif pa.types.is_integer(kind):
+        sign = "i" if pa.types.is_signed_integer(kind) else "u"
+        dtype = np.dtype(f"{sign}{kind.bit_width // 8}")
+    else:
+        raise TypeError(f"no numpy view of a {kind} array")
+    if len(array) == 0:
+        return np.empty(0, dtype=dtype)
+    return np.frombuffer(
+        array.buffers()[1], dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize
+    )
+
+
+def cell_offsets(cells: pa.StringArray | pa.BinaryArray) -> np.ndarray:
+    """Where each cell of a string (or binary) array starts in its data buffer, and where the
+    last ends: len(cells) + 1 int32 offsets."""
+    return np.frombuffer(
+        cells.buffers()[1], dtype=np.int32, count=len(cells) + 1, offset=cells.offset * 4
+    )
+
+
+def flags(array: pa.BooleanArray) -> np.ndarray:
+    """An Arrow boolean array without nulls as a numpy bool array."""
+    if array.null_count:
+        raise ValueError("a boolean array with nulls has no numpy flags")
+    if len(array) == 0:
+        return np.zeros(0, dtype=bool)
+    bits = np.frombuffer(array.buffers()[1], dtype=np.uint8)
+    unpacked = np.unpackbits(bits, count=array.offset + len(array), bitorder="little")
+    return unpacked[array.offset :].astype(bool)
+
+
+def booleans(mask: np.ndarray) -> pa.BooleanArray:
+    """A numpy bool array as an Arrow boolean array (`pa.array` imports pandas)."""
+    bits = np.packbits(mask.astype(bool), bitorder="little")
+    array: pa.BooleanArray = pa.Array.from_buffers(
+        pa.bool_(), len(mask), [None, pa.py_buffer(bits)]
+    )
+    return array
+
+
+def integers(values: np.ndarray) -> pa.Int64Array:
+    """A numpy integer array as an Arrow int64 array (`pa.array` imports pandas)."""
+    data = np.ascontiguousarray(values, dtype=np.int64)
+    array: pa.Int64Array = pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
+    return array
+
+
+def strings(texts: Sequence[str]) -> pa.StringArray:
+    """An Arrow string array of Python strings, built from its buffers (`pa.array` imports
+    pandas)."""
+    encoded = [text.encode("utf-8") for text in texts]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    array = pa.Array.from_buffers(
+        pa.large_string(),
+        len(encoded),
+        [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))],
+    )
+    cells: pa.StringArray = array.cast(pa.string())
+    return cells

@@ -17,12 +17,18 @@ from harness.errors import TraceFormatError
 from harness.workload.formats._batches import (
     ColumnarTrace,
     CsvBatch,
+    booleans,
+    cell_offsets,
     count_cells,
     csv_batches,
     first_bad,
+    flags,
+    numbers,
+    strings,
 )
 from harness.workload.formats._common import check_readable, csv_count
-from harness.workload.limits import MAX_TRACE_TIME_MS
+from harness.workload.formats._typed import TypedChunk, TypedCsv
+from harness.workload.limits import MAX_TOKENS, MAX_TRACE_TIME_MS
 from harness.workload.model import Session, Step
 from harness.workload.stats import RequestBatch
 
@@ -32,6 +38,7 @@ GENERATED = "GeneratedTokens"
 
 _NS_PER_S = 1_000_000_000
 _NS_PER_MS = 1_000_000
+_NS_PER_MINUTE = 60 * _NS_PER_S
 _SECONDS_PER_DAY = 86_400
 _MS_PER_DAY = _SECONDS_PER_DAY * 1000
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
@@ -79,11 +86,11 @@ def iter_azure(path: Path) -> ColumnarTrace:
     `start_ms` counts from the first row's timestamp, computed from integer nanoseconds so
     the 7-digit fractions of the 2023 traces carry no float drift. A row earlier than the
     row before it is an error (the published traces are sorted), and so is one more than
-    MAX_TRACE_TIME_MS after the first. The file is parsed in batches through pyarrow; the
-    same parse gives `workload_stats` its sums without a Session per row.
+    MAX_TRACE_TIME_MS after the first. The file is parsed in batches through pyarrow, and
+    `workload_stats` takes its sums from typed columns without a Session per row.
     """
     check_readable(path)
-    return ColumnarTrace(lambda: _rows(path), _sessions, _requests)
+    return ColumnarTrace(lambda: _sessions(_rows(path)), lambda: _typed_requests(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +139,92 @@ class _Clock:
 _MAX_AFTER_S = int(MAX_TRACE_TIME_MS // 1000) + 1
 
 
-def _rows(path: Path) -> Iterator[_Rows]:
-    """Parse and check the trace batch by batch; the first bad row is checked again on its
-    own (`_check_row`), which raises the error naming its line and field."""
+def _typed_requests(path: Path) -> Iterator[RequestBatch]:
+    """The requests in columns from pyarrow's typed reading (timestamps, counts); from the
+    first chunk it does not vouch for, or that breaks a rule, the exact reader reads on (and
+    names the line and field of the row at fault)."""
+    reader = TypedCsv(
+        path,
+        (TIMESTAMP, CONTEXT, GENERATED),
+        {TIMESTAMP: pa.timestamp("ns"), CONTEXT: pa.uint32(), GENERATED: pa.uint32()},
+    )
+    first: int | None = None
+    last = 0
+    chunks = reader.chunks()
+    for chunk in chunks:
+        checked = _typed_rows(reader, chunk, first, last) if isinstance(chunk, TypedChunk) else None
+        if checked is None:
+            chunks.close()
+            yield from _requests(_rows_from(path, reader, chunk.offset, first, last))
+            return
+        times, context, generated = checked
+        if not len(times):
+            continue
+        if first is None:
+            first = int(times[0])
+        last = int(times[-1])
+        yield RequestBatch(len(times), context, generated, (times - first) / _NS_PER_MS)
+
+
+def _typed_rows(
+    reader: TypedCsv, chunk: TypedChunk, first: int | None, last: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """A typed chunk's times (int64 ns) and counts, or None where a row may break a rule or
+    pyarrow may have read a cell the row checks refuse: a time on a whole minute may lack its
+    seconds (pyarrow reads `18:15` as `18:15:00`), so its chunk's cells are measured."""
+    times = numbers(chunk.columns[TIMESTAMP])
+    context = numbers(chunk.columns[CONTEXT])
+    generated = numbers(chunk.columns[GENERATED])
+    if not len(times):
+        return times, context, generated
+    base = int(times[0]) if first is None else first
+    if (first is not None and int(times[0]) < last) or (times[1:] < times[:-1]).any():
+        return None
+    if _on_a_minute(times):
+        cells = reader.column_as_bytes(chunk, TIMESTAMP)
+        if int(np.diff(cell_offsets(cells)).min()) < _BASE:
+            return None
+    if float(int(times[-1]) - base) / _NS_PER_MS > MAX_TRACE_TIME_MS:
+        return None  # the times are in order: the last is the latest
+    if int(context.max()) > MAX_TOKENS or int(generated.max()) > MAX_TOKENS:
+        return None
+    return times, context, generated
+
+
+def _on_a_minute(times: np.ndarray) -> bool:
+    """Whether any of these times (sorted int64 ns) falls on a whole minute: each minute
+    they span is looked up, unless they span more minutes than there are times."""
+    low, high = int(times[0]), int(times[-1])
+    minutes = np.arange(-(-low // _NS_PER_MINUTE), high // _NS_PER_MINUTE + 1, dtype=np.int64)
+    if len(minutes) > len(times):
+        return bool((times % _NS_PER_MINUTE == 0).any())
+    minutes *= _NS_PER_MINUTE
+    at = np.minimum(np.searchsorted(times, minutes), len(times) - 1)
+    return bool((times[at] == minutes).any())
+
+
+def _rows_from(
+    path: Path, reader: TypedCsv, offset: int, first: int | None, last: int
+) -> Iterator[_Rows]:
+    """The exact reader from byte `offset` on, where the typed read left off (its first and
+    last time so far, if it read any rows)."""
     clock = _Clock()
-    for batch in csv_batches(path, (TIMESTAMP, CONTEXT, GENERATED)):
+    if first is not None:
+        clock = _Clock(divmod(first, _NS_PER_S), divmod(last, _NS_PER_S))
+        clock.last_line = reader.last_row_line(offset)
+    if not reader.readable:
+        return _rows(path)
+    return _rows(path, (offset, reader.line_at(offset)), clock)
+
+
+def _rows(
+    path: Path, start: tuple[int, int] | None = None, clock: _Clock | None = None
+) -> Iterator[_Rows]:
+    """Parse and check the trace batch by batch (from `start`, a byte offset and its line,
+    with the `clock` of the rows before it); the first bad row is checked again on its own
+    (`_check_row`), which raises the error naming its line and field."""
+    clock = clock or _Clock()
+    for batch in csv_batches(path, (TIMESTAMP, CONTEXT, GENERATED), start=start):
         sec, nsec, bad_time = _timestamps(batch.columns[TIMESTAMP])
         if clock.first is None:
             if bad_time[0]:
@@ -241,7 +329,7 @@ def _timestamps(cells: pa.StringArray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     nsec = np.zeros(n, dtype=np.int64)
     done = np.zeros(n, dtype=bool)
     if n:
-        lengths = np.diff(_offsets(cells))
+        lengths = np.diff(cell_offsets(cells))
         chars = _char_matrix(cells, lengths)
         fast = _arrow_timestamps(cells, chars, lengths)
         if fast is not None:
@@ -279,18 +367,11 @@ def _arrow_timestamps(
     if not layout.all():
         return None
     try:
-        ns = pc.cast(cells, pa.timestamp("ns")).cast(pa.int64()).to_numpy()
+        ns = numbers(pc.cast(cells, pa.timestamp("ns")))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     sec, nsec = np.divmod(ns, _NS_PER_S)
     return sec, nsec, np.zeros(len(cells), dtype=bool)
-
-
-def _offsets(cells: pa.StringArray) -> np.ndarray:
-    """The int32 offsets of a string array's cells in its data buffer."""
-    return np.frombuffer(
-        cells.buffers()[1], dtype=np.int32, count=len(cells) + 1, offset=cells.offset * 4
-    )
 
 
 def _char_matrix(cells: pa.StringArray, lengths: np.ndarray) -> np.ndarray | None:
@@ -301,16 +382,16 @@ def _char_matrix(cells: pa.StringArray, lengths: np.ndarray) -> np.ndarray | Non
     if low == high:
         if not _BASE <= low <= _LONGEST:
             return None
-        offsets = _offsets(cells)
+        offsets = cell_offsets(cells)
         data = np.frombuffer(cells.buffers()[2], dtype=np.uint8)
         return data[offsets[0] : offsets[-1]].reshape(len(cells), low)
-    fits = (lengths <= _LONGEST) & pc.string_is_ascii(cells).to_numpy(zero_copy_only=False)
+    fits = (lengths <= _LONGEST) & flags(pc.string_is_ascii(cells))
     width = int(lengths[fits].max()) if fits.any() else 0
     if width < _BASE:
         return None
-    short = pc.if_else(pa.array(fits), cells, "")
+    short = pc.if_else(booleans(fits), cells, strings([""] * len(cells)))
     padded = pc.utf8_rpad(short, width=width, padding=" ")
-    offsets = _offsets(padded)
+    offsets = cell_offsets(padded)
     data = np.frombuffer(padded.buffers()[2], dtype=np.uint8)
     return data[offsets[0] : offsets[-1]].reshape(len(cells), width)
 
