@@ -31,8 +31,10 @@ def check_readable(path: Path) -> None:
         raise ConfigError(f"{path}: not a file")
 
 
-def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """Yield (1-based line, decoded value) for each non-blank line of a JSON-lines file."""
+def json_lines(path: Path, first_line: int = 1) -> Iterator[tuple[int, Any]]:
+    """Yield (1-based line, decoded value) for each non-blank line of a JSON-lines file, from
+    `first_line` on (the lines before it are read as text, not decoded, so a reader taking
+    over part-way meets the same errors at the same lines)."""
     with path.open(encoding="utf-8-sig") as f:
         lineno = 0
         while True:
@@ -43,7 +45,7 @@ def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
             if not text:
                 break
             lineno += 1
-            if not text.strip():
+            if lineno < first_line or not text.strip():
                 continue
             value = decode_json(path, lineno, text)
             if may_hold_surrogates(text):
@@ -75,10 +77,13 @@ def json_object(path: Path, line: int, value: Any) -> dict[str, Any]:
     return value
 
 
-def require(path: Path, line: int, record: dict[str, Any], key: str) -> Any:
-    """Return a JSON record's field, or raise naming the missing field."""
+def require(
+    path: Path, line: int, record: dict[str, Any], key: str, field: str | None = None
+) -> Any:
+    """Return a JSON record's `key`, or raise naming the missing field (`field`, the key's
+    dotted path in a nested record, or the key itself)."""
     if key not in record:
-        raise TraceFormatError(path, line, key, "missing")
+        raise TraceFormatError(path, line, field or key, "missing")
     return record[key]
 
 
@@ -103,6 +108,21 @@ def json_records(path: Path) -> Iterator[tuple[int, Any]]:
                 yield 1, document
                 return
     yield from json_lines(path)
+
+
+def out_of_order(
+    path: Path, line: int, field: str, value: float, before: tuple[int, float], traces: str
+) -> TraceFormatError:
+    """The error for a record timed `value`, earlier than the one `before` it (its line and
+    time), in `traces` traces, which are sorted by time."""
+    line_before, time_before = before
+    return TraceFormatError(
+        path,
+        line,
+        field,
+        f"{value:g} is earlier than line {line_before}'s {time_before:g}: "
+        f"{traces} traces are sorted by time",
+    )
 
 
 def json_text(path: Path, line: int, field: str, raw: Any) -> str:

@@ -41,6 +41,7 @@ from harness.workload.formats._common import (
     json_lines,
     json_number,
     json_object,
+    out_of_order,
     require,
 )
 from harness.workload.formats.options import TraceOptions
@@ -95,12 +96,8 @@ def _sessions(path: Path, options: TraceOptions) -> Iterator[Session]:
     for line, value in json_lines(path):
         turn = _turn(path, line, json_object(path, line, value))
         if last is not None and turn.time_s < last.time_s:
-            raise TraceFormatError(
-                path,
-                line,
-                "timestamp",
-                f"{turn.time_s:g} is earlier than line {last.line}'s {last.time_s:g}: "
-                "Bailian traces are sorted by time",
+            raise out_of_order(
+                path, line, "timestamp", turn.time_s, (last.line, last.time_s), "Bailian"
             )
         if turn.chat_id in seen:
             raise TraceFormatError(

@@ -150,11 +150,13 @@ def _subagent(
     """A sub-agent entry as its own session, started at its spawn after the parent's last
     request before it."""
     spawn_s = json_number(
-        path, line, f"{where}.t", _need(path, line, entry, f"{where}.t"), _MAX_T_S
+        path, line, f"{where}.t", require(path, line, entry, "t", f"{where}.t"), _MAX_T_S
     )
-    agent = _text(path, line, f"{where}.agent_id", _need(path, line, entry, f"{where}.agent_id"))
+    agent = _text(
+        path, line, f"{where}.agent_id", require(path, line, entry, "agent_id", f"{where}.agent_id")
+    )
     inner = json_list(
-        path, line, f"{where}.requests", _need(path, line, entry, f"{where}.requests")
+        path, line, f"{where}.requests", require(path, line, entry, "requests", f"{where}.requests")
     )
     requests: list[_Request] = []
     for i, raw in enumerate(inner):
@@ -196,11 +198,15 @@ def _request(
     spawn_s: float | None,
 ) -> _Request:
     """Check one request's fields; inside a sub-agent a `t` before the spawn is relative to it."""
-    t_s = json_number(path, line, f"{where}.t", _need(path, line, entry, f"{where}.t"), _MAX_T_S)
+    t_s = json_number(
+        path, line, f"{where}.t", require(path, line, entry, "t", f"{where}.t"), _MAX_T_S
+    )
     if spawn_s is not None and t_s + 1e-6 < spawn_s:
         t_s += spawn_s
-    tokens = json_count(path, line, f"{where}.in", _need(path, line, entry, f"{where}.in"))
-    output = json_count(path, line, f"{where}.out", _need(path, line, entry, f"{where}.out"))
+    tokens = json_count(path, line, f"{where}.in", require(path, line, entry, "in", f"{where}.in"))
+    output = json_count(
+        path, line, f"{where}.out", require(path, line, entry, "out", f"{where}.out")
+    )
     raw_api = entry.get("api_time")
     api = (
         None if raw_api is None else json_number(path, line, f"{where}.api_time", raw_api, _MAX_T_S)
@@ -352,14 +358,6 @@ def _shared_blocks(a: tuple[int, ...] | None, b: tuple[int, ...] | None) -> int:
             break
         n += 1
     return n
-
-
-def _need(path: Path, line: int, record: dict[str, Any], field: str) -> Any:
-    """A nested record's key (the last part of dotted `field`), or an error naming `field`."""
-    key = field.rsplit(".", 1)[-1]
-    if key not in record:
-        raise TraceFormatError(path, line, field, "missing")
-    return record[key]
 
 
 def _text(path: Path, line: int, field: str, raw: Any) -> str:
