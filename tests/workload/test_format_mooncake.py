@@ -227,6 +227,7 @@ _ODD = [
     _HEAD + ', "x": ' + "[" * 1200 + "]" * 1200 + "}",
     "",
     "   ",
+    "null",  # a bare null crashed pyarrow's JSON reader
     "\ufeff" + '{"timestamp": 7, "input_length": 5, "output_length": 1, "hash_ids": [1]}',
     '{"timestamp": 7, "input_length": 5, "output_length": 1, "hash_ids": [1]}\r',
 ]

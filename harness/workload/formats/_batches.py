@@ -292,15 +292,13 @@ def count_cells(
     the cells it refuses (their values 0). Plain digits are converted at once; any other
     cell (`12.0`, ` 12`) goes through `csv_count` itself."""
     cells = batch.columns[column]
-    plain_cells = pc.and_(
-        pc.ascii_is_decimal(cells), pc.less_equal(pc.binary_length(cells), len(str(maximum)))
-    )
-    plain = flags(plain_cells)
+    short = np.diff(cell_offsets(cells)) <= len(str(maximum))
+    plain = flags(pc.ascii_is_decimal(cells)) & short
     if plain.all():
         values = numbers(pc.cast(cells, pa.int64()))
         return values, values > maximum
     values = np.zeros(len(cells), dtype=np.int64)
-    values[plain] = numbers(pc.cast(cells.filter(plain_cells), pa.int64()))
+    values[plain] = numbers(pc.cast(cells.filter(booleans(plain)), pa.int64()))
     bad = np.zeros(len(values), dtype=bool)
     for i in np.flatnonzero(~plain).tolist():
         try:

@@ -24,11 +24,14 @@ from harness.workload.formats import _batches
 from harness.workload.formats._batches import read_header
 
 _BOM = b"\xef\xbb\xbf"
+_OPEN_BRACE = ord("{")
 _SCAN_BYTES = 8 << 20
 """Bytes read at once when counting lines (only where the typed read gives up)."""
 LONG_LINE = 1000
-"""JSON lines longer than this are decoded by Python's json too: it refuses nesting deeper
-than its recursion limit and integers of over 4,300 digits, which pyarrow reads."""
+"""JSON lines longer than this are decoded by Python's json first: it refuses nesting deeper
+than its recursion limit and integers of over 4,300 digits, which pyarrow reads (and nesting
+tens of thousands deep overflows pyarrow's parser's stack); a shorter line nests less than
+Python's limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,16 +198,22 @@ class TypedJsonLines:
 
     def _typed(self, offset: int, buf: bytearray, end: int) -> TypedChunk | Stop:
         """`buf[:end]` parsed into typed columns, or a Stop where it is not vouched for: it
-        must be ASCII without lone CRs, hold one record a line (no blank lines), have no
-        nulls in the fields asked for, and each long line must decode in Python too."""
+        must be ASCII without lone CRs, each line an object (`{` first, no blank lines) and
+        one record, with no nulls in the fields asked for, and each long line must decode
+        in Python too."""
         if not end or int(np.frombuffer(buf, dtype=np.uint8, count=end).max()) >= 0x80:
             return Stop(offset)
         if buf.find(b"\r", 0, end) >= 0 and buf.count(b"\r", 0, end) != buf.count(b"\r\n", 0, end):
             return Stop(offset)
         data = memoryview(buf)[:end]
-        ends = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8, count=end) == 10)
+        chars = np.frombuffer(buf, dtype=np.uint8, count=end)
+        ends = np.flatnonzero(chars == 10)
         starts = np.concatenate(([0], ends + 1))
         lengths = np.append(ends, end) - starts
+        if chars[-1] == 10:  # no line after the last line feed
+            starts, lengths = starts[:-1], lengths[:-1]
+        if not (chars[starts] == _OPEN_BRACE).all() or _refused(data, starts, lengths):
+            return Stop(offset)  # before pyarrow: a bare `null` or deep nesting crashes it
         try:
             table = pjson.read_json(
                 pa.BufferReader(pa.py_buffer(data)),
@@ -217,9 +226,7 @@ class TypedJsonLines:
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return Stop(offset)
-        lines = len(ends) + (buf[end - 1] != 10)
-        long = lengths > LONG_LINE
-        if table.num_rows != lines or _refused(data, starts[long], lengths[long]):
+        if table.num_rows != len(starts):
             return Stop(offset)
         columns = {name: table.column(name).combine_chunks() for name in self._schema.names}
         if any(_has_nulls(array) for array in columns.values()):
@@ -228,8 +235,10 @@ class TypedJsonLines:
 
 
 def _refused(data: memoryview, starts: np.ndarray, lengths: np.ndarray) -> bool:
-    """True when Python's json decoder refuses one of these lines (of a chunk's bytes)."""
-    for begin, length in zip(starts.tolist(), lengths.tolist(), strict=True):
+    """True when Python's json decoder refuses one of these lines (of a chunk's bytes) that
+    is longer than LONG_LINE."""
+    long = lengths > LONG_LINE
+    for begin, length in zip(starts[long].tolist(), lengths[long].tolist(), strict=True):
         try:
             json.loads(bytes(data[begin : begin + length]))
         except (ValueError, RecursionError):
