@@ -8,7 +8,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from harness.workload.formats import iter_trace
 from harness.workload.limits import MAX_HASH_ID, MAX_TOKENS
 from harness.workload.model import Session
 from harness.workload.source import sessions_from_path
-from harness.workload.stats import workload_stats
+from harness.workload.stats import ColumnarSessions, workload_stats
 from harness.workload.tokenizer import TokenSpace
 
 ORDERED = ("mooncake", "azure", "burstgpt")
@@ -78,9 +78,22 @@ def _check_sessions(sessions: Iterable[Session], fmt: str) -> None:
     json.dumps(workload_stats(kept).to_json_dict(), allow_nan=False)
 
 
+def _outcome(read: Callable[[], object]) -> object:
+    """What reading gives: its value, or the text of its TraceFormatError."""
+    try:
+        return read()
+    except TraceFormatError as err:
+        return f"error: {err}"
+
+
 def _load_or_name_the_line(path: Path, fmt: str) -> None:
-    """Load `path` in format `fmt`, then by detection: sessions, or an error naming the file."""
+    """Load `path` in format `fmt`, then by detection: sessions, or an error naming the file;
+    a trace summed from its columns gives its Sessions' sums, or the same error."""
     lines = path.read_bytes().count(b"\n") + 1
+    if isinstance(iter_trace(path, fmt, token_counter=SPACE), ColumnarSessions):
+        columns = _outcome(lambda: workload_stats(iter_trace(path, fmt, token_counter=SPACE)))
+        rows = _outcome(lambda: workload_stats(list(iter_trace(path, fmt, token_counter=SPACE))))
+        assert columns == rows
     try:
         _check_sessions(iter_trace(path, fmt, token_counter=SPACE), fmt)
     except TraceFormatError as err:

@@ -57,7 +57,7 @@ from harness.workload.formats._batches import (
     numbers,
     strings,
 )
-from harness.workload.formats._common import CsvRows, check_readable, csv_count, csv_number
+from harness.workload.formats._common import check_readable, csv_count, csv_number
 from harness.workload.limits import MAX_TRACE_TIME_MS
 from harness.workload.model import Session, Step
 from harness.workload.stats import RequestBatch
@@ -114,27 +114,24 @@ def iter_burstgpt(
 
 def _sessions(path: Path, gap_s: float | None) -> Iterator[Session]:
     """Group rows into sessions, emitting each in first-row order once it is finished."""
-    csv_rows = CsvRows(path, (TIMESTAMP, REQUEST, RESPONSE))
     pending: deque[_Open] = deque()
     by_id: dict[str, _Open] = {}
     parts: dict[str, int] = {}
     first_s: float | None = None
     now_s = 0.0
     last_line = 0
-    for line, row in csv_rows.rows():
-        cols = csv_rows.columns
-        cells = (row[cols[TIMESTAMP]], row[cols[REQUEST]], row[cols[RESPONSE]])
+    for line, row in _rows(path):
+        cells = (row[TIMESTAMP], row[REQUEST], row[RESPONSE])
         value, request, response = _check_row(path, line, cells, first_s, (now_s, last_line))
         if first_s is None:
             first_s = value
         time_s = value - first_s
         now_s, last_line = time_s, line
-        sid_column = next((c for c in SESSION_IDS if csv_rows.has(c)), None)
-        sid = row[cols[sid_column]].strip() if sid_column else ""
+        sid = next((row[c] for c in SESSION_IDS if c in row), "").strip()
         metadata = {
-            key: row[cols[column]].strip()
+            key: row[column].strip()
             for key, column in (("model", MODEL), ("log_type", LOG_TYPE))
-            if csv_rows.has(column)
+            if column in row
         }
         if not sid:
             name = f"bg-{line}"
@@ -159,6 +156,16 @@ def _sessions(path: Path, gap_s: float | None) -> Iterator[Session]:
             yield _pop(pending, by_id)
     while pending:
         yield _pop(pending, by_id)
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, cells by column) of each row, from the batches the sums read too (so both
+    meet a bad line alike)."""
+    columns = (*SESSION_IDS, MODEL, LOG_TYPE)
+    for batch in csv_batches(path, (TIMESTAMP, REQUEST, RESPONSE), columns):
+        cells = {name: values.to_pylist() for name, values in batch.columns.items()}
+        for k, line in enumerate(batch.lines.tolist()):
+            yield line, {name: values[k] for name, values in cells.items()}
 
 
 def _check_row(
