@@ -3,12 +3,17 @@
 beside pandas' own pyarrow-engine read of the same file, in the same run.
 
 Each file is generated from a real trace's shape (the shared Azure and Mooncake traces'
-token lengths and gaps, resampled; the repository's small fixtures, repeated, for the
-others). Both readers run as subprocesses, one after the other, on a file the page cache
-already holds; seconds are wall time and peak RSS comes from each process's own rusage. For
-pandas both the read call and its whole process (imports included) are given, as `inspect`'s
-figure is its whole process. Other processes on the host share its cores: each run says how
-many cores' worth of CPU they used meanwhile.
+token lengths and gaps, resampled; the repository's small fixtures, repeated with their ids
+renamed, for the others). Both readers run as subprocesses, one after the other, on a file
+the page cache already holds; seconds are wall time, CPU seconds and peak RSS come from each
+process's own rusage. For pandas both the read call and its whole process (imports
+included) are given, as `inspect`'s figure is its whole process. Other processes on the
+host share its cores: each run says how many cores' worth of CPU they used meanwhile.
+
+Default sizes: Azure and BurstGPT 10 million rows; Mooncake 2 million (pandas holds its
+hash-id lists as Python lists, 1.35 GB a million rows); TraceLab 100,000 rounds, Bailian
+200,000 turns, the native sessions format 200,000 sessions, Weka and OpenTelemetry 20,000
+records, ShareGPT 20,000 conversations.
 
     .venv/bin/python scripts/bench_loaders.py                 # Azure at 10 million rows
     .venv/bin/python scripts/bench_loaders.py --quick
@@ -50,19 +55,25 @@ TIME = "/usr/bin/time"
 
 DEFAULT_ROWS = {
     "azure": 10_000_000,
-    "mooncake": 1_000_000,
-    "burstgpt": 2_000_000,
+    "mooncake": 2_000_000,
+    "burstgpt": 10_000_000,
+    "tracelab": 100_000,
+    "weka": 20_000,
+    "bailian": 200_000,
+    "otel": 20_000,
     "sessions": 200_000,
     "sharegpt": 20_000,
-    "tracelab": 100_000,
 }
 QUICK_ROWS = {
     "azure": 500_000,
     "mooncake": 50_000,
     "burstgpt": 100_000,
+    "tracelab": 5_000,
+    "weka": 1_000,
+    "bailian": 10_000,
+    "otel": 1_000,
     "sessions": 10_000,
     "sharegpt": 2_000,
-    "tracelab": 5_000,
 }
 
 
@@ -119,24 +130,24 @@ def write_mooncake(path: Path, rows: int) -> None:
 
 
 def write_burstgpt(path: Path, rows: int, seed: int = 0) -> None:
-    """Third-release rows: conversations of 1 to 8 turns whose prompts grow, and API-log rows
-    without a Session ID, about 2 requests a second."""
+    """Third-release rows: conversations whose prompts grow by what each turn appended, and
+    API-log rows without a Session ID, about 2 requests a second."""
     rng = np.random.default_rng(seed)
     times = np.cumsum(rng.exponential(0.5, rows)).round(3)
     api = rng.random(rows) < 0.3
     sid = np.where(api, -1, rng.integers(0, max(rows // 4, 1), rows))
-    request = np.zeros(rows, dtype=np.int64)
     response = rng.integers(1, 600, rows)
-    last: dict[int, int] = {}
-    for i, s in enumerate(sid.tolist()):
-        grown = last.get(s, 0) + int(rng.integers(10, 400))
-        request[i] = grown if s >= 0 else int(rng.integers(10, 4000))
-        if s >= 0:
-            last[s] = grown + int(response[i])
+    grown = rng.integers(10, 400, rows)
+    by_session = pd.DataFrame({"sid": sid, "grown": grown, "response": response})
+    groups = by_session.groupby("sid", sort=False)
+    # a turn's prompt: what the turns before it appended and answered, and its own growth
+    earlier = groups["grown"].cumsum() + groups["response"].cumsum() - response
+    request = np.where(api, rng.integers(10, 4000, rows), earlier.to_numpy())
     frame = pd.DataFrame(
         {
             "Timestamp": times,
-            "Session ID": np.where(api, "", pd.Series(sid).map(lambda s: f"s{s}")),
+            "Session ID": np.where(api, "", pd.Series(sid).astype(str).radd("s")),
+            "Elapsed time": rng.integers(1, 60, rows),
             "Model": np.where(rng.random(rows) < 0.8, "ChatGPT", "GPT-4"),
             "Request tokens": request,
             "Response tokens": response,
@@ -168,6 +179,42 @@ def write_tracelab(path: Path, rows: int) -> None:
     _repeat_lines(source, path, rows, "session_id", lambda v, k: f"{v}-{k}")
 
 
+def write_weka(path: Path, rows: int) -> None:
+    _repeat_lines(DATA / "weka_small.jsonl", path, rows, "id", lambda v, k: f"{v}-{k}")
+
+
+def write_bailian(path: Path, rows: int) -> None:
+    """The fixture's turns repeated, each copy later than the last, its chat ids apart."""
+    records = [orjson.loads(line) for line in (DATA / "bailian_small.jsonl").open("rb")]
+    top = max(max(r["chat_id"], r["parent_chat_id"]) for r in records) + 1
+    span = max(r["timestamp"] for r in records) + 1
+    with path.open("wb") as f:
+        for i in range(rows):
+            copy = i // len(records)
+            rec = dict(records[i % len(records)])
+            rec["chat_id"] += copy * top
+            if rec["parent_chat_id"] >= 0:
+                rec["parent_chat_id"] += copy * top
+            rec["timestamp"] += copy * span
+            f.write(orjson.dumps(rec) + b"\n")
+
+
+def write_otel(path: Path, rows: int) -> None:
+    """The fixture's OTLP export lines repeated, each copy's trace and span ids renamed."""
+    lines = [line for line in (DATA / "otel_small.jsonl").read_text().splitlines() if line]
+    with path.open("w") as f:
+        for i in range(rows):
+            record = orjson.loads(lines[i % len(lines)])
+            tag = f"{i // len(lines):08x}"
+            for resource in record["resourceSpans"]:
+                for scope in resource["scopeSpans"]:
+                    for span in scope["spans"]:
+                        for key in ("traceId", "spanId", "parentSpanId"):
+                            if span.get(key):
+                                span[key] = tag + span[key][len(tag) :]
+            f.write(orjson.dumps(record).decode() + "\n")
+
+
 def write_sharegpt(path: Path, rows: int) -> None:
     items = json.loads((DATA / "sharegpt_small.json").read_text())
     out = [dict(items[i % len(items)], id=f"c{i}") for i in range(rows)]
@@ -178,9 +225,12 @@ WRITERS: dict[str, tuple[Callable[[Path, int], None], str]] = {
     "azure": (write_azure, "csv"),
     "mooncake": (write_mooncake, "jsonl"),
     "burstgpt": (write_burstgpt, "csv"),
+    "tracelab": (write_tracelab, "jsonl"),
+    "weka": (write_weka, "jsonl"),
+    "bailian": (write_bailian, "jsonl"),
+    "otel": (write_otel, "jsonl"),
     "sessions": (write_sessions, "jsonl"),
     "sharegpt": (write_sharegpt, "json"),
-    "tracelab": (write_tracelab, "jsonl"),
 }
 PANDAS_READ = {
     "csv": 'pd.read_csv(p, engine="pyarrow")',
@@ -250,10 +300,12 @@ class Row:
     rows: int
     file_mb: float
     inspect_s: float | None
+    inspect_cpu_s: float | None
     inspect_rss_mb: float | None
     inspect_requests: int | None
     pandas_read_s: float | None
     pandas_process_s: float | None
+    pandas_cpu_s: float | None
     pandas_rss_mb: float | None
     pandas_rows: int | None
     other_cores: float | None
@@ -290,10 +342,12 @@ def bench_one(fmt: str, rows: int, folder: Path, repeat: int) -> Row:
         rows=rows,
         file_mb=path.stat().st_size / 2**20,
         inspect_s=best.wall_s,
+        inspect_cpu_s=best.cpu_s,
         inspect_rss_mb=best.rss_mb,
         inspect_requests=stats["requests"],
         pandas_read_s=pandas_fig.get("read_s"),
         pandas_process_s=panda.wall_s if panda.status == 0 else None,
+        pandas_cpu_s=panda.cpu_s if panda.status == 0 else None,
         pandas_rss_mb=panda.rss_mb if panda.status == 0 else None,
         pandas_rows=pandas_fig.get("rows"),
         other_cores=max(others) if others else None,
@@ -303,7 +357,7 @@ def bench_one(fmt: str, rows: int, folder: Path, repeat: int) -> Row:
 
 def _failed(fmt: str, rows: int, path: Path, note: str) -> Row:
     size = path.stat().st_size / 2**20
-    return Row(fmt, rows, size, None, None, None, None, None, None, None, None, note)
+    return Row(fmt, rows, size, None, None, None, None, None, None, None, None, None, None, note)
 
 
 def machine() -> dict[str, Any]:
@@ -356,8 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: {rows:,} rows", flush=True)
             results.append(bench_one(name, rows, folder, args.repeat))
     headers = [
-        "format", "rows", "MB", "inspect s", "inspect RSS MB", "pandas read s",
-        "pandas process s", "pandas RSS MB", "inspect/pandas read", "other cores", "note",
+        "format", "rows", "MB", "inspect s", "inspect CPU s", "inspect RSS MB", "pandas read s",
+        "pandas process s", "pandas CPU s", "pandas RSS MB", "inspect/pandas read",
+        "other cores", "note",
     ]  # fmt: skip
     table = [
         [
@@ -365,9 +420,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{r.rows:,}",
             fmt(r.file_mb, ",.0f"),
             fmt(r.inspect_s),
+            fmt(r.inspect_cpu_s),
             fmt(r.inspect_rss_mb, ",.0f"),
             fmt(r.pandas_read_s),
             fmt(r.pandas_process_s),
+            fmt(r.pandas_cpu_s),
             fmt(r.pandas_rss_mb, ",.0f"),
             fmt(r.inspect_s / r.pandas_read_s if r.inspect_s and r.pandas_read_s else None),
             fmt(r.other_cores, ".1f"),
