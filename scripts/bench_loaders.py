@@ -11,9 +11,9 @@ included) are given, as `inspect`'s figure is its whole process. Other processes
 host share its cores: each run says how many cores' worth of CPU they used meanwhile.
 
 Default sizes: Azure and BurstGPT 10 million rows; Mooncake 2 million (pandas holds its
-hash-id lists as Python lists, 1.35 GB a million rows); TraceLab 100,000 rounds, Bailian
-200,000 turns, the native sessions format 200,000 sessions, Weka and OpenTelemetry 20,000
-records, ShareGPT 20,000 conversations.
+hash-id lists as Python lists, 1.35 GB a million rows); samples of the agent formats, read
+a Session at a time: TraceLab 20,000 rounds, Bailian 50,000 turns, the native sessions
+format 50,000 sessions, Weka and OpenTelemetry 5,000 records, ShareGPT 5,000 conversations.
 
     .venv/bin/python scripts/bench_loaders.py                 # Azure at 10 million rows
     .venv/bin/python scripts/bench_loaders.py --quick
@@ -57,12 +57,12 @@ DEFAULT_ROWS = {
     "azure": 10_000_000,
     "mooncake": 2_000_000,
     "burstgpt": 10_000_000,
-    "tracelab": 100_000,
-    "weka": 20_000,
-    "bailian": 200_000,
-    "otel": 20_000,
-    "sessions": 200_000,
-    "sharegpt": 20_000,
+    "tracelab": 20_000,
+    "weka": 5_000,
+    "bailian": 50_000,
+    "otel": 5_000,
+    "sessions": 50_000,
+    "sharegpt": 5_000,
 }
 QUICK_ROWS = {
     "azure": 500_000,

@@ -36,9 +36,9 @@ Python's limit."""
 
 @dataclass(frozen=True, slots=True)
 class TypedChunk:
-    """Whole lines of a CSV file as typed columns: where they start, their bytes (valid until
-    the chunk after next is read) and the columns asked for (empty lines skipped, as the row
-    reader skips them)."""
+    """Whole lines of a trace file as typed columns: where they start, their bytes (valid
+    until the next chunk is asked for: its reading ahead reuses them) and the columns asked
+    for (a CSV file's empty lines skipped, as the row reader skips them)."""
 
     offset: int
     data: memoryview
