@@ -3,29 +3,15 @@ reads, with the rows asked for, and the typed sums agree with the Sessions on ea
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from script_modules import load_script
 
 from harness.workload.formats import iter_trace
 from harness.workload.stats import workload_stats
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _module(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _module("bench_loaders", REPO / "scripts" / "bench_loaders.py")
+bench = load_script("bench_loaders")
 
 
 class _Words:
