@@ -9,7 +9,7 @@ exact reader, whose errors name the line and field."""
 from __future__ import annotations
 
 import json
-from collections.abc import Generator, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from io import BufferedReader
@@ -78,22 +78,7 @@ class TypedCsv:
         if not self.readable:
             yield Stop(self._start)
             return
-        with self.path.open("rb") as f, ThreadPoolExecutor(max_workers=1) as ahead:
-            f.seek(self._start)
-            pieces = _whole_lines(f, self._start, _batches.BATCH_BYTES)
-
-            def parse_next() -> TypedChunk | Stop | None:
-                """The next chunk, typed by pyarrow where it is vouched for."""
-                piece = next(pieces, None)
-                return None if piece is None else self._typed(*piece)
-
-            pending = ahead.submit(parse_next)  # the next chunk is parsed meanwhile
-            while (chunk := pending.result()) is not None:
-                if isinstance(chunk, Stop):
-                    yield chunk
-                    return
-                pending = ahead.submit(parse_next)
-                yield chunk
+        yield from _read_ahead(self.path, self._start, self._typed)
 
     def column_as_bytes(self, chunk: TypedChunk, column: str) -> pa.BinaryArray:
         """One column of a chunk read again as raw cells (the same rows, empty lines skipped)."""
@@ -176,21 +161,7 @@ class TypedJsonLines:
     def chunks(self) -> Generator[TypedChunk | Stop, None, None]:
         """The file's lines as TypedChunks, one record a line; a Stop in place of the first
         chunk that is not vouched for (and nothing after it)."""
-        with self.path.open("rb") as f, ThreadPoolExecutor(max_workers=1) as ahead:
-            f.seek(self._start)
-            pieces = _whole_lines(f, self._start, _batches.BATCH_BYTES)
-
-            def parse_next() -> TypedChunk | Stop | None:
-                piece = next(pieces, None)
-                return None if piece is None else self._typed(*piece)
-
-            pending = ahead.submit(parse_next)
-            while (chunk := pending.result()) is not None:
-                if isinstance(chunk, Stop):
-                    yield chunk
-                    return
-                pending = ahead.submit(parse_next)
-                yield chunk
+        yield from _read_ahead(self.path, self._start, self._typed)
 
     def line_at(self, offset: int) -> int:
         """The 1-based line that starts at byte `offset` (the start of a line)."""
@@ -232,6 +203,28 @@ class TypedJsonLines:
         if any(_has_nulls(array) for array in columns.values()):
             return Stop(offset)
         return TypedChunk(offset, data, columns)
+
+
+def _read_ahead(
+    path: Path, start: int, typed: Callable[[int, bytearray, int], TypedChunk | Stop]
+) -> Generator[TypedChunk | Stop, None, None]:
+    """`typed` of each chunk of whole lines from byte `start`, the next chunk parsed while
+    this one is used; ends after the first Stop."""
+    with path.open("rb") as f, ThreadPoolExecutor(max_workers=1) as ahead:
+        f.seek(start)
+        pieces = _whole_lines(f, start, _batches.BATCH_BYTES)
+
+        def parse_next() -> TypedChunk | Stop | None:
+            piece = next(pieces, None)
+            return None if piece is None else typed(*piece)
+
+        pending = ahead.submit(parse_next)
+        while (chunk := pending.result()) is not None:
+            if isinstance(chunk, Stop):
+                yield chunk
+                return
+            pending = ahead.submit(parse_next)
+            yield chunk
 
 
 def _refused(data: memoryview, starts: np.ndarray, lengths: np.ndarray) -> bool:
