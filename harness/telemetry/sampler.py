@@ -245,6 +245,9 @@ class Sampler:
             if thread.is_alive():
                 self._report("sampler", f"{thread.name} did not stop within {timeout_s} s")
         if self._wall0 is not None and self._wall1 is None:
+            # One last hardware reading after the load: the run window's end lies before it,
+            # not up to a period after the last tick (that energy would go uncounted).
+            self.sample_once()
             self._wall1 = time.perf_counter()
 
     def rows(self) -> list[Row]:
