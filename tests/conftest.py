@@ -17,6 +17,9 @@ from harness.server_process import EmbeddedServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_SERVER_URL_ENV = "HARNESS_TEST_SERVER_URL"
+TEST_SERVER_B_URL_ENV = "HARNESS_TEST_SERVER_B_URL"
+SERVER_B_ARGS = ("--max-num-seqs", "16")
+"""The second test server's configuration: the tiny model with fewer running requests."""
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,31 +42,44 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
-@pytest.fixture(scope="session")
-def vllm_server() -> Iterator[ServerInfo]:
-    """A real vLLM server for the whole session: attach to $HARNESS_TEST_SERVER_URL or start one.
-
-    Fails (does not skip) when the embedded server is not set up: CI sets it up first.
-    """
-    url = os.environ.get(TEST_SERVER_URL_ENV)
+def _session_server(
+    url_env: str, name: str, extra_args: tuple[str, ...] = ()
+) -> Iterator[ServerInfo]:
+    """A real vLLM server for the whole session: attach to $`url_env` or start the embedded one
+    with `extra_args`. Fails (does not skip) when the embedded server is not set up: CI sets it
+    up first."""
+    url = os.environ.get(url_env)
     server: Server
     if url:
         server = AttachedServer(url)
     else:
-        server = EmbeddedServer(
-            REPO_ROOT, log_path=REPO_ROOT / ".vllm" / "logs" / f"pytest-server-{os.getpid()}.log"
-        )
+        log = REPO_ROOT / ".vllm" / "logs" / f"pytest-{name}-{os.getpid()}.log"
+        server = EmbeddedServer(REPO_ROOT, extra_args=extra_args, log_path=log)
     error: ServerError | None = None
     try:
         info = server.start()
     except ServerError as exc:
         error = exc
     if error is not None:
-        pytest.fail(f"the vLLM test server could not be started or reached: {error}", pytrace=False)
+        pytest.fail(f"the vLLM test {name} could not be started or reached: {error}", pytrace=False)
     try:
         yield info
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_server() -> Iterator[ServerInfo]:
+    """A real vLLM server for the whole session: attach to $HARNESS_TEST_SERVER_URL or start one."""
+    yield from _session_server(TEST_SERVER_URL_ENV, "server")
+
+
+@pytest.fixture(scope="session")
+def vllm_server_b() -> Iterator[ServerInfo]:
+    """A second real vLLM server, another configuration of the tiny model (at most 16 running
+    requests), standing in for a second replica or hardware generation: attach to
+    $HARNESS_TEST_SERVER_B_URL or start one."""
+    yield from _session_server(TEST_SERVER_B_URL_ENV, "server-b", SERVER_B_ARGS)
 
 
 @pytest.fixture(scope="session")
