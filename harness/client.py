@@ -21,7 +21,13 @@ import msgspec
 import orjson
 
 from harness.errors import ServerError
-from harness.http_stream import HttpStreamError, StreamPool
+from harness.http_stream import (
+    ClientConnectorError,
+    ClientOSError,
+    HttpStreamError,
+    ServerDisconnectedError,
+    StreamPool,
+)
 from harness.records import RequestRecord
 
 Api = Literal["completions", "chat"]
@@ -50,6 +56,9 @@ class Completion:
     """What the agent loop needs back besides the record: the generated token ids."""
 
     output_ids: list[int] | None
+    connection_lost: bool = False
+    """The server could not be connected to, or dropped the connection mid-response (a
+    replica that went down), as opposed to answering with an error."""
 
 
 def _payload(opts: ClientOptions, prompt: list[int] | str, max_tokens: int) -> dict[str, Any]:
@@ -200,6 +209,10 @@ class _Recorder:
         return False
 
 
+CONNECTION_LOST = (ClientConnectorError, ServerDisconnectedError, ClientOSError)
+"""Failures that say the server is gone, not that it refused this request."""
+
+
 class Client:
     """Sends streaming requests over a pool of keep-alive connections (harness.http_stream).
 
@@ -232,6 +245,7 @@ class Client:
         assert self._pool is not None, "Client used outside 'async with'"
         body = _encode(_payload(self.opts, prompt, record.output_tokens_expected))
         recorder = _Recorder(self.opts.api, record)
+        record.server = self.opts.base_url
         record.sent_ns = self._now_ns()
         try:
             async with asyncio.timeout(self.opts.timeout_s):
@@ -247,6 +261,9 @@ class Client:
             record.error = f"timeout after {self.opts.timeout_s:g} s"
         except HttpStreamError as err:
             record.error = f"{type(err).__name__}: {err}"
+            if isinstance(err, CONNECTION_LOST):
+                record.done_ns = self._now_ns()
+                return Completion(None, connection_lost=True)
         except (ValueError, KeyError) as err:
             record.error = f"malformed stream: {err}"
         except asyncio.CancelledError:

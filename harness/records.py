@@ -73,6 +73,9 @@ class RequestRecord:
     """Time spent waiting in the harness for a `max_concurrency` slot (None: no cap)."""
     parent_session_id: str | None = None
     """A sub-agent's request: the session of the agent that started it (None otherwise)."""
+    server: str | None = None
+    """The base URL of the server (of the replicas, the one routed to) it was sent to; None
+    where it never reached the sending (a load worker lost before it)."""
 
     @property
     def ok(self) -> bool:
@@ -104,6 +107,7 @@ REQUEST_COLUMN_KINDS: dict[str, ColumnKind] = {
     "warmup": "bool",
     "slot_wait_ns": "int",
     "parent_session_id": "str",
+    "server": "str",
     "ok": "bool",
 }
 """The columns of `requests.parquet`, in order, with the kind of value each holds."""

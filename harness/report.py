@@ -23,6 +23,7 @@ from harness.figures import (
     slo_text,
 )
 from harness.recorded_report import recorded_sections
+from harness.replica_report import replica_section
 from harness.results import RunReader, write_run_file
 from harness.run_summary import read_summary
 from harness.steady_report import steady_section
@@ -69,10 +70,16 @@ def _server_text(manifest: Mapping[str, Any]) -> str | None:
     """A one-line description of the server from the manifest, if it has one."""
     server = manifest.get("server")
     if isinstance(server, Mapping):
+        replicas = server.get("replicas")
+        urls = (
+            " + ".join(str(r.get("base_url")) for r in replicas if isinstance(r, Mapping))
+            if isinstance(replicas, list) and replicas
+            else None
+        )
         parts = [
             str(v)
             for v in (
-                lookup(server, "base_url", "url", "endpoint"),
+                urls or lookup(server, "base_url", "url", "endpoint"),
                 lookup(server, "kind", "engine", "name"),
                 lookup(server, "version", "vllm_version"),
             )
@@ -276,6 +283,9 @@ def build_sections(summary: Summary, manifest: Mapping[str, Any]) -> list[Sectio
 
     load = _load_section(summary)
     sections = [run, *([load] if load is not None else []), tput, latency]
+    replicas = replica_section(summary)
+    if replicas is not None:
+        sections.append(replicas)
     sections.extend(_split_sections(summary))
     sections.extend(recorded_sections(summary, manifest))
     accounting = summary.run

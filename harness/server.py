@@ -10,10 +10,11 @@ only talks HTTP to it (aiohttp).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -44,6 +45,17 @@ class ServerInfo:
     model_root: str | None = None
     basic_auth: str | None = field(default=None, repr=False, compare=False)
     """The `Authorization` value for credentials that came in the server's URL."""
+    replicas: tuple[ServerInfo, ...] = ()
+    """Every replica of a run against several (this info is the first's), else empty."""
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The base URL of every server the run sends to: the replicas', or this one's."""
+        return tuple(r.base_url for r in self.replicas) or (self.base_url,)
+
+    def endpoints(self) -> tuple[tuple[str, dict[str, str]], ...]:
+        """(base URL, headers) of every server the run sends to: the replicas', or this one's."""
+        return tuple((r.base_url, r.headers()) for r in (self.replicas or (self,)))
 
     def headers(self) -> dict[str, str]:
         """HTTP headers every request to this server needs (the bearer token, or the URL's
@@ -63,6 +75,7 @@ class ServerInfo:
             "server_version": self.server_version,
             "model_root": self.model_root,
             "launch": json.loads(json.dumps(self.launch, default=str)),
+            "replicas": [r.to_dict() for r in self.replicas] or None,
         }
 
 
@@ -274,4 +287,58 @@ class AttachedServer(Server):
 
     def stop(self) -> None:
         """Forget the inventory; the server itself keeps running."""
+        self._info = None
+
+
+class AttachedReplicas(Server):
+    """Several running replicas of one deployment (`--server` repeated): each is checked as an
+    AttachedServer, a replica that does not answer is named, and all must serve the same
+    model. The info is the first replica's, with every replica's in `replicas` and the least
+    context window of them."""
+
+    kind = "replicas"
+
+    def __init__(
+        self,
+        urls: Sequence[str],
+        api_key_env: str = DEFAULT_API_KEY_ENV,
+        timeout_s: float = PROBE_TIMEOUT_S,
+    ) -> None:
+        self.servers = [AttachedServer(url, api_key_env, timeout_s) for url in urls]
+        seen: set[str] = set()
+        for server in self.servers:
+            if server.base_url in seen:
+                raise ServerError(f"--server {server.base_url} is given twice")
+            seen.add(server.base_url)
+
+    def start(self) -> ServerInfo:
+        """Attach to every replica; ServerError naming the first that fails."""
+        if self._info is not None:
+            return self._info
+        infos: list[ServerInfo] = []
+        count = len(self.servers)
+        for k, server in enumerate(self.servers, 1):
+            try:
+                infos.append(server.start())
+            except ServerError as err:
+                raise ServerError(f"replica {k} of {count}: {err}") from None
+        first = infos[0]
+        for k, info in enumerate(infos[1:], 2):
+            if info.model != first.model:
+                raise ServerError(
+                    f"replica {k} of {count} ({info.base_url}) serves {info.model!r}, replica 1 "
+                    f"({first.base_url}) {first.model!r}: replicas must serve the same model"
+                )
+        lengths = [i.max_model_len for i in infos if i.max_model_len is not None]
+        launch = {**first.launch, "kind": self.kind, "replicas": len(infos)}
+        self._info = dataclasses.replace(
+            first,
+            max_model_len=min(lengths) if lengths else None,
+            launch=launch,
+            replicas=tuple(infos),
+        )
+        return self._info
+
+    def stop(self) -> None:
+        """Forget the inventory; the replicas keep running."""
         self._info = None

@@ -20,7 +20,8 @@ many could not be (`run.subagents_*`), and the parents' wait on them, kept out o
 (`latency_split.subagent_wait_s`). Version 6 added which of this host's GPUs are the
 server's (`telemetry.gpu_attribution`), the GPUs the energy figures count
 (`energy.gpu_devices`), the other GPUs of the host apart (`energy.other_gpus`) and which
-power reading each GPU's samples are (`telemetry.gpu.power_sources`).
+power reading each GPU's samples are (`telemetry.gpu.power_sources`). Version 7 added runs
+against several replicas: the routing and each replica's figures (`servers`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ from harness.config_files import error_lines, read_json
 from harness.errors import ConfigError, ResultsError
 from harness.run.health import WorkerHealth
 from harness.workload.slo import Slo
+from harness.workload.spec import RoutingPolicy
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """The version of summary.json this harness writes; readers accept it and older ones."""
 UNVERSIONED = 0
 """The version of a summary written before `schema_version` existed."""
@@ -238,6 +240,52 @@ class ServerMetrics(_Block):
     reason: str | None = None
     phases: dict[str, ServerPhase] = Field(default_factory=dict)
     counters: dict[str, float | None] = Field(default_factory=dict)
+
+
+class ReplicaFigures(_Block):
+    """One replica's share of a run against several: the request figures of the requests
+    routed to it (as the run's own, over its first send to its last completion), its prefix
+    cache as the server counted it and as the responses' usage told it, and its /metrics
+    deltas."""
+
+    url: str
+    requests_total: NonNegativeInt
+    requests_completed: NonNegativeInt
+    requests_failed: NonNegativeInt
+    sessions: NonNegativeInt
+    duration_s: float | None
+    input_tokens: NonNegativeInt | None
+    output_tokens: NonNegativeInt | None
+    request_throughput_rps: float | None
+    output_throughput_tok_s: float | None
+    ttft_ms: Stats
+    tpot_ms: Stats
+    itl_ms: Stats
+    e2el_ms: Stats
+    errors: dict[str, NonNegativeInt]
+    cached_prompt_tokens: NonNegativeInt | None
+    """Prompt tokens the responses' usage reported as cached, over its completed requests;
+    null where no response reported them."""
+    cached_prompt_frac: Annotated[float, Field(ge=0, le=1)] | None
+    """cached_prompt_tokens / input_tokens; null where either is unknown or 0."""
+    prefix_cache_hit_rate: Annotated[float, Field(ge=0, le=1)] | None
+    """vllm:prefix_cache_hits / vllm:prefix_cache_queries over the run (tokens); null where
+    its /metrics did not tell (the reason is in server_metrics)."""
+    server_metrics: ServerMetrics
+
+
+class Servers(_Block):
+    """A run against several replicas of one deployment: how requests were routed, how many
+    sessions went to more than one replica, and each replica's figures."""
+
+    routing: RoutingPolicy
+    sessions_on_several_replicas: NonNegativeInt
+    """Sessions whose measured requests went to more than one replica (0 under
+    session-affinity unless a replica was taken out)."""
+    unrouted_requests: NonNegativeInt
+    """Requests that named no replica: lost with a load worker before they were routed, or
+    sent when every replica was out of the routing."""
+    replicas: list[ReplicaFigures]
 
 
 GpuSource = Literal["nvml-counter", "nvml-power", "dcgm-counter", "dcgm-power", "unavailable"]
@@ -604,6 +652,10 @@ class Summary(_Block):
     session_figures: SessionFigures | None = None
     run: RunBlock
     server_metrics: ServerMetrics
+    """The server's /metrics deltas; over several replicas, their sums."""
+    servers: Servers | None = None
+    """Several replicas: the routing and each one's figures; null for one server (and in
+    summaries of version 6 or older)."""
     energy: Energy | None = None
     telemetry: Telemetry | None = None
     recovered: Recovered | None = None

@@ -46,10 +46,14 @@ def _default_out(spec: WorkloadSpec) -> Path:
     return Path("results") / f"{safe_name(spec.name)}-{stamp}"
 
 
-def server_choice(args: argparse.Namespace) -> ServerChoice:
-    """`--server URL` attaches, `--model M` launches vLLM, neither uses the embedded server."""
+def server_choice(args: argparse.Namespace, spec: WorkloadSpec) -> ServerChoice:
+    """`--server URL` attaches (repeated: to replicas), `--model M` launches vLLM; neither
+    attaches to the workload's `servers:`, or uses the embedded server where it has none."""
+    urls = tuple(args.server or ())
+    if not urls and not args.model:
+        urls = tuple(spec.servers)
     return ServerChoice(
-        url=args.server or None,
+        urls=urls,
         model=args.model or None,
         api_key_env=args.api_key_env,
         vllm_args=split_vllm_args(args.vllm_arg),
@@ -89,7 +93,8 @@ def run_plan(args: argparse.Namespace, spec: WorkloadSpec, out: Path) -> RunPlan
         gpus=getattr(args, "gpus", None),
         workers=getattr(args, "workers", None),
         ray=ray_choice(args),
-        server_local=server_choice(args).local,
+        server_local=server_choice(args, spec).local,
+        routing=getattr(args, "routing", None) or spec.routing,
         command=tuple(sys.argv),
         percentiles=getattr(args, "percentiles", DEFAULT_PERCENTILES),
         steady=SteadyRule(
@@ -123,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
     view = ConsoleView(make_console())
     if note is not None:
         view.say(f"note: {note}")
-    server = server_choice(args).server(progress=view.say, log_path=plan.out / SERVER_LOG_FILE)
+    server = server_choice(args, spec).server(
+        progress=view.say, log_path=plan.out / SERVER_LOG_FILE
+    )
     result = execute(plan, server, view, checked=checked)
     show_result(result, view)
     write_answers(

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from harness.cli.common import add_workload_args, number_in, option_errors, out_dir
 from harness.errors import ConfigError
+from harness.routing import ROUTING_POLICIES
 from harness.run.prepare import DEFAULT_CALIBRATION
 from harness.server_process import DEFAULT_STARTUP_TIMEOUT_S
 from harness.summary import DEFAULT_PERCENTILES, describe_arrivals
@@ -29,7 +30,14 @@ MAX_START_TIMEOUT_S = 86_400.0
 def add_server_args(parser: argparse.ArgumentParser) -> None:
     """Where the server comes from: embedded (default), `--model` launch, `--server` attach."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--server", metavar="URL", help="attach to a running server")
+    group.add_argument(
+        "--server",
+        metavar="URL",
+        action="append",
+        help="attach to a running server; repeated: replicas of one deployment, each request "
+        "routed to one of them (--routing; the workload's `servers:` list is used where none "
+        "is given)",
+    )
     group.add_argument("--model", help="launch `vllm serve MODEL` (needs vLLM installed)")
     parser.add_argument(
         "--api-key-env",
@@ -44,6 +52,15 @@ def add_server_args(parser: argparse.ArgumentParser) -> None:
         help="extra `vllm serve` argument for a launched or embedded server (repeatable; "
         "`--vllm-arg --enforce-eager` works, and one value may hold several words, split as "
         "a shell would: --vllm-arg '--max-model-len 2048')",
+    )
+    parser.add_argument(
+        "--routing",
+        choices=ROUTING_POLICIES,
+        default=None,
+        help="how requests are spread over several replicas: round-robin (in turn), "
+        "least-outstanding (the fewest in flight from this load worker), session-affinity "
+        "(a session stays on one replica, as a prefix-cache-aware router would place it); "
+        "default: the workload's `routing`, else round-robin",
     )
     add_start_timeout_arg(parser)
 

@@ -323,7 +323,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     try:
         say = literal_printer(console)
-        server = server_choice(args).server(progress=say, log_path=out / SERVER_LOG_FILE)
+        server = server_choice(args, base).server(progress=say, log_path=out / SERVER_LOG_FILE)
         with stop_signals(say), server as info:
             model = _model(info)
             for i, (load, plan) in enumerate(specs):

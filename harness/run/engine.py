@@ -19,7 +19,8 @@ from harness.records import RunClock
 from harness.redact import redact
 from harness.replay import ReplayOptions, ReplayOutcome
 from harness.results import MANIFEST_FILE, RunWriter
-from harness.run.finish import finish, load_applied, scrape_metrics
+from harness.routing import RoutingPlan
+from harness.run.finish import MetricsBefore, finish, load_applied, scrape_metrics
 from harness.run.health import WorkerHealth, client_health
 from harness.run.live import LiveBounds, LiveFeed
 from harness.run.load import LoadGenerator, LoadPlan
@@ -42,7 +43,7 @@ from harness.summary import ClientHealth, Summary, Workers
 from harness.telemetry.cpu import host_inventory
 from harness.telemetry.dcgm import dcgm_inventory
 from harness.telemetry.gpu import gpu_inventory
-from harness.telemetry.server_metrics import Samples
+from harness.workload.spec import RoutingPolicy
 from harness.workload.tokenizer import TokenSpace
 
 EXIT_OK = 0
@@ -119,6 +120,18 @@ def _manifest(
         "plan": counted,
         "status": "running",
     }
+
+
+def routing_plan(info: ServerInfo, policy: RoutingPolicy) -> RoutingPlan | None:
+    """How requests are spread over the replicas, each with its own headers; None: one server."""
+    if len(info.urls) < 2:
+        return None
+    endpoints = info.endpoints()
+    return RoutingPlan(
+        tuple(url for url, _ in endpoints),
+        policy,
+        tuple(tuple(headers.items()) for _, headers in endpoints),
+    )
 
 
 def _status(outcome: ReplayOutcome) -> str:
@@ -232,7 +245,7 @@ def _load_and_finish(
         manifest = _manifest(plan, opts, info, space, clock, counted, placed)
         writer.write_manifest(manifest)
         telemetry: RunTelemetry | None = None
-        metrics_before: Samples | str = "the run stopped before the load began"
+        metrics_before: MetricsBefore = "the run stopped before the load began"
         generator: LoadGenerator | WorkerPool | RayPool | None = None
         try:
             overhead = chat_overhead(space, client_opts) if spec.request.api == "chat" else None
@@ -244,6 +257,7 @@ def _load_and_finish(
                 prompt_salt=salt,
                 chat_overhead=overhead,
                 anchor_perf_ns=clock.anchor_perf_ns,
+                routing=routing_plan(info, plan.routing),
             )
             if placed is not None:
                 generator = RayPool(load, writer, placed)
@@ -295,6 +309,7 @@ def _load_and_finish(
                     metrics_before,
                     view.warn,
                     plan.percentiles,
+                    plan.routing,
                 )
             except Exception:
                 manifest["status"] = "failed"  # the journals stay: the run is recoverable

@@ -4,7 +4,7 @@ computed from what was written (never from memory), with how the replay ended.""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import pandas as pd
 
 from harness.latency_split import session_split, step_split
 from harness.replay import ReplayOutcome
+from harness.replica_figures import replica_figures
 from harness.results import RunReader, RunWriter, table_frame
 from harness.run.telemetry import RunTelemetry
 from harness.run_summary import read_requests, table_figures, token_mismatches
@@ -25,31 +26,61 @@ from harness.summary import (
     describe_arrivals,
     new_summary,
 )
-from harness.telemetry.server_metrics import Samples, phase_deltas, scrape
+from harness.telemetry.server_metrics import Samples, phase_deltas, scrape, sum_samples
 from harness.telemetry.steady import CLIENT_COLUMNS
 from harness.workload.spec import WorkloadSpec
 
-
-def scrape_metrics(info: ServerInfo, warn: Callable[[str], None]) -> Samples | str:
-    """The server's /metrics now, or why it could not be read (reported once)."""
-    try:
-        return asyncio.run(scrape(info.base_url, info.headers()))
-    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
-        reason = f"{type(err).__name__}: {err}"
-        warn(f"server /metrics unavailable ({reason}); run goes on")
-        return reason
+MetricsBefore = Mapping[str, Samples | str] | str
+"""Each server's /metrics before the load (by base URL; a string: why it was not read), or
+why none was read at all."""
 
 
-def server_metrics_delta(
-    info: ServerInfo, before: Samples | str, warn: Callable[[str], None]
-) -> dict[str, Any]:
-    """Server-side request phases and token counters over the run, or why they are missing."""
+def scrape_metrics(info: ServerInfo, warn: Callable[[str], None]) -> dict[str, Samples | str]:
+    """Every server's /metrics now, by base URL, or why one could not be read (reported
+    once each)."""
+    scraped: dict[str, Samples | str] = {}
+    several = len(info.urls) > 1
+    for url, headers in info.endpoints():
+        try:
+            scraped[url] = asyncio.run(scrape(url, headers))
+        except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            reason = f"{type(err).__name__}: {err}"
+            where = f" at {url}" if several else ""
+            warn(f"server /metrics unavailable{where} ({reason}); run goes on")
+            scraped[url] = reason
+    return scraped
+
+
+def _delta(before: Samples | str, after: Samples | str) -> dict[str, Any]:
+    """One server's phases and counters over the run, or why they are missing."""
     if isinstance(before, str):
         return {"available": False, "reason": before}
-    after = scrape_metrics(info, warn)
     if isinstance(after, str):
         return {"available": False, "reason": after}
     return {"available": True, **phase_deltas(before, after)}
+
+
+def server_metrics_delta(
+    info: ServerInfo, before: MetricsBefore, warn: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Server-side request phases and token counters over the run (over several replicas,
+    of their sums), and each server's own by base URL; or why they are missing."""
+    if isinstance(before, str):
+        missing = {"available": False, "reason": before}
+        return missing, {url: missing for url in info.urls}
+    after = scrape_metrics(info, warn)
+    unread = "not read before the load"
+    per = {url: _delta(before.get(url, unread), after[url]) for url in info.urls}
+    if len(per) == 1:
+        return next(iter(per.values())), per
+    gaps = [f"{url}: {block['reason']}" for url, block in per.items() if not block["available"]]
+    if gaps:
+        return {"available": False, "reason": "replicas' /metrics missing: " + "; ".join(gaps)}, per
+    total = phase_deltas(
+        sum_samples([b for b in before.values() if not isinstance(b, str)]),
+        sum_samples([a for a in after.values() if not isinstance(a, str)]),
+    )
+    return {"available": True, **total}, per
 
 
 def run_block(
@@ -85,14 +116,15 @@ def finish(
     outcome: ReplayOutcome,
     counted: dict[str, Any],
     telemetry: RunTelemetry | None,
-    metrics_before: Samples | str,
+    metrics_before: MetricsBefore,
     warn: Callable[[str], None],
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    routing: str = "round-robin",
 ) -> Summary:
     """Seal the tables and compute the summary from what was written (the latency figures
     with `percentiles`); a summary that does not fit its schema is an error here, before
     anything is written."""
-    summary_metrics = server_metrics_delta(info, metrics_before, warn)
+    summary_metrics, per_server = server_metrics_delta(info, metrics_before, warn)
     writer.seal_tables()
     reader = RunReader(out)
     requests = read_requests(reader)
@@ -101,6 +133,10 @@ def finish(
     summary = table_figures(requests, steps, tools, spec.slo, spec.name, percentiles)
     summary["run"] = run_block(outcome, counted, requests.frame)
     summary["server_metrics"] = summary_metrics
+    if len(info.urls) > 1:
+        summary["servers"] = replica_figures(
+            reader, requests.frame, info.urls, routing, per_server, spec.slo, percentiles
+        )
     if telemetry is not None:
         sessions_run = int(steps["session_id"].nunique()) if steps is not None else None
         samples = reader.frame("telemetry")

@@ -15,6 +15,7 @@ from harness.client import Client, ClientOptions
 from harness.records import RequestRecord, RunClock, StepRecord, ToolRecord
 from harness.replay import Replayer, ReplayOptions, ReplayOutcome
 from harness.results import RunWriter
+from harness.routing import Router, RoutingPlan, open_sender
 from harness.run.health import LoopLagMonitor
 from harness.run.live import LiveFeed
 from harness.run.plan import RunPlan
@@ -40,6 +41,8 @@ class LoadPlan:
     """Tokens the chat template adds (chat API only), measured once on the server."""
     anchor_perf_ns: int
     """The run clock's zero on the host's monotonic clock: one clock for every process."""
+    routing: RoutingPlan | None = None
+    """Several replicas: how each worker routes its requests; None: one server."""
 
     def clock(self) -> RunClock:
         """The run's clock, as every process of the run reads it."""
@@ -56,7 +59,7 @@ async def _replay(
     replayer: Replayer,
     load: LoadPlan,
     space: TokenSpace,
-    client: Client,
+    client: Client | Router,
     tools: ReplayTools | ExecuteTools,
     signals: StopSignals,
     monitor: LoopLagMonitor,
@@ -125,7 +128,7 @@ class LoadGenerator:
         def on_tool(record: ToolRecord) -> None:
             writer.append_rows("tools", [record])
 
-        client = Client(load.client, clock.now_ns)
+        client = open_sender(load.client, load.routing, clock.now_ns)
         overhead = load.chat_overhead
         to_text = chat_renderer(self._space, overhead) if overhead is not None else None
         tools = make_tools(load.plan.spec, clock.now_ns, load.plan.seed)

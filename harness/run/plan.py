@@ -9,11 +9,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from harness.server import AttachedServer, Server
+from harness.server import AttachedReplicas, AttachedServer, Server
 from harness.server_process import DEFAULT_STARTUP_TIMEOUT_S, EmbeddedServer, LaunchedServer
 from harness.summary import DEFAULT_PERCENTILES, ArrivalPattern
 from harness.telemetry.steady import SteadyRule
-from harness.workload.spec import WorkloadSpec
+from harness.workload.spec import RoutingPolicy, WorkloadSpec
 
 
 def project_root() -> Path:
@@ -24,10 +24,10 @@ def project_root() -> Path:
 
 @dataclass(frozen=True)
 class ServerChoice:
-    """Where the server comes from: attach to `url`, launch `vllm serve model`, or (neither)
-    the embedded vLLM CPU server."""
+    """Where the server comes from: attach to `urls` (several: replicas of one deployment),
+    launch `vllm serve model`, or (neither) the embedded vLLM CPU server."""
 
-    url: str | None = None
+    urls: tuple[str, ...] = ()
     model: str | None = None
     api_key_env: str = "HARNESS_API_KEY"
     vllm_args: tuple[str, ...] = ()
@@ -37,7 +37,7 @@ class ServerChoice:
     @property
     def local(self) -> bool:
         """Whether the server runs on this host, sharing its cores with the client."""
-        return self.url is None
+        return not self.urls
 
     def server(
         self, progress: Callable[[str], None] | None = None, log_path: Path | None = None
@@ -45,8 +45,10 @@ class ServerChoice:
         """The server as a context manager that yields its ServerInfo; one the harness starts
         tells `progress` how its start-up goes and writes its output to `log_path` (None:
         the server's own default place)."""
-        if self.url:
-            return AttachedServer(self.url, api_key_env=self.api_key_env)
+        if len(self.urls) > 1:
+            return AttachedReplicas(self.urls, api_key_env=self.api_key_env)
+        if self.urls:
+            return AttachedServer(self.urls[0], api_key_env=self.api_key_env)
         if self.model:
             return LaunchedServer(
                 self.model,
@@ -107,6 +109,8 @@ class RunPlan:
     """Where the load workers run when they are Ray actors; None: processes on this host."""
     server_local: bool = True
     """Whether the server shares this host's cores (fewer are left for workers)."""
+    routing: RoutingPolicy = "round-robin"
+    """How requests are spread over several replicas (`--routing`, the workload's `routing`)."""
     command: tuple[str, ...] = field(default_factory=tuple)
     """The command line that made the plan, for the manifest (credentials redacted there)."""
     percentiles: tuple[float, ...] = DEFAULT_PERCENTILES

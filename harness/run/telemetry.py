@@ -76,7 +76,8 @@ class RunTelemetry:
         self.dcgm = DcgmReader(gpu_metrics) if gpu_metrics else None
         self._dcgm_closed = False
         self.rapl = RaplReader()
-        self._scraper = metrics_scraper(info.base_url, info.headers(), names=SERVER_SAMPLE_NAMES)
+        # Several replicas: their /metrics added up, so the steady window is the deployment's.
+        self._scraper = metrics_scraper(info.endpoints(), names=SERVER_SAMPLE_NAMES)
         pid = server_pid if server_pid is not None else info.launch.get("pid")
         self.server_pid = int(pid) if isinstance(pid, int) else None
         self.attributor = self._attributor(info, gpus)

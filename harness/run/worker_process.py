@@ -22,9 +22,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any, Protocol
 
-from harness.client import Client
 from harness.records import RequestRecord, StepRecord, ToolRecord
 from harness.replay import Replayer, ReplayOutcome, error_text
+from harness.routing import open_sender
 from harness.run.health import LoopLagMonitor
 from harness.run.load import LoadPlan, run_loop
 from harness.run.prepare import chat_renderer, make_tools, open_token_space, sessions
@@ -208,7 +208,7 @@ def replay_shard(spec: WorkerSpec, shared: Shared, messages: Messages) -> None:
 
     opts = replace(load.replay, concurrency=spec.concurrency, max_concurrency=spec.max_concurrency)
     client_opts = replace(load.client, max_connections=spec.max_concurrency or 0)
-    client = Client(client_opts, clock.now_ns)
+    client = open_sender(client_opts, load.routing, clock.now_ns)
     overhead = load.chat_overhead
     to_text = chat_renderer(space, overhead) if overhead is not None else None
     tools = make_tools(load.plan.spec, clock.now_ns, load.plan.seed, spec.tool_workers)

@@ -191,11 +191,39 @@ class MetricsScraper:
         self._loop.close()
 
 
+def sum_samples(parts: Sequence[Mapping[str, float]]) -> Samples:
+    """Several servers' samples added name by name: counters, histogram sums, counts and
+    buckets, and gauges such as running requests all add up over replicas."""
+    total: Samples = {}
+    for part in parts:
+        for name, value in part.items():
+            total[name] = total.get(name, 0.0) + value
+    return total
+
+
+class SummedScraper:
+    """Blocking /metrics scrapes of every replica, added up (sum_samples); a replica that does
+    not answer fails the scrape, since a sum without it would be no replica's figure."""
+
+    def __init__(self, scrapers: Sequence[MetricsScraper]) -> None:
+        self._scrapers = list(scrapers)
+
+    def __call__(self) -> Mapping[str, float]:
+        """One scrape of each replica, summed."""
+        return sum_samples([scrape() for scrape in self._scrapers])
+
+    def close(self) -> None:
+        """Close every replica's scraper."""
+        for scraper in self._scrapers:
+            scraper.close()
+
+
 def metrics_scraper(
-    base_url: str,
-    headers: Mapping[str, str] | None = None,
+    servers: Sequence[tuple[str, Mapping[str, str]]],
     timeout_s: float = 2.0,
     names: Collection[str] | None = None,
-) -> MetricsScraper:
-    """A blocking /metrics scraper for the sampler's thread (see MetricsScraper)."""
-    return MetricsScraper(base_url, headers, timeout_s, names)
+) -> MetricsScraper | SummedScraper:
+    """A blocking /metrics scraper for the sampler's thread over the servers (base URL,
+    headers): one server's (MetricsScraper), or several replicas' added up."""
+    scrapers = [MetricsScraper(url, headers, timeout_s, names) for url, headers in servers]
+    return scrapers[0] if len(scrapers) == 1 else SummedScraper(scrapers)

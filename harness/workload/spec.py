@@ -131,6 +131,10 @@ class LimitSpec(_Strict):
     warmup_requests: Count = Field(default=0, ge=0, le=MAX_REQUESTS)
 
 
+RoutingPolicy = Literal["round-robin", "least-outstanding", "session-affinity"]
+"""How a run spreads its requests over several replicas (harness.routing)."""
+
+
 class WorkloadSpec(_Strict):
     """A whole workload file."""
 
@@ -144,6 +148,11 @@ class WorkloadSpec(_Strict):
     client: ClientSpec = Field(default_factory=ClientSpec)
     slo: Slo | None = None
     """Service-level objectives; goodput counts requests that meet every one given."""
+    servers: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=64)
+    """Replicas of one deployment to attach to (base URLs), where the command line names no
+    server; empty: the command line's server, or the embedded one."""
+    routing: RoutingPolicy = "round-robin"
+    """How requests are spread over the replicas (`--routing` overrides it)."""
 
 
 def parse_workload(data: Any, path: Path) -> WorkloadSpec:

@@ -1,0 +1,114 @@
+"""Routing a run's requests over several replicas of one deployment (`--server` repeated).
+
+Each load worker routes its own requests: `round-robin` takes the replicas in turn,
+`least-outstanding` the one with the fewest of this worker's requests in flight, and
+`session-affinity` keeps a session (a conversation, an agent session) on one replica, as a
+prefix-cache-aware router would, by rendezvous hashing of its id: a replica taken out moves
+only its own sessions. A replica whose connection is lost is taken out of the routing for
+the rest of the run; its failed requests stay recorded as failed."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import get_args
+
+from harness.client import Client, ClientOptions, Completion
+from harness.records import RequestRecord
+from harness.workload.spec import RoutingPolicy
+
+ROUTING_POLICIES: tuple[str, ...] = get_args(RoutingPolicy)
+
+
+@dataclass(frozen=True)
+class RoutingPlan:
+    """The replicas' base URLs (in the order given) and how requests are spread over them."""
+
+    urls: tuple[str, ...]
+    policy: RoutingPolicy = "round-robin"
+    headers: tuple[tuple[tuple[str, str], ...], ...] = ()
+    """Each replica's HTTP headers (its API key or URL credentials); empty: the run's."""
+
+
+def _weight(session_id: str, url: str) -> bytes:
+    """The rendezvous weight of a session on a replica (the highest weight wins)."""
+    return hashlib.blake2b(f"{url}\0{session_id}".encode(), digest_size=8).digest()
+
+
+class Router:
+    """A RequestSender over one Client per replica; every record names the replica it went to.
+    `down` holds each replica taken out and why."""
+
+    def __init__(self, opts: ClientOptions, plan: RoutingPlan, now_ns: Callable[[], int]) -> None:
+        self.plan = plan
+        headers = plan.headers or (opts.headers,) * len(plan.urls)
+        self._clients = [
+            Client(replace(opts, base_url=url, headers=h), now_ns)
+            for url, h in zip(plan.urls, headers, strict=True)
+        ]
+        self._in_flight = [0] * len(plan.urls)
+        self._live = list(range(len(plan.urls)))
+        self._turn = 0
+        self._now_ns = now_ns
+        self.down: dict[str, str] = {}
+
+    async def __aenter__(self) -> Router:
+        for client in self._clients:
+            await client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for client in self._clients:
+            await client.__aexit__(*exc)
+
+    def pick(self, session_id: str) -> int | None:
+        """The replica (index) the next request of `session_id` goes to; None: none is left."""
+        live = self._live
+        if not live:
+            return None
+        policy = self.plan.policy
+        if policy == "session-affinity":
+            urls = self.plan.urls
+            return max(live, key=lambda k: _weight(session_id, urls[k]))
+        if policy == "least-outstanding":
+            # Ties go round in turn, so an idle start does not send everything to the first.
+            n = len(self.plan.urls)
+            return min(live, key=lambda k: (self._in_flight[k], (k - self._turn) % n))
+        k = live[self._turn % len(live)]
+        self._turn += 1
+        return k
+
+    def take_out(self, k: int, reason: str) -> None:
+        """Take replica `k` out of the routing for the rest of the run."""
+        if k in self._live:
+            self._live.remove(k)
+            self.down[self.plan.urls[k]] = reason
+
+    async def send(self, record: RequestRecord, prompt: list[int] | str) -> Completion:
+        """Send one request to the replica the policy picks; never raises for request failures."""
+        k = self.pick(record.session_id)
+        if k is None:
+            record.sent_ns = record.done_ns = self._now_ns()
+            downs = "; ".join(f"{url}: {why}" for url, why in self.down.items())
+            record.error = f"no replica left in the routing (taken out: {downs})"
+            return Completion(None)
+        self._in_flight[k] += 1
+        if self.plan.policy == "least-outstanding":
+            self._turn += 1
+        try:
+            completion = await self._clients[k].send(record, prompt)
+        finally:
+            self._in_flight[k] -= 1
+        if completion.connection_lost:
+            self.take_out(k, record.error or "connection lost")
+        return completion
+
+
+def open_sender(
+    opts: ClientOptions, routing: RoutingPlan | None, now_ns: Callable[[], int]
+) -> Client | Router:
+    """The run's sender: one Client for one server, a Router over several replicas."""
+    if routing is None or len(routing.urls) < 2:
+        return Client(opts, now_ns)
+    return Router(opts, routing, now_ns)
