@@ -6,7 +6,6 @@ several processes on one port."""
 from __future__ import annotations
 
 import itertools
-import re
 import signal
 import socket
 import statistics
@@ -20,37 +19,9 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from null_server_process import SCRIPT, NullServer
 
 REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "scripts" / "null_server.py"
-LISTENING = re.compile(r"listening on (http://\S+)")
-
-
-class NullServer:
-    """The null server in a subprocess on a free port."""
-
-    def __init__(self, tmp: Path, *args: str) -> None:
-        self.log = tmp / f"null-{time.monotonic_ns()}.log"
-        with self.log.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(SCRIPT), "--port", "0", *args], stderr=log
-            )
-        self.url = self._wait_url()
-
-    def _wait_url(self) -> str:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            found = LISTENING.search(self.log.read_text())
-            if found:
-                return found.group(1)
-            if self.proc.poll() is not None:
-                raise AssertionError(f"null server exited: {self.log.read_text()}")
-            time.sleep(0.05)
-        raise AssertionError("null server did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 @pytest.fixture
