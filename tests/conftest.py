@@ -4,6 +4,7 @@ and a check at the session's end that every summary.json the tests wrote fits it
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,36 +43,82 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
-def _session_server(
-    url_env: str, name: str, extra_args: tuple[str, ...] = ()
-) -> Iterator[ServerInfo]:
-    """A real vLLM server for the whole session: attach to $`url_env` or start the embedded one
-    with `extra_args`. Fails (does not skip) when the embedded server is not set up: CI sets it
-    up first."""
-    url = os.environ.get(url_env)
-    server: Server
-    if url:
-        server = AttachedServer(url)
-    else:
-        log = REPO_ROOT / ".vllm" / "logs" / f"pytest-{name}-{os.getpid()}.log"
-        server = EmbeddedServer(REPO_ROOT, extra_args=extra_args, log_path=log)
-    error: ServerError | None = None
-    try:
-        info = server.start()
-    except ServerError as exc:
-        error = exc
-    if error is not None:
-        pytest.fail(f"the vLLM test {name} could not be started or reached: {error}", pytrace=False)
-    try:
-        yield info
-    finally:
+class _SessionServer:
+    """A session's vLLM server, started in a background thread as soon as the session knows a
+    test needs it, so its start (a minute or more) overlaps the tests that need no server."""
+
+    def __init__(self, url_env: str, name: str, extra_args: tuple[str, ...]) -> None:
+        self.name = name
+        url = os.environ.get(url_env)
+        if url:
+            self.server: Server = AttachedServer(url)
+        else:
+            log = REPO_ROOT / ".vllm" / "logs" / f"pytest-{name}-{os.getpid()}.log"
+            self.server = EmbeddedServer(REPO_ROOT, extra_args=extra_args, log_path=log)
+        self._info: ServerInfo | None = None
+        self._error: ServerError | None = None
+        self._thread = threading.Thread(target=self._start, name=f"start-{name}", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self._info = self.server.start()
+        except ServerError as exc:
+            self._error = exc
+
+    def info(self) -> ServerInfo:
+        """The server once it serves; the test fails (does not skip) when it could not be
+        started or reached: CI sets the embedded server up first."""
+        self._thread.join()
+        if self._info is None:
+            why = self._error or "its start ended without an answer"
+            pytest.fail(
+                f"the vLLM test {self.name} could not be started or reached: {why}", pytrace=False
+            )
+        return self._info
+
+    def stop(self) -> None:
+        """Stop it (once its start has ended)."""
+        self._thread.join()
+        self.server.stop()
+
+
+SESSION_SERVERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "vllm_server": (TEST_SERVER_URL_ENV, "server", ()),
+    "vllm_server_b": (TEST_SERVER_B_URL_ENV, "server-b", SERVER_B_ARGS),
+}
+"""Fixture name → (the environment variable naming a running one, its name, its extra
+`vllm serve` arguments)."""
+
+_started: dict[str, _SessionServer] = {}
+
+
+def _session_server(fixture: str) -> _SessionServer:
+    """The fixture's server, started now where the session did not start it already."""
+    if fixture not in _started:
+        _started[fixture] = _SessionServer(*SESSION_SERVERS[fixture])
+    return _started[fixture]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the servers the collected tests use, in the background, before the first test."""
+    used = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    for fixture in SESSION_SERVERS:
+        if fixture in used:
+            _session_server(fixture)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop every server the session started."""
+    for server in _started.values():
         server.stop()
 
 
 @pytest.fixture(scope="session")
 def vllm_server() -> Iterator[ServerInfo]:
     """A real vLLM server for the whole session: attach to $HARNESS_TEST_SERVER_URL or start one."""
-    yield from _session_server(TEST_SERVER_URL_ENV, "server")
+    server = _session_server("vllm_server")
+    yield server.info()
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +126,8 @@ def vllm_server_b() -> Iterator[ServerInfo]:
     """A second real vLLM server, another configuration of the tiny model (at most 16 running
     requests), standing in for a second replica or hardware generation: attach to
     $HARNESS_TEST_SERVER_B_URL or start one."""
-    yield from _session_server(TEST_SERVER_B_URL_ENV, "server-b", SERVER_B_ARGS)
+    server = _session_server("vllm_server_b")
+    yield server.info()
 
 
 @pytest.fixture(scope="session")
