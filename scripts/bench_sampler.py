@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     gpu = GpuReader()
     rapl = RaplReader()
     scraper = (
-        metrics_scraper([(args.server, {})], names=SERVER_SAMPLE_NAMES) if args.server is not None else None
+        metrics_scraper([(args.server, {})], names=SERVER_SAMPLE_NAMES)
+        if args.server is not None
+        else None
     )
     sampler = Sampler(
         gpu,
