@@ -47,6 +47,7 @@ from harness.cli.run_options import (
     timing_note,
 )
 from harness.cli.run_view import ConsoleView
+from harness.cli.sweep_generations import add_generation_args, generations_sweep
 from harness.errors import ConfigError, ResultsError
 from harness.fleet.catalog import (
     catalog_name,
@@ -140,6 +141,7 @@ def add_parser(sub: Any) -> None:
     )
     add_load_options(p)
     add_answer_options(p)
+    add_generation_args(p)
     p.set_defaults(handler=sweep)
 
 
@@ -226,14 +228,18 @@ def _devices(args: argparse.Namespace, gpus: dict[str, Any]) -> tuple[int, str, 
 
 def sweep(args: argparse.Namespace) -> int:
     """Handler of `harness sweep`: one connection to a Ray cluster (`--ray`) serves every
-    point, made before the sweep's directory."""
+    point, made before the sweep's directory; with --generation, one sweep per generation's
+    server (harness.run.generations)."""
+    if args.generation:
+        return generations_sweep(args, lambda: sweep_inputs(args)[2])
     choice = ray_choice(args)
     with open_cluster(choice) if choice is not None else nullcontext():
         return _sweep(args)
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    console = make_console()
+def sweep_inputs(args: argparse.Namespace) -> tuple[str, list[float], WorkloadSpec]:
+    """The sweep's load kind (rate or concurrency), its loads and its workload with the SLO,
+    checked (ConfigError naming the flag)."""
     if args.refine < 0:
         raise ConfigError(f"--refine must be 0 or more, got {args.refine}")
     if not 0 < args.slo_attainment <= 1:
@@ -245,6 +251,12 @@ def _sweep(args: argparse.Namespace) -> int:
         else _loads(args.concurrencies, int, "--concurrencies")
     )
     base = _with_slo(with_source_flags(resolve_workload(args.workload, args.format), args), args)
+    return load_kind, loads, base
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    console = make_console()
+    load_kind, loads, base = sweep_inputs(args)
     out: Path = args.out or Path("results") / f"sweep-{base.name}"
     if (out / CAPACITY_FILE).exists() and not args.overwrite:
         raise ConfigError(f"{out}: a sweep is already there; pass --overwrite or another --out")
