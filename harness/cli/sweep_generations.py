@@ -189,7 +189,7 @@ def generations_sweep(args: argparse.Namespace, workload: Callable[[], WorkloadS
     say(f"wall time: {record['wall_s']:.1f} s for {len(plan.generations)} sweeps {how}")
     say(f"generations: {plan.out / GENERATIONS_FILE}")
     if not outcome.compare_command:
-        say("no comparison: fewer than two generations left a sweep (capacity.json)")
+        say("no comparison: fewer than two generations measured a load (capacity.json points)")
         return outcome.exit_code
     code = run_comparison(plan, outcome, say)
     command = shlex.join(outcome.compare_command)

@@ -108,7 +108,12 @@ def split_cluster(
             "once (one load worker each): leave out --ray to run them one after the other"
         )
     wanted = asked if isinstance(asked, int) else len(nodes)
-    how = f"--workers {asked}" if isinstance(asked, int) else f"one per node ({len(nodes)})"
+    plural = "" if len(nodes) == 1 else "s"
+    how = (
+        f"--workers {asked}"
+        if isinstance(asked, int)
+        else f"one per node ({len(nodes)} node{plural})"
+    )
     shares = []
     for i in range(count):
         cpus_i = share(cpus, count, i)
@@ -283,8 +288,11 @@ def run_generations(plan: GenerationsPlan, say: Callable[[str], None]) -> Genera
     other), then compare the directories they left; returns the worst child's exit code."""
     plan.out.mkdir(parents=True, exist_ok=True)
     output = _Output(say)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    open_s = time.monotonic()
     with _cluster(plan) as cluster:
+        # Taken once the cluster is open: a cluster Ray started here set its authentication
+        # mode in this process's environment, and the children's drivers need the same.
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         ray_record: dict[str, Any] | None = None
         shares: list[ClusterShare | None] = [None] * len(plan.generations)
         address: str | None = None
@@ -298,6 +306,7 @@ def run_generations(plan: GenerationsPlan, say: Callable[[str], None]) -> Genera
                 "placement": plan.ray.placement,
                 "nodes": len(nodes),
                 "cpus": sum(int(n["cpus"]) for n in nodes),
+                "connect_s": round(time.monotonic() - open_s, 3),
             }
         children = [
             _Child(g, child_argv(plan, g, s, address), s)
@@ -349,7 +358,7 @@ def run_generations(plan: GenerationsPlan, say: Callable[[str], None]) -> Genera
     if forward.signum is not None:
         codes.append(128 + forward.signum)
     outcome = GenerationsOutcome(max(codes, default=0), record)
-    done = [c for c in children if (plan.out / c.generation.name / CAPACITY_FILE).is_file()]
+    done = [c for c in children if _measured(plan.out / c.generation.name)]
     if len(done) >= 2:
         outcome.compared = [str(plan.out / c.generation.name) for c in done]
         outcome.compare_command = [
@@ -360,6 +369,15 @@ def run_generations(plan: GenerationsPlan, say: Callable[[str], None]) -> Genera
             str(plan.out / COMPARISON_DIR),
         ]
     return outcome
+
+
+def _measured(sweep_dir: Path) -> bool:
+    """Whether a generation's sweep left a capacity.json with at least one load point."""
+    try:
+        doc = json.loads((sweep_dir / CAPACITY_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and bool(doc.get("points"))
 
 
 def run_comparison(
