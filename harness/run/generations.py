@@ -283,36 +283,47 @@ def _handed_address(choice: RayChoice, cluster: Cluster) -> str:
     return choice.address
 
 
+def _cluster_shares(
+    plan: GenerationsPlan, choice: RayChoice, cluster: Cluster
+) -> tuple[list[ClusterShare | None], str, dict[str, Any]]:
+    """Each sweep's share of the cluster, the address the children connect to, and the
+    cluster for generations.json."""
+    nodes = cluster.nodes()
+    shares: list[ClusterShare | None] = list(
+        split_cluster(nodes, len(plan.generations), choice, plan.workers)
+    )
+    address = _handed_address(choice, cluster)
+    record = {
+        "address": choice.address,
+        "cluster_address": address,
+        "placement": choice.placement,
+        "nodes": len(nodes),
+        "cpus": sum(int(n["cpus"]) for n in nodes),
+    }
+    return shares, address, record
+
+
 def run_generations(plan: GenerationsPlan, say: Callable[[str], None]) -> GenerationsOutcome:
     """Run every generation's sweep (at once on the plan's Ray cluster, else one after the
-    other), then compare the directories they left; returns the worst child's exit code."""
-    plan.out.mkdir(parents=True, exist_ok=True)
+    other); the outcome holds the worst child's exit code and the sweeps to compare."""
     output = _Output(say)
     open_s = time.monotonic()
     with _cluster(plan) as cluster:
         # Taken once the cluster is open: a cluster Ray started here set its authentication
         # mode in this process's environment, and the children's drivers need the same.
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        ray_record: dict[str, Any] | None = None
         shares: list[ClusterShare | None] = [None] * len(plan.generations)
         address: str | None = None
+        ray_record: dict[str, Any] | None = None
         if plan.ray is not None and cluster is not None:
-            nodes = cluster.nodes()
-            shares = list(split_cluster(nodes, len(plan.generations), plan.ray, plan.workers))
-            address = _handed_address(plan.ray, cluster)
-            ray_record = {
-                "address": plan.ray.address,
-                "cluster_address": address,
-                "placement": plan.ray.placement,
-                "nodes": len(nodes),
-                "cpus": sum(int(n["cpus"]) for n in nodes),
-                "connect_s": round(time.monotonic() - open_s, 3),
-            }
+            shares, address, ray_record = _cluster_shares(plan, plan.ray, cluster)
+            ray_record["connect_s"] = round(time.monotonic() - open_s, 3)
         children = [
             _Child(g, child_argv(plan, g, s, address), s)
             for g, s in zip(plan.generations, shares, strict=True)
         ]
         parallel = plan.ray is not None
+        plan.out.mkdir(parents=True, exist_ok=True)  # once the cluster is known to have room
         record: dict[str, Any] = {
             "kind": GENERATIONS_KIND,
             "schema_version": SCHEMA_VERSION,
@@ -340,17 +351,25 @@ def run_generations(plan: GenerationsPlan, say: Callable[[str], None]) -> Genera
             return [c for c in children if c.proc is not None and c.exit_code is None]
 
         with _Forward(running, lambda text: output.line("[generations]", text)) as forward:
-            if parallel:
-                for child in children:
-                    _start(child, output, env)
-                for child in children:
-                    _wait(child, output)
-            else:
+            try:
                 for child in children:
                     if forward.signum is not None:
-                        break
+                        break  # no sweep starts after a stop signal
                     _start(child, output, env)
+                    if not parallel:
+                        _wait(child, output)
+                for child in running():
                     _wait(child, output)
+            except BaseException:
+                # This process failed: no sweep outlives it; each stops as on SIGTERM.
+                record["status"] = "failed"
+                for child in running():
+                    assert child.proc is not None
+                    with suppress(ProcessLookupError):
+                        os.kill(child.proc.pid, signal.SIGTERM)
+                    child.exit_code = _exit_code(child.proc.wait())
+                write()
+                raise
         record["wall_s"] = round(time.monotonic() - start_s, 3)
         record["status"] = "interrupted" if forward.signum is not None else "finished"
         write()

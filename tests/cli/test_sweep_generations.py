@@ -5,10 +5,14 @@ the real loopback Ray cluster against the two real vLLM servers, then compared."
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from run_children import wait_for_records
 
 from harness.cli import main
 from harness.cli.sweep_generations import sweep_args
@@ -258,3 +262,40 @@ def test_two_generations_sweep_at_once_on_the_ray_cluster_and_are_compared(
     compared = json.loads((out / "comparison" / "compare.json").read_text())
     assert [r["name"] for r in compared["runs"]] == ["a", "b"]
     assert record["comparison"]["exit_code"] == 0
+
+
+@pytest.mark.integration
+def test_sigterm_reaches_the_running_sweep_and_what_it_measured_is_kept(
+    vllm_server: ServerInfo, vllm_server_b: ServerInfo, tmp_path: Path
+) -> None:
+    """One after the other: SIGTERM to the parent while a's first point runs stops a's sweep
+    as its own SIGTERM would (its points kept, capacity.json interrupted); b never starts."""
+    out = tmp_path / "gens"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "harness", "sweep", str(_workload(tmp_path))),
+            *("--generation", f"a={vllm_server.base_url}"),
+            *("--generation", f"b={vllm_server_b.base_url}"),
+            *("--rates", "1,2", "--duration", "60", "--idle-baseline", "0", "--no-report"),
+            *("--out", str(out)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for_records(out / "a" / "points" / "rate-1" / "requests.partial.jsonl", 1)
+        proc.send_signal(signal.SIGTERM)
+        printed, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, printed[-3000:]
+    assert "[generations] SIGTERM: passed on to the sweeps (a)" in printed
+    record = json.loads((out / "generations.json").read_text())
+    assert record["status"] == "interrupted"
+    assert [g["exit_code"] for g in record["generations"]] == [143, None]
+    capacity = json.loads((out / "a" / "capacity.json").read_text())
+    assert capacity["status"] == "interrupted" and len(capacity["points"]) == 1
+    assert not (out / "b").exists()
