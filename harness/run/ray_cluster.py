@@ -83,7 +83,9 @@ class _ShardActor:
     def run(self, spec: WorkerSpec) -> None:
         """Replay the worker's shard; a failure is its last message."""
         # The actor's parent is its node's raylet: the worker stops by itself if that goes.
-        spec = replace(spec, parent_pid=os.getppid())
+        spec = replace(
+            spec, parent_pid=os.getppid(), parent_name="its Ray node's raylet (the node was lost)"
+        )
         try:
             replay_shard(spec, self._shared, self)
         except BaseException as err:  # the driver records it

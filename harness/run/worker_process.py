@@ -57,6 +57,8 @@ class WorkerSpec:
     out slot by slot, so each worker's share of sessions matches its share of slots."""
     tool_workers: int | None
     parent_pid: int
+    parent_name: str = "the run's parent process"
+    """What `parent_pid` is, in words: a Ray actor's parent is its node's raylet."""
 
     def owns(self, ordinal: int) -> bool:
         """Whether sessions of shard `ordinal` are this worker's: the index in the source of
@@ -260,6 +262,11 @@ def replay_shard(spec: WorkerSpec, shared: Shared, messages: Messages) -> None:
         outcome = run_loop(main())
     finally:
         flush()  # what finished is the parent's, however the loop ended
+    if _parent_gone(spec):
+        # Not an interruption: whoever still reads this (a Ray driver whose actor lost its
+        # node) records the worker as lost, its requests in flight as failed.
+        messages.put(("failed", spec.index, f"{spec.parent_name} exited"))
+        return
     messages.put(("done", spec.index, outcome, monitor.health(spec.index).to_dict()))
 
 
@@ -284,6 +291,6 @@ async def _watch(
             task.cancel()
             return
         if _parent_gone(spec):
-            replayer.interrupt("the run's parent process exited")
+            replayer.interrupt(f"{spec.parent_name} exited")
             task.cancel()
             return
