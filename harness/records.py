@@ -75,7 +75,7 @@ class RequestRecord:
     """A sub-agent's request: the session of the agent that started it (None otherwise)."""
     server: str | None = None
     """The base URL of the server (of the replicas, the one routed to) it was sent to; None
-    where it never reached the sending (a load worker lost before it)."""
+    where that is unknown (in flight on a load worker that was lost) or no replica was left."""
 
     @property
     def ok(self) -> bool:

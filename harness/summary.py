@@ -283,8 +283,8 @@ class Servers(_Block):
     """Sessions whose measured requests went to more than one replica (0 under
     session-affinity unless a replica was taken out)."""
     unrouted_requests: NonNegativeInt
-    """Requests that named no replica: lost with a load worker before they were routed, or
-    sent when every replica was out of the routing."""
+    """Requests that name no replica: in flight on a load worker that was lost (which replica
+    it sent them to went with it), or sent when every replica was out of the routing."""
     replicas: list[ReplicaFigures]
 
 
