@@ -6,7 +6,7 @@ goes to the request's sink at once, with one arrival time per socket read shared
 event completed in it. No per-chunk buffering, stream reader or task switch sits between
 the socket and the sink, which is what the harness's per-token CPU budget needs.
 Errors are named as aiohttp names them, so request records read as they did on aiohttp
-(`harness.replay` keys its "server unreachable" abort on the names).
+(`harness.client` tells a lost connection by their classes).
 """
 
 from __future__ import annotations

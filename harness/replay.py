@@ -38,9 +38,9 @@ from harness.workload.subagents import Recent, spawn_delay_ms
 Pattern = Literal["trace", "poisson", "constant", "closed"]
 OverlengthPolicy = Literal["error", "clip", "skip"]
 
-# Errors that mean the server itself is gone, not that one request failed.
-_UNREACHABLE = ("ClientConnectorError", "ServerDisconnectedError", "ClientOSError")
 _UNREACHABLE_IN_A_ROW = 8
+"""Requests in a row whose sender said the server is gone (Completion.connection_lost: for
+several replicas, every one of them) before the run stops."""
 MAX_SESSION_ERRORS = 20
 """How many session-ending errors a run keeps verbatim (all are counted)."""
 MAX_SUBAGENT_NOTES = 20
@@ -445,8 +445,8 @@ class Replayer:
             records.extend(done)
         return records
 
-    def _note_result(self, record: RequestRecord) -> None:
-        if record.error and record.error.startswith(_UNREACHABLE):
+    def _note_result(self, record: RequestRecord, completion: Completion) -> None:
+        if completion.connection_lost:
             self._unreachable_in_a_row += 1
             if self._unreachable_in_a_row >= _UNREACHABLE_IN_A_ROW:
                 self.stop(f"server unreachable: {record.error}")
@@ -530,7 +530,7 @@ class Replayer:
                 self._on_record(record)
         if harness_error is not None:
             raise harness_error
-        self._note_result(record)
+        self._note_result(record, completion)
         # Text prompts can't carry generated ids exactly: their context grows by fresh words.
         ids = completion.output_ids if self._to_text is None else None
         prompts.add_output(ids, output_len)

@@ -4,8 +4,9 @@ Each load worker routes its own requests: `round-robin` takes the replicas in tu
 `least-outstanding` the one with the fewest of this worker's requests in flight, and
 `session-affinity` keeps a session (a conversation, an agent session) on one replica, as a
 prefix-cache-aware router would, by rendezvous hashing of its id: a replica taken out moves
-only its own sessions. A replica whose connection is lost is taken out of the routing for
-the rest of the run; its failed requests stay recorded as failed."""
+only its own sessions. A replica whose connection is lost, and whose /health then does not
+answer either, is taken out of this worker's routing for the rest of the run; its failed
+requests stay recorded as failed."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import get_args
 
 from harness.client import Client, ClientOptions, Completion
 from harness.records import RequestRecord
+from harness.server import health_problem
 from harness.workload.spec import RoutingPolicy
 
 ROUTING_POLICIES: tuple[str, ...] = get_args(RoutingPolicy)
@@ -31,6 +33,10 @@ class RoutingPlan:
     """Each replica's HTTP headers (its API key or URL credentials); empty: the run's."""
 
 
+HEALTH_TIMEOUT_S = 2.0
+"""How long a replica whose connection was lost has to answer /health to stay in."""
+
+
 def _weight(session_id: str, url: str) -> bytes:
     """The rendezvous weight of a session on a replica (the highest weight wins)."""
     return hashlib.blake2b(f"{url}\0{session_id}".encode(), digest_size=8).digest()
@@ -40,16 +46,24 @@ class Router:
     """A RequestSender over one Client per replica; every record names the replica it went to.
     `down` holds each replica taken out and why."""
 
-    def __init__(self, opts: ClientOptions, plan: RoutingPlan, now_ns: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        opts: ClientOptions,
+        plan: RoutingPlan,
+        now_ns: Callable[[], int],
+        worker: int = 0,
+    ) -> None:
+        """`worker` is the load worker's index: round-robin starts on its replica, so the
+        workers' first requests are spread too."""
         self.plan = plan
-        headers = plan.headers or (opts.headers,) * len(plan.urls)
+        self._headers = plan.headers or (opts.headers,) * len(plan.urls)
         self._clients = [
             Client(replace(opts, base_url=url, headers=h), now_ns)
-            for url, h in zip(plan.urls, headers, strict=True)
+            for url, h in zip(plan.urls, self._headers, strict=True)
         ]
         self._in_flight = [0] * len(plan.urls)
         self._live = list(range(len(plan.urls)))
-        self._turn = 0
+        self._turn = worker
         self._now_ns = now_ns
         self.down: dict[str, str] = {}
 
@@ -92,7 +106,7 @@ class Router:
             record.sent_ns = record.done_ns = self._now_ns()
             downs = "; ".join(f"{url}: {why}" for url, why in self.down.items())
             record.error = f"no replica left in the routing (taken out: {downs})"
-            return Completion(None)
+            return Completion(None, connection_lost=True)
         self._in_flight[k] += 1
         if self.plan.policy == "least-outstanding":
             self._turn += 1
@@ -100,15 +114,24 @@ class Router:
             completion = await self._clients[k].send(record, prompt)
         finally:
             self._in_flight[k] -= 1
-        if completion.connection_lost:
-            self.take_out(k, record.error or "connection lost")
-        return completion
+        if not completion.connection_lost:
+            return completion
+        if k in self._live:
+            why = await health_problem(self.plan.urls[k], dict(self._headers[k]), HEALTH_TIMEOUT_S)
+            if why is not None:
+                self.take_out(k, f"{record.error}; /health: {why}")
+        # The deployment is gone only when no replica is left: until then, a lost replica's
+        # failures do not count toward the run's "server unreachable" stop.
+        return replace(completion, connection_lost=not self._live)
 
 
 def open_sender(
-    opts: ClientOptions, routing: RoutingPlan | None, now_ns: Callable[[], int]
+    opts: ClientOptions,
+    routing: RoutingPlan | None,
+    now_ns: Callable[[], int],
+    worker: int = 0,
 ) -> Client | Router:
-    """The run's sender: one Client for one server, a Router over several replicas."""
+    """The load worker's sender: one Client for one server, a Router over several replicas."""
     if routing is None or len(routing.urls) < 2:
         return Client(opts, now_ns)
-    return Router(opts, routing, now_ns)
+    return Router(opts, routing, now_ns, worker)

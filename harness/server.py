@@ -179,7 +179,7 @@ async def take_inventory(
     return model, max_model_len, version, (root if isinstance(root, str) and root else None)
 
 
-async def _probe(base_url: str, headers: Mapping[str, str], timeout_s: float) -> str | None:
+async def health_problem(base_url: str, headers: Mapping[str, str], timeout_s: float) -> str | None:
     """Check the server answers at all; return None if it does, else why it does not."""
     try:
         async with aiohttp.ClientSession() as session:
@@ -265,7 +265,7 @@ class AttachedServer(Server):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         if not headers and self.basic_auth:
             headers = {"Authorization": self.basic_auth}
-        why = run_sync(lambda: _probe(self.base_url, headers, self.timeout_s))
+        why = run_sync(lambda: health_problem(self.base_url, headers, self.timeout_s))
         if why is not None:
             raise ServerError(f"cannot reach the server at {self.base_url}: {why}")
         model, max_len, version, root = run_sync(

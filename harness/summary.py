@@ -267,7 +267,8 @@ class ReplicaFigures(_Block):
     """Prompt tokens the responses' usage reported as cached, over its completed requests;
     null where no response reported them."""
     cached_prompt_frac: Annotated[float, Field(ge=0, le=1)] | None
-    """cached_prompt_tokens / input_tokens; null where either is unknown or 0."""
+    """cached_prompt_tokens over the prompt tokens of the completed requests that reported
+    cached tokens; null where none did or those prompts hold no tokens."""
     prefix_cache_hit_rate: Annotated[float, Field(ge=0, le=1)] | None
     """vllm:prefix_cache_hits / vllm:prefix_cache_queries over the run (tokens); null where
     its /metrics did not tell (the reason is in server_metrics)."""

@@ -314,7 +314,8 @@ async def test_timeout_is_an_error(protocol_fixture: ProtocolFixture) -> None:
 
 
 async def test_refused_connection_names_the_connector_error() -> None:
-    """The replay's 'server unreachable' abort keys on this error name."""
+    """A refused connection is named as aiohttp names it, and told as a lost connection (the
+    replay's 'server unreachable' abort, a router's taking a replica out)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -322,6 +323,7 @@ async def test_refused_connection_names_the_connector_error() -> None:
     completion = await _send(f"http://127.0.0.1:{port}", record, [1])
     assert record.error is not None and record.error.startswith("ClientConnectorError")
     assert record.http_status is None and completion.output_ids is None
+    assert completion.connection_lost
 
 
 async def test_cancel_marks_the_record(protocol_fixture: ProtocolFixture) -> None:

@@ -53,7 +53,8 @@ class Call:
 class RecordingSender:
     """A `RequestSender` for scheduling tests: waits `delay_s`, then fills the record as the
     real client would (200, usage counts, timestamps on the replay's clock) or sets the
-    error `error_for(call_index)` returns. Records each call and the peak in flight."""
+    error `error_for(call_index)` returns (a ClientConnectorError's text as a lost connection,
+    as the real client tells it). Records each call and the peak in flight."""
 
     def __init__(
         self,
@@ -91,7 +92,7 @@ class RecordingSender:
         if error is not None:
             record.error = error
             record.done_ns = now
-            return Completion(None)
+            return Completion(None, connection_lost=error.startswith("ClientConnectorError"))
         record.http_status = 200
         record.first_token_ns = record.last_token_ns = record.done_ns = now
         record.chunk_ns = [now]

@@ -71,6 +71,19 @@ async def test_round_robin_takes_the_replicas_in_turn(two: tuple[NullServer, Nul
     assert all(r.ok for r in records)
 
 
+async def test_round_robin_starts_each_load_worker_on_its_own_replica(
+    two: tuple[NullServer, NullServer],
+) -> None:
+    urls = (two[0].url, two[1].url)
+    opts = ClientOptions(base_url=urls[0], model="null-model")
+    starts = []
+    for worker in range(3):
+        router = open_sender(opts, RoutingPlan(urls), RunClock().now_ns, worker)
+        assert isinstance(router, Router)
+        starts.append(router.pick("s"))
+    assert starts == [0, 1, 0]
+
+
 async def test_least_outstanding_sends_more_to_the_replica_that_frees_up(
     two: tuple[NullServer, NullServer],
 ) -> None:
@@ -107,21 +120,24 @@ async def test_session_affinity_keeps_each_session_on_one_replica_and_moves_only
     assert router.down == {urls[0]: "test"}
 
 
-async def test_a_replica_whose_connection_is_lost_is_taken_out(tmp_path: Path) -> None:
+async def test_a_replica_whose_connection_is_lost_and_health_fails_is_taken_out(
+    tmp_path: Path,
+) -> None:
     live = NullServer(tmp_path)
     dead = _dead_url()
     try:
         records = [_record(i) for i in range(4)]
         async with _router([dead, live.url], "round-robin") as router:
-            for r in records:
-                await router.send(r, [1, 2, 3, 4])
+            completions = [await router.send(r, [1, 2, 3, 4]) for r in records]
             assert list(router.down) == [dead]
-            assert "ClientConnectorError" in router.down[dead]
+            assert "ClientConnectorError" in router.down[dead] and "/health: " in router.down[dead]
+            # One replica is left: the loss is not the deployment's (no "unreachable" stop).
+            assert not any(c.connection_lost for c in completions)
             live.stop()
             last = _record(9)
-            await router.send(last, [1, 2, 3, 4])
+            assert (await router.send(last, [1, 2, 3, 4])).connection_lost
             lost = _record(10)
-            await router.send(lost, [1, 2, 3, 4])
+            assert (await router.send(lost, [1, 2, 3, 4])).connection_lost
     finally:
         live.stop()
     assert records[0].server == dead and not records[0].ok

@@ -88,6 +88,15 @@ def _server_record(info: ServerInfo, out: Path) -> dict[str, Any]:
     return record
 
 
+def _workload_record(plan: RunPlan) -> dict[str, Any]:
+    """The workload for the manifest: its replicas' URLs without credentials, and the
+    routing the run applied (the command line's, where it overrode the file's)."""
+    workload: dict[str, Any] = plan.spec.model_dump(mode="json")
+    workload["servers"] = [redact(url) for url in plan.spec.servers]
+    workload["routing"] = plan.routing
+    return workload
+
+
 def _manifest(
     plan: RunPlan,
     opts: ReplayOptions,
@@ -109,7 +118,7 @@ def _manifest(
             "note": "every *_ns time in the run's tables counts from this instant "
             "(perf_counter_ns: the host's monotonic clock at it)",
         },
-        "workload": plan.spec.model_dump(mode="json"),
+        "workload": _workload_record(plan),
         "replay": {k: v for k, v in vars(opts).items()},
         "server": _server_record(info, plan.out),
         "tokenizer": space.name,

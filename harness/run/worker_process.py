@@ -210,7 +210,7 @@ def replay_shard(spec: WorkerSpec, shared: Shared, messages: Messages) -> None:
 
     opts = replace(load.replay, concurrency=spec.concurrency, max_concurrency=spec.max_concurrency)
     client_opts = replace(load.client, max_connections=spec.max_concurrency or 0)
-    client = open_sender(client_opts, load.routing, clock.now_ns)
+    client = open_sender(client_opts, load.routing, clock.now_ns, spec.index)
     overhead = load.chat_overhead
     to_text = chat_renderer(space, overhead) if overhead is not None else None
     tools = make_tools(load.plan.spec, clock.now_ns, load.plan.seed, spec.tool_workers)

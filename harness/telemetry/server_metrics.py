@@ -191,13 +191,22 @@ class MetricsScraper:
         self._loop.close()
 
 
+SHARE_GAUGES: frozenset[str] = frozenset({"vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"})
+"""Gauges that are a 0–1 share of one server's capacity: over replicas, their mean."""
+
+
 def sum_samples(parts: Sequence[Mapping[str, float]]) -> Samples:
     """Several servers' samples added name by name: counters, histogram sums, counts and
-    buckets, and gauges such as running requests all add up over replicas."""
+    buckets, and gauges such as running requests add up over replicas; a share of a server
+    (KV cache usage) is the mean of the replicas that report it."""
     total: Samples = {}
+    reported: dict[str, int] = {}
     for part in parts:
         for name, value in part.items():
             total[name] = total.get(name, 0.0) + value
+            reported[name] = reported.get(name, 0) + 1
+    for name in SHARE_GAUGES & total.keys():
+        total[name] /= reported[name]
     return total
 
 

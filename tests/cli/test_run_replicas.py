@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 from null_server_process import NullServer
 from run_children import wait_for_records
 
@@ -59,6 +60,7 @@ def test_session_affinity_keeps_sessions_on_one_replica_and_hits_the_prefix_cach
         assert "## Replicas" in report and f"routing: {policy}" in report
         manifest = json.loads((out / "manifest.json").read_text())
         assert [r["base_url"] for r in manifest["server"]["replicas"]] == urls
+        assert manifest["workload"]["routing"] == policy
         if policy == "session-affinity":
             per_session = requests.groupby("session_id")["server"].nunique()
             assert (per_session == 1).all()
@@ -100,13 +102,20 @@ def test_replicas_serving_different_models_are_refused(
 def test_a_replica_that_dies_mid_run_is_taken_out_and_its_failures_recorded(
     tmp_path: Path,
 ) -> None:
-    """Two null servers, round-robin, the demo chatbot's 40 requests at 10 a second: the second
-    is stopped once 8 requests are journalled (past the 2 warm-up ones); every request is
-    recorded, the ones it lost failed and named, the rest went to the first, and the run exits
-    1."""
+    """Two null servers as the workload's `servers:` (one with credentials in its URL),
+    round-robin, the demo chatbot's 40 requests at 10 a second: the second is stopped once 8
+    requests are journalled (past the 2 warm-up ones); every request is recorded, the ones it
+    lost failed and named, the rest went to the first, the run exits 1, and the credentials
+    are written nowhere."""
     model = str(REPO / ".vllm" / "model")
     keep = NullServer(tmp_path, "--ttft-ms", "5", "--itl-ms", "2", "--model-root", model)
     dies = NullServer(tmp_path, "--ttft-ms", "5", "--itl-ms", "2", "--model-root", model)
+    workload = yaml.safe_load(CHATBOT.read_text())
+    workload["source"]["trace"] = str((CHATBOT.parent / workload["source"]["trace"]).resolve())
+    workload["servers"] = [keep.url, dies.url.replace("http://", "http://user:s3cret@")]
+    workload["routing"] = "round-robin"
+    path = tmp_path / "replicas.yaml"
+    path.write_text(yaml.safe_dump(workload))
     out = tmp_path / "run"
 
     def stop_when_under_way() -> None:
@@ -116,24 +125,8 @@ def test_a_replica_that_dies_mid_run_is_taken_out_and_its_failures_recorded(
     timer = threading.Thread(target=stop_when_under_way, daemon=True)
     try:
         timer.start()
-        code = main(
-            [
-                "run",
-                str(CHATBOT),
-                "--server",
-                keep.url,
-                "--server",
-                dies.url,
-                "--rate",
-                "10",
-                "--pattern",
-                "constant",
-                "--idle-baseline",
-                "0",
-                "--out",
-                str(out),
-            ]
-        )
+        argv = [str(path), "--rate", "10", "--pattern", "constant", "--idle-baseline", "0"]
+        code = main(["run", *argv, "--out", str(out)])
     finally:
         timer.join(60)
         keep.stop()
@@ -147,7 +140,12 @@ def test_a_replica_that_dies_mid_run_is_taken_out_and_its_failures_recorded(
     last_failure = failed["sent_ns"].max()
     after = requests[requests["sent_ns"] > last_failure + 50_000_000]
     assert len(after) > 0 and set(after["server"]) == {keep.url} and after["ok"].all()
+    assert summary["run"]["aborted_reason"] is None  # one replica lost is not the deployment
     by_url = {r["url"]: r for r in summary["servers"]["replicas"]}
     assert by_url[dies.url]["requests_failed"] == len(failed)
     assert by_url[keep.url]["requests_failed"] == 0
     assert summary["requests_failed"] == len(failed)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["workload"]["routing"] == "round-robin"
+    written = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".md", ".html")]
+    assert written and not [p for p in written if "s3cret" in p.read_text()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.telemetry.server_metrics import parse_metrics, phase_deltas
+from harness.telemetry.server_metrics import parse_metrics, phase_deltas, sum_samples
 
 TEXT = """\
 # HELP vllm:request_prefill_time_seconds Histogram of time spent in PREFILL phase.
@@ -56,3 +56,14 @@ def test_counter_reset_is_flagged() -> None:
     d = phase_deltas(parse_metrics(_text(10, 4.5, 400)), parse_metrics(_text(2, 1.0, 50)))
     assert d["phases"]["prefill"] == {"reset": True}
     assert d["counters"]["generation_tokens"] is None
+
+
+def test_replicas_samples_add_up_but_a_share_of_a_server_is_their_mean() -> None:
+    a = {"vllm:num_requests_running": 3.0, "vllm:kv_cache_usage_perc": 0.5, "x_total": 10.0}
+    b = {"vllm:num_requests_running": 1.0, "vllm:kv_cache_usage_perc": 0.25}
+    total = sum_samples([a, b])
+    assert total == {
+        "vllm:num_requests_running": 4.0,
+        "vllm:kv_cache_usage_perc": 0.375,
+        "x_total": 10.0,
+    }
