@@ -13,14 +13,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import get_args
 
 from harness.client import Client, ClientOptions, Completion
 from harness.records import RequestRecord
 from harness.server import health_problem
 from harness.workload.spec import RoutingPolicy
-
-ROUTING_POLICIES: tuple[str, ...] = get_args(RoutingPolicy)
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,11 @@ from harness.config_files import validation_message
 from harness.errors import ResultsError
 from harness.latency_split import latency_split, session_figures
 from harness.records import TABLE_COLUMN_KINDS
+from harness.replica_figures import replica_figures
 from harness.results import MANIFEST_FILE, SUMMARY_FILE, RunReader, arrow_frame, table_frame
 from harness.summary import DEFAULT_PERCENTILES, Summary, new_summary, parse_summary
 from harness.workload.slo import Slo
+from harness.workload.spec import ROUTING_POLICIES
 
 RECOVERED_NOTE = (
     "the run did not finish (status {status!r}): figures are recovered from its journals; "
@@ -112,6 +114,20 @@ def _percentiles(plan: Mapping[str, Any]) -> Sequence[float]:
     return DEFAULT_PERCENTILES
 
 
+def _replicas(manifest: Mapping[str, Any]) -> tuple[list[str], str] | None:
+    """The replicas' URLs and the routing of a run against several, from its manifest;
+    None for one server (or a manifest that does not say)."""
+    server, workload = manifest.get("server"), manifest.get("workload")
+    replicas = server.get("replicas") if isinstance(server, Mapping) else None
+    routing = workload.get("routing") if isinstance(workload, Mapping) else None
+    if not isinstance(replicas, list) or len(replicas) < 2 or routing not in ROUTING_POLICIES:
+        return None
+    urls = [r.get("base_url") for r in replicas if isinstance(r, Mapping)]
+    if not all(isinstance(u, str) for u in urls):
+        return None
+    return [str(u) for u in urls], str(routing)
+
+
 def recover_summary(reader: RunReader) -> Summary:
     """A summary for a run directory that has tables (or their journals) but no summary.json;
     it says it was recovered and why figures are missing."""
@@ -141,6 +157,19 @@ def recover_summary(reader: RunReader) -> Summary:
     }
     reason = RECOVERED_NOTE.format(status=status)
     summary["server_metrics"] = {"available": False, "reason": reason}
+    replicas = _replicas(manifest)
+    if replicas is not None:
+        urls, routing = replicas
+        unread = {"available": False, "reason": reason}
+        summary["servers"] = replica_figures(
+            reader,
+            requests.frame,
+            urls,
+            routing,
+            dict.fromkeys(urls, unread),
+            _slo(reader),
+            _percentiles(plan),
+        )
     summary["energy"] = None
     summary["recovered"] = {"from": "journals", "status": status, "note": reason}
     return new_summary(summary)

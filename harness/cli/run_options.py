@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from harness.cli.common import add_workload_args, number_in, option_errors, out_dir
 from harness.errors import ConfigError
-from harness.routing import ROUTING_POLICIES
 from harness.run.prepare import DEFAULT_CALIBRATION
 from harness.server_process import DEFAULT_STARTUP_TIMEOUT_S
 from harness.summary import DEFAULT_PERCENTILES, describe_arrivals
@@ -21,7 +20,7 @@ from harness.telemetry.dcgm import exporter_url
 from harness.telemetry.steady import STEADY_FRAC, STEADY_MIN_S
 from harness.tools.sandbox import require_sandbox
 from harness.workload.limits import MAX_LOAD_WORKERS, MAX_SEED
-from harness.workload.spec import WorkloadSpec
+from harness.workload.spec import ROUTING_POLICIES, WorkloadSpec
 
 MAX_START_TIMEOUT_S = 86_400.0
 """A day: longer than any start, short of a timeout that never comes."""

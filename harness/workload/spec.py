@@ -4,7 +4,7 @@ request options and SLOs. Validated with pydantic; unknown keys are errors namin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -133,6 +133,7 @@ class LimitSpec(_Strict):
 
 RoutingPolicy = Literal["round-robin", "least-outstanding", "session-affinity"]
 """How a run spreads its requests over several replicas (harness.routing)."""
+ROUTING_POLICIES: tuple[str, ...] = get_args(RoutingPolicy)
 
 
 class WorkloadSpec(_Strict):

@@ -17,7 +17,8 @@ from null_server_process import NullServer
 from run_children import wait_for_records
 
 from harness.cli import main
-from harness.results import JOURNAL_FILE
+from harness.results import JOURNAL_FILE, RunReader
+from harness.run_summary import read_summary
 from harness.server import ServerInfo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,3 +150,11 @@ def test_a_replica_that_dies_mid_run_is_taken_out_and_its_failures_recorded(
     assert manifest["workload"]["routing"] == "round-robin"
     written = [p for p in out.rglob("*") if p.is_file() and p.suffix in (".json", ".md", ".html")]
     assert written and not [p for p in written if "s3cret" in p.read_text()]
+    # Without its summary (a crashed run's directory), the replicas' figures are recovered.
+    (out / "summary.json").unlink()
+    recovered = read_summary(RunReader(out))
+    assert recovered.recovered is not None and recovered.servers is not None
+    again = {r.url: r for r in recovered.servers.replicas}
+    assert again[dies.url].requests_failed == len(failed)
+    assert again[keep.url].requests_total == by_url[keep.url]["requests_total"]
+    assert not again[keep.url].server_metrics.available
