@@ -236,7 +236,12 @@ def run_settings(manifest: Mapping[str, Any], load: LoadApplied | None = None) -
     manifest; settings the manifest lacks are left out."""
     replay, server = _block(manifest, "replay"), _block(manifest, "server")
     version = _text(server.get("server_version"))
+    replicas = server.get("replicas")
+    count = len(replicas) if isinstance(replicas, list) else 1
+    several = count > 1
     url = _text(server.get("base_url"))
+    if several:
+        url = f"{count} replicas from {url}"
     launch = lookup(server, "launch.kind")
     server_text = " ".join(
         t for t in (url, None if version is None else f"vLLM {version}", _text(launch)) if t
@@ -249,6 +254,7 @@ def run_settings(manifest: Mapping[str, Any], load: LoadApplied | None = None) -
         "warmup requests": _text(replay.get("warmup_requests")),
         "API": _text(lookup(manifest, "workload.request.api")),
         "server": server_text or None,
+        "routing": _text(lookup(manifest, "workload.routing")) if several else None,
         "load workers": _text(lookup(manifest, "plan.load_workers.used")),
         "host": _host_text(manifest.get("host")),
         "GPUs": _gpu_text(manifest.get("gpu")),

@@ -325,7 +325,16 @@ def test_each_compared_run_has_its_settings_beside_it(entries: list[Any]) -> Non
     # A summary without `load` (schema 1): the manifest's arrivals, in the summary's words.
     assert settings["arrivals"] == "Poisson arrivals at 5 sessions/s, at most 8 requests in flight"
     assert settings["max concurrency"] == "8" and settings["API"] == "chat"
-    assert settings["server"] == "http://h:8000 vLLM 0.9.2"
+    assert settings["server"] == "http://h:8000 vLLM 0.9.2" and "routing" not in settings
+    replicas = [{"base_url": "http://h:8000"}, {"base_url": "http://g:8000"}]
+    several = {
+        **manifest,
+        "server": {**manifest["server"], "replicas": replicas},
+        "workload": {"routing": "session-affinity"},
+    }
+    routed = run_settings(several)
+    assert routed["server"] == "2 replicas from http://h:8000 vLLM 0.9.2"
+    assert routed["routing"] == "session-affinity"
     sweep = sweep_entry("s", "s", _capacity())
     assert sweep.settings["load ladder"].startswith("rate: ")
     entries = [*entries, sweep]
