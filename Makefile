@@ -48,7 +48,7 @@ integration: setup setup-server
 	$(VENV)/bin/pytest -m integration
 
 test: setup setup-server setup-browser setup-sandbox lint
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest --durations=25
 
 demo: setup setup-server
 	bash scripts/demo.sh
