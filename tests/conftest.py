@@ -20,7 +20,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_SERVER_URL_ENV = "HARNESS_TEST_SERVER_URL"
 TEST_SERVER_B_URL_ENV = "HARNESS_TEST_SERVER_B_URL"
 SERVER_B_ARGS = ("--max-num-seqs", "16")
-"""The second test server's configuration: the tiny model with fewer running requests."""
+SERVER_B_KV_GIB = 1.0
+"""The second test server's configuration: the tiny model with fewer running requests and
+half the KV cache (which also keeps the session's memory down)."""
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,14 +49,18 @@ class _SessionServer:
     """A session's vLLM server, started in a background thread as soon as the session knows a
     test needs it, so its start (a minute or more) overlaps the tests that need no server."""
 
-    def __init__(self, url_env: str, name: str, extra_args: tuple[str, ...]) -> None:
+    def __init__(
+        self, url_env: str, name: str, extra_args: tuple[str, ...], kv_cache_gib: float
+    ) -> None:
         self.name = name
         url = os.environ.get(url_env)
         if url:
             self.server: Server = AttachedServer(url)
         else:
             log = REPO_ROOT / ".vllm" / "logs" / f"pytest-{name}-{os.getpid()}.log"
-            self.server = EmbeddedServer(REPO_ROOT, extra_args=extra_args, log_path=log)
+            self.server = EmbeddedServer(
+                REPO_ROOT, extra_args=extra_args, log_path=log, kv_cache_gib=kv_cache_gib
+            )
         self._info: ServerInfo | None = None
         self._error: ServerError | None = None
         self._thread = threading.Thread(target=self._start, name=f"start-{name}", daemon=True)
@@ -83,12 +89,12 @@ class _SessionServer:
         self.server.stop()
 
 
-SESSION_SERVERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "vllm_server": (TEST_SERVER_URL_ENV, "server", ()),
-    "vllm_server_b": (TEST_SERVER_B_URL_ENV, "server-b", SERVER_B_ARGS),
+SESSION_SERVERS: dict[str, tuple[str, str, tuple[str, ...], float]] = {
+    "vllm_server": (TEST_SERVER_URL_ENV, "server", (), 2.0),
+    "vllm_server_b": (TEST_SERVER_B_URL_ENV, "server-b", SERVER_B_ARGS, SERVER_B_KV_GIB),
 }
 """Fixture name → (the environment variable naming a running one, its name, its extra
-`vllm serve` arguments)."""
+`vllm serve` arguments, its KV cache in GiB)."""
 
 _started: dict[str, _SessionServer] = {}
 
@@ -124,7 +130,7 @@ def vllm_server() -> Iterator[ServerInfo]:
 @pytest.fixture(scope="session")
 def vllm_server_b() -> Iterator[ServerInfo]:
     """A second real vLLM server, another configuration of the tiny model (at most 16 running
-    requests), standing in for a second replica or hardware generation: attach to
+    requests, a 1 GiB KV cache), standing in for a second replica or hardware generation: attach to
     $HARNESS_TEST_SERVER_B_URL or start one."""
     server = _session_server("vllm_server_b")
     yield server.info()

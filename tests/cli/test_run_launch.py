@@ -255,7 +255,8 @@ def _left_behind(tag: str, grace_s: float = 5.0) -> list[psutil.Process]:
 
 def _watch(proc: subprocess.Popen[bytes], deadline: float) -> dict[int, _Seen]:
     """Every descendant of the running harness (its latest command line, parent and
-    session) until the harness exits; AssertionError if it runs past `deadline`."""
+    session, while it was alive) until the harness exits; AssertionError if it runs past
+    `deadline`."""
     seen: dict[int, _Seen] = {}
     harness = psutil.Process(proc.pid)
     while proc.poll() is None:
@@ -264,6 +265,8 @@ def _watch(proc: subprocess.Popen[bytes], deadline: float) -> dict[int, _Seen]:
         with contextlib.suppress(psutil.NoSuchProcess):
             for child in harness.children(recursive=True):
                 with contextlib.suppress(psutil.Error, ProcessLookupError):
+                    if child.status() == psutil.STATUS_ZOMBIE:
+                        continue  # an exited child's command line reads empty
                     seen[child.pid] = _Seen(child.cmdline(), child.ppid(), os.getsid(child.pid))
         time.sleep(0.25)
     return seen
