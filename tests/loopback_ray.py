@@ -93,16 +93,6 @@ def alive_nodes(address: str) -> int:
     return int(lines[-1]) if done.returncode == 0 and lines and lines[-1].isdigit() else 0
 
 
-def kill_actor(address: str, name: str, namespace: str) -> None:
-    """ray.kill the named actor, from a driver of its own."""
-    code = (
-        f"import ray; ray.init(address={address!r}, logging_level='ERROR', "
-        f"log_to_driver=False); ray.kill(ray.get_actor({name!r}, namespace={namespace!r}), "
-        "no_restart=True)"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, env=_env(), timeout=60)
-
-
 def named_actors(address: str, namespace: str) -> list[str]:
     """The names of the live named actors in `namespace`, from a driver of its own."""
     code = (

@@ -207,6 +207,7 @@ def place(cluster: Cluster, choice: RayChoice, count: int, say: Any) -> Placed:
                 "ip": first["ip"],
                 "workers": workers,
                 "actors": [shards.names[k] for k in workers],
+                "actor_pids": [shards.nodes[k]["pid"] for k in workers],
                 "clock": best.to_dict(),
                 "host": first["host"],
                 "gpu": first["gpu"],

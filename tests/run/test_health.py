@@ -132,23 +132,24 @@ async def _spin_window(cpu_s: float) -> WorkerHealth:
 async def test_a_cpu_spin_gives_cpu_util_near_one_core() -> None:
     # 0.3 s of this process's CPU. On a shared host the scheduler may hold the spinning
     # thread off its core; that wait is taken out of the wall time where Linux reports it.
+    # Another thread of this process holding the GIL is not such a wait: a window it spoiled
+    # is tried again, up to _ATTEMPTS times.
     for _ in range(_ATTEMPTS):
         wait_before_s = _runqueue_wait_s()
         health = await _spin_window(0.3)
         wait_after_s = _runqueue_wait_s()
+        held_off_s = 0.0
         if wait_before_s is not None and wait_after_s is not None:
             held_off_s = wait_after_s - wait_before_s
-            break
-        held_off_s = 0.0
-        if health.cpu_util is not None and health.cpu_util > 0.85:
+        assert health.wall_s is not None and health.cpu_util is not None
+        on_core_share = health.cpu_util * health.wall_s / (health.wall_s - held_off_s)
+        if 0.85 < on_core_share <= 1.15:
             break
 
     assert health.cpu_s is not None and 0.3 <= health.cpu_s < 0.35
-    assert health.wall_s is not None and health.cpu_util is not None
     assert health.cpu_util == pytest.approx(health.cpu_s / health.wall_s)
     assert health.cpu_util <= 1.1
-    on_core_s = health.wall_s - held_off_s
-    assert 0.85 < health.cpu_util * health.wall_s / on_core_s <= 1.15
+    assert 0.85 < on_core_share <= 1.15
 
 
 async def test_a_long_stall_counts_once_not_once_per_missed_tick() -> None:
