@@ -247,6 +247,7 @@ class Client:
         recorder = _Recorder(self.opts.api, record)
         record.server = self.opts.base_url
         record.sent_ns = self._now_ns()
+        lost = False
         try:
             async with asyncio.timeout(self.opts.timeout_s):
                 response = await self._pool.post(
@@ -261,9 +262,7 @@ class Client:
             record.error = f"timeout after {self.opts.timeout_s:g} s"
         except HttpStreamError as err:
             record.error = f"{type(err).__name__}: {err}"
-            if isinstance(err, CONNECTION_LOST):
-                record.done_ns = self._now_ns()
-                return Completion(None, connection_lost=True)
+            lost = isinstance(err, CONNECTION_LOST)
         except (ValueError, KeyError) as err:
             record.error = f"malformed stream: {err}"
         except asyncio.CancelledError:
@@ -274,4 +273,4 @@ class Client:
         if record.error is None and record.output_tokens is None:
             record.error = "stream ended without a usage chunk"
         ok = recorder.have_ids and record.error is None
-        return Completion(recorder.output_ids if ok else None)
+        return Completion(recorder.output_ids if ok else None, connection_lost=lost)

@@ -10,13 +10,12 @@ only talks HTTP to it (aiohttp).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -331,7 +330,7 @@ class AttachedReplicas(Server):
                 )
         lengths = [i.max_model_len for i in infos if i.max_model_len is not None]
         launch = {**first.launch, "kind": self.kind, "replicas": len(infos)}
-        self._info = dataclasses.replace(
+        self._info = replace(
             first,
             max_model_len=min(lengths) if lengths else None,
             launch=launch,

@@ -135,12 +135,8 @@ def routing_plan(info: ServerInfo, policy: RoutingPolicy) -> RoutingPlan | None:
     """How requests are spread over the replicas, each with its own headers; None: one server."""
     if len(info.urls) < 2:
         return None
-    endpoints = info.endpoints()
-    return RoutingPlan(
-        tuple(url for url, _ in endpoints),
-        policy,
-        tuple(tuple(headers.items()) for _, headers in endpoints),
-    )
+    headers = tuple(tuple(h.items()) for _, h in info.endpoints())
+    return RoutingPlan(info.urls, policy, headers)
 
 
 def _status(outcome: ReplayOutcome) -> str:
