@@ -242,7 +242,8 @@ def run_settings(manifest: Mapping[str, Any], load: LoadApplied | None = None) -
     url = _text(server.get("base_url"))
     if several:
         url = f"{count} replicas from {url}"
-    launch = lookup(server, "launch.kind")
+    # Several replicas' kind ("replicas") would say again what the count says.
+    launch = None if several else lookup(server, "launch.kind")
     server_text = " ".join(
         t for t in (url, None if version is None else f"vLLM {version}", _text(launch)) if t
     )

@@ -329,7 +329,7 @@ def test_each_compared_run_has_its_settings_beside_it(entries: list[Any]) -> Non
     replicas = [{"base_url": "http://h:8000"}, {"base_url": "http://g:8000"}]
     several = {
         **manifest,
-        "server": {**manifest["server"], "replicas": replicas},
+        "server": {**manifest["server"], "replicas": replicas, "launch": {"kind": "replicas"}},
         "workload": {"routing": "session-affinity"},
     }
     routed = run_settings(several)
