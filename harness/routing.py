@@ -3,8 +3,9 @@
 Each load worker routes its own requests: `round-robin` takes the replicas in turn,
 `least-outstanding` the one with the fewest of this worker's requests in flight, and
 `session-affinity` keeps a session (a conversation, an agent session) on one replica, as a
-prefix-cache-aware router would, by rendezvous hashing of its id: a replica taken out moves
-only its own sessions. A replica whose connection is lost, and whose /health then does not
+prefix-cache-aware router would, by rendezvous hashing of its id against each replica's place
+in the list: a replica taken out moves only its own sessions, and the same workload on the same
+number of replicas is placed the same way whatever their addresses, so runs compare. A replica whose connection is lost, and whose /health then does not
 answer either, is taken out of this worker's routing for the rest of the run; its failed
 requests stay recorded as failed."""
 
@@ -34,9 +35,10 @@ HEALTH_TIMEOUT_S = 2.0
 """How long a replica whose connection was lost has to answer /health to stay in."""
 
 
-def _weight(session_id: str, url: str) -> bytes:
-    """The rendezvous weight of a session on a replica (the highest weight wins)."""
-    return hashlib.blake2b(f"{url}\0{session_id}".encode(), digest_size=8).digest()
+def _weight(session_id: str, replica: int) -> bytes:
+    """The rendezvous weight of a session on the replica at place `replica` (the highest
+    weight wins). The place, not the URL: a port chosen at start must not move sessions."""
+    return hashlib.blake2b(f"{replica}\0{session_id}".encode(), digest_size=8).digest()
 
 
 class Router:
@@ -80,8 +82,7 @@ class Router:
             return None
         policy = self.plan.policy
         if policy == "session-affinity":
-            urls = self.plan.urls
-            return max(live, key=lambda k: _weight(session_id, urls[k]))
+            return max(live, key=lambda k: _weight(session_id, k))
         if policy == "least-outstanding":
             # Ties go round in turn, so an idle start does not send everything to the first.
             n = len(self.plan.urls)

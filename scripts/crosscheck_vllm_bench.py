@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -197,10 +198,20 @@ def main() -> None:
             "median_tpot_spread": spread(tpot),
         }
     vb, hn = result["vllm_bench"], result["harness"]
+    pairs = list(zip(rows["vllm_bench"], rows["harness"], strict=True))
     result["output_lens_identical"] = all(
-        sorted(a["output_lens"]) == sorted(b["output_lens"])
-        for a, b in zip(rows["vllm_bench"], rows["harness"], strict=True)
+        sorted(a["output_lens"]) == sorted(b["output_lens"]) for a, b in pairs
     )
+    # Where they differ, which lengths each client saw that the other did not (rep by rep).
+    result["output_lens_differences"] = [
+        {
+            "rep": rep,
+            "vllm_bench_only": dict(Counter(a["output_lens"]) - Counter(b["output_lens"])),
+            "harness_only": dict(Counter(b["output_lens"]) - Counter(a["output_lens"])),
+        }
+        for rep, (a, b) in enumerate(pairs)
+        if sorted(a["output_lens"]) != sorted(b["output_lens"])
+    ]
     # Medians over repetitions: a server-side stall in one run moves a mean, not a median.
     result["throughput_ratio"] = hn["throughput_median"] / vb["throughput_median"]
     result["throughput_best_ratio"] = hn["throughput_best"] / vb["throughput_best"]

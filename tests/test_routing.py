@@ -120,6 +120,18 @@ async def test_session_affinity_keeps_each_session_on_one_replica_and_moves_only
     assert router.down == {urls[0]: "test"}
 
 
+def test_session_affinity_places_by_the_replicas_places_not_their_addresses() -> None:
+    """Two deployments on other ports place the same sessions on the same places, so a
+    workload's split (and its prefix-cache figures) compares across runs."""
+    sessions = [f"session-{k}" for k in range(50)]
+    placed = []
+    for ports in ((8000, 8001), (41234, 39876)):
+        router = _router([f"http://127.0.0.1:{p}" for p in ports], "session-affinity")
+        placed.append([router.pick(s) for s in sessions])
+    assert placed[0] == placed[1]
+    assert 10 < sum(placed[0]) < 40  # both places get a fair share
+
+
 async def test_a_replica_whose_connection_is_lost_and_health_fails_is_taken_out(
     tmp_path: Path,
 ) -> None:

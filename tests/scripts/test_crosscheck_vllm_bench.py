@@ -49,9 +49,10 @@ def test_harness_matches_vllm_bench(vllm_server: ServerInfo, tmp_path: Path) -> 
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["output_lens_identical"] is True
-    for name in ("vllm_bench", "harness"):
-        for run in result[name]["runs"]:
-            assert run["output_tokens"] == 200 * 128
+    runs = {name: result[name]["runs"] for name in ("vllm_bench", "harness")}
+    for name, figs in runs.items():
+        assert [run["completed"] for run in figs] == [200] * 3, (name, figs)
+        assert [run["output_tokens"] for run in figs] == [200 * 128] * 3, (name, figs)
+    assert result["output_lens_identical"] is True, result["output_lens_differences"]
     assert abs(result["throughput_best_ratio"] - 1) <= THROUGHPUT_BEST_TOLERANCE, result
     assert abs(result["median_tpot_ratio"] - 1) <= MEDIAN_TPOT_TOLERANCE, result
