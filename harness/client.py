@@ -59,6 +59,9 @@ class Completion:
     connection_lost: bool = False
     """The server could not be connected to, or dropped the connection mid-response (a
     replica that went down), as opposed to answering with an error."""
+    timed_out: bool = False
+    """No complete answer came within the request timeout (a replica that hangs, or one too
+    slow for the timeout)."""
 
 
 def _payload(opts: ClientOptions, prompt: list[int] | str, max_tokens: int) -> dict[str, Any]:
@@ -247,7 +250,7 @@ class Client:
         recorder = _Recorder(self.opts.api, record)
         record.server = self.opts.base_url
         record.sent_ns = self._now_ns()
-        lost = False
+        lost = timed_out = False
         try:
             async with asyncio.timeout(self.opts.timeout_s):
                 response = await self._pool.post(
@@ -260,6 +263,7 @@ class Client:
                 return Completion(None)
         except TimeoutError:
             record.error = f"timeout after {self.opts.timeout_s:g} s"
+            timed_out = True
         except HttpStreamError as err:
             record.error = f"{type(err).__name__}: {err}"
             lost = isinstance(err, CONNECTION_LOST)
@@ -273,4 +277,4 @@ class Client:
         if record.error is None and record.output_tokens is None:
             record.error = "stream ended without a usage chunk"
         ok = recorder.have_ids and record.error is None
-        return Completion(recorder.output_ids if ok else None, connection_lost=lost)
+        return Completion(recorder.output_ids if ok else None, lost, timed_out)

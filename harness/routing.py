@@ -5,9 +5,10 @@ Each load worker routes its own requests: `round-robin` takes the replicas in tu
 `session-affinity` keeps a session (a conversation, an agent session) on one replica, as a
 prefix-cache-aware router would, by rendezvous hashing of its id against each replica's place
 in the list: a replica taken out moves only its own sessions, and the same workload on the same
-number of replicas is placed the same way whatever their addresses, so runs compare. A replica whose connection is lost, and whose /health then does not
-answer either, is taken out of this worker's routing for the rest of the run; its failed
-requests stay recorded as failed."""
+number of replicas is placed the same way whatever their addresses, so runs compare. A replica
+whose connection is lost or whose request timed out, and whose /health then does not answer
+either, is taken out of this worker's routing for the rest of the run; its failed requests stay
+recorded as failed."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ class RoutingPlan:
 
 
 HEALTH_TIMEOUT_S = 2.0
-"""How long a replica whose connection was lost has to answer /health to stay in."""
+"""How long a replica whose connection was lost, or whose request timed out, has to answer
+/health to stay in."""
 
 
 def _weight(session_id: str, replica: int) -> bytes:
@@ -112,7 +114,7 @@ class Router:
             completion = await self._clients[k].send(record, prompt)
         finally:
             self._in_flight[k] -= 1
-        if not completion.connection_lost:
+        if not (completion.connection_lost or completion.timed_out):
             return completion
         if k in self._live:
             why = await health_problem(self.plan.urls[k], dict(self._headers[k]), HEALTH_TIMEOUT_S)

@@ -4,7 +4,8 @@
 Runs the same random workload (fixed input and output lengths, same request count and
 concurrency cap) through `vllm bench serve` and through `harness run`, alternating, for
 several repetitions, and prints output token counts, output throughput and median TPOT
-of each, their ratios, and the run-to-run spread of each client.
+of each, their ratios, and the run-to-run spread of each client. A repetition in which
+either client saw a request fail is run once more; the JSON's `reps_rerun` says which and why.
 
     .venv/bin/python scripts/crosscheck_vllm_bench.py --server http://127.0.0.1:8000 \
         --tokenizer .vllm/model --reps 3 --json crosscheck.json
@@ -85,6 +86,7 @@ def run_vllm_bench(args: argparse.Namespace, out_dir: Path, seed: int) -> dict[s
         "median_tpot_ms": float(data["median_tpot_ms"]),
         "median_ttft_ms": float(data["median_ttft_ms"]),
         "duration_s": float(data["duration"]),
+        "errors": sorted({str(e) for e in data.get("errors", []) if e})[:5],
     }
 
 
@@ -139,6 +141,7 @@ def run_harness(args: argparse.Namespace, out_dir: Path, seed: int) -> dict[str,
         "median_tpot_ms": float(summary["tpot_ms"]["p50"]),
         "median_ttft_ms": float(summary["ttft_ms"]["p50"]),
         "duration_s": float(summary["duration_s"]),
+        "errors": sorted(summary.get("errors") or {})[:5],
     }
 
 
@@ -165,27 +168,49 @@ def main() -> None:
     args = p.parse_args()
 
     rows: dict[str, list[dict[str, Any]]] = {"vllm_bench": [], "harness": []}
+    reruns: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="crosscheck-") as tmp:
         for rep in range(args.reps):
-            for name, fn in (("vllm_bench", run_vllm_bench), ("harness", run_harness)):
-                out = Path(tmp) / f"{name}-{rep}"
-                out.mkdir()
-                fig = fn(args, out, seed=rep)
-                rows[name].append(fig)
-                print(
-                    f"rep {rep} {name:10s} completed {fig['completed']:4d} "
-                    f"output_tokens {fig['output_tokens']:6d} "
-                    f"throughput {fig['output_throughput_tok_s']:8.1f} tok/s "
-                    f"median TPOT {fig['median_tpot_ms']:7.2f} ms "
-                    f"median TTFT {fig['median_ttft_ms']:8.1f} ms",
-                    flush=True,
+            for attempt in range(2):
+                pair = {}
+                for name, fn in (("vllm_bench", run_vllm_bench), ("harness", run_harness)):
+                    out = Path(tmp) / f"{name}-{rep}-{attempt}"
+                    out.mkdir()
+                    fig = pair[name] = fn(args, out, seed=rep)
+                    print(
+                        f"rep {rep} {name:10s} completed {fig['completed']:4d} "
+                        f"output_tokens {fig['output_tokens']:6d} "
+                        f"throughput {fig['output_throughput_tok_s']:8.1f} tok/s "
+                        f"median TPOT {fig['median_tpot_ms']:7.2f} ms "
+                        f"median TTFT {fig['median_ttft_ms']:8.1f} ms",
+                        flush=True,
+                    )
+                failed = {n: f for n, f in pair.items() if f["completed"] < args.num_prompts}
+                if not failed or attempt == 1:
+                    break
+                # A request the server failed spoils the comparison of this repetition: it is
+                # run once more, and the rerun and its errors are in the figures.
+                reruns.append(
+                    {
+                        "rep": rep,
+                        **{
+                            n: {"completed": f["completed"], "errors": f["errors"]}
+                            for n, f in failed.items()
+                        },
+                    }
                 )
+                print(f"rep {rep}: requests failed ({sorted(failed)}), run once more", flush=True)
+            for name, fig in pair.items():
+                rows[name].append(fig)
     result: dict[str, Any] = {"config": {k: v for k, v in vars(args).items() if k != "json"}}
+    result["reps_rerun"] = reruns
     for name, figs in rows.items():
         thr = [f["output_throughput_tok_s"] for f in figs]
         tpot = [f["median_tpot_ms"] for f in figs]
         result[name] = {
-            "runs": [{k: v for k, v in f.items() if k != "output_lens"} for f in figs],
+            "runs": [
+                {k: v for k, v in f.items() if k not in ("output_lens", "errors")} for f in figs
+            ],
             "output_lens_identical_across_runs": all(
                 sorted(f["output_lens"]) == sorted(figs[0]["output_lens"]) for f in figs
             ),

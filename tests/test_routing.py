@@ -5,6 +5,7 @@ lost, and the error once none is left."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 from collections import Counter
 from collections.abc import Iterator
@@ -159,3 +160,29 @@ async def test_a_replica_whose_connection_is_lost_and_health_fails_is_taken_out(
     assert lost.server is None and lost.error is not None
     assert lost.error.startswith("no replica left in the routing (taken out: ")
     assert dead in lost.error and live.url in lost.error
+
+
+async def test_a_replica_that_hangs_past_the_timeout_and_fails_health_is_taken_out(
+    tmp_path: Path,
+) -> None:
+    """A stopped process (SIGSTOP) accepts connections in its backlog but never answers: its
+    requests time out, /health times out too, and it is taken out; the other replica serves."""
+    hung, live = NullServer(tmp_path), NullServer(tmp_path)
+    opts = ClientOptions(base_url=hung.url, model="null-model", timeout_s=1)
+    plan = RoutingPlan((hung.url, live.url), "round-robin")
+    try:
+        hung.proc.send_signal(signal.SIGSTOP)
+        sender = open_sender(opts, plan, RunClock().now_ns)
+        records = [_record(i) for i in range(4)]
+        async with sender:
+            completions = [await sender.send(r, [1, 2, 3, 4]) for r in records]
+            assert isinstance(sender, Router)
+            assert list(sender.down) == [hung.url]
+    finally:
+        hung.proc.send_signal(signal.SIGCONT)
+        hung.stop()
+        live.stop()
+    assert records[0].server == hung.url and records[0].error == "timeout after 1 s"
+    assert completions[0].timed_out and not completions[0].connection_lost
+    assert "timeout after 1 s; /health: " in sender.down[hung.url]
+    assert [r.server for r in records[1:]] == [live.url] * 3 and all(r.ok for r in records[1:])

@@ -49,6 +49,9 @@ def test_harness_matches_vllm_bench(vllm_server: ServerInfo, tmp_path: Path) -> 
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())
+    # A repetition in which the server failed a request is run once more; more than one is
+    # no longer a stall of this host's server.
+    assert len(result["reps_rerun"]) <= 1, result["reps_rerun"]
     runs = {name: result[name]["runs"] for name in ("vllm_bench", "harness")}
     for name, figs in runs.items():
         assert [run["completed"] for run in figs] == [200] * 3, (name, figs)
