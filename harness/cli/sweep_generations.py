@@ -46,36 +46,42 @@ PER_SERVER_OPTIONS = ("server_pid", "gpus", "gpu_metrics", "accelerator")
 
 
 def add_generation_args(p: argparse.ArgumentParser) -> None:
-    """`--generation NAME=URL` (repeatable)."""
+    """`--generation NAME=URL[,URL...]` (repeatable)."""
     p.add_argument(
         "--generation",
         type=generation_pair,
         action="append",
         default=[],
-        metavar="NAME=URL",
-        help="a hardware generation's attached server (repeatable, instead of --server): each "
+        metavar="NAME=URL[,URL...]",
+        help="a hardware generation's attached server, or its replicas comma-separated (routed "
+        "by --routing) (repeatable, instead of --server): each "
         "gets its own sweep in OUT/NAME, at the same time on the --ray cluster (its CPUs "
         "split between them) or one after the other without --ray, then harness compare of "
         "them in OUT/comparison",
     )
 
 
-def generation_pair(text: str) -> tuple[str, str]:
-    """An argparse `type` for `--generation`: NAME=URL, NAME a plain folder name."""
-    name, sep, url = text.partition("=")
+def generation_pair(text: str) -> tuple[str, tuple[str, ...]]:
+    """An argparse `type` for `--generation`: NAME=URL[,URL...], NAME a plain folder name,
+    several URLs the replicas of the generation's deployment."""
+    name, sep, given = text.partition("=")
     name = name.strip()
-    if not sep or not name or not url.strip():
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=URL, e.g. h100=http://h:8000")
+    urls = tuple(u.strip() for u in given.split(","))
+    if not sep or not name or not all(urls):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME=URL or NAME=URL,URL,... (replicas), e.g. h100=http://h:8000"
+        )
     if not _NAME.fullmatch(name) or name in RESERVED_NAMES:
         raise argparse.ArgumentTypeError(
             f"{name!r} is not a generation name: letters, digits, '.', '_' and '-', at most 64, "
             f"starting with a letter or digit, not {', '.join(RESERVED_NAMES)} (it names a folder)"
         )
     try:
-        normalize_base_url(url)
+        for url in urls:
+            normalize_base_url(url)
     except ServerError as err:
         raise argparse.ArgumentTypeError(f"{name}: {err}") from None
-    return name, url.strip()
+    return name, urls
 
 
 def _option(token: str) -> str | None:
@@ -118,17 +124,19 @@ def _generations(args: argparse.Namespace) -> tuple[Generation, ...]:
     """The --generation servers, each name and each server once."""
     generations: list[Generation] = []
     seen: dict[str, str] = {}
-    for name, url in args.generation:
-        shown = split_credentials(normalize_base_url(url))[0]
+    for name, urls in args.generation:
         if any(g.name == name for g in generations):
             raise ConfigError(f"--generation {name} is given twice: each name is one folder")
-        if shown in seen:
-            raise ConfigError(
-                f"--generation {seen[shown]} and {name} name one server ({shown}): each "
-                "generation needs its own"
-            )
-        seen[shown] = name
-        generations.append(Generation(name, url, shown))
+        shown_urls = tuple(split_credentials(normalize_base_url(url))[0] for url in urls)
+        for shown in shown_urls:
+            if shown in seen:
+                where = "itself twice" if seen[shown] == name else f"as {seen[shown]} does"
+                raise ConfigError(
+                    f"--generation {name} names the server {shown} {where}: each generation "
+                    "needs servers of its own"
+                )
+            seen[shown] = name
+        generations.append(Generation(name, urls, shown_urls))
     return tuple(generations)
 
 

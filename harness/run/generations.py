@@ -31,7 +31,8 @@ from harness.run.worker_count import share
 
 GENERATIONS_FILE = "generations.json"
 GENERATIONS_KIND = "harness-generations"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: each generation lists its `servers` (one, or its replicas) where 1 had one `url`."""
 COMPARISON_DIR = "comparison"
 """Where the comparison of the generations' sweeps goes, beside their directories."""
 CAPACITY_FILE = "capacity.json"
@@ -41,13 +42,14 @@ capacity module sits above the run layer)."""
 
 @dataclass(frozen=True)
 class Generation:
-    """One hardware generation: its label (a folder name) and its attached server."""
+    """One hardware generation: its label (a folder name) and its attached server, or its
+    replicas (one deployment's, routed by the sweep's --routing)."""
 
     name: str
-    url: str
-    """As given, credentials included: only the child's --server gets it."""
-    shown_url: str
-    """The URL without credentials, for the console and generations.json."""
+    urls: tuple[str, ...]
+    """As given, credentials included: only the child's --server options get them."""
+    shown_urls: tuple[str, ...]
+    """The URLs without credentials, for the console and generations.json."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ class _Child:
         """The generation's entry in generations.json."""
         return {
             "name": self.generation.name,
-            "url": self.generation.shown_url,
+            "servers": list(self.generation.shown_urls),
             "dir": str(out / self.generation.name),
             "started_at": self.started_at,
             "exit_code": self.exit_code,
@@ -233,7 +235,9 @@ def child_argv(
     """The `harness sweep` command line of one generation: the sweep's own options, its
     server, its directory and, on Ray, the shared cluster and its worker count."""
     argv = [plan.python, "-m", "harness", "sweep", *plan.sweep_args]
-    argv += ["--server", generation.url, "--out", str(plan.out / generation.name)]
+    for url in generation.urls:
+        argv += ["--server", url]
+    argv += ["--out", str(plan.out / generation.name)]
     if share is not None and address is not None:
         argv += ["--ray", address, "--workers", str(share.workers)]
     elif plan.workers is not None:
@@ -344,7 +348,8 @@ def run_generations(plan: GenerationsPlan, say: Callable[[str], None]) -> Genera
         write()
         for child, s in zip(children, shares, strict=True):
             where = "" if s is None else f" on Ray ({s.note})"
-            output.line(f"[{child.generation.name}]", f"{child.generation.shown_url}{where}")
+            shown = " + ".join(child.generation.shown_urls)
+            output.line(f"[{child.generation.name}]", f"{shown}{where}")
         start_s = time.monotonic()
 
         def running() -> list[_Child]:

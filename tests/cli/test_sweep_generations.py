@@ -80,6 +80,8 @@ B = "b=http://127.0.0.1:18001"
         ("h100", "'h100': expected NAME=URL"),
         ("=http://127.0.0.1:1", "expected NAME=URL"),
         ("h100=", "expected NAME=URL"),
+        ("h100=http://127.0.0.1:1,", "expected NAME=URL or NAME=URL,URL,... (replicas)"),
+        ("a=http://127.0.0.1:1,ftp://host", "a: not a server URL: 'ftp://host'"),
         ("a/b=http://127.0.0.1:1", "'a/b' is not a generation name"),
         ("..=http://127.0.0.1:1", "'..' is not a generation name"),
         ("comparison=http://127.0.0.1:1", "'comparison' is not a generation name"),
@@ -99,7 +101,10 @@ def test_a_name_or_a_server_given_twice_is_an_error(
     err = _generations(tmp_path, capsys, "--generation", A, "--generation", A + "1")
     assert "--generation a is given twice" in err
     err = _generations(tmp_path, capsys, "--generation", A, "--generation", "b=127.0.0.1:18000/v1")
-    assert "--generation a and b name one server (http://127.0.0.1:18000)" in err
+    assert "--generation b names the server http://127.0.0.1:18000 as a does" in err
+    twice = "a=http://127.0.0.1:18000,http://127.0.0.1:18000/"
+    err = _generations(tmp_path, capsys, "--generation", twice, "--generation", B)
+    assert "--generation a names the server http://127.0.0.1:18000 itself twice" in err
 
 
 @pytest.mark.parametrize(
@@ -164,7 +169,10 @@ def test_each_child_gets_its_own_out_ray_and_workers_and_the_rest_as_given() -> 
         "1",
     )
     plan = GenerationsPlan(
-        (Generation("a", "http://u:p@h:1", "http://h:1"),),
+        (
+            Generation("a", ("http://u:p@h:1",), ("http://h:1",)),
+            Generation("r", ("http://h:1", "http://h:2"), ("http://h:1", "http://h:2")),
+        ),
         Path("o"),
         kept,
         RayChoice("local"),
@@ -177,6 +185,11 @@ def test_each_child_gets_its_own_out_ray_and_workers_and_the_rest_as_given() -> 
     assert argv[-8:] == [
         *("--server", "http://u:p@h:1", "--out", str(Path("o") / "a")),
         *("--ray", "10.0.0.1:6379", "--workers", "3"),
+    ]
+    # A generation of two replicas: each is a --server of its sweep (routed by its --routing).
+    argv = child_argv(plan, plan.generations[1], None, None)
+    assert argv[-6:] == [
+        *("--server", "http://h:1", "--server", "http://h:2", "--out", str(Path("o") / "r"))
     ]
 
 
@@ -253,7 +266,7 @@ def test_two_generations_sweep_at_once_on_the_ray_cluster_and_are_compared(
         capacity = json.loads((sweep_dir / "capacity.json").read_text())
         assert capacity["status"] == "finished" and capacity["name"] == g["name"]
         manifest = json.loads((sweep_dir / "points" / "rate-1" / "manifest.json").read_text())
-        assert manifest["server"]["base_url"] == servers[g["name"]] == g["url"]
+        assert [manifest["server"]["base_url"]] == [servers[g["name"]]] == g["servers"]
         assert manifest["ray"]["address"] == ray_cluster  # the one cluster both used
     # Both ran at once: each started before the other ended.
     walls = [g["wall_s"] for g in record["generations"]]
