@@ -298,11 +298,13 @@ def capacity_document(
     model: Mapping[str, Any],
     host: Mapping[str, Any],
     power_note: str | None = None,
+    server: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The whole capacity.json (written after every point, so a stopped sweep keeps its
     points; `status` says whether it finished). Points are sorted by load; `run_index` keeps
     the order they ran in (refinement points run last). `stop_reason` says why the ladder
-    stopped before its last load, if it did."""
+    stopped before its last load, if it did. `server` names the server measured (its URLs,
+    the replicas' where several; None before it answered)."""
     ordered = sorted(({**p, "run_index": i} for i, p in enumerate(points)), key=lambda p: p["load"])
     return {
         "kind": CAPACITY_KIND,
@@ -319,6 +321,7 @@ def capacity_document(
         "stop_reason": stopped,
         "capacity": capacity_block(points, devices, device_kind, accelerator, power_note),
         "model": dict(model),
+        "server": None if server is None else dict(server),
         "host": dict(host),
     }
 

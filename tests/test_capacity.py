@@ -441,8 +441,10 @@ def test_capacity_document_keys_match_the_contract() -> None:
         model={"name": "m", "n_params": None},
         host={"cpu": "x"},
     )
-    # the contract's keys, plus `status` (whether the sweep finished) and `stop_reason`
-    assert set(doc) == _CONTRACT_KEYS | {"status", "stop_reason"}
+    # the contract's keys, plus `status` (whether the sweep finished), `stop_reason` and the
+    # `server` measured (None here: none was named)
+    assert set(doc) == _CONTRACT_KEYS | {"status", "stop_reason", "server"}
+    assert doc["server"] is None
     assert doc["kind"] == CAPACITY_KIND == "harness-capacity"
     assert doc["schema_version"] == SCHEMA_VERSION == 2
     assert doc["slo"] == {"ttft_ms": 500.0, "tpot_ms": None, "e2el_ms": None}

@@ -254,6 +254,19 @@ def sweep_inputs(args: argparse.Namespace) -> tuple[str, list[float], WorkloadSp
     return load_kind, loads, base
 
 
+def _server_named(info: ServerInfo) -> dict[str, Any]:
+    """Which server a sweep measured, for capacity.json: a calibration read back later (or
+    compared) says what it was taken of. URLs carry no credentials (ServerInfo keeps them
+    apart); `launch_kind` is how the harness reached it (attached, replicas, embedded,
+    launched)."""
+    return {
+        "urls": list(info.urls),
+        "model": info.model,
+        "server_version": info.server_version,
+        "launch_kind": info.launch.get("kind"),
+    }
+
+
 def _sweep(args: argparse.Namespace) -> int:
     console = make_console()
     load_kind, loads, base = sweep_inputs(args)
@@ -281,6 +294,7 @@ def _sweep(args: argparse.Namespace) -> int:
     interrupted_code = EXIT_INTERRUPTED
     stopped: str | None = None
     model: dict[str, Any] = model_shape(None)
+    server_named: dict[str, Any] | None = None
 
     def write(status: str) -> dict[str, Any]:
         """Rewrite capacity.json with the points so far; returns the document."""
@@ -299,6 +313,7 @@ def _sweep(args: argparse.Namespace) -> int:
             model=model,
             host=host,
             power_note=power_note,
+            server=server_named,
         )
         write_run_file(out, CAPACITY_FILE, json.dumps(doc, indent=2) + "\n")
         return doc
@@ -338,6 +353,7 @@ def _sweep(args: argparse.Namespace) -> int:
         server = server_choice(args, base).server(progress=say, log_path=out / SERVER_LOG_FILE)
         with stop_signals(say), server as info:
             model = _model(info)
+            server_named = _server_named(info)
             for i, (load, plan) in enumerate(specs):
                 code = run_point(info, load, plan, f"{i + 1}/{len(specs)}")
                 if _interrupted(code):

@@ -251,6 +251,12 @@ def test_sweep_against_the_real_server_writes_points_and_capacity(
     assert cap["busy_w"] is None and cap["busy_w_source"] == "unavailable"
     assert doc["model"]["n_params"] and doc["model"]["n_layers"]
     assert doc["model"]["mean_context_tok"] > 0
+    assert doc["server"] == {
+        "urls": [vllm_server.base_url],
+        "model": vllm_server.model,
+        "server_version": vllm_server.server_version,
+        "launch_kind": "attached",
+    }
 
 
 @pytest.mark.integration
