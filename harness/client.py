@@ -51,6 +51,10 @@ class ClientOptions:
     max_connections: int = 0  # 0 = unlimited; replay's max_concurrency bounds it anyway
 
 
+CANCELLED = "cancelled"
+"""The error of a request cancelled in flight (the run stopped); the replay adds why."""
+
+
 @dataclass
 class Completion:
     """What the agent loop needs back besides the record: the generated token ids."""
@@ -270,7 +274,7 @@ class Client:
         except (ValueError, KeyError) as err:
             record.error = f"malformed stream: {err}"
         except asyncio.CancelledError:
-            record.error = "cancelled"
+            record.error = CANCELLED
             record.done_ns = self._now_ns()
             raise
         record.done_ns = self._now_ns()

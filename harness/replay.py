@@ -27,7 +27,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from harness.client import Completion
+from harness.client import CANCELLED, Completion
 from harness.errors import ConfigError
 from harness.records import RequestRecord, StepRecord, ToolContext, ToolRecord, sleep_until
 from harness.units import NS_PER_S, ms_to_ns
@@ -526,6 +526,8 @@ class Replayer:
             # Only requests that were sent (or that the harness failed) are records; one still
             # queued when the run stopped or was cancelled never reached the server.
             if record.sent_ns is not None or harness_error is not None:
+                if record.error == CANCELLED and self.outcome.aborted_reason is not None:
+                    record.error = f"{CANCELLED}: {self.outcome.aborted_reason}"
                 self.outcome.count_record(record)
                 self._on_record(record)
         if harness_error is not None:

@@ -80,6 +80,26 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             time.sleep(0.2)
 
 
+def join_node(address: str, log: Path) -> subprocess.Popen[bytes]:
+    """One more one-CPU node joined to the cluster at `address` (a process group of its own:
+    `stop_node` of it is the node's loss, raylet and actors together)."""
+    return _node(["--address", address, "--node-ip-address", "127.0.0.1"], log)
+
+
+def stop_node(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a node's whole process group at once (safe to call twice)."""
+    _stop(proc)
+
+
+def wait_alive(address: str, nodes: int, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Wait until exactly `nodes` nodes of the cluster are alive (a lost one counted out)."""
+    deadline = time.monotonic() + timeout_s
+    while (alive := alive_nodes(address)) != nodes:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the cluster at {address} has {alive} nodes alive, not {nodes}")
+        time.sleep(1)
+
+
 def alive_nodes(address: str) -> int:
     """How many nodes the cluster at `address` has alive (from a driver of its own)."""
     code = (
@@ -137,8 +157,7 @@ def loopback_cluster(nodes: int = 2) -> Iterator[str]:
                 raise RuntimeError(f"Ray head did not start: see {root / 'head.log'}")
             time.sleep(1)
         for k in range(1, nodes):
-            args = ["--address", address, "--node-ip-address", "127.0.0.1"]
-            procs.append(_node(args, root / f"node{k}.log"))
+            procs.append(join_node(address, root / f"node{k}.log"))
         while alive_nodes(address) < nodes:
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise RuntimeError(f"Ray nodes did not join: see the logs in {root}")

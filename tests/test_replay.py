@@ -720,7 +720,7 @@ async def test_interrupt_cancels_sessions_in_flight_and_marks_the_outcome(
     outcome = await task
     assert time.monotonic() - t0 < 1.0  # in-flight requests were cancelled, not awaited
     assert outcome.interrupted and outcome.aborted_reason == "stop signal"
-    assert r.records and all(rec.error == "cancelled" for rec in r.records)
+    assert r.records and all(rec.error == "cancelled: stop signal" for rec in r.records)
 
 
 # --- sub-agent sessions -------------------------------------------------------------

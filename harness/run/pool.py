@@ -98,7 +98,9 @@ class PoolRecords:
             self.health.append(msg[3])
             self._end(k)
         elif kind == "failed":
-            self._worker_failed(k, f"load worker {k} failed: {msg[2]}")
+            # The worker stopped itself (its parent gone): it recorded its requests in flight
+            # as cancelled, with the reason, before it said so.
+            self._worker_failed(k, f"load worker {k} failed: {msg[2]}", self_stopped=True)
 
     def _journal(
         self, k: int, records: list[RequestRecord], steps: list[Any], tools: list[Any]
@@ -121,13 +123,18 @@ class PoolRecords:
         self._ended[k] = True
         self._in_flight[k].clear()
 
-    def _worker_failed(self, k: int, reason: str) -> None:
+    def _worker_failed(self, k: int, reason: str, self_stopped: bool = False) -> None:
         """Record the worker's requests in flight as failed with the reason; its sessions end."""
         if self._ended[k]:
             return
         flights = sorted(self._in_flight[k].values(), key=lambda n: n[0])
         lost = [_failed_record(n, reason) for n in flights]
-        self.worker_errors.append(f"{reason}; {len(lost)} requests in flight recorded as failed")
+        if self_stopped and not lost:
+            self.worker_errors.append(f"{reason}; it recorded its requests in flight as cancelled")
+        else:
+            self.worker_errors.append(
+                f"{reason}; {len(lost)} requests in flight recorded as failed"
+            )
         if lost:
             self._journal(k, lost, [], [])
         self._seen[k].aborted_reason = self._seen[k].aborted_reason or reason

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psutil
 import pytest
-from loopback_ray import free_port, named_actors
+from loopback_ray import free_port, join_node, named_actors, stop_node, wait_alive
 from run_children import start_run, wait_for_records
 
 from harness.cli import main
@@ -157,6 +158,61 @@ def test_an_actor_killed_mid_run_leaves_its_requests_failed_and_the_rest_go_on(
     assert lost["error"].str.contains("ActorDiedError|RayActorError", regex=True).all()
     assert len(requests) >= kept  # nothing already received was lost
     assert requests["ok"].sum() > kept  # the other actor went on
+    assert json.loads((out / "manifest.json").read_text())["status"] == "aborted"
+
+
+def _ancestors(pid: int) -> set[int]:
+    return {p.pid for p in psutil.Process(pid).parents()}
+
+
+@pytest.mark.integration
+@pytest.mark.ray
+def test_a_node_lost_mid_run_leaves_its_worker_failed_and_the_rest_go_on(
+    vllm_server: ServerInfo, ray_cluster: str, tmp_path: Path
+) -> None:
+    """A third node joins the session's cluster; its whole process group (raylet, actors) is
+    killed mid-run. Its load worker is failed with the reason, the others finish, exit 1; the
+    cluster is left with its two nodes for the tests after this one."""
+    node = join_node(ray_cluster, tmp_path / "node-lost.log")
+    out = tmp_path / "ray-node-lost"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        wait_alive(ray_cluster, 3)
+        proc = start_run(
+            vllm_server,
+            out,
+            *("--ray", ray_cluster, "--ray-placement", "per-node", "--no-report"),
+            requests=30,
+            in_flight=6,
+        )
+        wait_for_records(out / "requests.partial.jsonl", 3, timeout_s=240)
+        kept = (out / "requests.partial.jsonl").read_text().count("\n")
+        manifest = json.loads((out / "manifest.json").read_text())
+        nodes = manifest["ray"]["nodes"]
+        assert len(nodes) == 3
+        # The joined node's actor is the one whose process descends from that node's.
+        lost = next(n for n in nodes if node.pid in _ancestors(n["actor_pids"][0]))
+        stop_node(node)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        stop_node(node)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+        wait_alive(ray_cluster, 2)
+    text = output.decode()
+    assert proc.returncode == 1, text[-3000:]
+    assert "Traceback" not in text
+    worker = lost["workers"][0]
+    errors = _summary(out)["run"]["worker_errors"]
+    assert len(errors) == 1 and f"load worker {worker} failed: " in errors[0], errors
+    requests = pd.read_parquet(out / "requests.parquet")
+    # Its requests in flight at the loss: cancelled by the actor itself, which saw its raylet
+    # go, or failed by the driver, which saw the actor die; either way with the reason.
+    gone = requests[requests["error"].notna()]
+    assert len(gone) >= 1, requests["error"].value_counts()
+    assert gone["error"].str.contains("raylet|ActorDiedError|RayActorError", regex=True).all()
+    assert len(requests) >= kept  # nothing already received was lost
+    assert requests["ok"].sum() > kept  # the other nodes' actors went on
     assert json.loads((out / "manifest.json").read_text())["status"] == "aborted"
 
 
