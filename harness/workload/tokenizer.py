@@ -73,15 +73,15 @@ def _tokenizer_file(name_or_path: str) -> Path | None:
 
 
 def load_token_space(name_or_path: str) -> TokenSpace:
-    """Load a tokenizer from a local dir/file or, failing that, by hub name (HF cache)."""
+    """Load a tokenizer from a local dir/file or, failing that, by hub name (the local
+    Hugging Face cache's copy first)."""
     from tokenizers import Tokenizer
 
-    file = _tokenizer_file(name_or_path)
+    from harness.workload.hub import hub_tokenizer_file
+
+    file = _tokenizer_file(name_or_path) or hub_tokenizer_file(name_or_path)
     try:
-        if file is not None:
-            tok = Tokenizer.from_file(str(file))
-        else:
-            tok = Tokenizer.from_pretrained(name_or_path)
+        tok = Tokenizer.from_file(str(file))
     except Exception as err:  # tokenizers raises plain Exception subclasses
         raise ConfigError(
             f"cannot load tokenizer {name_or_path!r}: {err}; pass --tokenizer with a local "

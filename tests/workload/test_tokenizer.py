@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -80,3 +84,50 @@ def test_stable_words_encode_one_token_each() -> None:
     ids = [int(i) for i in words.allowed_ids[:200]]
     assert words.count(words.decode(ids)) == len(ids)
     assert words.allowed_ids.size >= 16
+
+
+def _hub_load(hf_home: Path, name: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """load_token_space(name) in a child whose Hugging Face cache is `hf_home` and whose hub
+    endpoint is a port nothing listens on (the hub client reads both when imported)."""
+    code = (
+        "from harness.workload.tokenizer import load_token_space; "
+        f"print(load_token_space({name!r}).vocab_size)"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "HF_HOME": str(hf_home),
+            "HF_ENDPOINT": "http://127.0.0.1:9",
+            "HF_HUB_OFFLINE": "0",
+            **env,
+        },
+    )
+
+
+@needs_model
+def test_a_hub_name_in_the_local_cache_loads_without_the_network(tmp_path: Path) -> None:
+    """A GPU node without internet whose cache holds the tokenizer: it loads from the cache,
+    no round trip (the hub endpoint here refuses every connection)."""
+    snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    shutil.copy(MODEL_DIR / "tokenizer.json", snapshot / "tokenizer.json")
+    refs = tmp_path / "hub" / "models--org--tiny" / "refs"
+    refs.mkdir()
+    (refs / "main").write_text("0" * 40)
+    done = _hub_load(tmp_path, "org/tiny")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "4096"
+    assert "Retrying" not in done.stderr
+
+
+def test_a_hub_name_neither_cached_nor_fetched_is_a_config_error(tmp_path: Path) -> None:
+    done = _hub_load(tmp_path, "org/absent", HF_HUB_OFFLINE="1")
+    assert done.returncode == 1
+    assert "ConfigError: cannot load tokenizer 'org/absent': not in the local Hugging Face " in (
+        done.stderr
+    )
+    assert "fetching it failed" in done.stderr
