@@ -281,4 +281,5 @@ class Client:
         if record.error is None and record.output_tokens is None:
             record.error = "stream ended without a usage chunk"
         ok = recorder.have_ids and record.error is None
-        return Completion(recorder.output_ids if ok else None, lost, timed_out)
+        ids = recorder.output_ids if ok else None
+        return Completion(ids, connection_lost=lost, timed_out=timed_out)

@@ -383,11 +383,14 @@ class Replayer:
         self._unreachable_in_a_row = 0
         self._deadline_ns: int | None = None
         self.outcome = ReplayOutcome()
+        self._cancel_reason: str | None = None
+        """Why `interrupt` cancelled the requests in flight (their records say so)."""
 
     def interrupt(self, reason: str) -> None:
         """Stop now: no new request, every session in flight cancelled (its sent requests
         still recorded), the outcome marked interrupted whatever the cancellation meets."""
         self.outcome.interrupted = True
+        self._cancel_reason = reason
         self.stop(reason)
         for task in list(self._running):
             task.cancel()
@@ -526,8 +529,8 @@ class Replayer:
             # Only requests that were sent (or that the harness failed) are records; one still
             # queued when the run stopped or was cancelled never reached the server.
             if record.sent_ns is not None or harness_error is not None:
-                if record.error == CANCELLED and self.outcome.aborted_reason is not None:
-                    record.error = f"{CANCELLED}: {self.outcome.aborted_reason}"
+                if record.error == CANCELLED and self._cancel_reason is not None:
+                    record.error = f"{CANCELLED}: {self._cancel_reason}"
                 self.outcome.count_record(record)
                 self._on_record(record)
         if harness_error is not None:

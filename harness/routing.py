@@ -12,6 +12,7 @@ recorded as failed."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -66,6 +67,7 @@ class Router:
         self._live = list(range(len(plan.urls)))
         self._turn = worker
         self._now_ns = now_ns
+        self._probes: dict[int, asyncio.Future[str | None]] = {}
         self.down: dict[str, str] = {}
 
     async def __aenter__(self) -> Router:
@@ -74,8 +76,22 @@ class Router:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for probe in self._probes.values():
+            probe.cancel()
         for client in self._clients:
             await client.__aexit__(*exc)
+
+    async def _health(self, k: int) -> str | None:
+        """Why replica `k`'s /health does not answer, or None: one probe at a time per
+        replica, shared by every request that failed on it meanwhile (a replica whose many
+        requests time out together gets one probe, not one each)."""
+        probe = self._probes.get(k)
+        if probe is None or probe.done():
+            url, headers = self.plan.urls[k], dict(self._headers[k])
+            probe = self._probes[k] = asyncio.ensure_future(
+                health_problem(url, headers, HEALTH_TIMEOUT_S)
+            )
+        return await asyncio.shield(probe)
 
     def pick(self, session_id: str) -> int | None:
         """The replica (index) the next request of `session_id` goes to; None: none is left."""
@@ -117,7 +133,7 @@ class Router:
         if not (completion.connection_lost or completion.timed_out):
             return completion
         if k in self._live:
-            why = await health_problem(self.plan.urls[k], dict(self._headers[k]), HEALTH_TIMEOUT_S)
+            why = await self._health(k)
             if why is not None:
                 self.take_out(k, f"{record.error}; /health: {why}")
         # The deployment is gone only when no replica is left: until then, a lost replica's

@@ -81,8 +81,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def join_node(address: str, log: Path) -> subprocess.Popen[bytes]:
-    """One more one-CPU node joined to the cluster at `address` (a process group of its own:
-    `stop_node` of it is the node's loss, raylet and actors together)."""
+    """One more one-CPU node joined to the cluster at `address`, a process group of its own:
+    `stop_node` of it is the node's loss (its raylet and GCS client; an actor's worker process,
+    which Ray starts in a session of its own, outlives it until it sees its raylet gone)."""
     return _node(["--address", address, "--node-ip-address", "127.0.0.1"], log)
 
 

@@ -168,7 +168,7 @@ async def test_a_replica_that_hangs_past_the_timeout_and_fails_health_is_taken_o
     """A stopped process (SIGSTOP) accepts connections in its backlog but never answers: its
     requests time out, /health times out too, and it is taken out; the other replica serves."""
     hung, live = NullServer(tmp_path), NullServer(tmp_path)
-    opts = ClientOptions(base_url=hung.url, model="null-model", timeout_s=1)
+    opts = ClientOptions(base_url=hung.url, model="null-model", timeout_s=3)
     plan = RoutingPlan((hung.url, live.url), "round-robin")
     try:
         hung.proc.send_signal(signal.SIGSTOP)
@@ -182,7 +182,7 @@ async def test_a_replica_that_hangs_past_the_timeout_and_fails_health_is_taken_o
         hung.proc.send_signal(signal.SIGCONT)
         hung.stop()
         live.stop()
-    assert records[0].server == hung.url and records[0].error == "timeout after 1 s"
+    assert records[0].server == hung.url and records[0].error == "timeout after 3 s"
     assert completions[0].timed_out and not completions[0].connection_lost
-    assert "timeout after 1 s; /health: " in sender.down[hung.url]
+    assert "timeout after 3 s; /health: " in sender.down[hung.url]
     assert [r.server for r in records[1:]] == [live.url] * 3 and all(r.ok for r in records[1:])

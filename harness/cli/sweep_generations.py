@@ -54,7 +54,8 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=URL[,URL...]",
         help="a hardware generation's attached server, or its replicas comma-separated (routed "
-        "by --routing) (repeatable, instead of --server): each "
+        "by --routing; a comma in a URL's password is written %%2C) (repeatable, instead of "
+        "--server): each "
         "gets its own sweep in OUT/NAME, at the same time on the --ray cluster (its CPUs "
         "split between them) or one after the other without --ray, then harness compare of "
         "them in OUT/comparison",

@@ -97,9 +97,11 @@ class PoolRecords:
             self._outcomes[k] = msg[2]
             self.health.append(msg[3])
             self._end(k)
-        elif kind == "failed":
-            # The worker stopped itself (its parent gone): it recorded its requests in flight
-            # as cancelled, with the reason, before it said so.
+        elif kind == "failed":  # it crashed
+            self._worker_failed(k, f"load worker {k} failed: {msg[2]}")
+        elif kind == "orphaned":
+            # It stopped itself, its parent gone (a Ray actor's raylet): it recorded its
+            # requests in flight as cancelled, with the reason, before it said so.
             self._worker_failed(k, f"load worker {k} failed: {msg[2]}", self_stopped=True)
 
     def _journal(

@@ -179,7 +179,8 @@ def _parent_gone(spec: WorkerSpec) -> bool:
 
 def replay_shard(spec: WorkerSpec, shared: Shared, messages: Messages) -> None:
     """Replay the sessions `spec` owns on the run clock once `shared` gives the start
-    instant, sending ready, start notices, record batches and done to `messages`."""
+    instant, sending ready, start notices, record batches and done (or orphaned, when its
+    parent went first) to `messages`."""
     load = spec.load
     clock = load.clock()
     space = open_token_space(load.tokenizer, load.client.api)
@@ -265,7 +266,7 @@ def replay_shard(spec: WorkerSpec, shared: Shared, messages: Messages) -> None:
     if _parent_gone(spec):
         # Not an interruption: whoever still reads this (a Ray driver whose actor lost its
         # node) records the worker as lost, its requests in flight as failed.
-        messages.put(("failed", spec.index, f"{spec.parent_name} exited"))
+        messages.put(("orphaned", spec.index, f"{spec.parent_name} exited"))
         return
     messages.put(("done", spec.index, outcome, monitor.health(spec.index).to_dict()))
 

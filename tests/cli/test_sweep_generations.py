@@ -230,6 +230,11 @@ def test_a_generation_that_fails_is_named_and_the_others_still_run(
     assert "a: exit 2" in printed and "b: exit 2" in printed and "no comparison" in printed
     record = json.loads((out / "generations.json").read_text())
     assert record["parallel"] is False and record["status"] == "finished"
+    assert record["schema_version"] == 2
+    assert [g["servers"] for g in record["generations"]] == [
+        ["http://127.0.0.1:9"],
+        ["http://127.0.0.1:9/x"],
+    ]
     assert [g["exit_code"] for g in record["generations"]] == [2, 2]
     assert record["comparison"] is None and record["wall_s"] > 0
 

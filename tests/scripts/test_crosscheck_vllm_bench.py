@@ -45,7 +45,7 @@ def test_harness_matches_vllm_bench(vllm_server: ServerInfo, tmp_path: Path) -> 
         ],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=1200,  # 3 pairs of runs, and one rerun at most
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(out.read_text())

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -86,9 +88,38 @@ def test_stable_words_encode_one_token_each() -> None:
     assert words.allowed_ids.size >= 16
 
 
-def _hub_load(hf_home: Path, name: str, **env: str) -> subprocess.CompletedProcess[str]:
+class _Listener:
+    """A loopback TCP port that counts the connections made to it and answers none."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sock.close()
+
+
+def _hub_load(
+    hf_home: Path, name: str, endpoint: str, **env: str
+) -> subprocess.CompletedProcess[str]:
     """load_token_space(name) in a child whose Hugging Face cache is `hf_home` and whose hub
-    endpoint is a port nothing listens on (the hub client reads both when imported)."""
+    endpoint is `endpoint` (the hub client reads both when imported)."""
     code = (
         "from harness.workload.tokenizer import load_token_space; "
         f"print(load_token_space({name!r}).vocab_size)"
@@ -101,7 +132,7 @@ def _hub_load(hf_home: Path, name: str, **env: str) -> subprocess.CompletedProce
         env={
             **os.environ,
             "HF_HOME": str(hf_home),
-            "HF_ENDPOINT": "http://127.0.0.1:9",
+            "HF_ENDPOINT": endpoint,
             "HF_HUB_OFFLINE": "0",
             **env,
         },
@@ -110,24 +141,41 @@ def _hub_load(hf_home: Path, name: str, **env: str) -> subprocess.CompletedProce
 
 @needs_model
 def test_a_hub_name_in_the_local_cache_loads_without_the_network(tmp_path: Path) -> None:
-    """A GPU node without internet whose cache holds the tokenizer: it loads from the cache,
-    no round trip (the hub endpoint here refuses every connection)."""
+    """A GPU node without internet whose cache holds the tokenizer: it loads from the cache
+    and never connects to the hub (here a port that counts connections)."""
     snapshot = tmp_path / "hub" / "models--org--tiny" / "snapshots" / ("0" * 40)
     snapshot.mkdir(parents=True)
     shutil.copy(MODEL_DIR / "tokenizer.json", snapshot / "tokenizer.json")
     refs = tmp_path / "hub" / "models--org--tiny" / "refs"
     refs.mkdir()
     (refs / "main").write_text("0" * 40)
-    done = _hub_load(tmp_path, "org/tiny")
+    hub = _Listener()
+    try:
+        done = _hub_load(tmp_path, "org/tiny", hub.url)
+    finally:
+        hub.close()
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "4096"
-    assert "Retrying" not in done.stderr
+    assert hub.connections == 0
 
 
-def test_a_hub_name_neither_cached_nor_fetched_is_a_config_error(tmp_path: Path) -> None:
-    done = _hub_load(tmp_path, "org/absent", HF_HUB_OFFLINE="1")
+@pytest.mark.parametrize(
+    ("name", "offline", "needle"),
+    [
+        ("org/absent", "1", "not in the local Hugging Face cache, and HF_HUB_OFFLINE is set"),
+        ("/models/none", "0", "'/models/none': no such file or directory"),
+        ("a/b/c", "0", "neither a local path nor a Hugging Face Hub id"),
+    ],
+)
+def test_a_tokenizer_neither_local_nor_on_the_hub_is_a_config_error(
+    tmp_path: Path, name: str, offline: str, needle: str
+) -> None:
+    # A refused port (none of these cases should reach it: the hub client retries for
+    # seconds there).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    done = _hub_load(tmp_path, name, dead, HF_HUB_OFFLINE=offline)
     assert done.returncode == 1
-    assert "ConfigError: cannot load tokenizer 'org/absent': not in the local Hugging Face " in (
-        done.stderr
-    )
-    assert "fetching it failed" in done.stderr
+    assert f"ConfigError: cannot load tokenizer {name!r}" in done.stderr, done.stderr[-2000:]
+    assert needle in done.stderr
