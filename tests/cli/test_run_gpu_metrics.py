@@ -68,7 +68,7 @@ def test_run_reports_the_served_counters_energy_exactly(
                 "--server",
                 vllm_server.base_url,
                 "--max-requests",
-                "5",
+                "20",  # seconds of load, so a busy host's scrapes still see it step
                 "--time-scale",
                 "0",
                 "--max-concurrency",
