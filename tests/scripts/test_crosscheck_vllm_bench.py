@@ -21,7 +21,9 @@ SCRIPT = REPO / "scripts" / "crosscheck_vllm_bench.py"
 # Tolerances from repeated runs on the 2-core CPU server (issue note): each client's own
 # output throughput varied by up to 57% (vllm bench) and 83% (harness) between runs, because
 # the server's front end stalls for seconds when its core is busy; the best of 3 runs of
-# each agreed within 18–22%. Median TPOT varied by 14% per client and agreed within 7–12%.
+# each agreed within 18–22%. Median TPOT varied by up to 37% per client (one stalled run in
+# three); a CI run's medians of 3 disagreed by 29%, so TPOT too is compared on each client's
+# best run, which a stall cannot improve (they agreed within 8%: 3.09 against 3.34 ms).
 THROUGHPUT_BEST_TOLERANCE = 0.5
 MEDIAN_TPOT_TOLERANCE = 0.25
 
@@ -57,5 +59,8 @@ def test_harness_matches_vllm_bench(vllm_server: ServerInfo, tmp_path: Path) -> 
         assert [run["completed"] for run in figs] == [200] * 3, (name, figs)
         assert [run["output_tokens"] for run in figs] == [200 * 128] * 3, (name, figs)
     assert result["output_lens_identical"] is True, result["output_lens_differences"]
-    assert abs(result["throughput_best_ratio"] - 1) <= THROUGHPUT_BEST_TOLERANCE, result
-    assert abs(result["median_tpot_ratio"] - 1) <= MEDIAN_TPOT_TOLERANCE, result
+    throughput = {n: [r["output_throughput_tok_s"] for r in figs] for n, figs in runs.items()}
+    assert abs(result["throughput_best_ratio"] - 1) <= THROUGHPUT_BEST_TOLERANCE, throughput
+    tpot = {k: result[k] for k in ("median_tpot_ratio", "median_tpot_best_ratio")}
+    tpot |= {f"{n}_runs_ms": [r["median_tpot_ms"] for r in figs] for n, figs in runs.items()}
+    assert abs(result["median_tpot_best_ratio"] - 1) <= MEDIAN_TPOT_TOLERANCE, tpot
