@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 from aiohttp import web
+from ports import dead_url
 
 from harness.client import (
     REQUEST_ID_HEADER,
@@ -316,11 +316,8 @@ async def test_timeout_is_an_error(protocol_fixture: ProtocolFixture) -> None:
 async def test_refused_connection_names_the_connector_error() -> None:
     """A refused connection is named as aiohttp names it, and told as a lost connection (the
     replay's 'server unreachable' abort, a router's taking a replica out)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     record = _record()
-    completion = await _send(f"http://127.0.0.1:{port}", record, [1])
+    completion = await _send(dead_url(), record, [1])
     assert record.error is not None and record.error.startswith("ClientConnectorError")
     assert record.http_status is None and completion.output_ids is None
     assert completion.connection_lost

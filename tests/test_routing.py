@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from null_server_process import NullServer
+from ports import dead_url
 
 from harness.client import ClientOptions
 from harness.records import RequestRecord, RunClock
@@ -36,14 +36,6 @@ def _router(urls: list[str], policy: str) -> Router:
     sender = open_sender(opts, RoutingPlan(tuple(urls), policy), RunClock().now_ns)  # type: ignore[arg-type]
     assert isinstance(sender, Router)
     return sender
-
-
-def _dead_url() -> str:
-    """A loopback URL nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
@@ -137,7 +129,7 @@ async def test_a_replica_whose_connection_is_lost_and_health_fails_is_taken_out(
     tmp_path: Path,
 ) -> None:
     live = NullServer(tmp_path)
-    dead = _dead_url()
+    dead = dead_url()
     try:
         records = [_record(i) for i in range(4)]
         async with _router([dead, live.url], "round-robin") as router:

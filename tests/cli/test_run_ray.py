@@ -18,7 +18,8 @@ from typing import Any
 import pandas as pd
 import psutil
 import pytest
-from loopback_ray import free_port, join_node, named_actors, stop_node, wait_alive
+from loopback_ray import join_node, named_actors, stop_node, wait_alive
+from ports import free_port
 from run_children import start_run, wait_for_records
 
 from harness.cli import main

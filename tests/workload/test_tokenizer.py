@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ports import dead_url
 
 from harness.errors import ConfigError
 from harness.workload.tokenizer import TokenSpace, load_token_space, synthetic_token_space
@@ -172,10 +173,7 @@ def test_a_tokenizer_neither_local_nor_on_the_hub_is_a_config_error(
 ) -> None:
     # A refused port (none of these cases should reach it: the hub client retries for
     # seconds there).
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    done = _hub_load(tmp_path, name, dead, HF_HUB_OFFLINE=offline)
+    done = _hub_load(tmp_path, name, dead_url(), HF_HUB_OFFLINE=offline)
     assert done.returncode == 1
     assert f"ConfigError: cannot load tokenizer {name!r}" in done.stderr, done.stderr[-2000:]
     assert needle in done.stderr
